@@ -1,0 +1,218 @@
+"""`edgepack inspect` on every readable format, and refusals of broken or unsafe files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from edgepack.cli import cli
+from edgepack.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """x[N,3,4,4] -> Conv(2 filters) -> Relu -> Flatten -> Gemm -> y[N,5], batch named 'N'."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
+    g = numpy_helper.from_array(rng.standard_normal((8, 5)).astype(np.float32), "g")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "g"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], [w, b, g])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_tflite(tiny_savedmodel: Path, tiny_data: dict[str, Path],
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    x = np.load(tiny_data["calibration"])["image"]
+    with captured():
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(tiny_savedmodel))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([s[None]] for s in x[:20])
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        data = conv.convert()
+    path = tmp_path_factory.mktemp("tfl") / "tiny.int8.tflite"
+    path.write_bytes(data)
+    return path
+
+
+def _inspect(path: Path) -> dict:
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_keras(tiny_keras: Path) -> None:
+    d = _inspect(tiny_keras)
+    assert d["format"] == "keras"
+    assert d["inputs"][0] == {"name": "image", "shape": ["batch", 8, 8, 1], "dtype": "float32",
+                              "layout": "NHWC", "quantization": None, "normalization": None}
+    assert d["outputs"][0]["name"] == "probs" and d["outputs"][0]["shape"] == ["batch", 10]
+    # Conv2D 3x3x1x8 + 8 bias, Dense 288x10 + 10 bias
+    assert d["parameters"] == 3 * 3 * 8 + 8 + 6 * 6 * 8 * 10 + 10
+    assert d["operators"] == {"Conv2D": 1, "Dense": 1, "Flatten": 1}
+    assert d["size_bytes"] == tiny_keras.stat().st_size
+
+
+def test_h5(tiny_keras: Path, tmp_path: Path) -> None:
+    from edgepack.formats.keras import KerasFormat
+
+    h5 = tmp_path / "tiny.h5"
+    KerasFormat().load(tiny_keras).save(h5)
+    d = _inspect(h5)
+    assert d["format"] == "keras" and d["details"]["container"] == "h5"
+    assert d["inputs"][0]["shape"] == ["batch", 8, 8, 1]
+    assert d["parameters"] == 2970
+
+
+def test_savedmodel(tiny_savedmodel: Path) -> None:
+    d = _inspect(tiny_savedmodel)
+    assert d["format"] == "savedmodel"
+    assert d["inputs"][0]["shape"] == ["batch", 8, 8, 1]
+    assert d["outputs"][0]["shape"] == ["batch", 10]
+    assert d["parameters"] == 2970
+    assert d["operators"]["Conv2D"] == 1 and d["operators"]["MatMul"] == 1
+    assert "Placeholder" not in d["operators"]
+
+
+def test_onnx(onnx_model: Path) -> None:
+    d = _inspect(onnx_model)
+    assert d["format"] == "onnx"
+    assert d["inputs"] == [{"name": "x", "shape": ["N", 3, 4, 4], "dtype": "float32",
+                            "layout": "NCHW", "quantization": None, "normalization": None}]
+    assert d["outputs"][0]["shape"] == ["N", 5]
+    assert d["parameters"] == 2 * 3 * 3 * 3 + 2 + 8 * 5
+    assert d["operators"] == {"Conv": 1, "Relu": 1, "Flatten": 1, "Gemm": 1}
+    assert d["details"]["opsets"] == {"ai.onnx": 17}
+
+
+def test_tflite_int8_io(int8_tflite: Path) -> None:
+    d = _inspect(int8_tflite)
+    assert d["format"] == "tflite"
+    inp = d["inputs"][0]
+    assert inp["dtype"] == "int8" and inp["shape"] == ["batch", 8, 8, 1]
+    assert inp["quantization"]["scale"] > 0
+    assert d["outputs"][0]["dtype"] == "int8"
+    assert d["operators"].get("CONV_2D") == 1 and d["operators"].get("FULLY_CONNECTED") == 1
+    assert "FULLY_CONNECTED" in d["details"]["operator_versions"]
+    # the same 2970 weights, stored as int8 (plus int32 biases)
+    assert d["parameters"] >= 2970
+
+
+def test_openvino(onnx_model: Path, tmp_path: Path) -> None:
+    import openvino as ov
+
+    xml = tmp_path / "tiny.xml"
+    ov.save_model(ov.convert_model(str(onnx_model)), str(xml), compress_to_fp16=False)
+    d = _inspect(xml)
+    assert d["format"] == "openvino"
+    assert d["inputs"][0]["shape"] == ["batch", 3, 4, 4]
+    assert d["outputs"][0]["shape"] == ["batch", 5]
+    assert d["parameters"] >= 2 * 3 * 3 * 3 + 8 * 5
+    assert "Convolution" in d["operators"]
+    assert d["size_bytes"] == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+
+
+def test_table_output(tiny_keras: Path) -> None:
+    result = CliRunner().invoke(cli, ["inspect", str(tiny_keras)])
+    assert result.exit_code == 0
+    for text in ("keras", "2,970 parameters", "image", "batchx8x8x1", "NHWC", "Conv2D"):
+        assert text in result.output
+
+
+# ------------------------------------------------------------------------------ bad files
+
+def _refused(path: Path, *needles: str) -> None:
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == ModelError.exit_code, result.output
+    line = result.output.strip()
+    assert line.count("\n") == 0, f"expected one line, got: {line}"
+    assert str(path) in line
+    for needle in needles:
+        assert needle in line
+    assert "Traceback" not in result.output
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    _refused(tmp_path / "nope.onnx", "no such file")
+
+
+def test_truncated_onnx(onnx_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(onnx_model.read_bytes()[:100])
+    _refused(bad, "not a valid ONNX model")
+
+
+def test_random_bytes_tflite(tmp_path: Path) -> None:
+    bad = tmp_path / "random.tflite"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    _refused(bad, "TFL3")
+
+
+def test_truncated_tflite(int8_tflite: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(int8_tflite.read_bytes()[:600])
+    _refused(bad)
+
+
+def test_garbage_keras_zip(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.keras"
+    bad.write_bytes(b"PK\x03\x04" + np.random.default_rng(1).bytes(2000))
+    _refused(bad, ".keras")
+
+
+def test_keras_zip_without_config(tmp_path: Path) -> None:
+    import zipfile
+
+    bad = tmp_path / "other.keras"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("hello.txt", "not a model")
+    _refused(bad, "config.json")
+
+
+def test_unknown_suffix(tmp_path: Path) -> None:
+    odd = tmp_path / "model.pkl"
+    odd.write_bytes(b"\x80\x04")
+    _refused(odd, "unknown suffix", "accepted")
+
+
+def test_openvino_without_bin(tmp_path: Path) -> None:
+    xml = tmp_path / "lonely.xml"
+    xml.write_text("<net name='x' version='11'></net>")
+    _refused(xml, "lonely.bin", "missing")
+
+
+def test_lambda_layer_refused(tmp_path: Path) -> None:
+    """safe_mode: a Lambda layer's Python code is never deserialised, let alone run."""
+    from edgepack.quiet import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    marker = tmp_path / "pwned"
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(lambda t: t * 2)(inp)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inp, out).save(path)
+    _refused(path, "refused", "Lambda")
+    assert not marker.exists()

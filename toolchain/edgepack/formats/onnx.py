@@ -1,0 +1,93 @@
+"""ONNX models (.onnx, with optional external data next to them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, first_line
+from ..signature import Signature, TensorSpec, guess_layout
+from .base import Format, ModelInfo, file_size, histogram
+
+
+class OnnxFormat(Format):
+    name = "onnx"
+    description = "ONNX model (.onnx)"
+    suffixes = (".onnx",)
+    runtime = "onnxruntime"
+
+    def load(self, path: Path) -> Any:
+        """The checked ModelProto (external data loaded from the model's folder)."""
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=True)
+            onnx.checker.check_model(model)
+        except Exception as exc:
+            raise ModelError(f"not a valid ONNX model: {first_line(exc)}", path=path,
+                             hint="the file may be truncated or corrupt; re-export it") from exc
+        return model
+
+    def inspect(self, path: Path) -> ModelInfo:
+        import onnx
+
+        model = self.load(path)
+        graph = model.graph
+        initializers = {init.name for init in graph.initializer}
+        params = sum(int(np.prod(init.dims)) if init.dims else 1 for init in graph.initializer)
+        opsets = {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import}
+        custom = sorted(d for d in opsets if d not in ("ai.onnx", "ai.onnx.ml", "com.microsoft"))
+        return ModelInfo(
+            path=str(path), format=self.name,
+            signature=Signature(
+                inputs=tuple(_spec(v, onnx) for v in graph.input if v.name not in initializers),
+                outputs=tuple(_spec(v, onnx) for v in graph.output)),
+            parameters=params, size_bytes=_size_with_external_data(path, model),
+            operators=histogram(_op_types(graph)),
+            details={"opsets": opsets, "ir_version": int(model.ir_version),
+                     "producer": f"{model.producer_name} {model.producer_version}".strip(),
+                     "custom_domains": custom,
+                     "metadata": {p.key: p.value for p in model.metadata_props}})
+
+
+def _spec(value: Any, onnx: Any) -> TensorSpec:
+    ttype = value.type.tensor_type
+    dims: list[int | str] = []
+    for d in ttype.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    shape = tuple(dims)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name if ttype.elem_type else "?"
+    return TensorSpec(name=value.name, shape=shape, dtype=dtype,
+                      layout=guess_layout(shape, channels_first=True))
+
+
+def _op_types(graph: Any) -> list[str]:
+    """Node op types, including those inside If/Loop/Scan subgraphs."""
+    names: list[str] = []
+    for node in graph.node:
+        plain = node.domain in ("", "ai.onnx")
+        names.append(node.op_type if plain else f"{node.domain}.{node.op_type}")
+        for attr in node.attribute:
+            if attr.g and attr.g.node:
+                names.extend(_op_types(attr.g))
+            for g in attr.graphs:
+                names.extend(_op_types(g))
+    return names
+
+
+def _size_with_external_data(path: Path, model: Any) -> int:
+    size = file_size(path)
+    seen: set[str] = set()
+    for init in model.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location" and entry.value not in seen:
+                seen.add(entry.value)
+                ext = path.parent / entry.value
+                if ext.is_file():
+                    size += ext.stat().st_size
+    return size

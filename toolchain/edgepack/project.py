@@ -1,0 +1,97 @@
+"""The project file, ``edgepack.yaml``: what a folder's model is and how to build it.
+
+With it, ``edgepack build examples/digits --target raspberrypi`` needs no other argument: the
+model, its calibration and evaluation data, labels and preprocessing are named here, relative to
+the file's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from .catalog import load_yaml_model
+from .errors import ConfigError
+from .signature import Normalization
+from .targets import Strict
+
+PROJECT_FILE = "edgepack.yaml"
+
+
+class NormalizationSpec(Strict):
+    """``x_model = (x_raw * scale - mean) / std``, per channel."""
+
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0])
+    scale: float = 1.0
+    color_order: str = ""
+
+    def to_normalization(self) -> Normalization:
+        return Normalization(mean=tuple(self.mean), std=tuple(self.std), scale=self.scale,
+                             color_order=self.color_order)
+
+
+class Project(Strict):
+    name: str | None = None
+    version: str = "0.0.0"
+    model: str
+    calibration: str | None = None
+    eval: str | None = None
+    labels: str | list[str] | None = None
+    normalization: NormalizationSpec | None = None
+    targets: list[str] = Field(default_factory=list)
+    targets_dir: list[str] = Field(default_factory=list)
+    profiles_dir: list[str] = Field(default_factory=list)
+
+
+class LoadedProject:
+    """A validated project with every path resolved against the file's folder."""
+
+    def __init__(self, path: Path, spec: Project):
+        self.path = path
+        self.spec = spec
+        self.root = path.parent
+
+    def resolve(self, rel: str | None) -> Path | None:
+        return None if rel is None else (self.root / rel)
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.spec.model
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.root.resolve().name
+
+    @property
+    def targets_dirs(self) -> list[Path]:
+        return [self.root / d for d in self.spec.targets_dir]
+
+    @property
+    def profiles_dirs(self) -> list[Path]:
+        return [self.root / d for d in self.spec.profiles_dir]
+
+    def labels(self) -> list[str] | None:
+        labels = self.spec.labels
+        if labels is None or isinstance(labels, list):
+            return labels
+        path = self.root / labels
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"labels: cannot read {path}: {exc.strerror}",
+                              path=self.path) from exc
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def load_project(path: Path) -> LoadedProject:
+    """Read ``path`` (a project file, or a folder holding ``edgepack.yaml``)."""
+    file = path / PROJECT_FILE if path.is_dir() else path
+    return LoadedProject(file, load_yaml_model(file, Project))
+
+
+def find_project(start: Path) -> LoadedProject | None:
+    """The project file in folder ``start``, if there is one (no search upwards: explicit wins)."""
+    candidate = start / PROJECT_FILE
+    return load_project(candidate) if candidate.is_file() else None

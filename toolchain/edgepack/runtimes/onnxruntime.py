@@ -1,0 +1,110 @@
+"""ONNX Runtime adapter (.onnx).
+
+Settings from RuntimeOptions: ``threads`` -> ``intra_op_num_threads``; ``device`` picks the
+execution provider ("CPU" -> CPUExecutionProvider, "CUDA"/"GPU" -> CUDA then CPU, or a provider
+name) unless ``extra["providers"]`` lists them explicitly; ``extra["graph_optimization_level"]``
+is one of "all" (default), "extended", "basic", "disable". ORT's own warnings (e.g. about
+initializers in graph inputs) are silenced with ``set_default_logger_severity(3)``.
+
+The signature is read from the session (ONNX Runtime alone, no ``onnx`` package needed), named
+as ``formats/onnx.py`` names it: graph input/output names, a dynamic dimension by its
+``dim_param`` or "?". ONNX I/O carries no scale or zero point (a quantized ONNX model is QDQ
+with float I/O), so inputs are only cast to the declared dtype.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, first_line
+from ..signature import Signature, TensorSpec, guess_layout
+from .base import Runtime, RuntimeOptions
+from .session import AdapterSession, InputError
+
+_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+           "basic": "ORT_ENABLE_BASIC", "disable": "ORT_DISABLE_ALL", "none": "ORT_DISABLE_ALL"}
+
+# ORT type strings -> numpy dtype names
+_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+          "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
+          "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(uint32)": "uint32",
+          "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool"}
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    formats = ("onnx",)
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def version(self) -> str:
+        try:
+            return f"onnxruntime {importlib.metadata.version('onnxruntime')}"
+        except importlib.metadata.PackageNotFoundError:
+            return ""
+
+    def load(self, path: str | Path, options: RuntimeOptions | None = None) -> OnnxSession:
+        import onnxruntime as ort
+
+        options = options or RuntimeOptions()
+        p = Path(path)
+        if not p.is_file():
+            raise ModelError("no such file", path=p)
+        ort.set_default_logger_severity(3)
+        so = ort.SessionOptions()
+        if options.threads:
+            so.intra_op_num_threads = int(options.threads)
+        level = options.extra.get("graph_optimization_level", "all")
+        if isinstance(level, str):
+            if level.lower() not in _LEVELS:
+                raise ValueError(f"graph_optimization_level must be one of {sorted(_LEVELS)}, "
+                                 f"got {level!r}")
+            level = getattr(ort.GraphOptimizationLevel, _LEVELS[level.lower()])
+        so.graph_optimization_level = level
+        providers = options.extra.get("providers") or _providers(options.device)
+        try:
+            session = ort.InferenceSession(str(p), sess_options=so, providers=list(providers))
+        except Exception as exc:
+            raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}",
+                             path=p) from exc
+        return OnnxSession(session, f"onnxruntime {ort.__version__}")
+
+
+class OnnxSession(AdapterSession):
+    def __init__(self, session: Any, version: str):
+        self.native = session
+        signature = Signature(inputs=tuple(_spec(v) for v in session.get_inputs()),
+                              outputs=tuple(_spec(v) for v in session.get_outputs()))
+        super().__init__(signature, runtime="onnxruntime", runtime_version=version)
+        self._feed_names = signature.input_names
+        self._fetch_names = signature.output_names
+
+    def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.native.run(self._fetch_names,
+                                   dict(zip(self._feed_names, arrays, strict=True)))
+        except Exception as exc:
+            if type(exc).__name__ in ("InvalidArgument", "Fail"):  # shapes the graph refuses
+                raise InputError(f"ONNX Runtime refused the inputs: {first_line(exc)}") from None
+            raise
+
+
+def _providers(device: str) -> list[str]:
+    d = (device or "CPU").upper()
+    if d == "CPU":
+        return ["CPUExecutionProvider"]
+    if d in ("CUDA", "GPU"):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [device, "CPUExecutionProvider"]
+
+
+def _spec(value: Any) -> TensorSpec:
+    shape = tuple(int(d) if isinstance(d, int) else (d or "?") for d in (value.shape or ()))
+    return TensorSpec(name=value.name, shape=shape, dtype=_TYPES.get(value.type, "?"),
+                      layout=guess_layout(shape, channels_first=True))

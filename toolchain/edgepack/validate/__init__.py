@@ -1,0 +1,1 @@
+"""Validation: fidelity against the source, accuracy on labelled data, latency."""
