@@ -64,3 +64,17 @@ def tiny_savedmodel(tiny_keras: Path, tmp_path_factory: pytest.TempPathFactory) 
     path = tmp_path_factory.mktemp("sm") / "tiny_savedmodel"
     KerasFormat().load(tiny_keras).export(str(path), verbose=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tiny_keras: Path, tiny_data: dict[str, Path],
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real build folder of ``tiny_keras`` for raspberrypi: int8 TFLite and int8 ONNX, each
+    with its fp32 reference."""
+    import edgepack
+
+    out = tmp_path_factory.mktemp("tiny-build") / "tiny-rpi"
+    report = edgepack.build(tiny_keras, "raspberrypi", calibration=tiny_data["calibration"],
+                            eval=tiny_data["eval"], output=out, runs=5)
+    assert report.passed, "the tiny model must pass its budget to be packaged"
+    return out

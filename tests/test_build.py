@@ -42,9 +42,15 @@ def test_example_int8_deliverable(example_build: Path) -> None:
     assert rep["status"] == "passed"
     assert rep["target"]["name"] == "raspberrypi4"
     assert rep["profile"]["name"] == "int8-arm"
-    deliverable, reference = rep["artifacts"]
+    tflite = [a for a in rep["artifacts"] if a["format"] == "tflite"]
+    deliverable, reference = tflite
     assert deliverable["role"] == "deliverable" and deliverable["precision"] == "int8"
-    assert deliverable["format"] == "tflite"
+    assert reference["role"] == "reference" and reference["precision"] == "fp32"
+    # the Pi's second format: int8 ONNX (QDQ) for ONNX Runtime
+    onnx_int8 = [a for a in rep["artifacts"]
+                 if a["format"] == "onnx" and a["role"] == "deliverable"]
+    assert onnx_int8 and onnx_int8[0]["precision"] == "int8"
+    assert onnx_int8[0]["conversion_path"] == "keras -> savedmodel -> onnx -> onnx"
     assert deliverable["conversion_path"] == "keras -> savedmodel -> tflite"
     assert (example_build / deliverable["file"]).is_file()
     # the bar: about 4x smaller, int8 within 1 point of fp32 on the labelled eval set
@@ -128,6 +134,11 @@ def test_budget_failure_exits_3(tiny_keras: Path, tiny_data: dict, tmp_path: Pat
     assert result.exit_code == 3, result.output
     assert "over the accuracy budget" in result.output and "cosine" in result.output
     assert _report(out)["status"] == "failed"
+    allowed = invoke("--profiles-dir", profiles, "build", tiny_keras, "-t", "raspberrypi",
+                     "-p", "int8-perfect", "--calibration", tiny_data["calibration"],
+                     "--eval", tiny_data["eval"], "-o", out, "--force", "--runs", "5",
+                     "--allow-accuracy-drop")
+    assert allowed.exit_code == 0 and "accepted with --allow-accuracy-drop" in allowed.output
 
 
 def test_force_replaces_output(tiny_keras: Path, tiny_data: dict, tmp_path: Path) -> None:

@@ -293,10 +293,10 @@ def test_dequantize_matches_hand_computed_values():
 
 def test_registry_names_and_formats():
     assert [rt.name for rt in RUNTIMES] == ["litert", "onnxruntime", "openvino", "tensorflow",
-                                            "keras"]
+                                            "keras", "torch"]
     assert {rt.name: rt.formats for rt in RUNTIMES} == {
         "litert": ("tflite",), "onnxruntime": ("onnx",), "openvino": ("openvino", "onnx"),
-        "tensorflow": ("savedmodel",), "keras": ("keras",)}
+        "tensorflow": ("savedmodel",), "keras": ("keras",), "torch": ("torch", "torchscript")}
     assert get_runtime("openvino").name == "openvino"
     with pytest.raises(KeyError):
         get_runtime("tensorrt")
@@ -321,7 +321,7 @@ def test_versions_name_the_package():
     for rt in RUNTIMES:
         assert rt.available()
         assert rt.version().split()[0] in ("ai-edge-litert", "onnxruntime", "openvino",
-                                           "tensorflow", "keras")
+                                           "tensorflow", "keras", "torch")
 
 
 def test_adapters_import_no_framework():

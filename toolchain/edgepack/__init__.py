@@ -18,13 +18,20 @@ __version__ = "0.1.0"
 
 _API = {
     "build": ("edgepack.pipeline", "build"),
+    "bench": ("edgepack.benchmark", "bench"),
+    "compare": ("edgepack.compare_runner", "compare"),
+    "load_report": ("edgepack.report_load", "load_report"),
     "inspect": ("edgepack.formats", "inspect"),
+    "convert": ("edgepack.convert_file", "convert"),
     "load_catalog": ("edgepack.catalog", "load_catalog"),
     "load_dataset": ("edgepack.data", "load_dataset"),
     "Report": ("edgepack.report", "Report"),
     "Signature": ("edgepack.signature", "Signature"),
     "TensorSpec": ("edgepack.signature", "TensorSpec"),
     "EdgepackError": ("edgepack.errors", "EdgepackError"),
+    "package": ("edgepack.bundle", "package"),
+    "verify": ("edgepack.bundle", "verify"),
+    "keygen": ("edgepack.bundle", "keygen"),
 }
 
 __all__ = ["__version__", *_API]

@@ -56,7 +56,7 @@ def _debug(ctx: click.Context) -> bool:
 
 
 def _exit_codes_help() -> str:
-    return "\b\nExit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
+    return "\b\nExit codes:\n" + "\n".join(f"  {k:>2}  {v}" for k, v in EXIT_CODES.items())
 
 
 @click.group(cls=EdgepackGroup, epilog=_exit_codes_help(),
@@ -184,14 +184,25 @@ def inspect(model: Path, as_json: bool) -> None:
               help="Timed runs for host latency.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
               help="Warm-up runs before timing.")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME:1x3x224x224",
+              help="Fix an input's shape (TorchScript sources, static-shape targets).")
+@click.option("--device", "devices", multiple=True, metavar="NAME",
+              help="Also run the deliverables on this board (see `edgepack devices`).")
+@click.option("--trust-new-host", is_flag=True,
+              help="Accept an unknown device host key once (a changed key is always refused).")
+@click.option("--allow-accuracy-drop", is_flag=True,
+              help="Exit 0 even when an artifact is over its profile's accuracy budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def build(state: State, model: Path, target: str | None, profile: str | None,
           calibration: Path | None, eval_data: Path | None, output: Path | None, force: bool,
-          threads: int | None, runs: int, warmup: int, as_json: bool) -> None:
+          threads: int | None, runs: int, warmup: int, input_shape: tuple[str, ...],
+          devices: tuple[str, ...], trust_new_host: bool, allow_accuracy_drop: bool,
+          as_json: bool) -> None:
     """Build MODEL for a target: convert, compress, validate, report.
 
-    MODEL is a Keras file, a SavedModel folder, or a project folder with an edgepack.yaml.
+    MODEL is a Keras file, a SavedModel folder, an ONNX, TFLite, PyTorch ExportedProgram (.pt2)
+    or TorchScript file, or a project folder with an edgepack.yaml.
     """
     from . import pipeline, render
     from .errors import UsageError
@@ -206,9 +217,13 @@ def build(state: State, model: Path, target: str | None, profile: str | None,
                              "see `edgepack targets`")
         target = listed[0]
     progress = render.ConsoleProgress(quiet=as_json)
+    from .source import parse_input_shapes
+
     report = pipeline.build(
         model, target, profile=profile, calibration=calibration, eval=eval_data, output=output,
         force=force, threads=threads, runs=runs, warmup=warmup,
+        input_shapes=parse_input_shapes(input_shape) or None, devices=devices,
+        trust_new_host=trust_new_host,
         targets_dirs=tuple(state.targets_dirs), profiles_dirs=tuple(state.profiles_dirs),
         progress=progress)
     progress.close()
@@ -217,7 +232,40 @@ def build(state: State, model: Path, target: str | None, profile: str | None,
     else:
         render.build_summary(report)
     if not report.passed:
-        raise_budget(report)
+        if allow_accuracy_drop:
+            click.echo("edgepack: warning: over the accuracy budget, accepted with "
+                       "--allow-accuracy-drop", err=True)
+        else:
+            raise_budget(report)
+
+
+@cli.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, type=click.Choice(["tflite", "onnx", "openvino"]),
+              help="The format to convert to.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file (default: MODEL's name with the format's suffix, here).")
+@click.option("--eval", "eval_data", type=click.Path(path_type=Path),
+              help="Samples to check each hop on (default: seeded random inputs).")
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME:1x3x224x224",
+              help="Fix an input's shape (required for TorchScript).")
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+def convert_command(model: Path, to: str, output: Path | None, eval_data: Path | None,
+                    input_shape: tuple[str, ...], force: bool) -> None:
+    """Convert MODEL to one format at fp32, every hop checked against the source."""
+    from . import render
+    from .convert_file import convert
+    from .source import parse_input_shapes
+
+    progress = render.ConsoleProgress()
+    result = convert(model, to, output, eval=eval_data,
+                     input_shapes=parse_input_shapes(input_shape) or None, force=force,
+                     progress=progress)
+    progress.close()
+    click.echo(f"{result.path} ({result.conversion_path})")
+    for hop in result.hops:
+        click.echo(f"  {hop.src} -> {hop.dst}: {hop.tool_version}, max abs error "
+                   f"{hop.check_max_abs_error:.3g} vs source on {hop.check_samples} samples")
 
 
 def raise_budget(report: Any) -> None:
@@ -226,8 +274,408 @@ def raise_budget(report: Any) -> None:
     failed = [f"{a.file}: " + ", ".join(f"{c.name} {c.value:.4f} (limit {c.limit})"
                                         for c in a.budget.failures())
               for a in report.artifacts if a.budget and not a.budget.passed]
-    raise BudgetError("over the accuracy budget: " + "; ".join(failed),
+    on_device = [f"{a.file} on {d['device']}: " + "; ".join(d["failures"])
+                 for a in report.artifacts for d in a.devices if not d["passed"]]
+    what = "over the accuracy budget" if failed else "on-device validation failed"
+    raise BudgetError(f"{what}: " + "; ".join(failed + on_device),
                       hint="the build folder and report were written for inspection")
+
+
+# ------------------------------------------------------------------------------ bench, compare
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads per runtime (default: the runtime's own, usually all cores).")
+@click.option("--runs", type=click.IntRange(min=1), help="Timed runs (default 100).")
+@click.option("--duration", type=float, help="Time for S seconds instead of a number of runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Warm-up runs before timing.")
+@click.option("--batch", type=click.IntRange(min=1),
+              help="Batch size of a model with a dynamic batch (default 1).")
+@click.option("--runtime", help="Runtime to time with (default: the format's own; e.g. "
+                                "openvino for an .onnx).")
+@click.option("--device-type", default="CPU", show_default=True,
+              help="OpenVINO device: CPU, GPU or NPU.")
+@click.option("--precision-hint", help="OpenVINO inference precision: f32, bf16 or f16 "
+                                       "(default: the device's own).")
+@click.option("--inputs", type=click.Path(path_type=Path),
+              help="Input samples (.npz or a folder of .npy, real values); default: seeded "
+                   "random inputs.")
+@click.option("--device", "devices", multiple=True, metavar="NAME",
+              help="Run on this device over SSH instead (repeatable; see `edgepack devices`): "
+                   "on-device latency and fidelity against this host.")
+@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --device: samples compared with the host's outputs.")
+@click.option("--timeout", type=click.IntRange(min=1), default=600, show_default=True,
+              help="With --device: seconds one device run may take.")
+@click.option("--trust-new-host", is_flag=True,
+              help="With --device: accept an unknown host key once and record it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def bench(state: State, artifacts: tuple[Path, ...], threads: int | None, runs: int | None,
+          duration: float | None, warmup: int, batch: int | None, runtime: str | None,
+          device_type: str, precision_hint: str | None, inputs: Path | None,
+          devices: tuple[str, ...], samples: int, timeout: int, trust_new_host: bool,
+          as_json: bool) -> None:
+    """Time ARTIFACTS (.tflite, .onnx, OpenVINO .xml), each in its own process.
+
+    Reports p50/p90/p99, mean, std, min, throughput, load and first-inference time and peak
+    memory, as an app on this machine would see them. With --device, on that board instead.
+    """
+    if devices:
+        host_only = {"--duration": duration, "--batch": batch, "--runtime": runtime,
+                     "--precision-hint": precision_hint,
+                     "--device-type": None if device_type.upper() == "CPU" else device_type}
+        _bench_on_devices(state, artifacts, devices, threads=threads, runs=runs, warmup=warmup,
+                          inputs=inputs, samples=samples, timeout=timeout,
+                          trust_new_host=trust_new_host, as_json=as_json, host_only=host_only)
+        return
+    from . import benchmark, render
+    from .formats import detect
+
+    progress = render.ConsoleProgress(quiet=as_json)
+    results = benchmark.bench(
+        artifacts, threads=threads, runs=runs, duration_s=duration, warmup=warmup, batch=batch,
+        runtime=runtime, device=device_type, precision_hint=precision_hint, inputs=inputs,
+        progress=progress)
+    progress.close()
+    if as_json:
+        _print_json([{"artifact": str(p), "format": detect(p).name, "latency": s.to_dict()}
+                     for p, s in zip(artifacts, results, strict=True)])
+    else:
+        render.bench_table([(str(p), s) for p, s in zip(artifacts, results, strict=True)])
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path),
+              help="The model the artifacts were made from (not with a build folder).")
+@click.option("--eval", "eval_data", type=click.Path(path_type=Path),
+              help="Evaluation data (.npz or folder of .npy; labels y for accuracy); default: "
+                   "seeded random inputs.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads per runtime (default: the runtime's own).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs per artifact.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Warm-up runs before timing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--markdown", "markdown_file", type=click.Path(path_type=Path),
+              help="Also write the table as markdown to FILE.")
+@click.option("--html", "html_file", type=click.Path(path_type=Path),
+              help="Also write a self-contained HTML report with plots to FILE.")
+def compare(paths: tuple[Path, ...], source: Path | None, eval_data: Path | None,
+            threads: int | None, runs: int, warmup: int, as_json: bool,
+            markdown_file: Path | None, html_file: Path | None) -> None:
+    """Compare artifacts across formats and precisions: size, fidelity, accuracy, speed.
+
+    \b
+    edgepack compare build/digits-raspberrypi4           a build folder (its report.json)
+    edgepack compare a.int8.tflite a.fp32.onnx --source model.keras --eval eval.npz
+    """
+    from . import compare_runner, render
+
+    progress = render.ConsoleProgress(quiet=as_json)
+    comparison = compare_runner.compare(paths, source=source, eval=eval_data, threads=threads,
+                                        runs=runs, warmup=warmup, progress=progress)
+    progress.close()
+    written = compare_runner.write_renderings(comparison, markdown=markdown_file,
+                                              html=html_file)
+    if as_json:
+        _print_json(comparison.to_dict())
+        return
+    render.compare_table(comparison)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------- package, verify, keygen
+
+@cli.command("package")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--version", "version", required=True,
+              help="Release version, X.Y.Z (semantic versioning).")
+@click.option("--format", "archive_format", type=click.Choice(["zip", "tar.gz"]), default="zip",
+              show_default=True, help="Archive format.")
+@click.option("--layout", type=click.Choice(["plain", "android"]), default="plain",
+              show_default=True,
+              help="plain: one flat folder; android: models and labels under assets/MODEL/.")
+@click.option("--sign", "key", type=click.Path(path_type=Path),
+              help="Sign the manifest with this ed25519 private key (see `edgepack keygen`).")
+@click.option("--include-reference", is_flag=True, help="Also ship the fp32 reference artifact.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("dist"),
+              show_default=True, help="Folder for the bundles.")
+@click.option("--force", is_flag=True, help="Replace bundles that exist.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def package_command(build_dir: Path, version: str, archive_format: str, layout: str,
+                    key: Path | None, include_reference: bool, output: Path, force: bool,
+                    as_json: bool) -> None:
+    """Package a build folder as a release bundle, one per target.
+
+    BUILD_DIR is a folder `edgepack build` wrote, or a folder of them. The bundle holds the
+    artifacts, labels.txt, MODEL_CARD.md, the report and manifest.json (every file's sha256).
+    Packaging the same build twice gives identical bytes: timestamps come from
+    SOURCE_DATE_EPOCH, else from the build time.
+    """
+    from .bundle import package
+    from .report import fmt_bytes
+
+    bundles = package(build_dir, version, format=archive_format, layout=layout, sign=key,
+                      output=output, include_reference=include_reference, force=force)
+    if as_json:
+        _print_json([b.to_dict() for b in bundles])
+        return
+    for b in bundles:
+        signed = f"signed with key {b.key_id}" if b.key_id else "unsigned"
+        click.echo(f"{b.path}  {fmt_bytes(b.size_bytes)}  {signed}  sha256 {b.sha256}")
+
+
+@cli.command("verify")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--key", type=click.Path(path_type=Path),
+              help="Require a valid signature by this ed25519 public key (the .pub file).")
+@click.option("--extract", "extract_to", type=click.Path(path_type=Path),
+              help="Once verified, extract the bundle into this new folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify_command(bundle: Path, key: Path | None, extract_to: Path | None,
+                   as_json: bool) -> None:
+    """Verify a release bundle before using it.
+
+    \b
+    Checks, in order: the archive is safe to open (no links, absolute or '..' paths, device
+    files, duplicate names or zip bombs; nothing is extracted before), the signature when
+    --key is given, the manifest's schema, every file's sha256, and that each model loads in
+    its runtime with the inputs and outputs the manifest promises.
+    Exit codes: 0 valid, 10 tampered or corrupt, 11 signature required but missing or
+    invalid, 12 unsafe archive.
+    """
+    from .bundle import verify
+
+    result = verify(bundle, key, extract_to=extract_to)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    click.echo(f"{bundle}: valid: {result.name} {result.version} for {result.target}, "
+               f"{result.files} files match the manifest")
+    if result.signature_verified:
+        click.echo(f"  signature: verified, key {result.signed_by}")
+    elif result.signed_by:
+        click.echo(f"  signature: signed with key {result.signed_by}, not checked (pass --key)")
+    else:
+        click.echo("  signature: unsigned")
+    for m in result.models:
+        click.echo(f"  {m.file}: loads in {m.runtime} ({m.runtime_version}); inputs and "
+                   "outputs match the manifest")
+    if result.extracted_to:
+        click.echo(f"  extracted to {result.extracted_to}")
+
+
+@cli.command("keygen")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing key pair.")
+def keygen_command(path: Path, force: bool) -> None:
+    """Make an ed25519 key pair for signing bundles: PATH (private) and PATH.pub (public)."""
+    from .bundle.signing import key_id, keygen, load_public_key
+
+    private, public = keygen(path, force=force)
+    click.echo(f"private key: {private} (owner-only; keep it secret, it signs releases)")
+    click.echo(f"public key:  {public} (key {key_id(load_public_key(public))}; give it to "
+               "whoever runs edgepack verify)")
+
+
+# ------------------------------------------------------------------------------------ devices
+
+def _inventory(state: State) -> Any:
+    from .devices.inventory import load_inventory
+    from .project import PROJECT_FILE
+
+    return load_inventory(project_file=state.project or Path.cwd() / PROJECT_FILE)
+
+
+@cli.group("devices", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def devices_group(ctx: click.Context, as_json: bool) -> None:
+    """Boards reachable over SSH (`devices list` is the default).
+
+    \b
+    edgepack devices add pi4 ssh://pi@192.168.1.20 --target raspberrypi4
+    edgepack devices check pi4 --trust-new-host      first contact: accept its host key once
+    edgepack bench model.int8.tflite --device pi4    on-device latency and fidelity
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(devices_list, as_json=as_json)
+
+
+@devices_group.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--target", "-t", help="The device's target (see `edgepack targets`).")
+@click.option("--key", type=click.Path(path_type=Path),
+              help="Private key to log in with (default: the ssh agent and ~/.ssh/id_*).")
+@click.option("--known-hosts", type=click.Path(path_type=Path),
+              help="known_hosts file its host key is checked against (default ~/.ssh/known_hosts).")
+@click.option("--python", default="python3", show_default=True,
+              help="The board's python command.")
+@click.option("--runtime", "runtimes", multiple=True, metavar="PACKAGE==VERSION",
+              help="A runtime the fleet runs, checked besides the board's own (repeatable), "
+                   "e.g. tflite-runtime==2.14.")
+@click.option("--emulated", is_flag=True, default=None,
+              help="Mark it emulated (detected for qemu-user boards anyway).")
+@click.option("--force", is_flag=True, help="Replace a device of that name.")
+@click.pass_obj
+def devices_add(state: State, name: str, url: str, target: str | None, key: Path | None,
+                known_hosts: Path | None, python: str, runtimes: tuple[str, ...],
+                emulated: bool | None, force: bool) -> None:
+    """Add device NAME at URL (ssh://user@host[:port]) to your inventory."""
+    from pydantic import ValidationError
+
+    from .devices.inventory import DeviceSpec, add_device
+    from .errors import UsageError
+
+    if target is not None:
+        target = _catalog(state).targets.entry(target).item.name  # UsageError if unknown
+    declared = {}
+    for item in runtimes:
+        package, sep, version = item.partition("==")
+        if not sep:
+            raise UsageError(f"--runtime {item}: expected PACKAGE==VERSION",
+                             hint="e.g. --runtime tflite-runtime==2.14")
+        declared[package.strip()] = version.strip()
+    try:
+        spec = DeviceSpec(url=url, target=target, key=str(key.expanduser().resolve())
+                          if key else None, known_hosts=str(known_hosts.expanduser().resolve())
+                          if known_hosts else None, python=python, emulated=emulated,
+                          runtimes=declared)
+    except ValidationError as exc:
+        raise UsageError(f"device {name}: {exc.errors()[0]['msg']}") from None
+    device = add_device(name, spec, replace=force)
+    click.echo(f"added {name}: {device.user}@{device.host}:{device.port} to {device.source}; "
+               f"next: `edgepack devices check {name}`")
+
+
+@devices_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def devices_list(state: State, as_json: bool) -> None:
+    """List the devices of your inventory and of the project's edgepack.yaml."""
+    inventory = _inventory(state)
+    rows = [{"name": n, **inventory.devices[n].spec.model_dump(exclude_defaults=True),
+             "source": str(inventory.devices[n].source)} for n in inventory.names()]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo(f"no devices (inventory: {inventory.user_file}); add one with "
+                   "`edgepack devices add NAME ssh://user@host --target TARGET`")
+    for row in rows:
+        extra = "".join(f" {k}={row[k]}" for k in ("target", "runtimes", "emulated") if k in row)
+        click.echo(f"{row['name']:16} {row['url']}{extra}")
+
+
+@devices_group.command("remove")
+@click.argument("name")
+def devices_remove(name: str) -> None:
+    """Remove device NAME from your inventory."""
+    from .devices.inventory import remove_device
+
+    remove_device(name)
+    click.echo(f"removed {name}")
+
+
+@devices_group.command("check")
+@click.argument("name")
+@click.option("--trust-new-host", is_flag=True,
+              help="Accept the host key of a device never seen before, once, and record it.")
+@click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Seconds to wait for the board.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def devices_check(state: State, name: str, trust_new_host: bool, timeout: int,
+                  as_json: bool) -> None:
+    """Reach device NAME and report what it has: arch, OS, Python, runtimes, CPU, memory."""
+    from .devices.remote import check_device
+
+    device = _inventory(state).get(name)
+    facts = check_device(device, trust_new_host=trust_new_host, timeout=timeout)
+    if as_json:
+        _print_json({"device": name, "reachable": True, **facts.to_dict()})
+        return
+    runtimes = ", ".join(f"{k} {v}" for k, v in facts.packages.items()) or "none"
+    lines = [
+        ("reachable", f"yes ({device.user}@{device.host}:{device.port})"),
+        ("arch", facts.arch), ("os", facts.os), ("python", facts.python),
+        ("packages", runtimes), ("cpu", facts.cpu), ("cores", facts.cores),
+        ("memory", f"{facts.memory_available_mb} MB available of {facts.memory_total_mb} MB"),
+        ("disk", f"{facts.disk_free_mb} MB free in {facts.tmp_dir}"),
+        ("throttled", facts.throttled or "not readable"),
+        ("temperature", f"{facts.temperature_c} C" if facts.temperature_c is not None
+         else "not readable"),
+        ("emulated", f"{'YES: timings are not performance' if facts.emulated else 'no'} "
+                     f"({facts.emulation})"),
+    ]
+    for key, value in lines:
+        click.echo(f"{key:12} {value}")
+
+
+def _bench_on_devices(state: State, artifacts: tuple[Path, ...], devices: tuple[str, ...], *,
+                      threads: int | None, runs: int | None, warmup: int,
+                      inputs: Path | None, samples: int, timeout: int, trust_new_host: bool,
+                      as_json: bool, host_only: dict[str, object]) -> None:
+    """`bench --device`: every artifact on every device; exit 4 for a device problem, 3 for
+    outputs that differ from the host's."""
+    from .devices.bench import bench_artifacts
+    from .errors import EdgepackError, UsageError
+
+    given = [name for name, value in host_only.items() if value is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} cannot be used with --device",
+                         hint="a device runs the artifact's own runtime on its CPU, one sample "
+                              "timed; drop them")
+    inventory = _inventory(state)
+    resolved = [inventory.get(d) for d in devices]
+    done = bench_artifacts(artifacts, resolved, samples=samples, inputs=inputs,
+                           runs=runs or 100, warmup=warmup, threads=threads, timeout=timeout,
+                           trust_new_host=trust_new_host)
+    problems: list[EdgepackError] = []
+    rows = []
+    for item in done:
+        for outcome in item.results:
+            if isinstance(outcome, EdgepackError):
+                problems.append(outcome)
+                rows.append({"artifact": str(item.artifact), "error": str(outcome),
+                             "exit_code": outcome.exit_code})
+                continue
+            rows.append({"artifact": str(item.artifact), **outcome.to_dict()})
+            if not as_json:
+                _echo_device_result(outcome)
+    if as_json:
+        _print_json(rows)
+    mismatched = [o for item in done for o in item.results
+                  if not isinstance(o, EdgepackError) and not o.passed]
+    if problems:
+        for other in problems[1:]:  # the first one is printed by the CLI's error handler
+            click.echo(f"edgepack: error: {other}", err=True)
+        raise problems[0]
+    if mismatched:
+        mismatched[0].raise_for_mismatch()
+
+
+def _echo_device_result(result: Any) -> None:
+    lat = result.latency
+    emulated = "  EMULATED: timings are not performance" if result.emulated else ""
+    click.echo(f"{result.artifact} on {result.device} ({result.facts.arch}, "
+               f"{result.runtime_version}){emulated}")
+    for fid, tol in zip(result.fidelity, result.tolerances, strict=True):
+        click.echo(f"  fidelity {fid.name}: max_abs_err {fid.max_abs_error:.3g} (tolerance "
+                   f"{tol:.3g}), cosine {fid.cosine:.6f} on {fid.samples} samples")
+    for failure in result.failures:
+        click.echo(f"  MISMATCH {failure}")
+    click.echo(f"  latency: p50 {lat.p50_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms, load "
+               f"{lat.load_ms:.1f} ms, first {lat.first_inference_ms:.1f} ms, peak "
+               f"{lat.peak_rss_mb or 0:.0f} MB ({lat.runs} runs, {lat.threads or 'default'} "
+               "threads)")
 
 
 def main() -> None:

@@ -63,6 +63,28 @@ class DeviceError(EdgepackError):
     exit_code = 4
 
 
+class HostKeyError(DeviceError):
+    """A device's SSH host key is unknown or differs from known_hosts: nothing is sent to it."""
+
+
+class DeviceConnectionError(DeviceError):
+    """The SSH connection could not be made, was refused, dropped or timed out."""
+
+
+class DeviceBusyError(DeviceError):
+    """Another benchmark holds the device's lock."""
+
+
+class DeviceCompatibilityError(DeviceError):
+    """The artifact cannot run on the device: runtime missing or too old, not enough memory."""
+
+
+class DeviceMismatchError(EdgepackError):
+    """The device computed outputs that differ from the host's beyond tolerance (validation)."""
+
+    exit_code = 3
+
+
 class ModelError(EdgepackError):
     """A model file that is missing, unreadable, corrupt, of an unknown format or unsafe to load."""
 
@@ -86,11 +108,38 @@ class ConversionError(EdgepackError):
 
     exit_code = 8
 
+    def __init__(self, message: str, *, path: str | Path | None = None, hint: str | None = None,
+                 edge: str | None = None):
+        super().__init__(message, path=path, hint=hint)
+        #: the converter edge that failed, so the planner can route around it
+        self.edge = edge
+
 
 class MissingDependencyError(EdgepackError):
     """A runtime or tool a step needs is not installed here."""
 
     exit_code = 9
+
+
+class BundleTamperedError(EdgepackError):
+    """A release bundle whose contents do not match its manifest (checksum, file list, schema,
+    model signature), or that cannot be read at all: it is not what was packaged."""
+
+    exit_code = 10
+
+
+class SignatureRequiredError(EdgepackError):
+    """A public key was given but the bundle is unsigned, or its signature does not verify with
+    that key: the bundle cannot be shown to come from the key's holder."""
+
+    exit_code = 11
+
+
+class UnsafeArchiveError(EdgepackError):
+    """An archive refused before extraction: absolute or '..' paths, links, device files,
+    duplicate names, or members too large or too compressed (zip bombs)."""
+
+    exit_code = 12
 
 
 EXIT_CODES: dict[int, str] = {
@@ -104,4 +153,7 @@ EXIT_CODES: dict[int, str] = {
     7: "output location cannot be written",
     8: "conversion impossible or failed, or a hop changed the model's outputs",
     9: "a runtime or tool the step needs is not installed",
+    10: "bundle tampered or corrupt: a checksum, the file list or the manifest does not match",
+    11: "signature required (--key) but the bundle is unsigned or the signature is invalid",
+    12: "unsafe archive refused before extraction (links, '..' or absolute paths, zip bomb)",
 }

@@ -14,7 +14,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,29 +22,26 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, metadata
 from .catalog import Catalog, load_catalog
-from .convert import ConvertContext, Edge, plan_path
+from .conversion import Converter, Produced, feed_for
+from .convert import plan_path
 from .data import Dataset, load_dataset
-from .errors import ConversionError, DataError, OutputError, UsageError
+from .errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
+from .fallback import Judge, fit_budget, measure_fidelity
 from .formats import detect, get_format
-from .formats.base import ModelInfo
 from .profiles import Profile
 from .project import LoadedProject, find_project
-from .report import Artifact, Hop, Report
+from .report import Artifact, Report
 from .runtimes import get_runtime
 from .runtimes.base import RuntimeOptions, Session
 from .signature import Normalization, Signature
+from .source import Source, export_module, open_source
 from .targets import Target
 from .validate import accuracy as acc
 from .validate import budget as budget_gate
-from .validate.fidelity import compare_all
 from .validate.latency import measure_isolated
 
-#: samples of the eval set used to check each intermediate fp32 hop
-HOP_CHECK_SAMPLES = 32
-#: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
-HOP_CHECK_TOLERANCE = 1e-4
 #: fidelity without any data: seeded standard-normal inputs (said loudly in the report)
 RANDOM_EVAL_SAMPLES = 64
 
@@ -65,6 +61,7 @@ class Progress:
 class BuildRequest:
     model: Path
     target: str
+    input_shapes: dict[str, tuple[int, ...]] | None = None
     profile: str | None = None
     calibration: Path | None = None
     eval: Path | None = None
@@ -74,33 +71,52 @@ class BuildRequest:
     warmup: int = 10
     runs: int = 100
     name: str | None = None
+    devices: tuple[str, ...] = ()
+    trust_new_host: bool = False
+    version: str = "0.0.0"
     labels: list[str] | None = None
     normalization: Normalization | None = None
     project: LoadedProject | None = None
 
 
-def build(model: str | Path, target: str = "raspberrypi", *, profile: str | None = None,
+def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str | None = None,
           calibration: str | Path | None = None, eval: str | Path | None = None,
           output: str | Path | None = None, force: bool = False, threads: int | None = None,
-          warmup: int = 10, runs: int = 100, targets_dirs: tuple[Path, ...] = (),
-          profiles_dirs: tuple[Path, ...] = (), progress: Progress | None = None) -> Report:
+          warmup: int = 10, runs: int = 100, input_shapes: dict[str, tuple[int, ...]] | None = None,
+          example_inputs: Any = None, name: str | None = None, devices: tuple[str, ...] = (),
+          trust_new_host: bool = False,
+          targets_dirs: tuple[Path, ...] = (), profiles_dirs: tuple[Path, ...] = (),
+          progress: Progress | None = None) -> Report:
     """Build ``model`` for ``target``; return the Report (also written to the output folder).
 
-    ``model`` may be a model file/folder or a project folder holding ``edgepack.yaml``, whose
-    settings fill in whatever is not passed here.
+    ``model`` is a model file or folder, a project folder holding ``edgepack.yaml`` (whose
+    settings fill in whatever is not passed here), or a ``torch.nn.Module`` together with
+    ``example_inputs``.
     """
-    model_path = Path(model)
-    project = find_project(model_path) if model_path.is_dir() else None
-    req = BuildRequest(model=model_path, target=target, profile=profile,
-                       calibration=Path(calibration) if calibration else None,
-                       eval=Path(eval) if eval else None,
-                       output=Path(output) if output else None, force=force, threads=threads,
-                       warmup=warmup, runs=runs)
-    if project is not None:
-        _apply_project(req, project)
-    catalog = load_catalog([*(project.targets_dirs if project else []), *targets_dirs],
-                           [*(project.profiles_dirs if project else []), *profiles_dirs])
-    return Builder(req, catalog, progress or Progress()).run()
+    progress = progress or Progress()
+    with tempfile.TemporaryDirectory(prefix="edgepack-src-") as tmp:
+        if not isinstance(model, (str, Path)):
+            with progress.step("Exporting the PyTorch module (torch.export)"):
+                model, note = export_module(model, example_inputs, Path(tmp),
+                                            name or type(model).__name__.lower())
+        else:
+            note = None
+        model_path = Path(model)
+        project = find_project(model_path) if model_path.is_dir() else None
+        req = BuildRequest(model=model_path, target=target, profile=profile,
+                           calibration=Path(calibration) if calibration else None,
+                           eval=Path(eval) if eval else None, input_shapes=input_shapes,
+                           output=Path(output) if output else None, force=force,
+                           threads=threads, warmup=warmup, runs=runs, name=name,
+                           devices=tuple(devices), trust_new_host=trust_new_host)
+        if project is not None:
+            _apply_project(req, project)
+        catalog = load_catalog([*(project.targets_dirs if project else []), *targets_dirs],
+                               [*(project.profiles_dirs if project else []), *profiles_dirs])
+        builder = Builder(req, catalog, progress)
+        if note:
+            builder.notes.append(f"PyTorch module: {note}")
+        return builder.run()
 
 
 def _apply_project(req: BuildRequest, project: LoadedProject) -> None:
@@ -108,6 +124,7 @@ def _apply_project(req: BuildRequest, project: LoadedProject) -> None:
     req.project = project
     req.model = project.model
     req.name = project.name
+    req.version = spec.version
     req.calibration = req.calibration or project.resolve(spec.calibration)
     req.eval = req.eval or project.resolve(spec.eval)
     req.labels = project.labels()
@@ -122,6 +139,7 @@ class Builder:
         self.target: Target = catalog.targets.get(req.target)
         self.profile: Profile = catalog.profile_for(self.target, req.profile)
         self.warnings: list[str] = []
+        self.notes: list[str] = []  # build-wide facts for the report (fixed shapes, exports)
         self.tools: dict[str, str] = {}
         self.name = req.name or req.model.stem or req.model.name
         self.output = req.output or Path("build") / f"{self.name}-{self.target.name}"
@@ -131,27 +149,33 @@ class Builder:
         self._check_output()
         fmt = detect(self.req.model)
         profile = self._effective_profile(has_calibration=self.req.calibration is not None)
-        dst_format, skipped = self._choose_format(fmt.name, profile)
+        formats, skipped = self._choose_formats(fmt.name, profile)
         with self.progress.step(f"Loading {fmt.name} model"):
-            info = fmt.inspect(self.req.model)
-            source = get_runtime(fmt.runtime).load(str(self.req.model), RuntimeOptions())
-        signature = info.signature.with_normalization(self.req.normalization)
+            source = open_source(self.req.model, self.req.input_shapes)
+        self.tools[source.session.runtime] = source.session.runtime_version
+        signature = source.signature.with_normalization(self.req.normalization)
+        shapes = self._fixed_shapes(signature)
         calib, evals, eval_meta = self._load_data(signature)
 
         parent = self.output.resolve().parent
         staging = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.tmp-", dir=parent))
         try:
             with tempfile.TemporaryDirectory(prefix="edgepack-work-") as work:
-                refs = self._reference_outputs(source, evals)
-                artifacts = self._convert(fmt.name, dst_format, profile, calib, evals, refs,
-                                          source, Path(work), staging)
+                refs = self._reference_outputs(source.session, evals)
+                converter = Converter(self.req.model, fmt.name, signature, evals, refs,
+                                      Path(work), self.progress.step, shapes)
                 source_acc = self._accuracy(refs, evals)
-                for art in artifacts:
-                    self._validate(art, staging, evals, refs, source_acc, profile)
+                produced = self._convert(converter, formats, profile, calib, staging, skipped,
+                                         Judge(evals, refs, signature, source_acc, profile,
+                                                self._accuracy))
+                self.tools.update(converter.tools)
+                artifacts = [self._validate(role, prec, p, staging, evals, refs, signature,
+                                            source_acc, profile)
+                             for role, prec, p in produced]
             report = Report(
                 edgepack_version=__version__,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
-                model=self._model_section(info, signature),
+                model=self._model_section(source, signature),
                 target={"name": self.target.name, "title": self.target.title,
                         "arch": self.target.arch, "runtimes": [r.model_dump()
                                                                for r in self.target.runtimes]},
@@ -163,7 +187,7 @@ class Builder:
                 calibration=self._calibration_section(calib, profile),
                 tools=self.tools, host=_host(), artifacts=artifacts,
                 source_accuracy=source_acc, output=str(self.output), warnings=self.warnings,
-                skipped=skipped)
+                notes=self.notes, skipped=skipped)
             report.write(staging)
             self._publish(staging)
         except BaseException:
@@ -225,10 +249,11 @@ class Builder:
             return self.catalog.profiles.get(fallback)
         return profile
 
-    def _choose_format(self, src: str, profile: Profile) -> tuple[str, list[dict[str, str]]]:
-        """The target's most preferred format that the profile produces and edgepack reaches."""
+    def _choose_formats(self, src: str, profile: Profile) -> tuple[list[str],
+                                                                      list[dict[str, str]]]:
+        """Every format the target accepts that the profile produces and edgepack reaches."""
         skipped: list[dict[str, str]] = []
-        chosen = None
+        chosen = []
         for fmt in self.target.formats:
             if fmt not in profile.formats:
                 continue
@@ -238,12 +263,8 @@ class Builder:
                 skipped.append({"format": fmt, "precision": profile.precision,
                                 "reason": str(exc)})
                 continue
-            if chosen is None:
-                chosen = fmt
-            else:
-                skipped.append({"format": fmt, "precision": profile.precision,
-                                "reason": f"{chosen} is preferred by the target"})
-        if chosen is None:
+            chosen.append(fmt)
+        if not chosen:
             raise ConversionError(
                 f"cannot build any format {self.target.name} accepts "
                 f"({', '.join(self.target.formats)}) at {profile.precision} from {src}",
@@ -251,101 +272,155 @@ class Builder:
                      f"profile {profile.name} produces {', '.join(profile.formats)}")
         return chosen, skipped
 
+    def _fixed_shapes(self, signature: Signature) -> dict[str, tuple[int, ...]] | None:
+        """Static input shapes when the target needs them or the user gave them, else None."""
+        given = self.req.input_shapes or {}
+        if not self.target.constraints.static_shapes and not given:
+            return None
+        shapes: dict[str, tuple[int, ...]] = {}
+        for spec in signature.inputs:
+            if spec.name in given:
+                shapes[spec.name] = given[spec.name]
+                continue
+            dims = [1 if (i == 0 and isinstance(d, str)) else d for i, d in enumerate(spec.shape)]
+            if any(isinstance(d, str) for d in dims):
+                raise UsageError(
+                    f"{self.target.name} needs static shapes and input '{spec.name}' has dynamic "
+                    f"dimensions ({spec.shape_str()})",
+                    hint=f"pass --input-shape {spec.name}:" + "x".join(
+                        str(d) if isinstance(d, int) else "N" for d in spec.shape))
+            shapes[spec.name] = tuple(int(d) for d in dims)
+        why = "the target needs static shapes" if self.target.constraints.static_shapes \
+            else "given with --input-shape"
+        self.notes.append("input shapes fixed to " + ", ".join(
+            f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items()) + f" ({why})")
+        return shapes
+
     def _reference_outputs(self, source: Session, evals: Dataset) -> list[np.ndarray]:
         with self.progress.step(f"Running the source model on {len(evals)} eval samples"):
             out = source.run(evals.inputs)
-        self.tools[source.runtime] = source.runtime_version
         return list(out.values())
 
-    def _convert(self, src_format: str, dst_format: str, profile: Profile,
-                 calib: Dataset | None, evals: Dataset, refs: list[np.ndarray],
-                 source: Session, work: Path, staging: Path) -> list[Artifact]:
-        """Deliverable and fp32 reference; the fp32 hops they share are run and checked once."""
-        path = plan_path(src_format, dst_format, profile.precision)
-        current = self.req.model
-        hops: list[Hop] = []
-        for edge in path[:-1]:
-            ctx = ConvertContext(workdir=work, stem=self.name)
-            current, hop = self._hop(edge, current, ctx)
-            hop.check_max_abs_error = self._check_hop(edge, current, evals, refs)
-            hops.append(hop)
-        variants = [("deliverable", profile.precision)]
-        if profile.precision != "fp32":
-            variants.append(("reference", "fp32"))
-        artifacts = []
-        for role, precision in variants:
-            ctx = ConvertContext(workdir=staging, stem=self.name, precision=precision,
-                                 quantization=profile.quantization, calibration=calib)
-            final, hop = self._hop(path[-1], current, ctx)
-            artifacts.append(Artifact(
-                role=role, format=dst_format, precision=precision, file=final.name,
-                size_bytes=final.stat().st_size, sha256=_sha256(final), path=[*hops, hop],
-                signature={}, notes=ctx.notes))
-        return artifacts
+    def _convert(self, converter: Converter, formats: list[str], profile: Profile,
+                 calib: Dataset | None, staging: Path, skipped: list[dict[str, str]],
+                 judge: Judge) -> list[tuple[str, str, Produced]]:
+        """Each format's deliverable, and its fp32 reference when the deliverable is compressed.
 
-    def _hop(self, edge: Edge, src: Path, ctx: ConvertContext) -> tuple[Path, Hop]:
-        label = f"Converting {edge.src} -> {edge.dst}" + \
-            (f" ({ctx.precision})" if ctx.precision != "fp32" else "")
-        with self.progress.step(label):
-            t0 = time.perf_counter()
-            out = edge.convert(src, ctx)
-            seconds = time.perf_counter() - t0
-        version = edge.tool_version()
-        self.tools[edge.tool] = version
-        return out, Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
-
-    def _check_hop(self, edge: Edge, produced: Path, evals: Dataset,
-                   refs: list[np.ndarray]) -> float:
-        """An fp32 hop must reproduce the source up to float rounding before the next hop."""
-        fmt = get_format(edge.dst)
-        check = evals.head(HOP_CHECK_SAMPLES)
-        session = get_runtime(fmt.runtime).load(str(produced), RuntimeOptions())
-        outs = list(session.run(check.inputs).values())
-        worst = 0.0
-        for ref, out in zip(refs, outs, strict=True):
-            ref = ref[:len(check)]
-            err = float(np.max(np.abs(np.asarray(out, np.float64).reshape(ref.shape) - ref)))
-            worst = max(worst, err)
-            if err > HOP_CHECK_TOLERANCE * (1 + float(np.max(np.abs(ref)))):
-                raise ConversionError(
-                    f"{edge.tool} changed the model's outputs ({edge.src} -> {edge.dst}: max abs "
-                    f"error {err:.3g} on {len(check)} eval samples)", path=self.req.model)
-        return worst
+        A format whose every path fails is reported as not built (loudly); the build fails
+        only when no format could be built. An int8 deliverable over budget goes through the
+        layer-wise fallback before it is accepted.
+        """
+        produced: list[tuple[str, str, Produced]] = []
+        for fmt in formats:
+            try:
+                reference = None
+                if profile.precision != "fp32":
+                    reference = converter.produce(fmt, "fp32", staging, self.name)
+                deliverable = converter.produce(fmt, profile.precision, staging, self.name,
+                                                profile.quantization, calib)
+                if profile.precision == "int8" and reference is not None:
+                    deliverable = fit_budget(converter, fmt, deliverable, reference, profile,
+                                             calib, staging, self.name, judge, self.progress)
+                produced.append(("deliverable", profile.precision, deliverable))
+                if reference is not None:
+                    produced.append(("reference", "fp32", reference))
+            except ConversionError as exc:
+                if len(formats) == 1:
+                    raise
+                skipped.append({"format": fmt, "precision": profile.precision,
+                                "reason": str(exc)})
+                msg = f"{fmt} not built: {exc}"
+                self.warnings.append(msg)
+                self.progress.warn(msg)
+        if not produced:
+            raise ConversionError("no format could be built: " +
+                                  "; ".join(s["reason"] for s in skipped), path=self.req.model)
+        return produced
 
     def _accuracy(self, outs: list[np.ndarray], evals: Dataset) -> acc.Accuracy | None:
         if evals.labels is None or not outs or outs[0].ndim != 2:
             return None
         return acc.classification(outs[0], evals.labels)
 
-    def _validate(self, art: Artifact, staging: Path, evals: Dataset, refs: list[np.ndarray],
-                  source_acc: acc.Accuracy | None, profile: Profile) -> None:
-        file = staging / art.file
-        runtime = get_runtime(get_format(art.format).runtime)
-        with self.progress.step(f"Validating {art.file} on {len(evals)} eval samples"):
-            session = runtime.load(str(file), RuntimeOptions(threads=self._threads()))
-            art.signature = session.signature.with_normalization(self.req.normalization).to_dict()
-            outs = list(session.run(evals.inputs).values())
-            art.fidelity = compare_all(session.signature.output_names, refs, outs)
-            art.accuracy = self._accuracy(outs, evals)
+    def _validate(self, role: str, precision: str, produced: Produced, staging: Path,
+                  evals: Dataset, refs: list[np.ndarray], source_sig: Signature,
+                  source_acc: acc.Accuracy | None, profile: Profile) -> Artifact:
+        """Embed metadata, then measure the final file: fidelity, accuracy, latency, budget."""
+        file = produced.path
+        meta = self._metadata(source_sig, produced)
+        extra = metadata.embed(produced.format, file, meta)
+        runtime = get_runtime(get_format(produced.format).runtime)
+        with self.progress.step(f"Validating {file.name} on {len(evals)} eval samples"):
+            session, fidelity, accuracy = measure_fidelity(produced, evals, refs, source_sig,
+                                                           self._accuracy, self._threads())
         self.tools[runtime.name] = session.runtime_version
-        with self.progress.step(f"Measuring host latency of {art.file} ({runtime.name})"):
-            feed = evals.head(1).inputs
-            art.latency = measure_isolated(runtime.name, file, feed,
-                                           RuntimeOptions(threads=self._threads()),
-                                           warmup=self.req.warmup, runs=self.req.runs)
-        if art.role == "deliverable":
-            art.budget = budget_gate.evaluate(profile.name, profile.budget, art.fidelity,
-                                              source_acc, art.accuracy)
+        notes = [*produced.notes]
+        if self.target.constraints.static_shapes and any(
+                s.is_dynamic for s in session.signature.inputs):
+            notes.append(f"{file.name} still has dynamic input dimensions; {self.target.name} "
+                         "needs static shapes")
+        with self.progress.step(f"Measuring host latency of {file.name} ({runtime.name})"):
+            feed = feed_for(session, evals.head(1).inputs, source_sig, produced.input_layouts)
+            latency = measure_isolated(runtime.name, file, feed,
+                                       RuntimeOptions(threads=self._threads()),
+                                       warmup=self.req.warmup, runs=self.req.runs)
+        art_sig = _with_layouts(session.signature, produced).with_normalization(
+            self.req.normalization)
+        model_files = [file, *(p for p in extra if p.suffix != ".json")]
+        art = Artifact(
+            role=role, format=produced.format, precision=precision, file=file.name,
+            fallback=produced.fallback,
+            size_bytes=sum(p.stat().st_size for p in model_files), sha256=_sha256(file),
+            path=produced.hops, signature=art_sig.to_dict(), fidelity=fidelity,
+            accuracy=accuracy, latency=latency, notes=notes,
+            extra_files=sorted(p.name for p in extra))
+        if role == "deliverable":
+            art.budget = budget_gate.evaluate(profile.name, profile.budget, fidelity,
+                                              source_acc, accuracy)
+            if self.req.devices:
+                art.devices = self._on_devices(session, produced, evals, source_sig)
+        return art
+
+    def _on_devices(self, session: Session, produced: Produced, evals: Dataset,
+                    source_sig: Signature) -> list[dict[str, Any]]:
+        """The deliverable on each named board: latency there, and its outputs compared with
+        the same artifact's host outputs (a device problem fails the build, exit 4)."""
+        from .devices.remote import DEVICE_SAMPLES, bench_on_devices
+
+        feed = feed_for(session, evals.head(DEVICE_SAMPLES).inputs, source_sig,
+                        produced.input_layouts)
+        host = list(session.run(feed).values())
+        with self.progress.step(f"Running {produced.path.name} on "
+                                f"{', '.join(self.req.devices)}"):
+            results = bench_on_devices(self.req.devices, produced.path, feed, host,
+                                       runs=min(self.req.runs, 20), warmup=3,
+                                       threads=self._threads(),
+                                       trust_new_host=self.req.trust_new_host)
+        for r in results:
+            if isinstance(r, EdgepackError):
+                raise r
+        return [r.to_dict() for r in results]
+
+    def _metadata(self, source_sig: Signature, produced: Produced) -> dict[str, Any]:
+        """What an app needs to feed the artifact: name, version, layouts, normalization."""
+        inputs = []
+        for spec, lay in zip(source_sig.inputs, produced.input_layouts, strict=True):
+            d = spec.to_dict()
+            d["layout"] = lay
+            inputs.append(d)
+        return {"name": self.name, "version": self.req.version, "producer": "edgepack",
+                "edgepack_version": __version__, "inputs": inputs,
+                "output_layouts": produced.output_layouts, "labels": self.req.labels}
 
     def _threads(self) -> int:
         """Host latency uses as many threads as the target has cores, at most the host's."""
         return max(1, min(self.req.threads or self.target.device.cores, os.cpu_count() or 1))
 
-    def _model_section(self, info: ModelInfo, signature: Signature) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.req.model), "format": info.format,
-                "parameters": info.parameters, "size_bytes": info.size_bytes,
-                "sha256": _sha256(self.req.model), "signature": signature.to_dict(),
-                "labels": self.req.labels}
+    def _model_section(self, source: Source, signature: Signature) -> dict[str, Any]:
+        return {"name": self.name, "version": self.req.version, "path": str(self.req.model),
+                "format": source.format, "parameters": source.info.parameters,
+                "size_bytes": source.info.size_bytes, "sha256": _sha256(self.req.model),
+                "signature": signature.to_dict(), "labels": self.req.labels}
 
     def _calibration_section(self, calib: Dataset | None,
                              profile: Profile) -> dict[str, Any] | None:
@@ -370,6 +445,17 @@ class Builder:
         staging.rename(out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _with_layouts(sig: Signature, produced: Produced) -> Signature:
+    """The artifact's signature with the layouts its conversion path gave its tensors."""
+    from dataclasses import replace
+
+    return Signature(
+        inputs=tuple(replace(s, layout=lay) for s, lay in
+                     zip(sig.inputs, produced.input_layouts, strict=False)),
+        outputs=tuple(replace(s, layout=lay) for s, lay in
+                      zip(sig.outputs, produced.output_layouts, strict=False)))
 
 
 def _random_inputs(signature: Signature) -> Dataset:

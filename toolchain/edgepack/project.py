@@ -43,6 +43,8 @@ class Project(Strict):
     targets: list[str] = Field(default_factory=list)
     targets_dir: list[str] = Field(default_factory=list)
     profiles_dir: list[str] = Field(default_factory=list)
+    # boards to validate on, as in the user's device inventory; checked by edgepack.devices
+    devices: dict[str, dict] = Field(default_factory=dict)
 
 
 class LoadedProject:

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from .formats.base import ModelInfo
 from .pipeline import Progress
-from .report import Report, fmt_bytes, summary_rows
+from .report import Report, fmt_bytes, fmt_num, summary_rows
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are never cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -180,3 +181,56 @@ def build_summary(report: Report) -> None:
         out.print(f"path: {a.conversion_path}")
     status = "[green]passed[/]" if report.passed else "[bold red]FAILED the accuracy budget[/]"
     out.print(f"{status}; report: {report.output}/report.md")
+
+
+def bench_table(rows: list[tuple[str, Any]]) -> None:
+    """``edgepack bench``: one row per (artifact, LatencyStats), times in milliseconds."""
+    table = Table(title="edgepack bench (each artifact in its own process)",
+                  title_justify="left")
+    cols = ["artifact", "runtime", "device", "threads", "batch", "runs", "p50", "p90", "p99",
+            "mean", "std", "min", "samples/s", "load", "first", "peak RSS MB"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "device")
+                         else "right")
+    notes = set()
+    names = [Path(a).name for a, _ in rows]
+    if len(set(names)) == len(names):  # file names say it all; JSON keeps the paths
+        rows = [(n, s) for n, (_, s) in zip(names, rows, strict=True)]
+    for artifact, s in rows:
+        device = s.device + (f" {s.precision}" if s.precision else "")
+        if s.precision and not s.precision_hint and s.precision not in ("f32", "float32"):
+            notes.add(f"{s.runtime} computed in {s.precision}, its default on this device; "
+                      "--precision-hint f32 times the artifact's own precision")
+        table.add_row(escape(artifact), escape(s.runtime_version), device,
+                      str(s.threads or "default"), str(s.batch), str(s.runs),
+                      *(f"{v:.3f}" for v in (s.p50_ms, s.p90_ms, s.p99_ms, s.mean_ms, s.std_ms,
+                                              s.min_ms)),
+                      f"{s.throughput_per_s:,.0f}", f"{s.load_ms:.1f}",
+                      f"{s.first_inference_ms:.2f}", fmt_num(s.peak_rss_mb, ".0f"))
+    out.print(table)
+    out.print("[dim]times in ms; warm-up runs excluded; load and first inference timed "
+              "separately[/]")
+    for note in sorted(notes):
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def compare_table(c: Any) -> None:
+    """``edgepack compare``: the Comparison's rows (the same as its markdown and HTML)."""
+    from .comparison import COLUMNS, describe_eval, formatted, rows
+
+    for note in c.notes:
+        out.print(f"[bold yellow]WARNING:[/] {escape(note)}")
+    table = Table(title=escape(c.title), title_justify="left")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("artifact", "format", "precision",
+                                                        "runtime") else "right")
+    for row in rows(c):
+        text = formatted(row)
+        table.add_row(*(escape(text[k]) for k in COLUMNS))
+    out.print(table)
+    out.print(f"source: {escape(str(c.source.get('path', '')))}; fidelity on "
+              f"{escape(describe_eval(c))}")
+    if c.source_accuracy and c.source_accuracy.top1 is not None:
+        out.print(f"source model top-1 accuracy: {100 * c.source_accuracy.top1:.2f}%")
+    out.print("[dim]speedup: vs the fp32 artifact in the same runtime; smaller: vs the fp32 "
+              "artifact of the same format[/]")

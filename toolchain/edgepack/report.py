@@ -26,8 +26,11 @@ class Hop:
     tool: str
     tool_version: str
     seconds: float
-    #: for fp32 intermediate hops: the numeric check against the source before the next hop
+    #: the new file vs the source on the same samples, right after the hop (worst output)
+    check_samples: int = 0
     check_max_abs_error: float | None = None
+    check_cosine: float | None = None
+    check_top1_agreement: float | None = None
 
 
 @dataclass
@@ -45,6 +48,12 @@ class Artifact:
     latency: LatencyStats | None = None
     budget: BudgetVerdict | None = None
     notes: list[str] = field(default_factory=list)
+    #: files that belong to the artifact: OpenVINO's .bin, a TFLite metadata sidecar
+    extra_files: list[str] = field(default_factory=list)
+    #: the accuracy fallback's attempts: layers kept in float and what each attempt measured
+    fallback: list[dict[str, Any]] = field(default_factory=list)
+    #: on-device runs (edgepack build --device): latency there and fidelity vs the host
+    devices: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def conversion_path(self) -> str:
@@ -68,19 +77,23 @@ class Report:
     source_accuracy: Accuracy | None = None
     output: str = ""  # the build folder, as the caller named it
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     schema_version: int = REPORT_SCHEMA_VERSION
 
     @property
     def passed(self) -> bool:
-        return all(a.budget is None or a.budget.passed for a in self.artifacts)
+        return all((a.budget is None or a.budget.passed) and all(d["passed"] for d in a.devices)
+                   for a in self.artifacts)
 
     @property
     def deliverables(self) -> list[Artifact]:
         return [a for a in self.artifacts if a.role == "deliverable"]
 
-    def artifact(self, role: str) -> Artifact | None:
-        return next((a for a in self.artifacts if a.role == role), None)
+    def reference_for(self, artifact: Artifact) -> Artifact | None:
+        """The fp32 reference of the same format, which size and speed are compared with."""
+        return next((a for a in self.artifacts
+                     if a.role == "reference" and a.format == artifact.format), None)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,12 +102,22 @@ class Report:
             a["conversion_path"] = src.conversion_path
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """The inverse of ``to_dict`` (e.g. report.json read back); see report_load.py."""
+        from .report_load import report_from_dict
+
+        return report_from_dict(d)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)
 
     def write(self, folder: Path) -> None:
+        from .report_html import to_html
+
         (folder / "report.json").write_text(self.to_json() + "\n", encoding="utf-8")
         (folder / "report.md").write_text(to_markdown(self), encoding="utf-8")
+        (folder / "report.html").write_text(to_html(self), encoding="utf-8")
 
 
 def _json_default(value: Any) -> Any:
@@ -121,9 +144,9 @@ def fmt_num(x: float | None, spec: str = ".3g") -> str:
 
 def summary_rows(report: Report) -> list[dict[str, str]]:
     """One row per artifact with the headline numbers (shared by markdown and the terminal)."""
-    ref = report.artifact("reference")
     rows = []
     for a in report.artifacts:
+        ref = report.reference_for(a)
         fid = a.fidelity[0] if a.fidelity else None
         lat = a.latency
         speedup = "-"
@@ -169,6 +192,7 @@ def to_markdown(report: Report) -> str:
         lines.append("- Calibration data: none")
     if report.source_accuracy and report.source_accuracy.top1 is not None:
         lines.append(f"- Source model top-1 accuracy: {fmt_pct(report.source_accuracy.top1)}")
+    lines += [f"- Note: {n}" for n in report.notes]
     lines += ["", "## Artifacts", ""]
     rows = summary_rows(report)
     headers = ["artifact", "role", "precision", "size", "smaller", "max_abs_err", "cosine",
@@ -184,8 +208,11 @@ def to_markdown(report: Report) -> str:
         lines += ["", f"### {a.file} ({a.role}, {a.precision})", ""]
         lines.append(f"- Conversion path: {a.conversion_path}")
         for h in a.path:
-            check = "" if h.check_max_abs_error is None else \
-                f", checked vs source: max abs error {h.check_max_abs_error:.3g}"
+            check = "" if h.check_max_abs_error is None else (
+                f", checked vs source on {h.check_samples} samples: max abs error "
+                f"{h.check_max_abs_error:.3g}, cosine {h.check_cosine:.6f}"
+                + ("" if h.check_top1_agreement is None
+                   else f", top-1 agreement {fmt_pct(h.check_top1_agreement)}"))
             lines.append(f"  - {h.src} -> {h.dst}: {h.tool} ({h.tool_version}), "
                          f"{h.seconds:.2f} s{check}")
         lines.append(f"- Size: {a.size_bytes:,} bytes, sha256 `{a.sha256}`")

@@ -21,6 +21,9 @@ from ..errors import DataError
 
 
 def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
+    # Builtin ops only: "Select TF ops" need the Flex delegate, which device runtimes
+    # (tflite-runtime, LiteRT in apps) do not ship; better to fail here, naming the op.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if ctx.precision == "fp32":
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

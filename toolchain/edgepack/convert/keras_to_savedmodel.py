@@ -7,11 +7,11 @@ exporting a SavedModel and converting from it is what works reliably on our pins
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..errors import ConversionError
 from ..formats.keras import KerasFormat
 from ..quiet import captured
-from .base import ConvertContext, Edge
+from .base import ConvertContext, Edge, converter_failed
 
 
 class KerasToSavedModel(Edge):
@@ -28,10 +28,22 @@ class KerasToSavedModel(Edge):
     def convert(self, src: Path, ctx: ConvertContext) -> Path:
         model = KerasFormat().load(src)
         out = ctx.workdir / f"{ctx.stem}.savedmodel"
+        cap = None
         try:
             with captured() as cap:
-                model.export(str(out), format="tf_saved_model", verbose=False)
+                model.export(str(out), format="tf_saved_model", verbose=False,
+                             **self._signature(model, ctx))
         except Exception as exc:
-            raise ConversionError(f"Keras export to SavedModel failed: {exc}".splitlines()[0],
-                                  path=src, hint=cap.last_lines() or None) from exc
+            raise converter_failed("Keras export to SavedModel", exc, cap.text if cap else "",
+                                   src) from exc
         return out
+
+    def _signature(self, model: Any, ctx: ConvertContext) -> dict[str, Any]:
+        """Fixed input shapes for static-shape targets; otherwise Keras' own (batch dynamic)."""
+        if not ctx.input_shapes:
+            return {}
+        import tensorflow as tf
+
+        specs = [tf.TensorSpec(ctx.input_shapes.get(t.name, t.shape), t.dtype, name=t.name)
+                 for t in model.inputs]
+        return {"input_signature": specs}

@@ -1,17 +1,21 @@
 """SavedModel -> TFLite with the TensorFlow Lite converter, at any TFLite precision.
 
 Quantization happens here because the TFLite converter is the tool that quantizes TFLite best:
-it sees the float graph and folds scales into the kernels XNNPACK runs.
+it sees the float graph and folds scales into the kernels XNNPACK runs. When the target needs
+static shapes and the SavedModel's signature has dynamic ones, the serving function is traced
+again at the fixed shapes and converted from that concrete function.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..compress.tflite import configure
-from ..errors import ConversionError, first_line
+from ..errors import ConversionError
+from ..formats.savedmodel import SavedModelFormat
 from ..quiet import captured, import_tensorflow
-from .base import ConvertContext, Edge
+from .base import ConvertContext, Edge, converter_failed
 
 
 class SavedModelToTFLite(Edge):
@@ -31,14 +35,26 @@ class SavedModelToTFLite(Edge):
         cap = None
         try:
             with captured() as cap:
-                converter = tf.lite.TFLiteConverter.from_saved_model(str(src))
+                converter = self._converter(tf, src, ctx)
                 configure(converter, tf, ctx)
                 flatbuffer = converter.convert()
         except ConversionError:
             raise
         except Exception as exc:
-            raise ConversionError(f"TFLite conversion ({ctx.precision}) failed: {first_line(exc)}",
-                                  path=src,
-                                  hint=cap.last_lines() if cap else None) from exc
+            raise converter_failed(f"TFLite conversion ({ctx.precision})", exc,
+                                   cap.text if cap else "", src) from exc
         out.write_bytes(flatbuffer)
         return out
+
+    def _converter(self, tf: Any, src: Path, ctx: ConvertContext) -> Any:
+        if not ctx.input_shapes:
+            return tf.lite.TFLiteConverter.from_saved_model(str(src))
+        loaded, fn = SavedModelFormat().load(src)
+        _, kwargs = fn.structured_input_signature
+        if all(tuple(kwargs[n].shape.as_list()) == tuple(ctx.input_shapes.get(n, ()))
+               for n in kwargs):
+            return tf.lite.TFLiteConverter.from_saved_model(str(src))
+        specs = {n: tf.TensorSpec(ctx.input_shapes.get(n, kwargs[n].shape), kwargs[n].dtype,
+                                  name=n) for n in kwargs}
+        concrete = tf.function(lambda **kw: fn(**kw)).get_concrete_function(**specs)
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)

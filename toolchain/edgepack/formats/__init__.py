@@ -14,9 +14,10 @@ from .onnx import OnnxFormat
 from .openvino import OpenVinoFormat
 from .savedmodel import SavedModelFormat
 from .tflite import TFLiteFormat
+from .torch import TorchExportFormat, TorchScriptFormat
 
 FORMATS: list[Format] = [KerasFormat(), SavedModelFormat(), OnnxFormat(), TFLiteFormat(),
-                         OpenVinoFormat()]
+                         OpenVinoFormat(), TorchExportFormat(), TorchScriptFormat()]
 
 
 def get_format(name: str) -> Format:

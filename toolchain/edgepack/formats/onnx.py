@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
+from ..metadata import KEY, annotate
 from ..signature import Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, file_size, histogram
 
@@ -39,20 +40,24 @@ class OnnxFormat(Format):
         params = sum(int(np.prod(init.dims)) if init.dims else 1 for init in graph.initializer)
         opsets = {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import}
         custom = sorted(d for d in opsets if d not in ("ai.onnx", "ai.onnx.ml", "com.microsoft"))
+        props = {p.key: p.value for p in model.metadata_props}
+        # tf2onnx keeps TensorFlow's channels-last layout; other producers are channels-first
+        first = model.producer_name != "tf2onnx"
+        signature = Signature(
+            inputs=tuple(_spec(v, onnx, first) for v in graph.input if v.name not in initializers),
+            outputs=tuple(_spec(v, onnx, first) for v in graph.output))
         return ModelInfo(
             path=str(path), format=self.name,
-            signature=Signature(
-                inputs=tuple(_spec(v, onnx) for v in graph.input if v.name not in initializers),
-                outputs=tuple(_spec(v, onnx) for v in graph.output)),
+            signature=annotate(signature, props.get(KEY)),
             parameters=params, size_bytes=_size_with_external_data(path, model),
             operators=histogram(_op_types(graph)),
             details={"opsets": opsets, "ir_version": int(model.ir_version),
                      "producer": f"{model.producer_name} {model.producer_version}".strip(),
                      "custom_domains": custom,
-                     "metadata": {p.key: p.value for p in model.metadata_props}})
+                     "metadata": props})
 
 
-def _spec(value: Any, onnx: Any) -> TensorSpec:
+def _spec(value: Any, onnx: Any, channels_first: bool) -> TensorSpec:
     ttype = value.type.tensor_type
     dims: list[int | str] = []
     for d in ttype.shape.dim:
@@ -63,7 +68,7 @@ def _spec(value: Any, onnx: Any) -> TensorSpec:
     shape = tuple(dims)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name if ttype.elem_type else "?"
     return TensorSpec(name=value.name, shape=shape, dtype=dtype,
-                      layout=guess_layout(shape, channels_first=True))
+                      layout=guess_layout(shape, channels_first=channels_first))
 
 
 def _op_types(graph: Any) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
+from ..metadata import KEY, annotate
 from ..signature import Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, histogram
 
@@ -40,16 +41,20 @@ class OpenVinoFormat(Format):
                      and op.get_output_element_type(0).is_real())
         rt_info = {}
         if model.has_rt_info("model_info"):
-            rt_info = {k: str(v) for k, v in model.get_rt_info("model_info").items()}
+            rt_info = {k: v.astype(str)
+                       for k, v in model.get_rt_info("model_info").astype(dict).items()}
+        edgepack_meta = model.get_rt_info([KEY]).astype(str) if model.has_rt_info([KEY]) else None
         return ModelInfo(
             path=str(path), format=self.name,
-            signature=Signature(inputs=tuple(_spec(p) for p in model.inputs),
-                                outputs=tuple(_spec(p) for p in model.outputs)),
+            signature=annotate(Signature(inputs=tuple(_spec(p) for p in model.inputs),
+                                         outputs=tuple(_spec(p) for p in model.outputs)),
+                               edgepack_meta),
             parameters=params,
             size_bytes=path.stat().st_size + path.with_suffix(".bin").stat().st_size,
             operators=histogram([op.get_type_name() for op in ops
                                  if op.get_type_name() not in _PLUMBING]),
-            details={"friendly_name": model.get_friendly_name(), "model_info": rt_info})
+            details={"friendly_name": model.get_friendly_name(), "model_info": rt_info,
+                     "metadata": edgepack_meta})
 
 
 def _spec(port: Any) -> TensorSpec:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ..metadata import annotate, sidecar_path
 from ..signature import Quantization, Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, histogram
 
@@ -123,9 +124,22 @@ def _read(path: Path, data: bytes) -> ModelInfo:
 
     details: dict[str, Any] = {
         "schema_version": int(model.Version()),
+        "metadata": _sidecar(path),
         "signature_key": signature_key,
         "operator_versions": {k: sorted(v) for k, v in sorted(versions.items())},
     }
     return ModelInfo(path=str(path), format="tflite",
-                     signature=Signature(tuple(inputs), tuple(outputs)), parameters=params,
+                     signature=annotate(Signature(tuple(inputs), tuple(outputs)),
+                                        details["metadata"]), parameters=params,
                      size_bytes=len(data), operators=histogram(ops), details=details)
+
+
+def _sidecar(path: Path) -> dict[str, Any] | None:
+    """edgepack's metadata sidecar (``<file>.json``) when there is one (see metadata.py)."""
+    import json
+
+    side = sidecar_path(path)
+    try:
+        return json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+    except (OSError, ValueError):
+        return None

@@ -16,11 +16,12 @@ from .onnxruntime import OnnxRuntime
 from .openvino import OpenVinoRuntime
 from .session import AdapterSession, InputError
 from .tensorflow import TensorFlowRuntime
+from .torch import TorchRuntime
 
 #: every adapter, in order of preference per format (runtime_for_format takes the first
 #: available one): ONNX goes to ONNX Runtime before OpenVINO.
 RUNTIMES: list[Runtime] = [LiteRTRuntime(), OnnxRuntime(), OpenVinoRuntime(),
-                           TensorFlowRuntime(), KerasRuntime()]
+                           TensorFlowRuntime(), KerasRuntime(), TorchRuntime()]
 
 
 def get_runtime(name: str) -> Runtime:

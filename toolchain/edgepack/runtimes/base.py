@@ -36,6 +36,9 @@ class Session:
     signature: Signature
     runtime: str = ""
     runtime_version: str = ""
+    #: the precision the runtime computes in when it chooses one itself (OpenVINO runs an f32
+    #: model in bf16 on CPUs with AVX512_BF16/AMX); "" when it runs the model's own precision
+    precision: str = ""
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

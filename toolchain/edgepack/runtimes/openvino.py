@@ -67,26 +67,46 @@ class OpenVinoRuntime(Runtime):
         except Exception as exc:
             raise ModelError(f"OpenVINO cannot load the model on {options.device}: "
                              f"{_useful_line(exc)}", path=p) from exc
-        return OpenVinoSession(compiled, f"openvino {_version(ov)}")
+        return OpenVinoSession(compiled, f"openvino {_version(ov)}", ov.Tensor)
 
 
 class OpenVinoSession(AdapterSession):
-    def __init__(self, compiled: Any, version: str):
+    """Runs through one reused InferRequest, inputs wrapped without copying.
+
+    ``request.infer(list_of_arrays)`` copies every input into a new tensor and builds a dict of
+    copied outputs on each call: ~35 us, 3.5% of a 1 ms model. Here the (already contiguous,
+    already cast) arrays are wrapped as shared-memory tensors and ``infer()`` is called. The
+    request keeps only a pointer into those arrays, so the session holds them until the next
+    call; an input that is the very array held from the last call is not wrapped and set again
+    (its memory is what the request reads, in-place changes included), which is what a latency
+    loop over one feed does.
+    """
+
+    def __init__(self, compiled: Any, version: str, tensor_cls: Any):
         self.native = compiled
         signature = Signature(
             inputs=tuple(_spec(port, f"input_{i}") for i, port in enumerate(compiled.inputs)),
             outputs=tuple(_spec(port, f"output_{i}") for i, port in enumerate(compiled.outputs)))
         super().__init__(signature, runtime="openvino", runtime_version=version)
         self._request = compiled.create_infer_request()  # reused: no per-call set-up
+        self._tensor = tensor_cls
+        self._held: list[np.ndarray] = []
         self._n_out = len(compiled.outputs)
+        self.precision = _inference_precision(compiled)
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        request, held = self._request, self._held
         try:
-            self._request.infer(arrays)
+            for i, a in enumerate(arrays):
+                if i >= len(held) or held[i] is not a:
+                    request.set_input_tensor(i, self._tensor(a, shared_memory=True))
+            self._held = arrays
+            request.infer()
         except RuntimeError as exc:
+            self._held = []
             raise InputError(f"OpenVINO refused the inputs: {_useful_line(exc)}") from None
         # copy: the request's output buffers are overwritten by the next call
-        return [np.array(self._request.get_output_tensor(i).data) for i in range(self._n_out)]
+        return [np.array(request.get_output_tensor(i).data) for i in range(self._n_out)]
 
 
 def _spec(port: Any, fallback: str) -> TensorSpec:
@@ -96,6 +116,14 @@ def _spec(port: Any, fallback: str) -> TensorSpec:
     return TensorSpec(name=names[0] if names else fallback, shape=shape,
                       dtype=port.get_element_type().to_dtype().name,
                       layout=guess_layout(shape, channels_first=True))
+
+
+def _inference_precision(compiled: Any) -> str:
+    """What the device computes in ("bf16", "f32", "f16"); "" if the device does not say."""
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+    except (RuntimeError, AttributeError):
+        return ""
 
 
 def _version(ov: Any) -> str:

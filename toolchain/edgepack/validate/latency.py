@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InternalError
+from .. import errors
+from ..errors import EdgepackError, InternalError
 from ..runtimes.base import RuntimeOptions, Session
 
 
@@ -49,6 +51,11 @@ class LatencyStats:
     rss_before_load_mb: float | None = None
     isolated: bool = False
     samples_ms: list[float] | None = None  # every timed run, for distributions
+    device: str = "CPU"  # the device the runtime was asked to run on
+    precision_hint: str | None = None  # what was asked (OpenVINO INFERENCE_PRECISION_HINT)
+    #: what the runtime says it computes in (OpenVINO: "bf16" by default on AVX512_BF16/AMX
+    #: CPUs); None when the runtime does not say, i.e. the artifact's own precision
+    precision: str | None = None
 
     def to_dict(self, with_samples: bool = True) -> dict[str, Any]:
         d = asdict(self)
@@ -134,13 +141,19 @@ def measure(runtime_name: str, path: str, feed: dict[str, np.ndarray],
         warmup=warmup, runs=len(times), batch=batch, load_ms=load_ms, first_inference_ms=first_ms,
         **summarize(times, batch), peak_rss_mb=_peak_rss_mb() if isolated else None,
         rss_before_load_mb=before if isolated else None, isolated=isolated,
-        samples_ms=[t * 1e3 for t in times])
+        samples_ms=[t * 1e3 for t in times], device=options.device,
+        precision_hint=options.precision_hint, precision=session.precision or None)
 
 
 def measure_isolated(runtime_name: str, path: str | Path, feed: dict[str, np.ndarray],
                      options: RuntimeOptions, warmup: int = 10, runs: int = 100,
                      duration_s: float | None = None, timeout_s: float = 600) -> LatencyStats:
-    """``measure`` in a fresh Python process; the result comes back as JSON."""
+    """``measure`` in a fresh Python process; the result comes back as JSON.
+
+    An EdgepackError in the worker (a model the runtime refuses, inputs that do not fit) is
+    raised here again as the same class with the same message, so a caller sees exit code 5 or
+    6 and not "internal error"; a worker that crashes, is killed or hangs is an InternalError.
+    """
     with tempfile.TemporaryDirectory(prefix="edgepack-bench-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **feed)
@@ -150,14 +163,51 @@ def measure_isolated(runtime_name: str, path: str | Path, feed: dict[str, np.nda
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec))
         result_file = Path(tmp) / "result.json"
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgepack.validate.latency", str(spec_file), str(result_file)],
-            capture_output=True, text=True, timeout=timeout_s, env=_worker_env())
-        if proc.returncode != 0 or not result_file.is_file():
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            raise InternalError(
-                f"latency worker for {path} failed (exit {proc.returncode}): {tail}")
-        return LatencyStats(**json.loads(result_file.read_text()))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "edgepack.validate.latency", str(spec_file),
+                 str(result_file)],
+                capture_output=True, text=True, timeout=timeout_s, env=_worker_env())
+        except subprocess.TimeoutExpired:
+            raise InternalError(f"latency worker for {path} did not finish in {timeout_s:g} s",
+                                hint="lower --runs or --duration") from None
+        result = _read_result(result_file)
+        if proc.returncode == 0 and result is not None:
+            return LatencyStats(**result)
+        if result is not None and "error" in result:
+            raise _worker_error(result["error"])
+        raise InternalError(f"latency worker for {path} {_how_it_ended(proc.returncode)}"
+                            + _stderr_tail(proc.stderr))
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """The worker's JSON, or None when it died before writing it whole."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"failed (exit {returncode})"
+
+
+def _stderr_tail(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return f": {' | '.join(lines[-3:])}" if lines else ""
+
+
+def _worker_error(error: dict[str, str]) -> EdgepackError:
+    """The worker's EdgepackError, rebuilt as the same class (InternalError if unknown)."""
+    cls = getattr(errors, error.get("class", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, EdgepackError)):
+        cls = InternalError
+    return cls(error.get("message", "latency worker failed"))
 
 
 def _worker_env() -> dict[str, str]:
@@ -173,9 +223,16 @@ def _worker(spec_file: str, result_file: str) -> None:
         feed = {k: npz[k] for k in npz.files}
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # runtimes print C++ notices; the result goes to a file
-    stats = measure(spec["runtime"], spec["path"], feed, RuntimeOptions(**spec["options"]),
-                    warmup=spec["warmup"], runs=spec["runs"], duration_s=spec["duration_s"],
-                    isolated=True)
+    try:
+        stats = measure(spec["runtime"], spec["path"], feed, RuntimeOptions(**spec["options"]),
+                        warmup=spec["warmup"], runs=spec["runs"],
+                        duration_s=spec["duration_s"], isolated=True)
+    except EdgepackError as exc:
+        # the nearest class the parent can rebuild: errors.py's (InputError -> DataError)
+        cls = next(c for c in type(exc).__mro__ if getattr(errors, c.__name__, None) is c)
+        Path(result_file).write_text(json.dumps(
+            {"error": {"class": cls.__name__, "message": str(exc)}}))
+        sys.exit(3)
     Path(result_file).write_text(json.dumps(stats.to_dict()))
 
 

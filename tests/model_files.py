@@ -1,0 +1,64 @@
+"""Tiny artifacts of every runtime's format, made on the fly for the bench and compare tests.
+
+Plain functions (the test modules wrap them in fixtures): TFLite fp32 and full-integer int8
+with int8 I/O from the ``tiny_savedmodel`` fixture, an ONNX graph written with ``onnx.helper``
+(optionally with dynamic height and width), and OpenVINO IR converted from that ONNX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def tflite(saved_model: Path, out: Path, int8_samples: np.ndarray | None = None) -> Path:
+    """fp32, or full-integer int8 with int8 input and output when samples are given."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    with captured():
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+        if int8_samples is not None:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: ([s[None]] for s in int8_samples[:32])
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+        data = conv.convert()
+    out.write_bytes(data)
+    return out
+
+
+def onnx_cnn(out: Path, height: int | str = 4, width: int | str = 4) -> Path:
+    """x[N,3,H,W] -> Conv(2 filters, 3x3) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> y[N,5].
+
+    Global pooling makes H and W free, so ``height``/``width`` may be dimension names.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
+    g = numpy_helper.from_array(rng.standard_normal((2, 5)).astype(np.float32), "g")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "g"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, height, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], [w, b, g])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, out)
+    return out
+
+
+def openvino_ir(onnx_path: Path, out: Path) -> Path:
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(onnx_path)), str(out), compress_to_fp16=False)
+    return out

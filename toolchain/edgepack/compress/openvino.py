@@ -1,0 +1,53 @@
+"""OpenVINO IR compression with NNCF, OpenVINO's own post-training tool.
+
+- int8: ``nncf.quantize`` on the fp32 IR with the profile's seeded calibration sample (NNCF's
+  min/max-based statistics with its own bias correction), layers the accuracy fallback chose
+  left in float through ``ignored_scope``.
+- dynamic-int8: ``nncf.compress_weights`` (int8 weights, float activations), which needs no data.
+- fp16 is not here: ``save_model(compress_to_fp16=True)`` does it in the conversion edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..convert.base import ConvertContext
+from ..errors import DataError
+
+
+def _nncf():
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    import nncf
+
+    nncf.set_log_level(logging.ERROR)
+    return nncf
+
+
+def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
+    import openvino as ov
+
+    nncf = _nncf()
+    model = ov.Core().read_model(str(src))
+    if ctx.precision == "dynamic-int8":
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    elif ctx.precision == "int8":
+        quant = ctx.quantization
+        if ctx.calibration is None or quant is None:
+            raise DataError("full-integer int8 needs calibration data")
+        settings = quant.calibration
+        samples = ctx.calibration.take(settings.samples, settings.seed)
+        names = [p.get_any_name() for p in model.inputs]
+        feeds = [{n: v.astype(np.float32) for n, v in zip(names, f.values(), strict=True)}
+                 for f in samples.samples()]
+        scope = nncf.IgnoredScope(names=list(ctx.keep_float)) if ctx.keep_float else None
+        model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
+                              ignored_scope=scope, preset=nncf.QuantizationPreset.PERFORMANCE)
+        ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
+                         f"(seed {settings.seed}, NNCF post-training quantization)")
+    else:
+        raise ValueError(f"OpenVINO compression has no precision {ctx.precision}")
+    ov.save_model(model, str(out), compress_to_fp16=False)

@@ -1,0 +1,70 @@
+"""Same-format final hops that compress with the format's own tool (ONNX Runtime, NNCF).
+
+The planner allows a same-format edge only as the last hop of a path, after the fp32 model in
+that format exists: compression is a pass over it, not a conversion.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from ..compress import onnx as onnx_compress
+from ..compress import openvino as openvino_compress
+from ..errors import ConversionError, DataError
+from ..quiet import captured
+from .base import ConvertContext, Edge, converter_failed
+
+
+class CompressionPass(Edge):
+    suffix: str = ""
+    package: str = ""  # the distribution whose version names the tool
+
+    def tool_version(self) -> str:
+        return f"{self.package} {importlib.metadata.version(self.package)}"
+
+    def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
+        raise NotImplementedError
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        out = ctx.workdir / f"{ctx.stem}.{ctx.precision}{self.suffix}"
+        cap = None
+        try:
+            with captured() as cap:
+                self.compress(src, out, ctx)
+        except (ConversionError, DataError):
+            raise
+        except Exception as exc:
+            raise converter_failed(f"{self.tool} {ctx.precision} compression", exc,
+                                   cap.text if cap else "", src) from exc
+        return out
+
+
+class OnnxCompress(CompressionPass):
+    """int8 QDQ, dynamic int8 and fp16 ONNX (compress/onnx.py)."""
+
+    src = dst = "onnx"
+    tool = "onnxruntime.quantization"
+    package = "onnxruntime"
+    suffix = ".onnx"
+    precisions = ("int8", "dynamic-int8", "fp16")
+
+    def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
+        onnx_compress.compress(src, out, ctx)
+
+
+class OpenVinoCompress(CompressionPass):
+    """NNCF int8 and int8-weight OpenVINO IR (compress/openvino.py)."""
+
+    src = dst = "openvino"
+    tool = "nncf"
+    package = "nncf"
+    suffix = ".xml"
+    precisions = ("int8", "dynamic-int8")
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("nncf") is not None
+
+    def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
+        openvino_compress.compress(src, out, ctx)

@@ -1,0 +1,30 @@
+"""A source already in the deliverable's format: copied, then checked and tagged like any hop.
+
+Delivering an ONNX source as ONNX still runs it through the hop check and gets edgepack's
+metadata embedded, so every artifact in a build folder has passed the same checks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .base import ConvertContext, Edge
+
+
+class Copy(Edge):
+    tool = "copy"
+    cost = 0.1
+
+    def __init__(self, fmt: str):
+        self.src = self.dst = fmt
+
+    def tool_version(self) -> str:
+        return "edgepack"
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        out = ctx.workdir / f"{ctx.stem}.{ctx.precision}{src.suffix}"
+        shutil.copyfile(src, out)
+        if src.suffix == ".xml":  # an OpenVINO IR is two files
+            shutil.copyfile(src.with_suffix(".bin"), out.with_suffix(".bin"))
+        return out

@@ -1,0 +1,108 @@
+"""The accuracy-aware fallback: an int8 artifact over budget keeps its worst layers in float.
+
+After quantizing, the artifact is measured against the profile's budget on the eval set. If it
+is over, the layers are ranked by how much int8 hurts them (compress/sensitivity.py, with the
+format's own tooling) and the fewest of them are kept in float: 1, 2, 4, ... layers, quantizing
+again each time with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``), until the
+budget is met or every ranked layer is float. Every attempt — which layers, what it measured,
+what it cost in size — is recorded for the report, so a user sees the price of the accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compress.sensitivity import RANKERS
+from .conversion import Converter, Produced, exact_options, feed_for, outputs_in_source_order
+from .data import Dataset
+from .formats import get_format
+from .profiles import Profile
+from .runtimes import get_runtime
+from .runtimes.base import Session
+from .signature import Signature
+from .validate import budget as budget_gate
+from .validate.accuracy import Accuracy
+from .validate.fidelity import OutputFidelity, compare_all
+
+AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
+
+
+@dataclass
+class Judge:
+    """Everything needed to measure an artifact against the source and the budget."""
+
+    evals: Dataset
+    refs: list[np.ndarray]
+    signature: Signature
+    source_accuracy: Accuracy | None
+    profile: Profile
+    accuracy: AccuracyFn
+
+    def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
+        _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
+                                                 self.signature, self.accuracy)
+        verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
+                                       self.source_accuracy, accuracy)
+        numbers = {c.name: round(c.value, 6) for c in verdict.checks}
+        return verdict, numbers
+
+
+def measure_fidelity(produced: Produced, evals: Dataset, refs: list[np.ndarray],
+                     source_sig: Signature, accuracy_fn: AccuracyFn,
+                     threads: int | None = None) -> tuple[Session, list[OutputFidelity],
+                                                         Accuracy | None]:
+    """Run the artifact on the eval inputs (in its layouts) and compare with the source."""
+    runtime = get_runtime(get_format(produced.format).runtime)
+    session = runtime.load(str(produced.path), exact_options(runtime.name, threads))
+    outs = outputs_in_source_order(
+        session, session.run(feed_for(session, evals.inputs, source_sig,
+                                      produced.input_layouts)),
+        source_sig, produced.output_layouts)
+    return session, compare_all(source_sig.output_names, refs, outs), accuracy_fn(outs, evals)
+
+
+def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Produced,
+               profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
+               judge: Judge, progress: Any) -> Produced:
+    """``produced`` if within budget; else the int8 artifact with the fewest float layers that
+    is (or, when none is, the one with every ranked layer in float: the budget gate then fails
+    the build and the recorded attempts explain why)."""
+    verdict, numbers = judge.verdict(produced)
+    attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
+                                       "size_bytes": produced.path.stat().st_size}]
+    if verdict.passed:
+        return produced
+    ranker = RANKERS.get(fmt)
+    if ranker is None or calibration is None:
+        produced.notes.append(f"over budget and no layer-wise fallback for {fmt} yet")
+        produced.fallback = attempts
+        return produced
+    settings = profile.quantization.calibration if profile.quantization else None
+    samples = calibration.take(min(settings.samples if settings else 32, 32),
+                               settings.seed if settings else 0)
+    with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
+        layers = ranker(reference.path, produced.path, samples)
+    best = produced
+    k = 1
+    while layers:
+        keep = tuple(layers[:k])
+        with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
+            best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
+                                     calibration, keep_float=keep)
+            verdict, numbers = judge.verdict(best)
+        attempts.append({"kept_float": list(keep), **numbers, "passed": verdict.passed,
+                         "size_bytes": best.path.stat().st_size})
+        if verdict.passed or k >= len(layers):
+            break
+        k = min(2 * k, len(layers))
+    kept = attempts[-1]["kept_float"]
+    best.notes.append(
+        f"accuracy fallback: {len(kept)} of {len(layers)} ranked layer(s) kept in float "
+        f"({', '.join(kept)})" + ("" if attempts[-1]["passed"] else "; still over budget"))
+    best.fallback = attempts
+    return best
