@@ -249,3 +249,28 @@ def test_project_folder_copy(tmp_path: Path) -> None:
     result = invoke("build", proj, "-o", out, "--runs", "5")
     assert result.exit_code == 0, result.output
     assert _report(out)["target"]["name"] == "raspberrypi4"
+
+
+def test_user_metric_by_import_path(tiny_keras: Path, tiny_data: dict, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """--metric pkg.module:function is computed for the source and every artifact."""
+    (tmp_path / "mymetrics.py").write_text(
+        "import numpy as np\n"
+        "def true_class_prob(outputs, labels):\n"
+        "    return float(outputs[np.arange(len(labels)), labels].mean())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    result = invoke("build", tiny_keras, "-t", "raspberrypi", "--calibration",
+                    tiny_data["calibration"], "--eval", tiny_data["eval"], "-o", out,
+                    "--runs", "3", "--metric", "mymetrics:true_class_prob")
+    assert result.exit_code == 0, result.output
+    rep = _report(out)
+    src = rep["source_accuracy"]
+    assert src["metric"] == "mymetrics:true_class_prob" and 0 < src["value"] <= 1
+    for art in rep["artifacts"]:
+        assert art["accuracy"]["metric"] == "mymetrics:true_class_prob"
+        assert abs(art["accuracy"]["value"] - src["value"]) < 0.05  # int8 moves it a little
+    assert "Metric mymetrics:true_class_prob" in (out / "report.md").read_text()
+    bad = invoke("build", tiny_keras, "-t", "raspberrypi", "-o", tmp_path / "o2",
+                 "--metric", "nosuchmodule:f")
+    assert bad.exit_code == 2 and "cannot import metric module" in bad.output

@@ -190,6 +190,8 @@ def inspect(model: Path, as_json: bool) -> None:
               help="Also run the deliverables on this board (see `edgepack devices`).")
 @click.option("--trust-new-host", is_flag=True,
               help="Accept an unknown device host key once (a changed key is always refused).")
+@click.option("--metric", metavar="PKG.MODULE:FUNCTION",
+              help="Your accuracy metric, called as f(outputs, labels) -> float.")
 @click.option("--allow-accuracy-drop", is_flag=True,
               help="Exit 0 even when an artifact is over its profile's accuracy budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -197,8 +199,8 @@ def inspect(model: Path, as_json: bool) -> None:
 def build(state: State, model: Path, target: str | None, profile: str | None,
           calibration: Path | None, eval_data: Path | None, output: Path | None, force: bool,
           threads: int | None, runs: int, warmup: int, input_shape: tuple[str, ...],
-          devices: tuple[str, ...], trust_new_host: bool, allow_accuracy_drop: bool,
-          as_json: bool) -> None:
+          devices: tuple[str, ...], trust_new_host: bool, metric: str | None,
+          allow_accuracy_drop: bool, as_json: bool) -> None:
     """Build MODEL for a target: convert, compress, validate, report.
 
     MODEL is a Keras file, a SavedModel folder, an ONNX, TFLite, PyTorch ExportedProgram (.pt2)
@@ -223,7 +225,7 @@ def build(state: State, model: Path, target: str | None, profile: str | None,
         model, target, profile=profile, calibration=calibration, eval=eval_data, output=output,
         force=force, threads=threads, runs=runs, warmup=warmup,
         input_shapes=parse_input_shapes(input_shape) or None, devices=devices,
-        trust_new_host=trust_new_host,
+        trust_new_host=trust_new_host, metric=metric,
         targets_dirs=tuple(state.targets_dirs), profiles_dirs=tuple(state.profiles_dirs),
         progress=progress)
     progress.close()

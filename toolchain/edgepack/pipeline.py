@@ -26,7 +26,7 @@ from . import __version__, metadata
 from .catalog import Catalog, load_catalog
 from .conversion import Converter, Produced, feed_for
 from .convert import plan_path
-from .data import Dataset, load_dataset
+from .data import Dataset, is_class_labels, load_dataset
 from .errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
 from .fallback import Judge, fit_budget, measure_fidelity
 from .formats import detect, get_format
@@ -73,6 +73,7 @@ class BuildRequest:
     name: str | None = None
     devices: tuple[str, ...] = ()
     trust_new_host: bool = False
+    metric: str | None = None  # "package.module:function", called as f(outputs, labels)
     version: str = "0.0.0"
     labels: list[str] | None = None
     normalization: Normalization | None = None
@@ -84,7 +85,7 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
           output: str | Path | None = None, force: bool = False, threads: int | None = None,
           warmup: int = 10, runs: int = 100, input_shapes: dict[str, tuple[int, ...]] | None = None,
           example_inputs: Any = None, name: str | None = None, devices: tuple[str, ...] = (),
-          trust_new_host: bool = False,
+          trust_new_host: bool = False, metric: str | None = None,
           targets_dirs: tuple[Path, ...] = (), profiles_dirs: tuple[Path, ...] = (),
           progress: Progress | None = None) -> Report:
     """Build ``model`` for ``target``; return the Report (also written to the output folder).
@@ -108,7 +109,8 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
                            eval=Path(eval) if eval else None, input_shapes=input_shapes,
                            output=Path(output) if output else None, force=force,
                            threads=threads, warmup=warmup, runs=runs, name=name,
-                           devices=tuple(devices), trust_new_host=trust_new_host)
+                           devices=tuple(devices), trust_new_host=trust_new_host,
+                           metric=metric)
         if project is not None:
             _apply_project(req, project)
         catalog = load_catalog([*(project.targets_dirs if project else []), *targets_dirs],
@@ -142,6 +144,7 @@ class Builder:
         self.notes: list[str] = []  # build-wide facts for the report (fixed shapes, exports)
         self.tools: dict[str, str] = {}
         self.name = req.name or req.model.stem or req.model.name
+        self.metric = (req.metric, acc.load_metric(req.metric)) if req.metric else None
         self.output = req.output or Path("build") / f"{self.name}-{self.target.name}"
 
     # ------------------------------------------------------------------------------ the build
@@ -338,9 +341,19 @@ class Builder:
         return produced
 
     def _accuracy(self, outs: list[np.ndarray], evals: Dataset) -> acc.Accuracy | None:
-        if evals.labels is None or not outs or outs[0].ndim != 2:
+        """Top-1/top-5 for a classifier with class labels; the user's metric when given."""
+        if evals.labels is None or not outs:
             return None
-        return acc.classification(outs[0], evals.labels)
+        result = None
+        if is_class_labels(evals.labels) and outs[0].ndim == 2:
+            result = acc.classification(outs[0], evals.labels)
+        if self.metric is not None:
+            name, fn = self.metric
+            value = acc.with_metric(name, fn, outs[0], evals.labels)
+            if result is None:
+                return value
+            result.metric, result.value = value.metric, value.value
+        return result
 
     def _validate(self, role: str, precision: str, produced: Produced, staging: Path,
                   evals: Dataset, refs: list[np.ndarray], source_sig: Signature,

@@ -7,12 +7,15 @@ the file's folder.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .catalog import load_yaml_model
 from .errors import ConfigError
+from .preprocess import Preprocessing
 from .signature import Normalization
 from .targets import Strict
 
@@ -32,6 +35,39 @@ class NormalizationSpec(Strict):
                              color_order=self.color_order)
 
 
+class PreprocessingSpec(Strict):
+    """How image files become model inputs; anything left out comes from the model.
+
+    ``resize`` sets the shorter side (aspect kept), then a centre ``crop`` x ``crop`` is taken;
+    with neither, images are stretched to the model input's H x W. ``scale`` may be written as a
+    fraction (``1/255``), as people do.
+    """
+
+    resize: int | None = Field(default=None, gt=0)
+    crop: int | None = Field(default=None, gt=0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    scale: float | None = None
+    color_order: Literal["RGB", "BGR", "GRAY"] | None = None
+    layout: Literal["NHWC", "NCHW"] | None = None
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _fraction(cls, value: object) -> object:
+        if isinstance(value, str) and "/" in value:
+            try:
+                return float(Fraction(value.replace(" ", "")))
+            except (ValueError, ZeroDivisionError) as exc:
+                raise ValueError(f"not a number or fraction: {value!r}") from exc
+        return value
+
+    def to_preprocessing(self) -> Preprocessing:
+        return Preprocessing(resize=self.resize, crop=self.crop,
+                             mean=None if self.mean is None else tuple(self.mean),
+                             std=None if self.std is None else tuple(self.std),
+                             scale=self.scale, color_order=self.color_order, layout=self.layout)
+
+
 class Project(Strict):
     name: str | None = None
     version: str = "0.0.0"
@@ -40,6 +76,7 @@ class Project(Strict):
     eval: str | None = None
     labels: str | list[str] | None = None
     normalization: NormalizationSpec | None = None
+    preprocessing: PreprocessingSpec | None = None
     targets: list[str] = Field(default_factory=list)
     targets_dir: list[str] = Field(default_factory=list)
     profiles_dir: list[str] = Field(default_factory=list)

@@ -192,6 +192,9 @@ def to_markdown(report: Report) -> str:
         lines.append("- Calibration data: none")
     if report.source_accuracy and report.source_accuracy.top1 is not None:
         lines.append(f"- Source model top-1 accuracy: {fmt_pct(report.source_accuracy.top1)}")
+    if report.source_accuracy and report.source_accuracy.metric:
+        lines.append(f"- Source model {report.source_accuracy.metric}: "
+                     f"{report.source_accuracy.value:.6g}")
     lines += [f"- Note: {n}" for n in report.notes]
     lines += ["", "## Artifacts", ""]
     rows = summary_rows(report)
@@ -227,6 +230,9 @@ def to_markdown(report: Report) -> str:
         if a.accuracy and a.accuracy.top1 is not None:
             lines.append(f"- Accuracy: top-1 {fmt_pct(a.accuracy.top1)}, top-5 "
                          f"{fmt_pct(a.accuracy.top5)} on {a.accuracy.samples} labelled samples")
+        if a.accuracy and a.accuracy.metric:
+            lines.append(f"- Metric {a.accuracy.metric}: {a.accuracy.value:.6g} on "
+                         f"{a.accuracy.samples} labelled samples")
         if a.latency:
             lt = a.latency
             lines.append(
