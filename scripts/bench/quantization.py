@@ -437,7 +437,9 @@ def edgepack_rows(model: str, rep: dict[str, Any], folder: Path, target: str,
         first = fb[0] if fb else {}
         note = f"{target}/{profile}"
         if fb and len(fb) > 1:
-            note += f"; fallback: {len(kept)} layer(s) float after {len(fb) - 1} re-quantization(s)"
+            note += (f"; first int8 attempt: agreement {first.get('top1_agreement', 0):.3f}, "
+                     f"{first.get('size_bytes', 0) / 1e6:.2f} MB; fallback kept {len(kept)} "
+                     f"layer(s) float after {len(fb) - 1} re-quantization(s)")
         note += "; budget " + ("ok" if (a.get("budget") or {}).get("passed") else "FAILED")
         row = Row(model, a["format"], "edgepack", f"edgepack {a['format']} int8", path, note)
         row.extra = {"first_attempt": first, "attempts": fb}
@@ -486,6 +488,12 @@ def nncf_onnx(src: Path, out: Path, calib_x: np.ndarray, **kwargs: Any) -> Path:
         q = nncf.quantize(model, ds, subset_size=len(calib_x), **kwargs)
     onnx.save(q, str(out))
     return out
+
+
+def nncf_no_bias_correction() -> Any:
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    return AdvancedQuantizationParameters(disable_bias_correction=True)
 
 
 def nncf_ov(src: Path, out: Path, calib_x: np.ndarray, **kwargs: Any) -> Path:
@@ -600,6 +608,10 @@ def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
             Row("EfficientNet-Lite0", "onnx", "variant", "NNCF -> ONNX QDQ",
                 nncf_onnx(src, q / "nncf.onnx", x_ca),
                 "nncf.quantize(ModelProto) defaults: per-channel, bias correction"),
+            Row("EfficientNet-Lite0", "onnx", "variant", "NNCF -> ONNX QDQ, no BC",
+                nncf_onnx(src, q / "nncf_nobc.onnx", x_ca,
+                          advanced_parameters=nncf_no_bias_correction()),
+                "as above with bias correction disabled"),
         ]
         if "openvino" in fp32:
             rows.append(Row("EfficientNet-Lite0", "openvino", "variant", "NNCF defaults (OV)",

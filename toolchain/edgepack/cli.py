@@ -171,8 +171,8 @@ def inspect(model: Path, as_json: bool) -> None:
               "project's target.")
 @click.option("--profile", "-p", help="Compression profile; default: the target's.")
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Calibration data: .npz (arrays named after the inputs, or x) or a folder "
-                   "of .npy files.")
+              help="Calibration data: .npz (arrays named after the inputs, or x), a folder "
+                   "of .npy files, or a folder of images.")
 @click.option("--eval", "eval_data", type=click.Path(path_type=Path),
               help="Evaluation data, same forms; labels as y for accuracy.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
@@ -302,7 +302,7 @@ def raise_budget(report: Any) -> None:
 @click.option("--precision-hint", help="OpenVINO inference precision: f32, bf16 or f16 "
                                        "(default: the device's own).")
 @click.option("--inputs", type=click.Path(path_type=Path),
-              help="Input samples (.npz or a folder of .npy, real values); default: seeded "
+              help="Input samples (.npz, a folder of .npy or of images); default: seeded "
                    "random inputs.")
 @click.option("--device", "devices", multiple=True, metavar="NAME",
               help="Run on this device over SSH instead (repeatable; see `edgepack devices`): "
@@ -354,7 +354,7 @@ def bench(state: State, artifacts: tuple[Path, ...], threads: int | None, runs: 
 @click.option("--source", type=click.Path(path_type=Path),
               help="The model the artifacts were made from (not with a build folder).")
 @click.option("--eval", "eval_data", type=click.Path(path_type=Path),
-              help="Evaluation data (.npz or folder of .npy; labels y for accuracy); default: "
+              help="Evaluation data (.npz, folder of .npy or images; labels y); default: "
                    "seeded random inputs.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads per runtime (default: the runtime's own).")

@@ -52,6 +52,8 @@ class Produced:
     notes: list[str] = field(default_factory=list)
     #: the accuracy fallback's attempts, when it ran (see fallback.py)
     fallback: list[dict[str, Any]] = field(default_factory=list)
+    #: the file the last hop read (a quantizer's float input, e.g. the SavedModel)
+    parent: Path | None = None
 
 
 def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
@@ -171,7 +173,8 @@ class Converter:
         to_last = layout.CHANNELS_LAST if edge.channels_last else {}
         produced = Produced(
             out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
-            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *ctx.notes])
+            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *ctx.notes],
+            parent=prev.path)
         hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
         self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)

@@ -1,7 +1,9 @@
 """The accuracy-aware fallback: an int8 artifact over budget keeps its worst layers in float.
 
 After quantizing, the artifact is measured against the profile's budget on the eval set. If it
-is over, the layers are ranked by how much int8 hurts them (compress/sensitivity.py, with the
+is over, the cheap fixes come first (per-channel weights, percentile calibration where the tool
+has it, twice the calibration samples): each costs nothing in size or speed. If none is enough,
+the layers are ranked by how much int8 hurts them (compress/sensitivity.py, with the
 format's own tooling) and the fewest of them are kept in float: 1, 2, 4, ... layers, quantizing
 again each time with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``), until the
 budget is met or every ranked layer is float. Every attempt — which layers, what it measured,
@@ -21,7 +23,7 @@ from .compress.sensitivity import RANKERS
 from .conversion import Converter, Produced, exact_options, feed_for, outputs_in_source_order
 from .data import Dataset
 from .formats import get_format
-from .profiles import Profile
+from .profiles import Profile, Quantization
 from .runtimes import get_runtime
 from .runtimes.base import Session
 from .signature import Signature
@@ -66,6 +68,19 @@ def measure_fidelity(produced: Produced, evals: Dataset, refs: list[np.ndarray],
     return session, compare_all(source_sig.output_names, refs, outs), accuracy_fn(outs, evals)
 
 
+#: (what, formats whose tool honours it, how the profile's quantization changes)
+CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantization | None]]] = [
+    ("per-channel weights", ("tflite", "onnx"),
+     lambda q: None if q.per_channel else q.model_copy(update={"per_channel": True})),
+    ("percentile calibration", ("onnx",),
+     lambda q: None if q.calibration.method == "percentile" else q.model_copy(update={
+         "calibration": q.calibration.model_copy(update={"method": "percentile"})})),
+    ("twice the calibration samples", ("tflite", "onnx", "openvino"),
+     lambda q: q.model_copy(update={"calibration": q.calibration.model_copy(
+         update={"samples": 2 * q.calibration.samples})})),
+]
+
+
 def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Produced,
                profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
                judge: Judge, progress: Any) -> Produced:
@@ -77,6 +92,23 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                                        "size_bytes": produced.path.stat().st_size}]
     if verdict.passed:
         return produced
+    if profile.quantization is not None and calibration is not None:
+        for what, formats, change in CHEAP_FIXES:
+            quant = change(profile.quantization)
+            if fmt not in formats or quant is None or (
+                    what.startswith("twice") and calibration is not None
+                    and len(calibration) <= profile.quantization.calibration.samples):
+                continue  # not this tool's knob, already so, or no more samples to take
+            with progress.step(f"Re-quantizing {fmt} with {what}"):
+                candidate = converter.produce(fmt, "int8", out_dir, stem, quant, calibration)
+                verdict, numbers = judge.verdict(candidate)
+            attempts.append({"change": what, "kept_float": [], **numbers,
+                             "passed": verdict.passed,
+                             "size_bytes": candidate.path.stat().st_size})
+            if verdict.passed:
+                candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
+                candidate.fallback = attempts
+                return candidate
     ranker = RANKERS.get(fmt)
     if ranker is None or calibration is None:
         produced.notes.append(f"over budget and no layer-wise fallback for {fmt} yet")
@@ -86,7 +118,8 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     samples = calibration.take(min(settings.samples if settings else 32, 32),
                                settings.seed if settings else 0)
     with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
-        layers = ranker(reference.path, produced.path, samples)
+        layers = ranker(produced.parent or reference.path, reference.path, produced.path,
+                        samples, profile.quantization)
     best = produced
     k = 1
     while layers:

@@ -26,10 +26,11 @@ from . import __version__, metadata
 from .catalog import Catalog, load_catalog
 from .conversion import Converter, Produced, feed_for
 from .convert import plan_path
-from .data import Dataset, is_class_labels, load_dataset
+from .data import Dataset, is_class_labels, load_dataset, overlap
 from .errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
 from .fallback import Judge, fit_budget, measure_fidelity
 from .formats import detect, get_format
+from .preprocess import Preprocessing
 from .profiles import Profile
 from .project import LoadedProject, find_project
 from .report import Artifact, Report
@@ -77,6 +78,7 @@ class BuildRequest:
     version: str = "0.0.0"
     labels: list[str] | None = None
     normalization: Normalization | None = None
+    preprocessing: Preprocessing | None = None
     project: LoadedProject | None = None
 
 
@@ -131,6 +133,7 @@ def _apply_project(req: BuildRequest, project: LoadedProject) -> None:
     req.eval = req.eval or project.resolve(spec.eval)
     req.labels = project.labels()
     req.normalization = spec.normalization.to_normalization() if spec.normalization else None
+    req.preprocessing = spec.preprocessing.to_preprocessing() if spec.preprocessing else None
 
 
 class Builder:
@@ -142,6 +145,7 @@ class Builder:
         self.profile: Profile = catalog.profile_for(self.target, req.profile)
         self.warnings: list[str] = []
         self.notes: list[str] = []  # build-wide facts for the report (fixed shapes, exports)
+        self.preprocessing: dict[str, Any] | None = None
         self.tools: dict[str, str] = {}
         self.name = req.name or req.model.stem or req.model.name
         self.metric = (req.metric, acc.load_metric(req.metric)) if req.metric else None
@@ -158,7 +162,7 @@ class Builder:
         self.tools[source.session.runtime] = source.session.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
         shapes = self._fixed_shapes(signature)
-        calib, evals, eval_meta = self._load_data(signature)
+        calib, evals, eval_meta = self._load_data(signature, profile)
 
         parent = self.output.resolve().parent
         staging = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.tmp-", dir=parent))
@@ -216,12 +220,23 @@ class Builder:
             raise OutputError("not writable", path=parent,
                               hint="choose an output folder you can write with -o")
 
-    def _load_data(self, signature: Signature) -> tuple[Dataset | None, Dataset, dict[str, Any]]:
-        calib = load_dataset(self.req.calibration, signature) if self.req.calibration else None
+    def _load_data(self, signature: Signature,
+                   profile: Profile) -> tuple[Dataset | None, Dataset, dict[str, Any]]:
+        settings = profile.quantization.calibration if profile.quantization else None
+        image_options = {"preprocessing": self.req.preprocessing, "class_names": self.req.labels}
+        calib = load_dataset(self.req.calibration, signature, **image_options,
+                             max_samples=settings.samples if settings else None,
+                             seed=settings.seed if settings else 0) \
+            if self.req.calibration else None
         if self.req.eval:
-            evals = load_dataset(self.req.eval, signature)
+            evals = load_dataset(self.req.eval, signature, **image_options)
             meta = {"source": str(self.req.eval), "samples": len(evals),
-                    "labelled": evals.labels is not None}
+                    "labelled": evals.labels is not None, "preprocessing": evals.preprocessing}
+            shared = overlap(calib, evals) if calib is not None else 0
+            if shared:
+                self.warnings.append(f"{shared} of {len(evals)} evaluation samples are also "
+                                     f"calibration samples: accuracy and fidelity are "
+                                     f"flattered; use disjoint data")
         elif calib is not None:
             evals = calib
             self.warnings.append("no evaluation data: fidelity is measured on the calibration "
@@ -234,6 +249,9 @@ class Builder:
                                  f"{len(evals)} random normal inputs; pass --eval DATA")
             meta = {"source": "random normal inputs (seed 0)", "samples": len(evals),
                     "labelled": False}
+        # what was applied to image data travels in every artifact's metadata
+        self.preprocessing = (calib.preprocessing if calib is not None else None) \
+            or evals.preprocessing
         return calib, evals, meta
 
     def _effective_profile(self, has_calibration: bool) -> Profile:
@@ -423,7 +441,8 @@ class Builder:
             inputs.append(d)
         return {"name": self.name, "version": self.req.version, "producer": "edgepack",
                 "edgepack_version": __version__, "inputs": inputs,
-                "output_layouts": produced.output_layouts, "labels": self.req.labels}
+                "output_layouts": produced.output_layouts, "labels": self.req.labels,
+                "preprocessing": self.preprocessing}
 
     def _threads(self) -> int:
         """Host latency uses as many threads as the target has cores, at most the host's."""
@@ -442,6 +461,7 @@ class Builder:
         settings = profile.quantization.calibration if profile.quantization else None
         used = min(len(calib), settings.samples) if settings else 0
         return {"source": calib.source, "samples_available": len(calib), "samples_used": used,
+                "preprocessing": calib.preprocessing,
                 "seed": settings.seed if settings else None,
                 "method": settings.method if settings else None}
 

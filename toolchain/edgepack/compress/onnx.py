@@ -16,13 +16,15 @@ Calibration samples are streamed to the calibrator one at a time from the datase
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..convert.base import ConvertContext
 from ..data import Dataset
 from ..errors import DataError
+
+if TYPE_CHECKING:  # convert/ imports this module: no import at run time
+    from ..convert.base import ConvertContext
 
 #: the largest finite float16 value; anything beyond it becomes inf in half precision
 FP16_MAX = 65504.0

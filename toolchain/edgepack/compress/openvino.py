@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..convert.base import ConvertContext
 from ..errors import DataError
+
+if TYPE_CHECKING:  # convert/ imports this module: no import at run time
+    from ..convert.base import ConvertContext
 
 
 def _nncf():

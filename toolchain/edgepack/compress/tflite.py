@@ -12,12 +12,14 @@ The TFLite converter calibrates with min/max; a profile asking for another metho
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..convert.base import ConvertContext
 from ..errors import DataError
+
+if TYPE_CHECKING:  # convert/ imports this module: no import at run time
+    from ..convert.base import ConvertContext
 
 
 def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
@@ -50,6 +52,25 @@ def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
         io = {"int8": tf.int8, "uint8": tf.uint8}[quant.io_dtype]
         converter.inference_input_type = io
         converter.inference_output_type = io
+
+
+def debug_options(tf: Any, layer_scale: bool = False, denylist: tuple[str, ...] = ()) -> Any:
+    """QuantizationDebugger options: per-layer quantization step (for ranking) or the layers
+    (tensor names) to keep in float (for the accuracy fallback)."""
+    metrics = {"scale": lambda f, q, s, zp: s} if layer_scale else None
+    return tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics=metrics, denylisted_nodes=list(denylist) or None)
+
+
+def convert(converter: Any, tf: Any, ctx: ConvertContext) -> bytes:
+    """The flatbuffer; with ``ctx.keep_float``, through the debugger that keeps those layers
+    in float (the TFLite converter's own selective quantization)."""
+    if not ctx.keep_float:
+        return converter.convert()
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=converter.representative_dataset,
+        debug_options=debug_options(tf, denylist=ctx.keep_float))
+    return debugger.get_nondebug_quantized_model()
 
 
 def _representative(feeds: list[dict[str, np.ndarray]]) -> Iterator[list[np.ndarray]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..compress.tflite import configure
+from ..compress.tflite import configure, convert
 from ..errors import ConversionError
 from ..formats.savedmodel import SavedModelFormat
 from ..quiet import captured, import_tensorflow
@@ -37,7 +37,7 @@ class SavedModelToTFLite(Edge):
             with captured() as cap:
                 converter = self._converter(tf, src, ctx)
                 configure(converter, tf, ctx)
-                flatbuffer = converter.convert()
+                flatbuffer = convert(converter, tf, ctx)
         except ConversionError:
             raise
         except Exception as exc:
