@@ -199,6 +199,9 @@ def _random(spec: TensorSpec, path: Path, batch: int, rng: np.random.Generator,
     except TypeError:
         raise UsageError(f"input '{spec.name}' has a type random inputs cannot make "
                          f"({spec.dtype})", path=path, hint=f"pass {data_flag} DATA.npz") from None
+    from .limits import check_allocation
+
+    check_allocation(shape, dtype, f"input '{spec.name}'", path)
     if dtype.kind == "f":
         return rng.standard_normal(shape).astype(dtype)
     return np.zeros(shape, dtype)

@@ -69,9 +69,19 @@ def _exit_codes_help() -> str:
               help="A folder of extra profile YAML files (repeatable).")
 @click.option("--project", type=click.Path(path_type=Path),
               help="An edgepack.yaml project file (default: ./edgepack.yaml if present).")
+@click.option("--trust-model-code", is_flag=True,
+              help="Load Keras files with safe_mode off: Lambda layers and custom objects in "
+                   "the file RUN on this machine. Only for files you trust like a script.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Stop with exit 13 after S seconds (calibration, validation, everything; "
+                   "or EDGEPACK_MAX_SECONDS).")
+@click.option("--max-memory-mb", type=click.FloatRange(min=1),
+              help="Stop with exit 13 above M MB resident, and refuse larger arrays declared by "
+                   "a model (or EDGEPACK_MAX_MEMORY_MB).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, targets_dir: tuple[Path, ...],
-        profiles_dir: tuple[Path, ...], project: Path | None) -> None:
+        profiles_dir: tuple[Path, ...], project: Path | None, trust_model_code: bool,
+        max_seconds: float | None, max_memory_mb: float | None) -> None:
     """Ship trained neural networks to edge and mobile devices.
 
     \b
@@ -81,6 +91,15 @@ def cli(ctx: click.Context, debug: bool, targets_dir: tuple[Path, ...],
     """
     ctx.obj = State(debug=debug, targets_dirs=list(targets_dir), profiles_dirs=list(profiles_dir),
                     project=project)
+    from .limits import applied
+    from .trust import environment
+
+    # in the environment, so worker processes inherit them; restored after the command
+    ctx.with_resource(environment(
+        EDGEPACK_TRUST_MODEL_CODE="1" if trust_model_code else None,
+        EDGEPACK_MAX_SECONDS=None if max_seconds is None else repr(max_seconds),
+        EDGEPACK_MAX_MEMORY_MB=None if max_memory_mb is None else repr(max_memory_mb)))
+    ctx.with_resource(applied(max_seconds, max_memory_mb))  # also EDGEPACK_MAX_* alone
 
 
 def _catalog(state: State) -> Any:
@@ -166,9 +185,14 @@ def inspect(model: Path, as_json: bool) -> None:
 # ------------------------------------------------------------------------------------ build
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--target", "-t", help="Target device (see `edgepack targets`); default: the "
-              "project's target.")
+@click.argument("model", type=click.Path(path_type=Path), required=False)
+@click.option("--target", "-t", "targets", multiple=True,
+              help="Target device (see `edgepack targets`); repeatable; default: the project's.")
+@click.option("--model", "-m", "model_names", multiple=True, metavar="NAME",
+              help="With a project of several models: build these (repeatable).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Matrix builds: cells built at once, each in its own process.")
+@click.option("--no-cache", is_flag=True, help="Matrix builds: rebuild every cell.")
 @click.option("--profile", "-p", help="Compression profile; default: the target's.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Calibration data: .npz (arrays named after the inputs, or x), a folder "
@@ -194,30 +218,53 @@ def inspect(model: Path, as_json: bool) -> None:
               help="Your accuracy metric, called as f(outputs, labels) -> float.")
 @click.option("--allow-accuracy-drop", is_flag=True,
               help="Exit 0 even when an artifact is over its profile's accuracy budget.")
+@click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Magnitude-prune this fraction of weights (or channels) before converting.")
+@click.option("--structured", is_flag=True,
+              help="Prune whole channels/units, so the model really gets smaller and faster.")
+@click.option("--lowrank", type=click.FloatRange(0, 1, min_open=True),
+              help="Factorize Dense/MatMul/1x1 conv by truncated SVD keeping this energy.")
+@click.option("--distill", is_flag=True,
+              help="Recover accuracy by distillation from the original model (Keras sources).")
+@click.option("--student", type=click.Path(path_type=Path),
+              help="Distil into this Keras model instead of the pruned/factorized one.")
+@click.option("--train", "train_data", type=click.Path(path_type=Path),
+              help="Training data for --distill (labels y are mixed in); default: the "
+                   "calibration data, unlabelled. Never the --eval data.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def build(state: State, model: Path, target: str | None, profile: str | None,
+def build(state: State, model: Path | None, targets: tuple[str, ...],
+          model_names: tuple[str, ...], jobs: int, no_cache: bool, profile: str | None,
           calibration: Path | None, eval_data: Path | None, output: Path | None, force: bool,
           threads: int | None, runs: int, warmup: int, input_shape: tuple[str, ...],
           devices: tuple[str, ...], trust_new_host: bool, metric: str | None,
-          allow_accuracy_drop: bool, as_json: bool) -> None:
+          allow_accuracy_drop: bool, prune: float | None, structured: bool,
+          lowrank: float | None, distill: bool, student: Path | None, train_data: Path | None,
+          as_json: bool) -> None:
     """Build MODEL for a target: convert, compress, validate, report.
 
     MODEL is a Keras file, a SavedModel folder, an ONNX, TFLite, PyTorch ExportedProgram (.pt2)
-    or TorchScript file, or a project folder with an edgepack.yaml.
+    or TorchScript file, or a project folder with an edgepack.yaml (default: this folder).
+    A project of several models, or several targets, builds the whole matrix (cached).
     """
     from . import pipeline, render
     from .errors import UsageError
     from .project import find_project
 
-    if target is None:
-        project = find_project(model) if model.is_dir() else None
-        listed = project.spec.targets if project else []
-        if len(listed) != 1:
-            raise UsageError("which target? pass --target NAME",
-                             hint=f"the project lists {', '.join(listed)}" if listed else
-                             "see `edgepack targets`")
-        target = listed[0]
+    path = model or Path.cwd()
+    project = find_project(path) if path.is_dir() else None
+    listed = list(targets) or (project.spec.targets if project else [])
+    if project is not None and (project.spec.models or model_names or len(listed) > 1):
+        _build_matrix(state, project.path, tuple(targets), model_names, output, profile, jobs,
+                      runs, warmup, threads, not no_cache, as_json)
+        return
+    if model is None:
+        raise UsageError("which model? pass MODEL or run in a folder with an edgepack.yaml")
+    if len(listed) != 1:
+        raise UsageError("which target? pass --target NAME",
+                         hint=f"the project lists {', '.join(listed)}" if listed else
+                         "see `edgepack targets`")
+    target = listed[0]
     progress = render.ConsoleProgress(quiet=as_json)
     from .source import parse_input_shapes
 
@@ -227,7 +274,8 @@ def build(state: State, model: Path, target: str | None, profile: str | None,
         input_shapes=parse_input_shapes(input_shape) or None, devices=devices,
         trust_new_host=trust_new_host, metric=metric,
         targets_dirs=tuple(state.targets_dirs), profiles_dirs=tuple(state.profiles_dirs),
-        progress=progress)
+        prune=prune, structured=structured, lowrank=lowrank, distill=distill, student=student,
+        train=train_data, progress=progress)
     progress.close()
     if as_json:
         click.echo(report.to_json())
@@ -268,6 +316,64 @@ def convert_command(model: Path, to: str, output: Path | None, eval_data: Path |
     for hop in result.hops:
         click.echo(f"  {hop.src} -> {hop.dst}: {hop.tool_version}, max abs error "
                    f"{hop.check_max_abs_error:.3g} vs source on {hop.check_samples} samples")
+
+
+def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
+                  model_names: tuple[str, ...], output: Path | None, profile: str | None,
+                  jobs: int, runs: int, warmup: int, threads: int | None, use_cache: bool,
+                  as_json: bool) -> None:
+    """Every (model, target) cell of the project; a summary table; exit as the worst cell."""
+    from . import render
+    from .errors import EdgepackError
+    from .matrix import run_matrix
+
+    cells = run_matrix(project, models=model_names, targets=targets,
+                       output=output or Path("build"), profile=profile, jobs=jobs, runs=runs,
+                       warmup=warmup, threads=threads, use_cache=use_cache,
+                       targets_dirs=tuple(state.targets_dirs),
+                       profiles_dirs=tuple(state.profiles_dirs),
+                       on_cell=None if as_json else render.matrix_cell)
+    if as_json:
+        _print_json([c.to_dict() for c in cells])
+    else:
+        render.matrix_table(cells)
+    worst = max((c.exit_code or (3 if c.status == "over budget" else 0)) for c in cells)
+    if worst:
+        failed = [f"{c.model}/{c.target}: {c.status}" for c in cells
+                  if c.status in ("failed", "over budget")]
+        error = EdgepackError(f"{len(failed)} of {len(cells)} cells did not pass: "
+                              + "; ".join(failed))
+        error.exit_code = worst
+        raise error
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """The build cache matrix builds reuse (``$EDGEPACK_CACHE``, else ~/.cache/edgepack)."""
+
+
+@cache_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cache_info(as_json: bool) -> None:
+    """Where the cache is, how many builds it holds, how big it is."""
+    from dataclasses import asdict
+
+    from .cache import BuildCache
+    from .report import fmt_bytes
+
+    info = BuildCache().info()
+    if as_json:
+        _print_json(asdict(info))
+    else:
+        click.echo(f"{info.root}: {info.entries} builds, {fmt_bytes(info.bytes)}")
+
+
+@cache_group.command("clear")
+def cache_clear() -> None:
+    """Remove every cached build."""
+    from .cache import BuildCache
+
+    click.echo(f"removed {BuildCache().clear()} cached builds")
 
 
 def raise_budget(report: Any) -> None:

@@ -7,6 +7,7 @@ atomically next to where the user asked for it.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from pathlib import Path
 from . import __version__, metadata
 from .conversion import Converter
 from .data import Dataset, load_dataset
-from .errors import OutputError, UsageError
+from .errors import ConversionError, OutputError, UsageError
 from .formats import detect
 from .pipeline import Progress, _random_inputs
 from .report import Hop
 from .source import open_source
+from .staging import out_of_space
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
@@ -73,6 +75,16 @@ def convert(model: str | Path, to: str, output: str | Path | None = None, *,
                     "output_layouts": produced.output_layouts, "labels": None}
             extra = metadata.embed(to, produced.path, meta)
             files = [_place(produced.path, out)] + [_place(f, out) for f in extra]
+    except (OSError, ConversionError) as exc:
+        # a full disk: converters fail to write (OpenVINO: "iostream error"); say so, exit 7
+        if isinstance(exc, ConversionError) and not out_of_space(parent):
+            raise
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT,
+                                                          errno.EFBIG, errno.EROFS):
+            raise
+        why = exc.strerror if isinstance(exc, OSError) else "No space left on device"
+        raise OutputError(f"cannot write the converted model: {why}", path=parent,
+                          hint="free space there or choose another -o") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ConvertResult(files[0], to, produced.hops, files)

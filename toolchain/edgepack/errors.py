@@ -142,6 +142,12 @@ class UnsafeArchiveError(EdgepackError):
     exit_code = 12
 
 
+class ResourceLimitError(EdgepackError):
+    """A step ran past the time or memory cap (--max-seconds, --max-memory-mb)."""
+
+    exit_code = 13
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "internal error (a bug: please report it with --debug output)",
@@ -156,4 +162,5 @@ EXIT_CODES: dict[int, str] = {
     10: "bundle tampered or corrupt: a checksum, the file list or the manifest does not match",
     11: "signature required (--key) but the bundle is unsigned or the signature is invalid",
     12: "unsafe archive refused before extraction (links, '..' or absolute paths, zip bomb)",
+    13: "a time or memory limit was reached (--max-seconds, --max-memory-mb)",
 }

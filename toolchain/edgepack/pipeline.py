@@ -9,6 +9,7 @@ into place. A failure at any point leaves no output folder behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import platform
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, metadata
+from . import staging as staging_mod
 from .catalog import Catalog, load_catalog
 from .conversion import Converter, Produced, feed_for
 from .convert import plan_path
@@ -30,6 +32,7 @@ from .data import Dataset, is_class_labels, load_dataset, overlap
 from .errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
 from .fallback import Judge, fit_budget, measure_fidelity
 from .formats import detect, get_format
+from .limits import guarded
 from .preprocess import Preprocessing
 from .profiles import Profile
 from .project import LoadedProject, find_project
@@ -38,11 +41,14 @@ from .runtimes import get_runtime
 from .runtimes.base import RuntimeOptions, Session
 from .signature import Normalization, Signature
 from .source import Source, export_module, open_source
+from .structural.build_step import StructuralRequest, run_step
 from .targets import Target
 from .validate import accuracy as acc
 from .validate import budget as budget_gate
 from .validate.latency import measure_isolated
 
+#: errors of a location that cannot take the build (reported as OutputError, exit 7)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 #: fidelity without any data: seeded standard-normal inputs (said loudly in the report)
 RANDOM_EVAL_SAMPLES = 64
 
@@ -80,6 +86,7 @@ class BuildRequest:
     normalization: Normalization | None = None
     preprocessing: Preprocessing | None = None
     project: LoadedProject | None = None
+    structural: StructuralRequest | None = None
 
 
 def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str | None = None,
@@ -88,13 +95,18 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
           warmup: int = 10, runs: int = 100, input_shapes: dict[str, tuple[int, ...]] | None = None,
           example_inputs: Any = None, name: str | None = None, devices: tuple[str, ...] = (),
           trust_new_host: bool = False, metric: str | None = None,
+          model_name: str | None = None,
           targets_dirs: tuple[Path, ...] = (), profiles_dirs: tuple[Path, ...] = (),
-          progress: Progress | None = None) -> Report:
+          prune: float | None = None, structured: bool = False, lowrank: float | None = None,
+          distill: bool = False, student: str | Path | None = None,
+          train: str | Path | None = None, progress: Progress | None = None) -> Report:
     """Build ``model`` for ``target``; return the Report (also written to the output folder).
 
     ``model`` is a model file or folder, a project folder holding ``edgepack.yaml`` (whose
     settings fill in whatever is not passed here), or a ``torch.nn.Module`` together with
-    ``example_inputs``.
+    ``example_inputs``. ``prune``/``structured``/``lowrank``/``distill``/``student`` run the
+    structural passes on the source first (over the profile's ``structural`` section);
+    distillation learns from ``train`` data, else from the calibration data.
     """
     progress = progress or Progress()
     with tempfile.TemporaryDirectory(prefix="edgepack-src-") as tmp:
@@ -106,13 +118,19 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
             note = None
         model_path = Path(model)
         project = find_project(model_path) if model_path.is_dir() else None
+        if project is not None and model_name is not None:
+            project = project.for_model(model_name)
         req = BuildRequest(model=model_path, target=target, profile=profile,
                            calibration=Path(calibration) if calibration else None,
                            eval=Path(eval) if eval else None, input_shapes=input_shapes,
                            output=Path(output) if output else None, force=force,
                            threads=threads, warmup=warmup, runs=runs, name=name,
                            devices=tuple(devices), trust_new_host=trust_new_host,
-                           metric=metric)
+                           metric=metric,
+                           structural=StructuralRequest(
+                               prune, structured, lowrank, distill,
+                               Path(student) if student else None,
+                               Path(train) if train else None))
         if project is not None:
             _apply_project(req, project)
         catalog = load_catalog([*(project.targets_dirs if project else []), *targets_dirs],
@@ -140,7 +158,7 @@ class Builder:
     def __init__(self, req: BuildRequest, catalog: Catalog, progress: Progress):
         self.req = req
         self.catalog = catalog
-        self.progress = progress
+        self.progress = guarded(progress)  # --max-seconds/--max-memory-mb at every step
         self.target: Target = catalog.targets.get(req.target)
         self.profile: Profile = catalog.profile_for(self.target, req.profile)
         self.warnings: list[str] = []
@@ -153,6 +171,7 @@ class Builder:
 
     # ------------------------------------------------------------------------------ the build
     def run(self) -> Report:
+        staging_mod.clean_stale(self.output)  # hidden folders of killed builds (staging.py)
         self._check_output()
         fmt = detect(self.req.model)
         profile = self._effective_profile(has_calibration=self.req.calibration is not None)
@@ -164,12 +183,13 @@ class Builder:
         shapes = self._fixed_shapes(signature)
         calib, evals, eval_meta = self._load_data(signature, profile)
 
-        parent = self.output.resolve().parent
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.tmp-", dir=parent))
+        staging = staging_mod.staging_dir(self.output)
         try:
             with tempfile.TemporaryDirectory(prefix="edgepack-work-") as work:
                 refs = self._reference_outputs(source.session, evals)
-                converter = Converter(self.req.model, fmt.name, signature, evals, refs,
+                src, src_refs, structural = run_step(self, fmt.name, calib, evals, refs,
+                                                     signature, Path(work))
+                converter = Converter(src, fmt.name, signature, evals, src_refs,
                                       Path(work), self.progress.step, shapes)
                 source_acc = self._accuracy(refs, evals)
                 produced = self._convert(converter, formats, profile, calib, staging, skipped,
@@ -194,9 +214,25 @@ class Builder:
                 calibration=self._calibration_section(calib, profile),
                 tools=self.tools, host=_host(), artifacts=artifacts,
                 source_accuracy=source_acc, output=str(self.output), warnings=self.warnings,
-                notes=self.notes, skipped=skipped)
+                notes=self.notes, skipped=skipped, structural=structural)
             report.write(staging)
             self._publish(staging)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno in _NO_SPACE:  # disk full, quota, read-only: say where, exit 7
+                where = exc.filename or self.output.resolve().parent
+                raise OutputError(f"cannot write the build: {exc.strerror}", path=where,
+                                  hint="free space there or choose another -o; nothing was "
+                                       "left behind") from exc
+            raise
+        except ConversionError as exc:  # a converter that could not write its file
+            shutil.rmtree(staging, ignore_errors=True)
+            parent = self.output.resolve().parent
+            if staging_mod.out_of_space(parent):
+                raise OutputError(f"cannot write the build: No space left on device ({exc})",
+                                  path=parent, hint="free space there or choose another -o; "
+                                                    "nothing was left behind") from exc
+            raise
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -467,17 +503,7 @@ class Builder:
 
     def _publish(self, staging: Path) -> None:
         """Move the finished folder into place; an old one is swapped out, then removed."""
-        out = self.output
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp made it private; a build folder is not
-        staging.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        staging_mod.publish(staging, self.output)
 
 
 def _with_layouts(sig: Signature, produced: Produced) -> Signature:
@@ -499,6 +525,9 @@ def _random_inputs(signature: Signature) -> Dataset:
         if any(isinstance(d, str) for d in spec.shape[1:]):
             raise UsageError(f"input '{spec.name}' has dynamic dimensions {spec.shape_str()} and "
                              "no data was given to fix them", hint="pass --eval DATA")
+        from .limits import check_allocation
+
+        check_allocation(tuple(dims), spec.dtype, f"input '{spec.name}'")
         inputs[spec.name] = rng.standard_normal(dims).astype(spec.dtype)
     return Dataset("random", inputs)
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .structural.settings import Structural
 from .targets import FormatName, Strict
 
 Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]
@@ -49,6 +50,8 @@ class Profile(Strict):
     fallback_without_calibration: str | None = Field(
         default=None, description="profile used when no calibration data is given")
     budget: Budget = Budget()
+    #: pruning / low-rank / distillation of the source before conversion (structural/)
+    structural: Structural | None = None
 
     @model_validator(mode="after")
     def _needs_quantization(self) -> Profile:

@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .catalog import load_yaml_model
 from .errors import ConfigError
@@ -68,7 +68,9 @@ class PreprocessingSpec(Strict):
                              scale=self.scale, color_order=self.color_order, layout=self.layout)
 
 
-class Project(Strict):
+class ModelSpec(Strict):
+    """One model of a project: the file, its data and how its inputs are prepared."""
+
     name: str | None = None
     version: str = "0.0.0"
     model: str
@@ -78,10 +80,27 @@ class Project(Strict):
     normalization: NormalizationSpec | None = None
     preprocessing: PreprocessingSpec | None = None
     targets: list[str] = Field(default_factory=list)
+
+
+class Project(ModelSpec):
+    """A project: one model (the fields of ModelSpec) or a zoo of them (``models``), the
+    targets they ship to, and where the project's own targets and profiles live."""
+
+    model: str | None = None  # type: ignore[assignment]
+    models: list[ModelSpec] = Field(default_factory=list)
     targets_dir: list[str] = Field(default_factory=list)
     profiles_dir: list[str] = Field(default_factory=list)
     # boards to validate on, as in the user's device inventory; checked by edgepack.devices
     devices: dict[str, dict] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_or_many(self) -> Project:
+        if (self.model is None) == (not self.models):
+            raise ValueError("name either one `model` or a list of `models`")
+        names = [m.name or Path(m.model).stem for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: names must be unique, got {names}")
+        return self
 
 
 class LoadedProject:
@@ -97,7 +116,27 @@ class LoadedProject:
 
     @property
     def model(self) -> Path:
+        if self.spec.model is None:
+            raise ConfigError("this project names several models: pick one with --model",
+                              path=self.path, hint=f"models: {', '.join(self.model_names)}")
         return self.root / self.spec.model
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name or Path(m.model).stem for m in self.spec.models] or [self.name]
+
+    def for_model(self, name: str) -> LoadedProject:
+        """The project as if it named only model ``name`` (its own fields over the shared)."""
+        for entry, entry_name in zip(self.spec.models, self.model_names, strict=False):
+            if entry_name == name:
+                fields = self.spec.model_dump(exclude={"models"})
+                fields.update(entry.model_dump(exclude_unset=True))
+                fields["name"] = name
+                return LoadedProject(self.path, Project.model_validate(fields))
+        if not self.spec.models and name == self.name:
+            return self
+        raise ConfigError(f"no model '{name}' in the project", path=self.path,
+                          hint=f"models: {', '.join(self.model_names)}")
 
     @property
     def name(self) -> str:

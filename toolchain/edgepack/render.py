@@ -21,7 +21,7 @@ from rich.table import Table
 
 from .formats.base import ModelInfo
 from .pipeline import Progress
-from .report import Report, fmt_bytes, fmt_num, summary_rows
+from .report import Report, fmt_bytes, fmt_num, fmt_pct, summary_rows
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are never cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -234,3 +234,32 @@ def compare_table(c: Any) -> None:
         out.print(f"source model top-1 accuracy: {100 * c.source_accuracy.top1:.2f}%")
     out.print("[dim]speedup: vs the fp32 artifact in the same runtime; smaller: vs the fp32 "
               "artifact of the same format[/]")
+
+
+def matrix_cell(cell: Any) -> None:
+    """One line per finished cell, as they finish (the live view of a matrix build)."""
+    mark = {"built": "[green]✓[/]", "cached": "[cyan]↺[/]", "up-to-date": "[cyan]=[/]",
+            "over budget": "[yellow]![/]", "failed": "[red]✗[/]"}.get(cell.status, "?")
+    err = _stderr_console()
+    err.print(f"{mark} {cell.model} × {cell.target}: {cell.status} ({cell.seconds:.1f} s)"
+              + (f" — {escape(cell.error)}" if cell.error else ""))
+    err.file.flush()
+
+
+def matrix_table(cells: list[Any]) -> None:
+    table = Table(title="build matrix", title_justify="left")
+    for col in ("model", "target", "status", "artifact", "size", "top1_agree", "top1_acc",
+                "p50_ms", "seconds"):
+        table.add_column(col, justify="left" if col in ("model", "target", "status",
+                                                         "artifact") else "right")
+    for c in cells:
+        rows = c.deliverables or [{}]
+        for i, d in enumerate(rows):
+            table.add_row(
+                c.model if i == 0 else "", c.target if i == 0 else "",
+                c.status if i == 0 else "", d.get("file", "-"),
+                fmt_bytes(d["size_bytes"]) if d.get("size_bytes") else "-",
+                fmt_pct(d.get("top1_agreement")), fmt_pct(d.get("top1")),
+                "-" if d.get("p50_ms") is None else f"{d['p50_ms']:.3f}",
+                f"{c.seconds:.1f}" if i == 0 else "")
+    out.print(table)

@@ -79,6 +79,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: structural passes on the source (structural/stages.py StageReport), the original first
+    structural: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = REPORT_SCHEMA_VERSION
 
     @property
@@ -196,6 +198,7 @@ def to_markdown(report: Report) -> str:
         lines.append(f"- Source model {report.source_accuracy.metric}: "
                      f"{report.source_accuracy.value:.6g}")
     lines += [f"- Note: {n}" for n in report.notes]
+    lines += _structural_markdown(report.structural)
     lines += ["", "## Artifacts", ""]
     rows = summary_rows(report)
     headers = ["artifact", "role", "precision", "size", "smaller", "max_abs_err", "cosine",
@@ -258,3 +261,19 @@ def to_markdown(report: Report) -> str:
     lines += ["", f"Built by edgepack {report.edgepack_version} on {report.created} "
                   f"({report.host.get('platform', '')}, {report.host.get('cpu', '')})", ""]
     return "\n".join(lines)
+
+
+def _structural_markdown(stages: list[dict[str, Any]]) -> list[str]:
+    """The structural passes' stages: what each did to size, accuracy and speed."""
+    if not stages:
+        return []
+    lines = ["", "## Structural passes (on the source, before conversion)", "",
+             "| stage | file | params | non-zero | size | top1_agree | top1_acc | p50_ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in stages:
+        lines.append(f"| {s['stage']} | {s['file']} | {s['parameters']:,} | "
+                     f"{s['nonzero_parameters']:,} | {fmt_bytes(s['size_bytes'])} | "
+                     f"{fmt_pct(s['top1_agreement'])} | {fmt_pct(s['top1_accuracy'])} | "
+                     f"{fmt_num(s['p50_ms'], '.3f')} |")
+    lines += [f"- Note ({s['stage']}): {n}" for s in stages for n in s["notes"]]
+    return lines

@@ -103,7 +103,12 @@ def _extract_zip(path: Path, root: Path, limits: ArchiveLimits) -> list[Member]:
         checker.check_names()
         for info, member in zip(infos, members, strict=True):
             if not member.is_dir:
-                with zf.open(info) as src:
+                try:
+                    src = zf.open(info)
+                except OSError as exc:  # a header offset before the file's start: seek fails
+                    raise zipfile.BadZipFile(f"member {member.name}: header offset "
+                                             f"{info.header_offset} ({exc.strerror})") from exc
+                with src:
                     _write(path, root, member, src)
     return members
 

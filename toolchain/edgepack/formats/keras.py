@@ -31,16 +31,20 @@ class KerasFormat(Format):
         import_tensorflow()
         import keras
 
+        from ..trust import model_code_trusted
+
+        trusted = model_code_trusted()  # --trust-model-code: see trust.py for the risk
         try:
             with captured():
-                return keras.models.load_model(path, safe_mode=True, compile=False)
+                return keras.models.load_model(path, safe_mode=not trusted, compile=False)
         except ValueError as exc:
             text = str(exc)
-            if "safe_mode" in text or "arbitrary code" in text:
+            if not trusted and ("safe_mode" in text or "arbitrary code" in text):
                 raise ModelError(
                     "refused: the model contains Python code (e.g. a Lambda layer) that would run "
                     "when loaded", path=path,
-                    hint="rebuild it without Lambda layers, or load it yourself if you trust it",
+                    hint="rebuild it without Lambda layers; if you made the file yourself, "
+                         "`edgepack --trust-model-code ...` runs that code",
                 ) from exc
             raise ModelError(f"not a loadable Keras model: {first_line(exc)}", path=path) from exc
         except Exception as exc:  # keras raises many types for corrupt files

@@ -35,6 +35,15 @@ class OpenVinoFormat(Format):
 
     def inspect(self, path: Path) -> ModelInfo:
         model = self.load(path)
+        try:
+            return self._info(path, model)
+        except (UnicodeDecodeError, RuntimeError, ValueError) as exc:
+            # names, rt_info or shapes the IR reader accepted but cannot hand back (e.g. a
+            # friendly name that is not UTF-8): a corrupt file, not an edgepack bug
+            raise ModelError(f"not a readable OpenVINO IR: {first_line(exc)}", path=path,
+                             hint="the .xml may be corrupt; re-export it") from exc
+
+    def _info(self, path: Path, model: Any) -> ModelInfo:
         ops = list(model.get_ordered_ops())
         params = sum(int(np.prod(list(op.get_output_shape(0)))) for op in ops
                      if op.get_type_name() == "Constant"

@@ -1,0 +1,277 @@
+"""Fault injection: kill -9 during a build, a full disk, SSH devices that drop, hang or answer
+garbage, and the time/memory caps. Counts go to the terminal summary like the fuzz cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from edgepack import staging
+from edgepack.cli import cli
+from fuzzlib import TARGETS_DIR, tally
+
+REPO = Path(__file__).resolve().parents[2]
+EDGEPACK = Path(sys.executable).parent / "edgepack"
+T = ["--targets-dir", str(TARGETS_DIR)]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    import model_files
+
+    return model_files.onnx_cnn(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def _build_argv(model: Path, out: Path) -> list[str]:
+    return [*T, "build", str(model), "--target", "fuzz-onnx", "-o", str(out), "--runs", "2",
+            "--warmup", "0", "--force"]
+
+
+def _state(out: Path, reference: set[str]) -> str:
+    """'previous', 'new', 'absent' or 'PARTIAL: ...' for an output folder."""
+    if not out.exists():
+        return "absent"
+    names = {str(p.relative_to(out)) for p in out.rglob("*")}
+    if "PREVIOUS" in names:
+        return "previous" if names == reference | {"PREVIOUS"} else f"PARTIAL previous {names}"
+    if names == reference:
+        json.loads((out / "report.json").read_text())  # complete, parseable
+        return "new"
+    return f"PARTIAL: missing {sorted(reference - names)}, extra {sorted(names - reference)}"
+
+
+# ------------------------------------------------------------------------------ kill -9
+
+@pytest.mark.slow
+def test_kill_9_leaves_previous_or_new_build_never_partial(tiny_onnx: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.monotonic()
+    done = subprocess.run([str(EDGEPACK), *_build_argv(tiny_onnx, out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    duration = time.monotonic() - start
+    reference = {str(p.relative_to(out)) for p in out.rglob("*")}
+    rng = random.Random(9)
+    seen: dict[str, int] = {}
+    t = tally("faults/kill-9 build")
+    for _ in range(int(os.environ.get("EDGEPACK_KILL_CASES", "10"))):
+        (out / "PREVIOUS").write_text("the previous complete build")
+        proc = subprocess.Popen([str(EDGEPACK), *_build_argv(tiny_onnx, out)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3 * duration, 1.1 * duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = _state(out, reference)
+        seen[state] = seen.get(state, 0) + 1
+        t.exits[state.split(":")[0]] = t.exits.get(state.split(":")[0], 0) + 1
+        t.cases += 1
+        if state.startswith("PARTIAL") or state == "absent":
+            t.failures.append(state)
+        if state == "absent":
+            break
+    assert not t.failures, (t.failures, seen)
+    # the killed runs' hidden folders are the next build's to remove (staging.py's policy)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.")]
+    done = subprocess.run([str(EDGEPACK), *_build_argv(tiny_onnx, out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _state(out, reference) == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"], (leftovers, seen)
+
+
+def test_stale_staging_of_dead_pids_is_removed_and_old_build_restored(tmp_path: Path) -> None:
+    """The policy itself: a dead pid's .NAME.tmp-* is removed, its .NAME.old-* is put back
+    when NAME is missing (a kill between the fallback's two renames); a live pid's stays."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    out = tmp_path / "b"
+    (tmp_path / f".b.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".b.old-{dead}").mkdir()
+    (tmp_path / f".b.old-{dead}" / "report.json").write_text("{}")
+    live = tmp_path / f".b.tmp-{os.getpid()}-xyz"
+    live.mkdir()
+    other = tmp_path / f".other.tmp-{dead}-q"
+    other.mkdir()
+    staging.clean_stale(out)
+    assert (out / "report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", live.name, other.name])
+
+
+def test_publish_swaps_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "old").write_text("1")
+    new = staging.staging_dir(out)
+    (new / "new").write_text("2")
+    staging.publish(new, out)
+    assert [p.name for p in out.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+# ------------------------------------------------------------------------------ disk full
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 2 MB tmpfs, filled up to its last 8 KB (root only; unmounted afterwards)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny-fs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        with (mnt / "filler").open("wb") as fh:
+            try:
+                fh.write(b"\0" * (2 * 2**20 - 8 * 1024))
+            except OSError:
+                pass
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_fails_cleanly(tiny_onnx: Path, full_disk: Path) -> None:
+    t = tally("faults/disk-full")
+    runner = CliRunner()
+    for argv in (_build_argv(tiny_onnx, full_disk / "b"),
+                 ["convert", str(tiny_onnx), "--to", "openvino", "-o", str(full_disk / "m.xml")]):
+        done = runner.invoke(cli, argv)
+        t.cases += 1
+        ok = (done.exit_code == 7 and str(full_disk) in done.output
+              and "No space left" in done.output and "Traceback" not in done.output
+              and sorted(p.name for p in full_disk.iterdir()) == ["filler"])
+        if not ok:
+            t.failures.append(f"{argv[2 if argv[0] == '--targets-dir' else 0]}: exit "
+                              f"{done.exit_code}: {done.output.strip()[-300:]}; left "
+                              f"{sorted(p.name for p in full_disk.iterdir())}")
+    assert not t.failures, t.failures
+
+
+# ------------------------------------------------------------------------------ SSH faults
+
+class FakeDevice:
+    """A TCP server on loopback that is not a working sshd: garbage, hang, or drop."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        rng = random.Random(self.port)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                if self.mode == "garbage":
+                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+                elif self.mode == "banner-then-garbage":
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+                elif self.mode == "http":
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                    conn.close()
+                elif self.mode == "drop":
+                    conn.close()
+                # "hang": accept, say nothing, keep it open
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.fixture
+def device_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import paramiko
+
+    monkeypatch.setenv("EDGEPACK_DEVICES", str(tmp_path / "devices.yaml"))
+    monkeypatch.setenv("EDGEPACK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    key = tmp_path / "id_ed25519"
+    paramiko.RSAKey.generate(2048).write_private_key_file(str(key))
+    return key
+
+
+@pytest.mark.parametrize("mode", ["garbage", "banner-then-garbage", "http", "drop", "hang"])
+def test_ssh_device_that_misbehaves_is_timed_out_and_reported(mode: str, device_env: Path,
+                                                              tiny_onnx: Path) -> None:
+    fake = FakeDevice(mode)
+    t = tally("faults/ssh device")
+    try:
+        runner = CliRunner()
+        added = runner.invoke(cli, ["devices", "add", "fake", f"ssh://pi@127.0.0.1:{fake.port}",
+                                    "--key", str(device_env), "--target", "x86-host"])
+        assert added.exit_code == 0, added.output
+        for argv in (["devices", "check", "fake", "--timeout", "3"],
+                     ["bench", str(tiny_onnx), "--device", "fake", "--timeout", "3"]):
+            start = time.monotonic()
+            done = runner.invoke(cli, argv)
+            took = time.monotonic() - start
+            t.cases += 1
+            if not (done.exit_code == 4 and "fake" in done.output and took < 30
+                    and "Traceback" not in done.output):
+                t.failures.append(f"{mode} {argv[0]}: exit {done.exit_code} after {took:.1f} s:"
+                                  f" {done.output.strip()[-300:]}")
+    finally:
+        fake.close()
+    assert not [f for f in t.failures if f.startswith(f"{mode} ")], t.failures
+
+
+# ------------------------------------------------------------------------------ caps
+
+def test_time_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    done = CliRunner().invoke(cli, ["--max-seconds", "0.5", *_build_argv(tiny_onnx, out)[:-1],
+                                    "--runs", "100000"])
+    assert done.exit_code == 13, done.output
+    assert "time limit of 0.5 s reached" in done.output and "during:" in done.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["--max-memory-mb", "10", *_build_argv(tiny_onnx,
+                                                                          tmp_path / "b")])
+    assert done.exit_code == 13, done.output
+    assert "memory limit of 10 MB exceeded" in done.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_declared_shape_beyond_the_cap_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "big", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096, 4096])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096, 4096])])
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    done = CliRunner().invoke(cli, ["--max-memory-mb", "32", "bench", str(path), "--runs", "1"])
+    assert done.exit_code == 5, done.output
+    assert "needs 64 MB, more than the 32 MB allowed" in done.output

@@ -1,0 +1,207 @@
+"""Many models x many targets: the build matrix of an ``edgepack.yaml`` zoo.
+
+Each (model, target) cell is an ordinary ``edgepack build`` into ``OUT/<model>-<target>``, run
+in its own process (frameworks hold memory and threads, and are not thread-safe), ``jobs`` at a
+time. A cell whose inputs did not change since a previous run is taken from the build cache
+(cache.py) instead of being built again: a rebuild of an unchanged matrix only checks hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import BuildCache, build_key, file_digest
+from .catalog import load_catalog
+from .errors import EdgepackError, UsageError
+from .project import LoadedProject, load_project
+
+
+@dataclass
+class Cell:
+    model: str
+    target: str
+    status: str = "pending"  # built | cached | up-to-date | over budget | failed
+    output: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+    exit_code: int = 0
+    deliverables: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CellJob:
+    project: str
+    model: str
+    target: str
+    output: str
+    profile: str | None
+    runs: int
+    warmup: int
+    threads: int | None
+    cache_root: str | None
+    use_cache: bool
+    targets_dirs: tuple[str, ...] = ()
+    profiles_dirs: tuple[str, ...] = ()
+
+
+def plan(project: LoadedProject, models: tuple[str, ...] = (),
+         targets: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(model, target) pairs: each model's targets (its own, else the project's), narrowed."""
+    names = project.model_names
+    unknown = [m for m in models if m not in names]
+    if unknown:
+        raise UsageError(f"no model {', '.join(unknown)} in {project.path}",
+                         hint=f"models: {', '.join(names)}")
+    pairs = []
+    for name in models or tuple(names):
+        spec = project.for_model(name).spec
+        for target in targets or tuple(spec.targets):
+            pairs.append((name, target))
+    if not pairs:
+        raise UsageError(f"nothing to build: {project.path} names no targets",
+                         hint="add `targets:` to edgepack.yaml or pass --target")
+    return pairs
+
+
+def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
+               targets: tuple[str, ...] = (), output: Path = Path("build"),
+               profile: str | None = None, jobs: int = 1, runs: int = 100, warmup: int = 10,
+               threads: int | None = None, use_cache: bool = True,
+               cache_root: Path | None = None, targets_dirs: tuple[Path, ...] = (),
+               profiles_dirs: tuple[Path, ...] = (),
+               on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+    """Build every cell; ``on_cell`` sees each one as it finishes (for a live view)."""
+    project = load_project(project_path)
+    pairs = plan(project, models, targets)
+    jobs_list = [CellJob(str(project.path), m, t, str(output / f"{m}-{t}"), profile, runs,
+                         warmup, threads, str(cache_root) if cache_root else None, use_cache,
+                         tuple(map(str, targets_dirs)), tuple(map(str, profiles_dirs)))
+                 for m, t in pairs]
+    cells: dict[tuple[str, str], Cell] = {}
+    if jobs <= 1:
+        for job in jobs_list:
+            cell = build_cell(job)
+            cells[(job.model, job.target)] = cell
+            if on_cell:
+                on_cell(cell)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(build_cell, job): job for job in jobs_list}
+            for future in as_completed(futures):
+                cell = future.result()
+                cells[(cell.model, cell.target)] = cell
+                if on_cell:
+                    on_cell(cell)
+    return [cells[p] for p in pairs]
+
+
+def build_cell(job: CellJob) -> Cell:
+    """One cell, start to finish; every failure becomes the cell's status, never an exception
+    (one broken model must not stop the rest of the matrix)."""
+    from . import pipeline
+
+    cell = Cell(job.model, job.target, output=job.output)
+    t0 = time.perf_counter()
+    out = Path(job.output)
+    try:
+        project = load_project(Path(job.project))
+        key = _key(project.for_model(job.model), job)
+        cache = BuildCache(Path(job.cache_root) if job.cache_root else None)
+        if job.use_cache and _up_to_date(cache, key, out):
+            cell.status = "up-to-date"
+        elif job.use_cache and _fetch(cache, key, out):
+            cell.status = "cached"
+        else:
+            report = pipeline.build(project.root, job.target, profile=job.profile, output=out,
+                                    force=True, runs=job.runs, warmup=job.warmup,
+                                    threads=job.threads, model_name=job.model,
+                                    targets_dirs=tuple(map(Path, job.targets_dirs)),
+                                    profiles_dirs=tuple(map(Path, job.profiles_dirs)))
+            cell.status = "built" if report.passed else "over budget"
+            if job.use_cache:
+                cache.store(key, out)
+        cell.deliverables = _summary(out)
+        if cell.status != "over budget" and _report_failed(out):
+            cell.status = "over budget"
+    except EdgepackError as exc:
+        cell.status, cell.error, cell.exit_code = "failed", str(exc), exc.exit_code
+    cell.seconds = round(time.perf_counter() - t0, 2)
+    return cell
+
+
+def _key(project: LoadedProject, job: CellJob) -> str:
+    """Everything the cell's build folder depends on (the cache key's inputs)."""
+    spec = project.spec
+    catalog = load_catalog([*project.targets_dirs, *map(Path, job.targets_dirs)],
+                           [*project.profiles_dirs, *map(Path, job.profiles_dirs)])
+    target = catalog.targets.get(job.target)
+    profile = catalog.profile_for(target, job.profile)
+    fallback = profile.fallback_without_calibration
+    data = {name: file_digest(p) for name, p in
+            (("model", project.model), ("calibration", project.resolve(spec.calibration)),
+             ("eval", project.resolve(spec.eval))) if p is not None and p.exists()}
+    return build_key({
+        "project": spec.model_dump(exclude={"models", "devices"}), "data": data,
+        "labels": project.labels(), "target": target.model_dump(),
+        "profile": profile.model_dump(),
+        "fallback": catalog.profiles.get(fallback).model_dump() if fallback else None,
+        "options": {"runs": job.runs, "warmup": job.warmup, "threads": job.threads}})
+
+
+def _up_to_date(cache: BuildCache, key: str, out: Path) -> bool:
+    """The output folder already is the cached build (same report): nothing to copy."""
+    entry = cache.builds / key / "cache-entry.json"
+    report = out / "report.json"
+    if not entry.is_file() or not report.is_file():
+        return False
+    try:
+        recorded = json.loads(entry.read_text())["files"].get("report.json")
+    except (OSError, ValueError, KeyError):
+        return False
+    return recorded == file_digest(report)
+
+
+def _fetch(cache: BuildCache, key: str, out: Path) -> bool:
+    """Replace ``out`` with the cached build; the old folder goes only once the new is in."""
+    fresh = out.with_name(f".{out.name}.cached")
+    shutil.rmtree(fresh, ignore_errors=True)
+    if not cache.fetch(key, fresh):
+        return False
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    fresh.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _summary(out: Path) -> list[dict[str, Any]]:
+    report = json.loads((out / "report.json").read_text())
+    rows = []
+    for a in report["artifacts"]:
+        if a["role"] != "deliverable":
+            continue
+        fid = a["fidelity"][0] if a["fidelity"] else {}
+        rows.append({"file": a["file"], "format": a["format"], "precision": a["precision"],
+                     "size_bytes": a["size_bytes"],
+                     "top1_agreement": fid.get("top1_agreement"), "cosine": fid.get("cosine"),
+                     "top1": (a.get("accuracy") or {}).get("top1"),
+                     "p50_ms": (a.get("latency") or {}).get("p50_ms")})
+    return rows
+
+
+def _report_failed(out: Path) -> bool:
+    return json.loads((out / "report.json").read_text()).get("status") == "failed"
