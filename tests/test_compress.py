@@ -223,3 +223,36 @@ def test_openvino_fallback_ignores_layers_in_nncf(outlier_onnx: dict[str, Path],
     assert art.format == "openvino" and attempts, art.notes
     assert attempts[0]["kept_float"] == [] and attempts[0]["top1_agreement"] < 0.97, attempts
     assert attempts[-1]["passed"] and report.passed, attempts
+
+
+def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
+    """A budget int8 cannot meet on the digits example: the fallback may keep small layers in
+    float, but an attempt that makes the file more than 1.5x plain int8 (the big Dense layer
+    in float) is rejected; the build fails its budget and says why, rather than shipping a
+    float model under an int8 name."""
+    from click.testing import CliRunner
+    from edgepack.cli import cli
+
+    from tests.conftest import EXAMPLE
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "tfl-board.yaml").write_text(
+        TARGET.format(name="tfl-board", profile="int8-perfect")
+        .replace("formats: [onnx]", "formats: [tflite]")
+        .replace("name: onnxruntime", "name: litert"))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "int8-perfect.yaml").write_text(
+        PROFILE.replace("int8-strict", "int8-perfect").replace("formats: [onnx]",
+                                                               "formats: [tflite]")
+        .replace("{min_top1_agreement: 0.97}", "{min_cosine: 0.99999}"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["--targets-dir", str(tmp_path / "t"), "--profiles-dir",
+                                   str(tmp_path / "p"), "build", str(EXAMPLE), "-t", "tfl-board",
+                                   "-o", str(out), "--runs", "3"])
+    assert res.exit_code == 3, res.output
+    import json
+
+    art = json.loads((out / "report.json").read_text())["artifacts"][0]
+    assert art["precision"] == "int8" and any("rejected" in a for a in art["fallback"])
+    plain = art["fallback"][0]["size_bytes"]
+    assert art["size_bytes"] <= 1.5 * plain  # what shipped is still an int8-sized file

@@ -40,7 +40,7 @@ bf16 on CPUs that have it; see STACK.md).
 Downloads, trained models, exports and edgepack builds are cached (``--cache``, default
 ``$TMPDIR/edgepack-bench-quantization``), so a rerun only measures. Run from the repository root::
 
-    .venv/bin/python scripts/bench/quantization.py                 # everything (~25-40 min cold)
+    .venv/bin/python scripts/bench/quantization.py   # all (~20 min cold, ~6 min cached)
     .venv/bin/python scripts/bench/quantization.py --models fmnist --no-variants
     .venv/bin/python scripts/bench/quantization.py --rebuild        # edgepack builds again
 """

@@ -193,6 +193,9 @@ def inspect(model: Path, as_json: bool) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Matrix builds: cells built at once, each in its own process.")
 @click.option("--no-cache", is_flag=True, help="Matrix builds: rebuild every cell.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Matrix builds: run cells here or as Ray tasks.")
+@click.option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster.")
 @click.option("--profile", "-p", help="Compression profile; default: the target's.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Calibration data: .npz (arrays named after the inputs, or x), a folder "
@@ -234,7 +237,8 @@ def inspect(model: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def build(state: State, model: Path | None, targets: tuple[str, ...],
-          model_names: tuple[str, ...], jobs: int, no_cache: bool, profile: str | None,
+          model_names: tuple[str, ...], jobs: int, no_cache: bool, executor: str,
+          address: str | None, profile: str | None,
           calibration: Path | None, eval_data: Path | None, output: Path | None, force: bool,
           threads: int | None, runs: int, warmup: int, input_shape: tuple[str, ...],
           devices: tuple[str, ...], trust_new_host: bool, metric: str | None,
@@ -256,8 +260,10 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     listed = list(targets) or (project.spec.targets if project else [])
     if project is not None and (project.spec.models or model_names or len(listed) > 1):
         _build_matrix(state, project.path, tuple(targets), model_names, output, profile, jobs,
-                      runs, warmup, threads, not no_cache, as_json)
+                      runs, warmup, threads, not no_cache, as_json, executor, address)
         return
+    if executor != "local":
+        raise UsageError("--executor ray builds a project's matrix; MODEL is a single model")
     if model is None:
         raise UsageError("which model? pass MODEL or run in a folder with an edgepack.yaml")
     if len(listed) != 1:
@@ -321,7 +327,7 @@ def convert_command(model: Path, to: str, output: Path | None, eval_data: Path |
 def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
                   model_names: tuple[str, ...], output: Path | None, profile: str | None,
                   jobs: int, runs: int, warmup: int, threads: int | None, use_cache: bool,
-                  as_json: bool) -> None:
+                  as_json: bool, executor: str, address: str | None) -> None:
     """Every (model, target) cell of the project; a summary table; exit as the worst cell."""
     from . import render
     from .errors import EdgepackError
@@ -331,8 +337,8 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
                        output=output or Path("build"), profile=profile, jobs=jobs, runs=runs,
                        warmup=warmup, threads=threads, use_cache=use_cache,
                        targets_dirs=tuple(state.targets_dirs),
-                       profiles_dirs=tuple(state.profiles_dirs),
-                       on_cell=None if as_json else render.matrix_cell)
+                       profiles_dirs=tuple(state.profiles_dirs), executor=executor,
+                       address=address, on_cell=None if as_json else render.matrix_cell)
     if as_json:
         _print_json([c.to_dict() for c in cells])
     else:

@@ -22,6 +22,7 @@ import numpy as np
 from .compress.sensitivity import RANKERS
 from .conversion import Converter, Produced, exact_options, feed_for, outputs_in_source_order
 from .data import Dataset
+from .errors import first_line
 from .formats import get_format
 from .profiles import Profile, Quantization
 from .runtimes import get_runtime
@@ -89,7 +90,7 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     the build and the recorded attempts explain why)."""
     verdict, numbers = judge.verdict(produced)
     attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
-                                       "size_bytes": produced.path.stat().st_size}]
+                                       "size_bytes": artifact_bytes(produced.path)}]
     if verdict.passed:
         return produced
     if profile.quantization is not None and calibration is not None:
@@ -104,7 +105,7 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                 verdict, numbers = judge.verdict(candidate)
             attempts.append({"change": what, "kept_float": [], **numbers,
                              "passed": verdict.passed,
-                             "size_bytes": candidate.path.stat().st_size})
+                             "size_bytes": artifact_bytes(candidate.path)})
             if verdict.passed:
                 candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
                 candidate.fallback = attempts
@@ -117,25 +118,53 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     settings = profile.quantization.calibration if profile.quantization else None
     samples = calibration.take(min(settings.samples if settings else 32, 32),
                                settings.seed if settings else 0)
-    with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
-        layers = ranker(produced.parent or reference.path, reference.path, produced.path,
-                        samples, profile.quantization)
-    best = produced
+    try:
+        with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
+            layers = ranker(produced.parent or reference.path, reference.path, produced.path,
+                            samples, profile.quantization)
+    except Exception as exc:  # a tool's debugger refusing this graph: no fallback, said so
+        produced.notes.append(f"over budget; ranking layers failed ({first_line(exc)}), so no "
+                              "layer was kept in float")
+        produced.fallback = attempts
+        return produced
+    best, best_keep = produced, ()
+    plain_bytes = artifact_bytes(produced.path)
+    limit = profile.fallback_max_size_growth
     k = 1
     while layers:
         keep = tuple(layers[:k])
         with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
-            best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
-                                     calibration, keep_float=keep)
-            verdict, numbers = judge.verdict(best)
+            candidate = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
+                                          calibration, keep_float=keep)
+            verdict, numbers = judge.verdict(candidate)
+        size = artifact_bytes(candidate.path)
         attempts.append({"kept_float": list(keep), **numbers, "passed": verdict.passed,
-                         "size_bytes": best.path.stat().st_size})
+                         "size_bytes": size})
+        if size > limit * plain_bytes:
+            # so much in float that it is no longer an int8 model: say so, do not ship it
+            attempts[-1]["passed"] = False
+            attempts[-1]["rejected"] = (f"{size / plain_bytes:.2f}x the size of plain int8 "
+                                        f"(profile allows {limit:g}x)")
+            break
+        best, best_keep = candidate, keep
         if verdict.passed or k >= len(layers):
             break
         k = min(2 * k, len(layers))
-    kept = attempts[-1]["kept_float"]
+    if "rejected" in attempts[-1]:  # every attempt writes the same file: make the kept one again
+        best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
+                                 keep_float=best_keep)
+    accepted = [a for a in attempts if "rejected" not in a]
+    kept = accepted[-1]["kept_float"]
     best.notes.append(
         f"accuracy fallback: {len(kept)} of {len(layers)} ranked layer(s) kept in float "
-        f"({', '.join(kept)})" + ("" if attempts[-1]["passed"] else "; still over budget"))
+        f"({', '.join(kept)})" + ("" if accepted[-1]["passed"] else "; still over budget")
+        + ("; " + attempts[-1]["rejected"] + " rejected" if "rejected" in attempts[-1] else ""))
     best.fallback = attempts
     return best
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes of a model file with its weights file (an OpenVINO IR is .xml + .bin)."""
+    size = path.stat().st_size
+    weights = path.with_suffix(".bin")
+    return size + weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else size

@@ -4,23 +4,32 @@ Each (model, target) cell is an ordinary ``edgepack build`` into ``OUT/<model>-<
 in its own process (frameworks hold memory and threads, and are not thread-safe), ``jobs`` at a
 time. A cell whose inputs did not change since a previous run is taken from the build cache
 (cache.py) instead of being built again: a rebuild of an unchanged matrix only checks hashes.
+
+For zoos that outgrow one machine the same cells run as Ray tasks (``executor="ray"``, the
+address of an existing cluster): a task builds into its own temporary folder and returns the
+folder's files, which are written into the local build folder; the cache is shared when
+``EDGEPACK_CACHE`` points at storage every node sees.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import shutil
+import socket
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .cache import BuildCache, build_key, file_digest
 from .catalog import load_catalog
-from .errors import EdgepackError, UsageError
+from .errors import EdgepackError, MissingDependencyError, UsageError, first_line
 from .project import LoadedProject, load_project
 
 
@@ -79,7 +88,8 @@ def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
                profile: str | None = None, jobs: int = 1, runs: int = 100, warmup: int = 10,
                threads: int | None = None, use_cache: bool = True,
                cache_root: Path | None = None, targets_dirs: tuple[Path, ...] = (),
-               profiles_dirs: tuple[Path, ...] = (),
+               profiles_dirs: tuple[Path, ...] = (), executor: str = "local",
+               address: str | None = None,
                on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
     """Build every cell; ``on_cell`` sees each one as it finishes (for a live view)."""
     project = load_project(project_path)
@@ -89,7 +99,12 @@ def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
                          tuple(map(str, targets_dirs)), tuple(map(str, profiles_dirs)))
                  for m, t in pairs]
     cells: dict[tuple[str, str], Cell] = {}
-    if jobs <= 1:
+    if executor == "ray":
+        for cell in _run_on_ray(jobs_list, address):
+            cells[(cell.model, cell.target)] = cell
+            if on_cell:
+                on_cell(cell)
+    elif jobs <= 1:
         for job in jobs_list:
             cell = build_cell(job)
             cells[(job.model, job.target)] = cell
@@ -105,6 +120,88 @@ def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
                 if on_cell:
                     on_cell(cell)
     return [cells[p] for p in pairs]
+
+
+def _run_on_ray(jobs: list[CellJob], address: str | None) -> Iterator[Cell]:
+    """Each cell as a Ray task on the cluster at ``address``; results as they finish."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError("the Ray executor needs ray",
+                                     hint="pip install 'edgepack[ray]'") from exc
+    _reachable(address)  # ray.init retries an unreachable address for minutes
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                 ignore_reinit_error=True)
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
+        raise UsageError(f"cannot join the Ray cluster at {address}: {first_line(exc)}",
+                         hint="start one with `ray start --head` and pass its address") from exc
+    try:
+        task = ray.remote(num_cpus=1)(_remote_cell)
+        pending = {task.remote(job): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                cell, archive = ray.get(done[0])
+            except Exception as exc:  # the task or its worker died
+                yield Cell(job.model, job.target, "failed", job.output,
+                           error=f"Ray task failed: {first_line(exc)}", exit_code=1)
+                continue
+            if archive is not None:
+                _unpack(archive, Path(job.output))
+            cell.output = job.output
+            yield cell
+    finally:
+        ray.shutdown()
+
+
+def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse at once an address nothing listens on (``None``/"auto": Ray finds its own)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}",
+                         hint="start one with `ray start --head` and pass its address") from exc
+
+
+def _remote_cell(job: CellJob) -> tuple[Cell, bytes | None]:
+    """On a Ray worker: build the cell in a private folder, return it as a tar archive."""
+    with tempfile.TemporaryDirectory(prefix="edgepack-ray-") as tmp:
+        local = replace(job, output=str(Path(tmp) / Path(job.output).name))
+        cell = build_cell(local)
+        out = Path(local.output)
+        if not out.is_dir():
+            return cell, None
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for f in sorted(out.rglob("*")):
+                if f.is_file():
+                    tar.add(f, arcname=str(f.relative_to(out)))
+        return cell, buffer.getvalue()
+
+
+def _unpack(archive: bytes, out: Path) -> None:
+    """Write a returned build folder to ``out`` atomically (regular files only)."""
+    staging = out.with_name(f".{out.name}.ray")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or member.name.startswith(("/", "..")) or ".." in \
+                    Path(member.name).parts:
+                continue  # our own workers only write plain relative files
+            tar.extract(member, staging, filter="data")
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def build_cell(job: CellJob) -> Cell:

@@ -50,6 +50,9 @@ class Profile(Strict):
     fallback_without_calibration: str | None = Field(
         default=None, description="profile used when no calibration data is given")
     budget: Budget = Budget()
+    #: the accuracy fallback may keep layers in float until the file is this many times the
+    #: size of plain int8; beyond that it is no longer an int8 model and is not shipped
+    fallback_max_size_growth: float = Field(default=1.5, ge=1.0)
     #: pruning / low-rank / distillation of the source before conversion (structural/)
     structural: Structural | None = None
 
