@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ import numpy as np
 
 from . import __version__, metadata
 from . import staging as staging_mod
+from .cache import file_digest
 from .catalog import Catalog, load_catalog
 from .conversion import Converter, Produced, feed_for
 from .convert import plan_path
@@ -437,7 +437,7 @@ class Builder:
         art = Artifact(
             role=role, format=produced.format, precision=precision, file=file.name,
             fallback=produced.fallback,
-            size_bytes=sum(p.stat().st_size for p in model_files), sha256=_sha256(file),
+            size_bytes=sum(p.stat().st_size for p in model_files), sha256=file_digest(file),
             path=produced.hops, signature=art_sig.to_dict(), fidelity=fidelity,
             accuracy=accuracy, latency=latency, notes=notes,
             extra_files=sorted(p.name for p in extra))
@@ -487,7 +487,7 @@ class Builder:
     def _model_section(self, source: Source, signature: Signature) -> dict[str, Any]:
         return {"name": self.name, "version": self.req.version, "path": str(self.req.model),
                 "format": source.format, "parameters": source.info.parameters,
-                "size_bytes": source.info.size_bytes, "sha256": _sha256(self.req.model),
+                "size_bytes": source.info.size_bytes, "sha256": file_digest(self.req.model),
                 "signature": signature.to_dict(), "labels": self.req.labels}
 
     def _calibration_section(self, calib: Dataset | None,
@@ -530,18 +530,6 @@ def _random_inputs(signature: Signature) -> Dataset:
         check_allocation(tuple(dims), spec.dtype, f"input '{spec.name}'")
         inputs[spec.name] = rng.standard_normal(dims).astype(spec.dtype)
     return Dataset("random", inputs)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _host() -> dict[str, Any]:
