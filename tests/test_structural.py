@@ -267,6 +267,11 @@ def test_chained_build_prunes_distils_and_quantizes(tiny_keras: Path, tiny_data:
     assert [s["stage"] for s in stages] == ["original", "prune", "distill"]
     assert stages[1]["details"]["kept_channels"] == {"conv2d": 4}  # --prune 0.5 won over 0.25
     assert stages[2]["parameters"] < stages[0]["parameters"]
+    # MACs of one inference: conv 6x6x8 outputs x 3x3x1 taps + dense 288 -> 10; half the filters
+    # halve both (the dense layer reads 144 features)
+    assert stages[0]["macs"] == 6 * 6 * 8 * 9 + 288 * 10
+    assert stages[1]["macs"] == stages[2]["macs"] == 6 * 6 * 4 * 9 + 144 * 10
+    assert all(0 < s["zipped_bytes"] for s in stages)
     deliverable = next(a for a in report["artifacts"]
                        if a["role"] == "deliverable" and a["format"] == "tflite")
     assert deliverable["precision"] == "int8" and (out / deliverable["file"]).is_file()
@@ -275,3 +280,30 @@ def test_chained_build_prunes_distils_and_quantizes(tiny_keras: Path, tiny_data:
                      if a["role"] == "reference" and a["format"] == "tflite")
     assert reference["fidelity"][0]["max_abs_error"] > 1e-4
     assert "Structural passes" in (out / "report.md").read_text()
+    assert "| MACs |" in (out / "report.md").read_text()
+
+
+def test_stage_costs_count_macs_per_format_and_see_sparsity_when_zipped(tmp_path: Path) -> None:
+    """MACs from each source format's own graph; the deflated size (an app download) is where
+    unstructured zeros pay off, not the file size."""
+    import torch
+    from edgepack.structural.cost import macs, zipped_bytes
+
+    from tests import model_files
+
+    onnx_file = model_files.onnx_cnn(tmp_path / "cnn.onnx")  # conv 3->2, 3x3, 4x4 out; gemm 2->5
+    assert macs(onnx_file, "onnx") == 2 * 4 * 4 * 3 * 3 * 3 + 5 * 2
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 6 * 6, 7))
+    pt2 = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(net.eval(), (torch.randn(2, 3, 8, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("b")},)),
+                      str(pt2))
+    assert macs(pt2, "torch") == 4 * 6 * 6 * 3 * 3 * 3 + 7 * 144
+    assert macs(pt2, "savedmodel") is None  # no counter: the report shows "-"
+    dense = np.random.default_rng(0).standard_normal(20000).astype(np.float32)
+    sparse = dense.copy()
+    sparse[np.argsort(np.abs(sparse))[:16000]] = 0.0  # 80% unstructured sparsity
+    (tmp_path / "dense.bin").write_bytes(dense.tobytes())
+    (tmp_path / "sparse.bin").write_bytes(sparse.tobytes())
+    assert zipped_bytes(tmp_path / "sparse.bin") < 0.4 * zipped_bytes(tmp_path / "dense.bin")

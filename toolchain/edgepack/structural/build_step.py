@@ -9,7 +9,7 @@ given and the calibration data doubles as evaluation data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,21 @@ class StructuralRequest:
     distill: bool = False
     student: Path | None = None
     train: Path | None = None
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """The flags as ``edgepack.build`` keyword arguments (how a matrix cell passes them)."""
+        return asdict(self)
+
+    def cache_facts(self) -> dict[str, Any]:
+        """What a cached build made with these flags depends on: the flags, and the contents
+        (not the names) of the student and training data files."""
+        from ..cache import file_digest
+
+        facts = asdict(self)
+        for name in ("student", "train"):
+            path = facts[name]
+            facts[name] = file_digest(path) if path is not None and path.exists() else path
+        return facts
 
 
 def run_step(builder: Builder, fmt: str, calib: Dataset | None, evals: Dataset,

@@ -8,50 +8,26 @@ non-classifier output (not a 2-D score vector) is matched with mean squared erro
 
 Training is seeded, holds out a fraction of the given data to stop early on the distillation
 loss (restoring the best epoch), and, after an unstructured prune, re-applies the pruning masks
-after every step so the zeros stay zeros.
+after every step so the zeros stay zeros. ``kd_loss`` is written in ``keras.ops`` so the
+SavedModel trainer (tf_distill.py), which has no Keras model, computes the same loss.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..data import Dataset, is_class_labels
+from ..data import Dataset
 from ..errors import UsageError
 from .settings import DistillSettings
-
-#: outputs within this of summing to one (and in [0, 1]) are read as probabilities
-PROB_TOLERANCE = 1e-3
-
-
-@dataclass
-class DistillResult:
-    epochs: int  # epochs run before early stopping
-    best_val_loss: float
-    train_samples: int
-    val_samples: int
-    labelled: bool
-
-    def note(self) -> str:
-        kind = "labelled" if self.labelled else "unlabelled"
-        return (f"distilled on {self.train_samples} {kind} samples ({self.val_samples} held out "
-                f"for early stopping): {self.epochs} epochs, best validation loss "
-                f"{self.best_val_loss:.4g}")
+from .training import DistillResult, Targets, holdout, soft_targets
 
 
 def _inputs(model: Any, data: Dataset, idx: np.ndarray) -> Any:
     arrays = [data.inputs[t.name][idx] for t in model.inputs]
     return arrays[0] if len(arrays) == 1 else arrays
-
-
-def _as_logits(scores: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(logits, whether the model outputs probabilities)."""
-    probs = bool(scores.min() >= 0 and scores.max() <= 1 and
-                 np.allclose(scores.sum(axis=1), 1, atol=PROB_TOLERANCE))
-    return (np.log(np.clip(scores, 1e-7, 1)) if probs else scores), probs
 
 
 def distill(teacher: Any, student: Any, data: Dataset, settings: DistillSettings,
@@ -62,24 +38,13 @@ def distill(teacher: Any, student: Any, data: Dataset, settings: DistillSettings
     if len(teacher.outputs) != 1 or len(student.outputs) != 1:
         raise UsageError("distillation supports single-output models only")
     n = len(data)
-    n_val = max(1, int(round(settings.validation_split * n)))
-    if n - n_val < 2:
-        raise UsageError(f"{n} training samples are too few to distil on",
-                         hint="pass --train DATA (or more calibration data)")
+    train_idx, val_idx = holdout(n, settings)
     keras.utils.set_random_seed(settings.seed)
-    order = np.random.default_rng(settings.seed).permutation(n)
-    train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
     teacher_out = np.asarray(teacher.predict(_inputs(teacher, data, np.arange(n)),
                                              batch_size=256, verbose=0), np.float32)
-    labelled = data.labels is not None and is_class_labels(data.labels)
-    classifier = teacher_out.ndim == 2
-    if classifier:
-        logits, probs = _as_logits(teacher_out)
-        columns = [logits] + ([data.labels.reshape(-1, 1).astype(np.float32)] if labelled else [])
-        target = np.concatenate(columns, axis=1)
-        loss = _kd_loss(logits.shape[1], settings, probs, labelled)
-    else:
-        target, loss = teacher_out, "mse"
+    targets = soft_targets(teacher_out, data)
+    target = targets.values
+    loss = kd_loss(targets, settings) if targets.classes else "mse"
     student.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss)
     callbacks: list[Any] = [keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=settings.patience, restore_best_weights=True)]
@@ -91,13 +56,16 @@ def distill(teacher: Any, student: Any, data: Dataset, settings: DistillSettings
         epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True,
         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
     val = history.history["val_loss"]
-    return DistillResult(len(val), float(min(val)), len(train_idx), len(val_idx), labelled)
+    return DistillResult(len(val), float(min(val)), len(train_idx), len(val_idx),
+                         targets.labelled)
 
 
-def _kd_loss(classes: int, settings: DistillSettings, probs: bool, labelled: bool) -> Any:
+def kd_loss(targets: Targets, settings: DistillSettings) -> Any:
+    """loss(y_true, y_pred) per sample, for ``y_true`` rows laid out as ``targets.values``."""
     from keras import ops
 
-    t = settings.temperature
+    t, classes, probs, labelled = (settings.temperature, targets.classes, targets.probs,
+                                   targets.labelled)
 
     def loss(y_true: Any, y_pred: Any) -> Any:
         student_logits = ops.log(ops.clip(y_pred, 1e-7, 1.0)) if probs else y_pred

@@ -1,10 +1,11 @@
 """``run_passes``: prune -> low-rank -> distill on the source, each stage saved and measured.
 
 Keras sources are rebuilt and (with distillation) fine-tuned in Keras; the result is a new
-``.keras`` file of standard layers that the build converts instead of the original. ONNX
-sources get the post-training passes on their weights and a note that no fine-tuning was
-possible. Other formats are refused with a hint: their graphs are neither trainable here nor
-editable weight by weight.
+``.keras`` file of standard layers that the build converts instead of the original. PyTorch
+ExportedPrograms are edited and fine-tuned in PyTorch (torch_passes.py) and SavedModels in
+TensorFlow on their restored variables (savedmodel_passes.py). ONNX sources get the
+post-training passes on their weights and a note that no fine-tuning was possible. TFLite and
+TorchScript are refused with a hint: neither is trainable here nor editable weight by weight.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from ..errors import UsageError
 from . import keras_graph as kg
 from . import onnx_weights
 from .settings import Structural
-from .stages import Evaluation, StageReport, measure
+from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
+from .training import nothing_to_distil, require_data
 
 if TYPE_CHECKING:
     from ..pipeline import Progress
@@ -32,14 +34,23 @@ def run_passes(source: Path, fmt: str, settings: Structural, ev: Evaluation,
     """The new source file and one report per stage, the original first.
 
     ``train`` is what distillation learns from (never the eval data that measures the result);
-    ``student`` is a user-supplied Keras model to distil into.
+    ``student`` is a user-supplied model (of the source's framework) to distil into.
     """
     if fmt == "keras":
         return _keras(source, settings, ev, workdir, progress, train, student)
     if fmt == "onnx":
         return _onnx(source, settings, ev, workdir, progress)
-    raise UsageError(f"structural passes do not support {fmt} sources yet",
-                     hint="give the Keras (.keras) or ONNX model instead")
+    if fmt == "torch":
+        from .torch_passes import run_torch
+
+        return run_torch(source, settings, ev, workdir, progress, train, student)
+    if fmt == "savedmodel":
+        from .savedmodel_passes import run_savedmodel
+
+        return run_savedmodel(source, settings, ev, workdir, progress, train, student)
+    hint = ("export the module with torch.export.save (.pt2)" if fmt == "torchscript" else
+            "give the Keras, SavedModel, PyTorch (.pt2) or ONNX model instead")
+    raise UsageError(f"structural passes do not support {fmt} sources", hint=hint)
 
 
 def _keras(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
@@ -70,9 +81,7 @@ def _keras(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
                 changed = bool(plan.outputs)
             else:
                 masks = prune_unstructured(model, p)
-                stage("prune", ["unstructured zeros shrink the file only once compressed; "
-                                "runtimes still compute densely"],
-                      {"sparsity": {n: float(1 - m.mean()) for n, m in masks.items()}})
+                stage("prune", [UNSTRUCTURED_NOTE], sparsity_details(masks))
                 changed = bool(masks)
     if settings.lowrank is not None:
         with progress.step("Low-rank factorization (truncated SVD)"):
@@ -94,12 +103,8 @@ def _keras(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
         elif changed:
             what = "pruned/factorized"
         else:
-            raise UsageError("nothing to distil into: the passes left the model as it was",
-                             hint="add --prune/--lowrank, a distill width in the profile, or "
-                                  "--student MODEL")
-        if train is None:
-            raise UsageError("distillation needs training data",
-                             hint="pass --train DATA (or --calibration DATA, used unlabelled)")
+            raise nothing_to_distil()
+        train = require_data(train)
         with progress.step(f"Distilling into the {what} student ({len(train)} samples, at most "
                            f"{d.epochs} epochs)"):
             result = distill(teacher, model, train, d, masks)

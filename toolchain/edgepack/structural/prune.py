@@ -38,17 +38,25 @@ def prune_unstructured(model: Any, settings: PruneSettings) -> dict[str, np.ndar
     _check_names(model, settings.per_layer)
     chosen = [layer for layer in layers if layer.name not in skip]
     kernels = {layer.name: layer.kernel.numpy() for layer in chosen}
+    masks = magnitude_masks(kernels, settings)
+    for layer in chosen:
+        layer.kernel.assign(kernels[layer.name] * masks[layer.name])
+    return masks
+
+
+def magnitude_masks(kernels: dict[str, np.ndarray],
+                    settings: PruneSettings) -> dict[str, np.ndarray]:
+    """Masks (1 keep, 0 pruned) by name: one magnitude threshold over all ``kernels`` (global
+    scope), else each kernel's own sparsity (``per_layer`` overrides the default)."""
+    if not kernels:
+        return {}
     if settings.scope == "global" and not settings.per_layer:
         magnitudes = np.sort(np.concatenate([np.abs(k).ravel() for k in kernels.values()]))
         count = int(round(settings.sparsity * magnitudes.size))
         cut = magnitudes[count - 1] if count else -np.inf
-        masks = {n: (np.abs(k) > cut).astype(k.dtype) for n, k in kernels.items()}
-    else:
-        masks = {n: _layer_mask(k, settings.per_layer.get(n, settings.sparsity))
-                 for n, k in kernels.items()}
-    for layer in chosen:
-        layer.kernel.assign(kernels[layer.name] * masks[layer.name])
-    return masks
+        return {n: (np.abs(k) > cut).astype(k.dtype) for n, k in kernels.items()}
+    return {n: _layer_mask(k, settings.per_layer.get(n, settings.sparsity))
+            for n, k in kernels.items()}
 
 
 def _layer_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:

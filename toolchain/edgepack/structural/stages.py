@@ -20,6 +20,14 @@ from ..validate.fidelity import compare_all
 from ..validate.latency import measure_isolated
 
 AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
+#: what unstructured pruning does not do, said wherever it ran
+UNSTRUCTURED_NOTE = ("unstructured zeros shrink the file only once compressed; runtimes still "
+                     "compute densely")
+
+
+def sparsity_details(masks: dict[str, Any]) -> dict[str, Any]:
+    """The fraction of zeroed weights per pruned layer, for the prune stage's details."""
+    return {"sparsity": {n: float(1 - np.mean(m)) for n, m in masks.items()}}
 
 
 @dataclass
@@ -44,6 +52,10 @@ class StageReport:
     parameters: int
     nonzero_parameters: int
     size_bytes: int
+    #: deflated size: what an app download carries (sparsity shows here)
+    zipped_bytes: int | None = None
+    #: multiply-accumulates of one batch-1 inference (None: no counter for the format)
+    macs: int | None = None
     cosine: float | None = None
     top1_agreement: float | None = None
     max_abs_error: float | None = None
@@ -72,8 +84,13 @@ def measure(stage: str, path: Path, fmt: str, counts: tuple[int, int], ev: Evalu
                                    RuntimeOptions(threads=ev.threads), warmup=ev.warmup,
                                    runs=ev.runs)
         p50 = latency.p50_ms
+    from .cost import macs, zipped_bytes
+
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() \
+        else path.stat().st_size
     return StageReport(stage=stage, file=path.name, format=fmt, parameters=counts[0],
-                       nonzero_parameters=counts[1], size_bytes=path.stat().st_size,
+                       nonzero_parameters=counts[1], size_bytes=size,
+                       zipped_bytes=zipped_bytes(path), macs=macs(path, fmt),
                        cosine=fid.cosine, top1_agreement=fid.top1_agreement,
                        max_abs_error=fid.max_abs_error,
                        top1_accuracy=acc.top1 if acc is not None else None, p50_ms=p50,
