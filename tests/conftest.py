@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,22 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "digits"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Builds made by session fixtures cache under a temporary folder, never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEPACK_CACHE", str(tmp_path_factory.mktemp("edgepack-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts from an empty build and step cache: no test reuses another's steps
+    (a test that breaks a converter must see it run), and none writes to ~/.cache."""
+    monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 def _digit_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -81,6 +81,11 @@ def test_matrix_builds_reuses_and_rebuilds_what_changed(zoo: Path) -> None:
                                ("digits", "x86-host"): "up-to-date",
                                ("tiny", "raspberrypi"): "built",
                                ("tiny", "x86-host"): "up-to-date"}
+    # inside a rebuilt cell, every step the calibration change does not touch is reused
+    rebuilt = json.loads((zoo / "build" / "tiny-raspberrypi" / "report.json").read_text())
+    assert rebuilt["step_cache"]["reused"] > 0
+    assert all(h["cached"] for a in rebuilt["artifacts"] if a["role"] == "reference"
+               for h in a["path"])
 
     # a deleted output comes back from the cache; a corrupted entry is rebuilt, not used
     shutil.rmtree(zoo / "build" / "tiny-x86-host")
@@ -112,8 +117,11 @@ def test_unknown_model_in_matrix(zoo: Path) -> None:
 def test_cache_info_and_clear(zoo: Path) -> None:
     matrix("-m", "tiny", "-t", "x86-host")
     info = json.loads(CliRunner().invoke(cli, ["cache", "info", "--json"]).output)
-    assert info["entries"] == 1 and info["bytes"] > 0
-    assert "removed 1 cached builds" in CliRunner().invoke(cli, ["cache", "clear"]).output
+    assert info["builds"]["entries"] == 1 and info["builds"]["bytes"] > 0
+    steps = info["steps"]["entries"]  # the cell's hops and validations, cached one by one
+    assert steps > 0
+    assert f"removed 1 cached builds and {steps} cached steps" in \
+        CliRunner().invoke(cli, ["cache", "clear"]).output
     assert BuildCache().info().entries == 0
 
 

@@ -1,6 +1,10 @@
 """The build matrix, measured side by side in one run: cold, warm (all cached), after changing
 one profile, and -j 1 vs -j 2 (cold, separate caches).
 
+``steps`` counts, over the cells built in that run, the build steps (conversion hops and
+validations) taken from the step cache and those run afresh, as their reports record them:
+after a profile change the rebuilt cells should run only what depends on the profile.
+
 Two models (the bundled digits CNN and a small MLP trained here on the same data) x three
 targets (raspberrypi, intel-cpu, x86-host). Run: python scripts/bench/matrix.py
 """
@@ -52,8 +56,9 @@ def make_zoo(root: Path) -> None:
     model.save(root / "mlp.keras")
 
 
-def timed(args: list[str], cwd: Path, cache: Path) -> tuple[float, str]:
-    """Wall time of one matrix build, and how many cells were built / reused."""
+def timed(args: list[str], cwd: Path, cache: Path) -> tuple[float, str, str]:
+    """Wall time of one matrix build, how many cells were built / reused, and how many steps
+    the built cells reused / ran."""
     import json
     import subprocess
     import sys
@@ -67,7 +72,13 @@ def timed(args: list[str], cwd: Path, cache: Path) -> tuple[float, str]:
     seconds = time.perf_counter() - t0
     cells = json.loads(done.stdout[done.stdout.index("["):])
     counts = Counter(c["status"] for c in cells)
-    return seconds, ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    steps = Counter()
+    for c in cells:
+        if c["status"] in ("built", "over budget"):
+            report = json.loads((cwd / c["output"] / "report.json").read_text())
+            steps.update(report["step_cache"] or {})
+    return (seconds, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            f"{steps['reused']} reused, {steps['built']} built" if steps else "-")
 
 
 def main() -> None:
@@ -86,9 +97,9 @@ def main() -> None:
         shutil.rmtree(root / "build")
         rows.append(("cold, -j 1 (fresh cache)", timed(["-j", "1"], root, Path(tmp) / "c1")))
     print(f"build matrix: 2 models x 3 targets, {os.cpu_count()} cores")
-    print(f"{'run':34s} {'seconds':>8s}  cells")
-    for name, (seconds, cells) in rows:
-        print(f"{name:34s} {seconds:8.1f}  {cells}")
+    print(f"{'run':34s} {'seconds':>8s}  {'cells':28s} steps (in the cells built)")
+    for name, (seconds, cells, steps) in rows:
+        print(f"{name:34s} {seconds:8.1f}  {cells:28s} {steps}")
 
 
 if __name__ == "__main__":

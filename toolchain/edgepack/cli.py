@@ -192,7 +192,8 @@ def inspect(model: Path, as_json: bool) -> None:
               help="With a project of several models: build these (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Matrix builds: cells built at once, each in its own process.")
-@click.option("--no-cache", is_flag=True, help="Matrix builds: rebuild every cell.")
+@click.option("--no-cache", is_flag=True,
+              help="Run every step (and every matrix cell) afresh; reuse and store nothing.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="Matrix builds: run cells here or as Ray tasks.")
 @click.option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster.")
@@ -228,9 +229,11 @@ def inspect(model: Path, as_json: bool) -> None:
 @click.option("--lowrank", type=click.FloatRange(0, 1, min_open=True),
               help="Factorize Dense/MatMul/1x1 conv by truncated SVD keeping this energy.")
 @click.option("--distill", is_flag=True,
-              help="Recover accuracy by distillation from the original model (Keras sources).")
+              help="Recover accuracy by distillation from the original model (Keras, "
+                   "SavedModel and PyTorch .pt2 sources).")
 @click.option("--student", type=click.Path(path_type=Path),
-              help="Distil into this Keras model instead of the pruned/factorized one.")
+              help="Distil into this model (.keras, or .pt2 for PyTorch sources) instead of "
+                   "the pruned/factorized one.")
 @click.option("--train", "train_data", type=click.Path(path_type=Path),
               help="Training data for --distill (labels y are mixed in); default: the "
                    "calibration data, unlabelled. Never the --eval data.")
@@ -250,6 +253,7 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     MODEL is a Keras file, a SavedModel folder, an ONNX, TFLite, PyTorch ExportedProgram (.pt2)
     or TorchScript file, or a project folder with an edgepack.yaml (default: this folder).
     A project of several models, or several targets, builds the whole matrix (cached).
+    Every conversion hop and validation is cached by content (see `edgepack cache`).
     """
     from . import pipeline, render
     from .errors import UsageError
@@ -259,8 +263,11 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     project = find_project(path) if path.is_dir() else None
     listed = list(targets) or (project.spec.targets if project else [])
     if project is not None and (project.spec.models or model_names or len(listed) > 1):
+        from .structural.build_step import StructuralRequest
+
         _build_matrix(state, project.path, tuple(targets), model_names, output, profile, jobs,
-                      runs, warmup, threads, not no_cache, as_json, executor, address)
+                      runs, warmup, threads, not no_cache, as_json, executor, address,
+                      StructuralRequest(prune, structured, lowrank, distill, student, train_data))
         return
     if executor != "local":
         raise UsageError("--executor ray builds a project's matrix; MODEL is a single model")
@@ -281,7 +288,7 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
         trust_new_host=trust_new_host, metric=metric,
         targets_dirs=tuple(state.targets_dirs), profiles_dirs=tuple(state.profiles_dirs),
         prune=prune, structured=structured, lowrank=lowrank, distill=distill, student=student,
-        train=train_data, progress=progress)
+        train=train_data, progress=progress, cache=not no_cache)
     progress.close()
     if as_json:
         click.echo(report.to_json())
@@ -327,8 +334,10 @@ def convert_command(model: Path, to: str, output: Path | None, eval_data: Path |
 def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
                   model_names: tuple[str, ...], output: Path | None, profile: str | None,
                   jobs: int, runs: int, warmup: int, threads: int | None, use_cache: bool,
-                  as_json: bool, executor: str, address: str | None) -> None:
-    """Every (model, target) cell of the project; a summary table; exit as the worst cell."""
+                  as_json: bool, executor: str, address: str | None,
+                  structural: Any = None) -> None:
+    """Every (model, target) cell of the project; a summary table; exit as the worst cell.
+    ``structural`` (the --prune/--distill/... flags) applies to every cell."""
     from . import render
     from .errors import EdgepackError
     from .matrix import run_matrix
@@ -338,7 +347,8 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
                        warmup=warmup, threads=threads, use_cache=use_cache,
                        targets_dirs=tuple(state.targets_dirs),
                        profiles_dirs=tuple(state.profiles_dirs), executor=executor,
-                       address=address, on_cell=None if as_json else render.matrix_cell)
+                       address=address, on_cell=None if as_json else render.matrix_cell,
+                       structural=structural)
     if as_json:
         _print_json([c.to_dict() for c in cells])
     else:
@@ -355,31 +365,36 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
 
 @cli.group("cache")
 def cache_group() -> None:
-    """The build cache matrix builds reuse (``$EDGEPACK_CACHE``, else ~/.cache/edgepack)."""
+    """The content-addressed cache of builds and build steps ($EDGEPACK_CACHE, else
+    ~/.cache/edgepack): matrix cells, conversion hops and validations."""
 
 
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cache_info(as_json: bool) -> None:
-    """Where the cache is, how many builds it holds, how big it is."""
+    """Where the cache is, how many builds and steps it holds, how big they are."""
     from dataclasses import asdict
 
-    from .cache import BuildCache
+    from .cache import cache_info as info_of
     from .report import fmt_bytes
 
-    info = BuildCache().info()
+    info = info_of()
     if as_json:
         _print_json(asdict(info))
     else:
-        click.echo(f"{info.root}: {info.entries} builds, {fmt_bytes(info.bytes)}")
+        click.echo(f"{info.root}: {info.builds.entries} builds ({fmt_bytes(info.builds.bytes)}), "
+                   f"{info.steps.entries} steps ({fmt_bytes(info.steps.bytes)})")
 
 
 @cache_group.command("clear")
 def cache_clear() -> None:
-    """Remove every cached build."""
-    from .cache import BuildCache
+    """Remove every cached build and step."""
+    from .cache import clear_cache
+    from .report import fmt_bytes
 
-    click.echo(f"removed {BuildCache().clear()} cached builds")
+    gone = clear_cache()
+    click.echo(f"removed {gone.builds.entries} cached builds and {gone.steps.entries} cached "
+               f"steps ({fmt_bytes(gone.builds.bytes + gone.steps.bytes)})")
 
 
 def raise_budget(report: Any) -> None:

@@ -6,6 +6,9 @@ and cached by the hops that led to it. After every hop the new file runs in its 
 the same samples as the source, with inputs moved into its layout; an fp32 hop that changes the
 outputs beyond float rounding fails there, naming the hop and the numbers, before anything is
 built on top of it. A hop that fails is excluded and the planner asked for the next path.
+
+Across builds, a hop whose input, settings and tools did not change is taken from the step cache
+(steps.py): its file is copied into place and its recorded check stands, marked ``cached``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .report import Hop
 from .runtimes import get_runtime
 from .runtimes.base import RuntimeOptions, Session
 from .signature import Signature
+from .steps import BuildSteps, CachedHop, model_digest
 from .validate.fidelity import compare
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
@@ -54,6 +58,9 @@ class Produced:
     fallback: list[dict[str, Any]] = field(default_factory=list)
     #: the file the last hop read (a quantizer's float input, e.g. the SavedModel)
     parent: Path | None = None
+    #: content digest of ``path`` (steps.model_digest): the next hop's cache key; None when
+    #: the build runs without the step cache
+    digest: str | None = None
 
 
 def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
@@ -78,6 +85,16 @@ def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
     return feed
 
 
+def in_layouts(data: Dataset, source: Signature, layouts: list[str]) -> Dataset:
+    """``data`` (source names and layouts) moved into the layouts a converted file takes:
+    a quantizer calibrating an NHWC SavedModel made from an NCHW ONNX model needs NHWC."""
+    inputs = {spec.name: layout.convert(data.inputs[spec.name], spec.layout, layouts[i])
+              for i, spec in enumerate(source.inputs) if spec.name in data.inputs}
+    if all(inputs[n] is data.inputs[n] for n in inputs):
+        return data
+    return replace(data, inputs={**data.inputs, **inputs})
+
+
 def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
                             source: Signature, layouts: list[str]) -> list[np.ndarray]:
     """This session's outputs, aligned with the source's (by name when they match) and moved
@@ -94,7 +111,8 @@ class Converter:
 
     def __init__(self, source: Path, src_format: str, signature: Signature, evals: Dataset,
                  refs: list[np.ndarray], workdir: Path,
-                 step: Callable[[str], Any], input_shapes: dict[str, tuple[int, ...]] | None):
+                 step: Callable[[str], Any], input_shapes: dict[str, tuple[int, ...]] | None,
+                 steps: BuildSteps | None = None):
         self.source = source
         self.src_format = src_format
         self.signature = signature
@@ -106,6 +124,8 @@ class Converter:
         self.failed: dict[str, str] = {}  # edge id -> why it failed
         self.tools: dict[str, str] = {}
         self._cache: dict[tuple[str, ...], Produced] = {}
+        self.steps = steps  # the step cache across builds; None: every hop runs
+        self._source_digest: str | None = None
 
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
                 quantization: Quantization | None = None, calibration: Dataset | None = None,
@@ -135,7 +155,8 @@ class Converter:
              keep_float: tuple[str, ...]) -> Produced:
         current = Produced(self.source, self.src_format, [],
                            [s.layout for s in self.signature.inputs],
-                           [s.layout for s in self.signature.outputs])
+                           [s.layout for s in self.signature.outputs],
+                           digest=self._digest_of_source())
         key: tuple[str, ...] = ()
         for i, edge in enumerate(path):
             last = i == len(path) - 1
@@ -146,12 +167,15 @@ class Converter:
                 if last:  # made (and checked) already as an intermediate: deliver a copy
                     current = _copy_to(current, out_dir, f"{stem}.{precision}")
                 continue
+            # data a quantizer reads goes in the layouts of the file it quantizes
+            layouts = current.input_layouts
             ctx = ConvertContext(
                 workdir=out_dir if last else self.workdir, stem=stem,
                 precision=hop_precision, quantization=quantization,
-                calibration=calibration, input_shapes=self.input_shapes,
+                calibration=in_layouts(calibration, self.signature, layouts)
+                if calibration is not None else None, input_shapes=self.input_shapes,
                 source_signature=self.signature, keep_float=keep_float if last else (),
-                samples=self.check)
+                samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir)
             current = self._hop(edge, current, ctx)
             if not last or precision == "fp32":  # an fp32 result can feed later paths
                 self._cache[key] = current
@@ -160,6 +184,13 @@ class Converter:
     def _hop(self, edge: Edge, prev: Produced, ctx: ConvertContext) -> Produced:
         label = f"Converting {edge.src} -> {edge.dst}" + \
             (f" ({ctx.precision})" if ctx.precision != "fp32" else "")
+        key = None
+        if self.steps is not None and prev.digest is not None:
+            key = self.steps.hop_key(edge_id(edge), prev.digest, ctx, self.refs)
+            hit = self.steps.fetch_hop(key, ctx.workdir, ctx.stem)
+            if hit is not None:
+                with self.step(f"{label} (cached)"):
+                    return self._cached(edge, prev, hit)
         try:
             with self.step(label):
                 t0 = time.perf_counter()
@@ -170,15 +201,36 @@ class Converter:
             raise
         version = edge.tool_version()
         self.tools[edge.tool] = version
-        to_last = layout.CHANNELS_LAST if edge.channels_last else {}
-        produced = Produced(
-            out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
-            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *ctx.notes],
-            parent=prev.path)
+        produced = self._after(edge, prev, out, ctx.notes)
         hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
         self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)
+        if key is not None:  # checked: worth keeping
+            produced.digest = self.steps.store_hop(key, out, ctx.stem, hop, ctx.notes)
         return produced
+
+    def _cached(self, edge: Edge, prev: Produced, hit: CachedHop) -> Produced:
+        """The Produced a fresh hop would have returned, from a cache hit."""
+        self.tools[edge.tool] = hit.hop.tool_version
+        produced = self._after(edge, prev, hit.path, hit.notes)
+        produced.hops.append(hit.hop)
+        produced.digest = hit.digest
+        return produced
+
+    @staticmethod
+    def _after(edge: Edge, prev: Produced, out: Path, notes: list[str]) -> Produced:
+        """``out`` made from ``prev`` by ``edge``: layouts moved as the edge moves them."""
+        to_last = layout.CHANNELS_LAST if edge.channels_last else {}
+        return Produced(
+            out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
+            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *notes],
+            parent=prev.path)
+
+    def _digest_of_source(self) -> str | None:
+        """The source's content digest, computed once per build (only with the step cache)."""
+        if self.steps is not None and self._source_digest is None:
+            self._source_digest = model_digest(self.source)
+        return self._source_digest
 
     def _check(self, edge: Edge, produced: Produced, hop: Hop, precision: str) -> None:
         """Run the new file on the check samples; an fp32 hop must match to float rounding."""

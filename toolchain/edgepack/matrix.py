@@ -4,6 +4,8 @@ Each (model, target) cell is an ordinary ``edgepack build`` into ``OUT/<model>-<
 in its own process (frameworks hold memory and threads, and are not thread-safe), ``jobs`` at a
 time. A cell whose inputs did not change since a previous run is taken from the build cache
 (cache.py) instead of being built again: a rebuild of an unchanged matrix only checks hashes.
+A cell that is built again (its profile changed, say) still reuses every step of its build
+that the change did not touch, from the step cache (steps.py).
 
 For zoos that outgrow one machine the same cells run as Ray tasks (``executor="ray"``, the
 address of an existing cluster): a task builds into its own temporary folder and returns the
@@ -25,12 +27,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cache import BuildCache, build_key, file_digest
+from .cache import BuildCache, build_key, file_digest, host_facts
 from .catalog import load_catalog
 from .errors import EdgepackError, MissingDependencyError, UsageError, first_line
 from .project import LoadedProject, load_project
+
+if TYPE_CHECKING:
+    from .structural.build_step import StructuralRequest
 
 
 @dataclass
@@ -62,6 +67,7 @@ class CellJob:
     use_cache: bool
     targets_dirs: tuple[str, ...] = ()
     profiles_dirs: tuple[str, ...] = ()
+    structural: StructuralRequest | None = None  # --prune/--distill/...: for every cell
 
 
 def plan(project: LoadedProject, models: tuple[str, ...] = (),
@@ -90,13 +96,15 @@ def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
                cache_root: Path | None = None, targets_dirs: tuple[Path, ...] = (),
                profiles_dirs: tuple[Path, ...] = (), executor: str = "local",
                address: str | None = None,
-               on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+               on_cell: Callable[[Cell], None] | None = None,
+               structural: StructuralRequest | None = None) -> list[Cell]:
     """Build every cell; ``on_cell`` sees each one as it finishes (for a live view)."""
     project = load_project(project_path)
     pairs = plan(project, models, targets)
     jobs_list = [CellJob(str(project.path), m, t, str(output / f"{m}-{t}"), profile, runs,
                          warmup, threads, str(cache_root) if cache_root else None, use_cache,
-                         tuple(map(str, targets_dirs)), tuple(map(str, profiles_dirs)))
+                         tuple(map(str, targets_dirs)), tuple(map(str, profiles_dirs)),
+                         structural=structural)
                  for m, t in pairs]
     cells: dict[tuple[str, str], Cell] = {}
     if executor == "ray":
@@ -225,7 +233,9 @@ def build_cell(job: CellJob) -> Cell:
                                     force=True, runs=job.runs, warmup=job.warmup,
                                     threads=job.threads, model_name=job.model,
                                     targets_dirs=tuple(map(Path, job.targets_dirs)),
-                                    profiles_dirs=tuple(map(Path, job.profiles_dirs)))
+                                    profiles_dirs=tuple(map(Path, job.profiles_dirs)),
+                                    cache=job.use_cache, cache_dir=job.cache_root,
+                                    **(job.structural.build_kwargs() if job.structural else {}))
             cell.status = "built" if report.passed else "over budget"
             if job.use_cache:
                 cache.store(key, out)
@@ -254,20 +264,18 @@ def _key(project: LoadedProject, job: CellJob) -> str:
         "labels": project.labels(), "target": target.model_dump(),
         "profile": profile.model_dump(),
         "fallback": catalog.profiles.get(fallback).model_dump() if fallback else None,
-        "options": {"runs": job.runs, "warmup": job.warmup, "threads": job.threads}})
+        "options": {"runs": job.runs, "warmup": job.warmup, "threads": job.threads},
+        "structural": job.structural.cache_facts() if job.structural else None,
+        "host": host_facts()})  # the cell's report holds latencies measured here
 
 
 def _up_to_date(cache: BuildCache, key: str, out: Path) -> bool:
     """The output folder already is the cached build (same report): nothing to copy."""
-    entry = cache.builds / key / "cache-entry.json"
     report = out / "report.json"
-    if not entry.is_file() or not report.is_file():
+    if not report.is_file():
         return False
-    try:
-        recorded = json.loads(entry.read_text())["files"].get("report.json")
-    except (OSError, ValueError, KeyError):
-        return False
-    return recorded == file_digest(report)
+    recorded = cache.recorded_digest(key, "report.json")
+    return recorded is not None and recorded == file_digest(report)
 
 
 def _fetch(cache: BuildCache, key: str, out: Path) -> bool:

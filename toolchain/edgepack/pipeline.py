@@ -4,6 +4,10 @@ load -> plan(target, profile) -> convert along the cheapest path (each fp32 hop 
 the source) -> quantize at the format's own converter -> validate (fidelity, accuracy, host
 latency in its own process) -> gate on the profile's budget -> write the folder, then move it
 into place. A failure at any point leaves no output folder behind.
+
+Every conversion hop and every validation goes through the step cache (steps.py) unless the
+build asks for none: what an earlier build made or measured from the same bytes with the same
+settings and tools is reused, and the report says which steps were.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import numpy as np
 
 from . import __version__, metadata
 from . import staging as staging_mod
-from .cache import file_digest
+from .cache import StepCache, build_key, file_digest, host_facts
 from .catalog import Catalog, load_catalog
-from .conversion import Converter, Produced, feed_for
+from .conversion import Converter, Produced, exact_options, feed_for
 from .convert import plan_path
 from .data import Dataset, is_class_labels, load_dataset, overlap
 from .errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
@@ -41,6 +45,7 @@ from .runtimes import get_runtime
 from .runtimes.base import RuntimeOptions, Session
 from .signature import Normalization, Signature
 from .source import Source, export_module, open_source
+from .steps import BuildSteps, Measurement
 from .structural.build_step import StructuralRequest, run_step
 from .targets import Target
 from .validate import accuracy as acc
@@ -87,6 +92,8 @@ class BuildRequest:
     preprocessing: Preprocessing | None = None
     project: LoadedProject | None = None
     structural: StructuralRequest | None = None
+    cache: bool = True  # reuse (and store) steps in the step cache
+    cache_dir: Path | None = None  # the cache's root; None: cache.cache_root()
 
 
 def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str | None = None,
@@ -99,14 +106,16 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
           targets_dirs: tuple[Path, ...] = (), profiles_dirs: tuple[Path, ...] = (),
           prune: float | None = None, structured: bool = False, lowrank: float | None = None,
           distill: bool = False, student: str | Path | None = None,
-          train: str | Path | None = None, progress: Progress | None = None) -> Report:
+          train: str | Path | None = None, progress: Progress | None = None,
+          cache: bool = True, cache_dir: str | Path | None = None) -> Report:
     """Build ``model`` for ``target``; return the Report (also written to the output folder).
 
     ``model`` is a model file or folder, a project folder holding ``edgepack.yaml`` (whose
     settings fill in whatever is not passed here), or a ``torch.nn.Module`` together with
     ``example_inputs``. ``prune``/``structured``/``lowrank``/``distill``/``student`` run the
     structural passes on the source first (over the profile's ``structural`` section);
-    distillation learns from ``train`` data, else from the calibration data.
+    distillation learns from ``train`` data, else from the calibration data. ``cache=False``
+    runs every step afresh and stores nothing; ``cache_dir`` overrides ``$EDGEPACK_CACHE``.
     """
     progress = progress or Progress()
     with tempfile.TemporaryDirectory(prefix="edgepack-src-") as tmp:
@@ -126,7 +135,8 @@ def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str 
                            output=Path(output) if output else None, force=force,
                            threads=threads, warmup=warmup, runs=runs, name=name,
                            devices=tuple(devices), trust_new_host=trust_new_host,
-                           metric=metric,
+                           metric=metric, cache=cache,
+                           cache_dir=Path(cache_dir) if cache_dir else None,
                            structural=StructuralRequest(
                                prune, structured, lowrank, distill,
                                Path(student) if student else None,
@@ -168,6 +178,7 @@ class Builder:
         self.name = req.name or req.model.stem or req.model.name
         self.metric = (req.metric, acc.load_metric(req.metric)) if req.metric else None
         self.output = req.output or Path("build") / f"{self.name}-{self.target.name}"
+        self.steps = BuildSteps(StepCache(req.cache_dir)) if req.cache else None
 
     # ------------------------------------------------------------------------------ the build
     def run(self) -> Report:
@@ -190,7 +201,7 @@ class Builder:
                 src, src_refs, structural = run_step(self, fmt.name, calib, evals, refs,
                                                      signature, Path(work))
                 converter = Converter(src, fmt.name, signature, evals, src_refs,
-                                      Path(work), self.progress.step, shapes)
+                                      Path(work), self.progress.step, shapes, self.steps)
                 source_acc = self._accuracy(refs, evals)
                 produced = self._convert(converter, formats, profile, calib, staging, skipped,
                                          Judge(evals, refs, signature, source_acc, profile,
@@ -214,7 +225,8 @@ class Builder:
                 calibration=self._calibration_section(calib, profile),
                 tools=self.tools, host=_host(), artifacts=artifacts,
                 source_accuracy=source_acc, output=str(self.output), warnings=self.warnings,
-                notes=self.notes, skipped=skipped, structural=structural)
+                notes=self.notes, skipped=skipped, structural=structural,
+                step_cache=self.steps.summary() if self.steps else None)
             report.write(staging)
             self._publish(staging)
         except OSError as exc:
@@ -417,36 +429,82 @@ class Builder:
         meta = self._metadata(source_sig, produced)
         extra = metadata.embed(produced.format, file, meta)
         runtime = get_runtime(get_format(produced.format).runtime)
+        model_files = [file, *(p for p in extra if p.suffix != ".json")]
+        m = self._measure(produced, [file, *extra], evals, refs, source_sig)
+        self.tools[runtime.name] = m.runtime_version
+        notes = [*produced.notes]
+        if m.cached:
+            notes.append("fidelity, accuracy and host latency taken from the step cache: "
+                         "measured by an earlier build of this byte-identical file, with the "
+                         "same data and options, on a host with the same CPU")
+        if self.target.constraints.static_shapes and any(
+                s.is_dynamic for s in m.signature.inputs):
+            notes.append(f"{file.name} still has dynamic input dimensions; {self.target.name} "
+                         "needs static shapes")
+        art_sig = _with_layouts(m.signature, produced).with_normalization(
+            self.req.normalization)
+        art = Artifact(
+            role=role, format=produced.format, precision=precision, file=file.name,
+            fallback=produced.fallback,
+            size_bytes=sum(p.stat().st_size for p in model_files), sha256=file_digest(file),
+            path=produced.hops, signature=art_sig.to_dict(), fidelity=m.fidelity,
+            accuracy=m.accuracy, latency=m.latency, notes=notes,
+            extra_files=sorted(p.name for p in extra))
+        if role == "deliverable":
+            art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
+                                              source_acc, m.accuracy)
+            if self.req.devices:  # device runs are never cached: they need a host session
+                session = m.session or runtime.load(
+                    str(file), exact_options(runtime.name, self._threads()))
+                art.devices = self._on_devices(session, produced, evals, source_sig)
+        return art
+
+    def _measure(self, produced: Produced, files: list[Path], evals: Dataset,
+                 refs: list[np.ndarray], source_sig: Signature) -> Measurement:
+        """Fidelity and accuracy on the eval set, then host latency in its own process; from
+        the step cache when this very file was measured so before (same data, options and
+        kind of host)."""
+        file = produced.path
+        key = self._measure_key(produced, files, evals, refs, source_sig)
+        cached = self.steps.fetch_measurement(key) if self.steps and key else None
+        if cached is not None:
+            with self.progress.step(f"Validating {file.name} (cached)"):
+                return cached
+        runtime = get_runtime(get_format(produced.format).runtime)
         with self.progress.step(f"Validating {file.name} on {len(evals)} eval samples"):
             session, fidelity, accuracy = measure_fidelity(produced, evals, refs, source_sig,
                                                            self._accuracy, self._threads())
-        self.tools[runtime.name] = session.runtime_version
-        notes = [*produced.notes]
-        if self.target.constraints.static_shapes and any(
-                s.is_dynamic for s in session.signature.inputs):
-            notes.append(f"{file.name} still has dynamic input dimensions; {self.target.name} "
-                         "needs static shapes")
         with self.progress.step(f"Measuring host latency of {file.name} ({runtime.name})"):
             feed = feed_for(session, evals.head(1).inputs, source_sig, produced.input_layouts)
             latency = measure_isolated(runtime.name, file, feed,
                                        RuntimeOptions(threads=self._threads()),
                                        warmup=self.req.warmup, runs=self.req.runs)
-        art_sig = _with_layouts(session.signature, produced).with_normalization(
-            self.req.normalization)
-        model_files = [file, *(p for p in extra if p.suffix != ".json")]
-        art = Artifact(
-            role=role, format=produced.format, precision=precision, file=file.name,
-            fallback=produced.fallback,
-            size_bytes=sum(p.stat().st_size for p in model_files), sha256=file_digest(file),
-            path=produced.hops, signature=art_sig.to_dict(), fidelity=fidelity,
-            accuracy=accuracy, latency=latency, notes=notes,
-            extra_files=sorted(p.name for p in extra))
-        if role == "deliverable":
-            art.budget = budget_gate.evaluate(profile.name, profile.budget, fidelity,
-                                              source_acc, accuracy)
-            if self.req.devices:
-                art.devices = self._on_devices(session, produced, evals, source_sig)
-        return art
+        m = Measurement(fidelity, accuracy, latency, session.runtime_version, session.signature,
+                        session)
+        if self.steps and key:
+            self.steps.store_measurement(key, m)
+        return m
+
+    def _measure_key(self, produced: Produced, files: list[Path], evals: Dataset,
+                     refs: list[np.ndarray], source_sig: Signature) -> str | None:
+        """What a validation's numbers depend on; None (not cached) without the step cache or
+        with a user metric whose code cannot be located (it could change under its name)."""
+        if self.steps is None:
+            return None
+        metric = None
+        if self.metric is not None:
+            code = _code_file(self.metric[1])
+            if code is None:
+                return None
+            metric = {"name": self.metric[0], "code": file_digest(code)}
+        return build_key({
+            "step": "validation", "files": {p.name: file_digest(p) for p in files},
+            "format": produced.format,
+            "layouts": [produced.input_layouts, produced.output_layouts],
+            "signature": source_sig.to_dict(), "eval": self.steps.digest(evals),
+            "refs": self.steps.digest(refs), "metric": metric, "threads": self._threads(),
+            "warmup": self.req.warmup, "runs": self.req.runs,
+            "host": host_facts()})
 
     def _on_devices(self, session: Session, produced: Produced, evals: Dataset,
                     source_sig: Signature) -> list[dict[str, Any]]:
@@ -517,6 +575,17 @@ def _with_layouts(sig: Signature, produced: Produced) -> Signature:
                       zip(sig.outputs, produced.output_layouts, strict=False)))
 
 
+def _code_file(fn: Any) -> Path | None:
+    """The file a function's code is in (None: built in, or defined interactively)."""
+    import inspect
+
+    try:
+        name = inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+    return Path(name) if name and Path(name).is_file() else None
+
+
 def _random_inputs(signature: Signature) -> Dataset:
     rng = np.random.default_rng(0)
     inputs = {}
@@ -533,11 +602,5 @@ def _random_inputs(signature: Signature) -> Dataset:
 
 
 def _host() -> dict[str, Any]:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count()}
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            **host_facts()}

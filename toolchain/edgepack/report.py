@@ -31,6 +31,9 @@ class Hop:
     check_max_abs_error: float | None = None
     check_cosine: float | None = None
     check_top1_agreement: float | None = None
+    #: taken from the step cache (an earlier build made and checked the same file from the same
+    #: input and settings); ``seconds`` is then what fetching it took
+    cached: bool = False
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Report:
     skipped: list[dict[str, str]] = field(default_factory=list)
     #: structural passes on the source (structural/stages.py StageReport), the original first
     structural: list[dict[str, Any]] = field(default_factory=list)
+    #: what the step cache gave this build: steps (hops, validations) "reused" and "built";
+    #: None when it was built without the cache
+    step_cache: dict[str, int] | None = None
     schema_version: int = REPORT_SCHEMA_VERSION
 
     @property
@@ -198,6 +204,9 @@ def to_markdown(report: Report) -> str:
         lines.append(f"- Source model {report.source_accuracy.metric}: "
                      f"{report.source_accuracy.value:.6g}")
     lines += [f"- Note: {n}" for n in report.notes]
+    if report.step_cache is not None:
+        lines.append(f"- Step cache: {report.step_cache['reused']} steps reused, "
+                     f"{report.step_cache['built']} built")
     lines += _structural_markdown(report.structural)
     lines += ["", "## Artifacts", ""]
     rows = summary_rows(report)
@@ -220,7 +229,8 @@ def to_markdown(report: Report) -> str:
                 + ("" if h.check_top1_agreement is None
                    else f", top-1 agreement {fmt_pct(h.check_top1_agreement)}"))
             lines.append(f"  - {h.src} -> {h.dst}: {h.tool} ({h.tool_version}), "
-                         f"{h.seconds:.2f} s{check}")
+                         f"{h.seconds:.2f} s{check}" + (" (from the step cache)" if h.cached
+                                                        else ""))
         lines.append(f"- Size: {a.size_bytes:,} bytes, sha256 `{a.sha256}`")
         for f in a.fidelity:
             snr = "undefined" if f.snr_db is None else f"{f.snr_db:.1f} dB"
@@ -244,7 +254,8 @@ def to_markdown(report: Report) -> str:
                 f"p90 {lt.p90_ms:.3f} ms, p99 {lt.p99_ms:.3f} ms, mean {lt.mean_ms:.3f} ± "
                 f"{lt.std_ms:.3f} ms; load {lt.load_ms:.1f} ms, first inference "
                 f"{lt.first_inference_ms:.2f} ms"
-                + (f", peak RSS {lt.peak_rss_mb:.0f} MB" if lt.peak_rss_mb else ""))
+                + (f", peak RSS {lt.peak_rss_mb:.0f} MB" if lt.peak_rss_mb else "")
+                + (" (from the step cache, not measured again)" if lt.cached else ""))
         if a.budget:
             lines.append(f"- Budget ({a.budget.profile}): "
                          f"{'passed' if a.budget.passed else 'FAILED'}")
@@ -268,11 +279,15 @@ def _structural_markdown(stages: list[dict[str, Any]]) -> list[str]:
     if not stages:
         return []
     lines = ["", "## Structural passes (on the source, before conversion)", "",
-             "| stage | file | params | non-zero | size | top1_agree | top1_acc | p50_ms |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| stage | file | params | non-zero | MACs | size | zipped | top1_agree | top1_acc "
+             "| p50_ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in stages:
+        macs = f"{s['macs']:,}" if s.get("macs") is not None else "-"
+        zipped = fmt_bytes(s["zipped_bytes"]) if s.get("zipped_bytes") is not None else "-"
         lines.append(f"| {s['stage']} | {s['file']} | {s['parameters']:,} | "
-                     f"{s['nonzero_parameters']:,} | {fmt_bytes(s['size_bytes'])} | "
+                     f"{s['nonzero_parameters']:,} | {macs} | {fmt_bytes(s['size_bytes'])} | "
+                     f"{zipped} | "
                      f"{fmt_pct(s['top1_agreement'])} | {fmt_pct(s['top1_accuracy'])} | "
                      f"{fmt_num(s['p50_ms'], '.3f')} |")
     lines += [f"- Note ({s['stage']}): {n}" for s in stages for n in s["notes"]]

@@ -173,14 +173,16 @@ def _artifact(a: Artifact) -> str:
         check = "" if h.check_max_abs_error is None else \
             f", checked against the source: max abs error {h.check_max_abs_error:.3g}"
         items.append(f"<li>{escape(h.src)} → {escape(h.dst)}: {escape(h.tool)} "
-                     f"({escape(h.tool_version)}), {h.seconds:.2f} s{escape(check)}</li>")
+                     f"({escape(h.tool_version)}), {h.seconds:.2f} s{escape(check)}"
+                     + (" (from the step cache)" if h.cached else "") + "</li>")
     items.append(f"<li>Size {a.size_bytes:,} bytes, sha256 <code>{escape(a.sha256)}</code></li>")
     lt = a.latency
     if lt:
         text = (f"Host latency: {lt.runtime_version}, {lt.threads or 'default'} threads, batch "
                 f"{lt.batch}, {lt.warmup} warm-up + {lt.runs} runs in its own process; load "
                 f"{lt.load_ms:.1f} ms, first inference {lt.first_inference_ms:.2f} ms"
-                + (f", peak RSS {lt.peak_rss_mb:.0f} MB" if lt.peak_rss_mb else ""))
+                + (f", peak RSS {lt.peak_rss_mb:.0f} MB" if lt.peak_rss_mb else "")
+                + (" (from the step cache, not measured again)" if lt.cached else ""))
         items.append(f"<li>{escape(text)}</li>")
     if a.budget:
         verdict = "passed" if a.budget.passed else "FAILED"

@@ -56,6 +56,9 @@ class LatencyStats:
     #: what the runtime says it computes in (OpenVINO: "bf16" by default on AVX512_BF16/AMX
     #: CPUs); None when the runtime does not say, i.e. the artifact's own precision
     precision: str | None = None
+    #: taken from the step cache: measured by an earlier build of the byte-identical file on
+    #: a host with the same CPU model and core count, with the same options; not re-measured
+    cached: bool = False
 
     def to_dict(self, with_samples: bool = True) -> dict[str, Any]:
         d = asdict(self)
