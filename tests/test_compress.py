@@ -157,6 +157,151 @@ def test_fp16_overflow_guard_keeps_offending_nodes_in_fp32(tmp_path: Path) -> No
     assert weights["w1"] == np.float32 and weights["w2"] == np.float32
 
 
+def _conv_chain(path: Path) -> Path:
+    """x[N,4,6,6] -> Conv "stem" -> Clip(0, 6) "act" -> depthwise Conv "dw" -> Clip -> y."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    init = [numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), "w2"),
+            numpy_helper.from_array(np.array(0, np.float32), "lo"),
+            numpy_helper.from_array(np.array(6, np.float32), "hi")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c1", "lo", "hi"], ["a1"], name="act"),
+             helper.make_node("Conv", ["a1", "w2"], ["c2"], name="dw", group=8,
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["y"], name="act2")]
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _quantize_chain(tmp_path: Path, keep: tuple[str, ...], activations: str = "int8") -> Path:
+    from edgepack.compress.onnx import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+
+    src = _conv_chain(tmp_path / "chain.onnx")
+    x = np.random.default_rng(4).standard_normal((32, 4, 6, 6)).astype(np.float32)
+    ctx = ConvertContext(workdir=tmp_path, stem="chain", precision="int8",
+                         quantization=Quantization(activations=activations),
+                         calibration=Dataset("calib", {"x": x}), keep_float=keep)
+    out = tmp_path / f"chain-{activations}-{len(keep)}.onnx"
+    compress(src, out, ctx)
+    return out
+
+
+def test_onnx_layers_kept_in_float_stay_float_in_onnx_runtime(tmp_path: Path) -> None:
+    """ONNX Runtime's default optimizer quantizes the float weights of a Conv that reads a
+    DequantizeLinear (per-tensor, at session load): a layer "kept in float" by
+    nodes_to_exclude alone would run int8 weights, worse than the int8 recipe. The kept layer
+    must read the float tensor, so that the app's own session leaves it float."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    out = _quantize_chain(tmp_path, keep=("dw",))
+    optimized = tmp_path / "as-loaded.onnx"
+    so = ort.SessionOptions()  # the level the weight quantizer runs at (on in every app)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    graph = onnx.load(optimized).graph
+    dw = next(n for n in graph.node if n.name == "dw")
+    floats = {i.name for i in graph.initializer if numpy_helper.to_array(i).dtype == np.float32
+              and numpy_helper.to_array(i).ndim == 4}
+    assert dw.input[1] in floats, dw  # its weights: the float initializer, not Q/DQ'd
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert producers.get(dw.input[0]) != "DequantizeLinear"  # and its input is float
+    # the stem is still int8
+    stem_weights = [n for n in onnx.load(out).graph.node if n.op_type == "DequantizeLinear"
+                    and n.input[0].startswith("w1")]
+    assert stem_weights
+    # and keeping it float brings the outputs closer to the float model's than all-int8
+    x = np.random.default_rng(5).standard_normal((16, 4, 6, 6)).astype(np.float32)
+    ref = ort.InferenceSession(str(tmp_path / "chain.onnx")).run(None, {"x": x})[0]
+
+    def error(path: Path) -> float:
+        return float(np.abs(ort.InferenceSession(str(path)).run(None, {"x": x})[0] - ref).mean())
+
+    assert error(out) < error(_quantize_chain(tmp_path, keep=()))
+
+
+def _bad_layer_model(tmp_path: Path) -> tuple[Path, object]:
+    """Layer "bad" has, in every filter, a huge weight on an input channel that is always zero:
+    it changes nothing in float but takes the whole per-channel int8 range, so the filter's
+    real weights round to zero. Its input is quantized well; only comparing its int8 output
+    with a float twin on the same input finds it."""
+    import onnx
+    from edgepack.data import Dataset
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b1 = np.zeros(4, np.float32)
+    w1[0] = 0.0
+    b1[0] = -1.0  # channel 0 of the first layer is always relu(-1) = 0
+    w2 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.1
+    w2[:, 0, 1, 1] = 1000.0  # reads that dead channel
+    w3 = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    init = [numpy_helper.from_array(a, n) for a, n in
+            ((w1, "w1"), (b1, "b1"), (w2, "w2"), (w3, "w3"))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="first", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="bad", pads=[1] * 4),
+             helper.make_node("Conv", ["c2", "w3"], ["y"], name="last")]
+    graph = helper.make_graph(
+        nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = tmp_path / "bad.onnx"
+    onnx.save(model, src)
+    return src, Dataset("calib", {"x": rng.standard_normal((32, 3, 6, 6)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path,
+                                                                 fmt: str) -> None:
+    from edgepack.compress import onnx as onnx_compress
+    from edgepack.compress import openvino as openvino_compress
+    from edgepack.compress.sensitivity import RANKERS
+    from edgepack.convert.base import ConvertContext
+    from edgepack.profiles import Quantization
+
+    from tests import model_files
+
+    src, data = _bad_layer_model(tmp_path)
+    if fmt == "openvino":
+        src = model_files.openvino_ir(src, tmp_path / "bad.xml")
+    ctx = ConvertContext(workdir=tmp_path, stem="bad", precision="int8",
+                         quantization=Quantization(), calibration=data)
+    int8 = tmp_path / f"bad.int8{src.suffix}"
+    (onnx_compress if fmt == "onnx" else openvino_compress).compress(src, int8, ctx)
+    order = RANKERS[fmt](src, src, int8, data, Quantization())
+    assert order[0].split("/")[0] == "bad", order
+
+
+def test_onnx_int8_activations_follow_the_profile(tmp_path: Path) -> None:
+    """uint8 activations (ONNX Runtime's fast x86 kernels) when the profile says so."""
+    import onnx
+    from onnx import TensorProto
+
+    def zero_point_types(path: Path) -> set[int]:
+        model = onnx.load(path)
+        inits = {i.name: i.data_type for i in model.graph.initializer}
+        return {inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+    assert zero_point_types(_quantize_chain(tmp_path, (), "uint8")) == {TensorProto.UINT8}
+    assert zero_point_types(_quantize_chain(tmp_path, (), "int8")) == {TensorProto.INT8}
+
+
 def test_tflite_fallback_denylists_layers_through_the_debugger(outlier_onnx: dict[str, Path],
                                                                 tmp_path: Path) -> None:
     """The same outlier network in Keras, delivered as TFLite: plain int8 collapses, the
@@ -225,6 +370,20 @@ def test_openvino_fallback_ignores_layers_in_nncf(outlier_onnx: dict[str, Path],
     assert attempts[-1]["passed"] and report.passed, attempts
 
 
+def _tflite_board(tmp_path: Path, budget: str, extra: str = "") -> None:
+    """targets dir t/ with "tfl-board" (TFLite only) and profiles dir p/ with "int8-perfect"."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "tfl-board.yaml").write_text(
+        TARGET.format(name="tfl-board", profile="int8-perfect")
+        .replace("formats: [onnx]", "formats: [tflite]")
+        .replace("name: onnxruntime", "name: litert"))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "int8-perfect.yaml").write_text(
+        PROFILE.replace("int8-strict", "int8-perfect").replace("formats: [onnx]",
+                                                               "formats: [tflite]")
+        .replace("{min_top1_agreement: 0.97}", "{" + budget + "}") + extra)
+
+
 def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
     """A budget int8 cannot meet on the digits example: the fallback may keep small layers in
     float, but an attempt that makes the file more than 1.5x plain int8 (the big Dense layer
@@ -235,16 +394,7 @@ def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
 
     from tests.conftest import EXAMPLE
 
-    (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "tfl-board.yaml").write_text(
-        TARGET.format(name="tfl-board", profile="int8-perfect")
-        .replace("formats: [onnx]", "formats: [tflite]")
-        .replace("name: onnxruntime", "name: litert"))
-    (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "int8-perfect.yaml").write_text(
-        PROFILE.replace("int8-strict", "int8-perfect").replace("formats: [onnx]",
-                                                               "formats: [tflite]")
-        .replace("{min_top1_agreement: 0.97}", "{min_cosine: 0.99999}"))
+    _tflite_board(tmp_path, "min_cosine: 0.99999")
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["--targets-dir", str(tmp_path / "t"), "--profiles-dir",
                                    str(tmp_path / "p"), "build", str(EXAMPLE), "-t", "tfl-board",
@@ -256,3 +406,41 @@ def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
     assert art["precision"] == "int8" and any("rejected" in a for a in art["fallback"])
     plain = art["fallback"][0]["size_bytes"]
     assert art["size_bytes"] <= 1.5 * plain  # what shipped is still an int8-sized file
+    # and it is the accepted attempt closest to the budget (more float layers is not always
+    # closer), measured again as the deliverable
+    chosen = [a for a in art["fallback"] if a.get("chosen")]
+    accepted = [a for a in art["fallback"] if "rejected" not in a and "change" not in a]
+    assert len(chosen) == 1 and chosen[0]["cosine"] == max(a["cosine"] for a in accepted)
+    assert art["fidelity"][0]["cosine"] == pytest.approx(chosen[0]["cosine"], abs=1e-6)
+
+
+def test_fallback_survives_an_attempt_the_quantizer_refuses(tmp_path: Path) -> None:
+    """The TFLite quantization debugger refuses to keep every layer of an MLP in float ("check
+    if the quantized model is in debug mode"): that attempt is recorded as rejected and the
+    closest earlier attempt ships, rather than the whole format being lost."""
+    import json
+
+    import keras
+    from click.testing import CliRunner
+    from edgepack.cli import cli
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,), name="x")
+    hidden = keras.layers.Dense(8, activation="relu")(inp)
+    keras.Model(inp, keras.layers.Dense(4, activation="softmax")(hidden)).save(
+        tmp_path / "mlp.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cal.npz", x=rng.standard_normal((64, 16)).astype(np.float32))
+    np.savez(tmp_path / "ev.npz", x=rng.standard_normal((100, 16)).astype(np.float32))
+    _tflite_board(tmp_path, "min_cosine: 0.9999999", "fallback_max_size_growth: 100\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["--targets-dir", str(tmp_path / "t"), "--profiles-dir",
+                                   str(tmp_path / "p"), "build", str(tmp_path / "mlp.keras"),
+                                   "-t", "tfl-board", "--calibration", str(tmp_path / "cal.npz"),
+                                   "--eval", str(tmp_path / "ev.npz"), "-o", str(out),
+                                   "--runs", "3"])
+    assert res.exit_code == 3, res.output  # over budget, but built
+    art = json.loads((out / "report.json").read_text())["artifacts"][0]
+    assert art["format"] == "tflite" and art["precision"] == "int8"
+    assert "quantizer failed" in art["fallback"][-1]["rejected"]
+    assert sum(1 for a in art["fallback"] if a.get("chosen")) == 1

@@ -18,6 +18,8 @@ from edgepack.cli import cli
 from edgepack.convert import edge_id, plan_path
 from edgepack.errors import ConversionError
 
+from tests import model_files
+
 pytestmark = pytest.mark.slow
 FP32 = 1e-5
 
@@ -164,12 +166,66 @@ def test_torch_module_to_all_three(tmp_path: Path) -> None:
                             output=tmp_path / "out", runs=5, name="net")
     _check_all_three(report)
     by_fmt = {a.format: a for a in report.deliverables}
-    assert by_fmt["tflite"].conversion_path == "torch -> onnx -> tflite"
+    assert by_fmt["tflite"].conversion_path == "torch -> onnx -> savedmodel -> tflite"
     assert by_fmt["tflite"].signature["inputs"][0]["layout"] == "NHWC"
     assert by_fmt["tflite"].signature["inputs"][0]["shape"] == ["batch", 8, 8, 3]
     assert by_fmt["onnx"].signature["inputs"][0]["layout"] == "NCHW"
     assert by_fmt["openvino"].signature["inputs"][0]["shape"] == ["batch", 3, 8, 8]
     assert any("batch dimension exported as dynamic" in n for n in report.notes)
+
+
+def test_torch_model_to_int8_tflite(tmp_path: Path) -> None:
+    """NCHW PyTorch -> calibrated full-integer int8 NHWC TFLite: onnx2tf's SavedModel is
+    quantized by the TFLite converter on the NCHW calibration data moved to NHWC, and the fp32
+    reference comes from the same SavedModel (onnx2tf runs once)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 3, 8, 8)).astype(np.float32))
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((100, 3, 8, 8)).astype(np.float32))
+    report = edgepack.build(_torch_cnn(), "raspberrypi", example_inputs=(torch.randn(2, 3, 8, 8),),
+                            calibration=tmp_path / "calib.npz", eval=tmp_path / "eval.npz",
+                            output=tmp_path / "out", runs=3, name="net")
+    tfl = next(a for a in report.deliverables if a.format == "tflite")
+    assert tfl.precision == "int8"
+    assert tfl.conversion_path == "torch -> onnx -> savedmodel -> tflite"
+    assert tfl.signature["inputs"][0]["layout"] == "NHWC"
+    # calibrated on the right layout: int8 agrees with float (NCHW data fed to an NHWC graph
+    # would calibrate the wrong ranges and fail the budget)
+    assert tfl.fidelity[0].top1_agreement >= 0.95 and tfl.budget.passed, tfl.fidelity
+    ref = report.reference_for(tfl)
+    assert ref is not None and ref.conversion_path == tfl.conversion_path
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "out" / tfl.file))
+    inputs = {d["index"] for d in interp.get_input_details()}
+    four_d = [d for d in interp.get_tensor_details() if len(d["shape"]) == 4]
+    # full integer: every 4-D tensor but the float input the app feeds is int8
+    assert all(d["dtype"] == np.int8 for d in four_d if d["index"] not in inputs), four_d
+    onnx2tf_runs = [h for a in (tfl, ref) for h in a.path
+                    if h.tool == "onnx2tf" and h.check_samples]
+    assert len({h.seconds for h in onnx2tf_runs}) == 1  # the same hop, made once
+
+
+def test_onnx2tf_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed-batch RGB image model: onnx2tf fetches sample images from GitHub for its own
+    check unless they are in its working directory; offline (as here) that failed the edge."""
+    import requests
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise requests.exceptions.ConnectionError("no network in this test")
+
+    monkeypatch.setattr(requests, "get", offline)
+    import onnx
+
+    src = tmp_path / "cnn.onnx"
+    model = onnx.load(model_files.onnx_cnn(src, 16, 16))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # batch fixed in the file
+    onnx.save(model, src)
+    res = CliRunner().invoke(cli, ["convert", str(src), "--to", "tflite",
+                                   "-o", str(tmp_path / "cnn.tflite")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cnn.tflite").is_file()
 
 
 def test_torch_two_inputs_two_outputs(tmp_path: Path) -> None:
@@ -314,5 +370,8 @@ def test_planner_skips_excluded_edges() -> None:
     second = plan_path("savedmodel", "openvino", "fp32", exclude={edge_id(first[0])})
     hops = [(e.src, e.dst) for e in second]
     assert hops[0][0] == "savedmodel" and hops[-1][1] == "openvino" and len(hops) == 2
-    with pytest.raises(ConversionError, match="no converter path from onnx to tflite at int8"):
-        plan_path("onnx", "tflite", "int8")
+    # int8 TFLite from ONNX: through onnx2tf's SavedModel, quantized by the TFLite converter
+    assert [(e.src, e.dst) for e in plan_path("onnx", "tflite", "int8")] == [
+        ("onnx", "savedmodel"), ("savedmodel", "tflite")]
+    with pytest.raises(ConversionError, match="no converter path from tflite to onnx"):
+        plan_path("tflite", "onnx", "fp32")

@@ -20,9 +20,16 @@ from typing import Any
 import numpy as np
 
 from .compress.sensitivity import RANKERS
-from .conversion import Converter, Produced, exact_options, feed_for, outputs_in_source_order
+from .conversion import (
+    Converter,
+    Produced,
+    exact_options,
+    feed_for,
+    in_layouts,
+    outputs_in_source_order,
+)
 from .data import Dataset
-from .errors import first_line
+from .errors import ConversionError, first_line
 from .formats import get_format
 from .profiles import Profile, Quantization
 from .runtimes import get_runtime
@@ -86,9 +93,10 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
                judge: Judge, progress: Any) -> Produced:
     """``produced`` if within budget; else the int8 artifact with the fewest float layers that
-    is (or, when none is, the one with every ranked layer in float: the budget gate then fails
-    the build and the recorded attempts explain why)."""
+    is (or, when none is, the attempt closest to the budget: the budget gate then fails the
+    build and the recorded attempts explain why)."""
     verdict, numbers = judge.verdict(produced)
+    plain_score = verdict.shortfall()
     attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
                                        "size_bytes": artifact_bytes(produced.path)}]
     if verdict.passed:
@@ -116,8 +124,9 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
         produced.fallback = attempts
         return produced
     settings = profile.quantization.calibration if profile.quantization else None
-    samples = calibration.take(min(settings.samples if settings else 32, 32),
-                               settings.seed if settings else 0)
+    samples = in_layouts(calibration.take(min(settings.samples if settings else 32, 32),
+                                          settings.seed if settings else 0),
+                         judge.signature, produced.input_layouts)
     try:
         with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
             layers = ranker(produced.parent or reference.path, reference.path, produced.path,
@@ -127,16 +136,27 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                               "layer was kept in float")
         produced.fallback = attempts
         return produced
-    best, best_keep = produced, ()
+    best, best_keep, best_score = produced, (), plain_score
     plain_bytes = artifact_bytes(produced.path)
     limit = profile.fallback_max_size_growth
     k = 1
+    keep: tuple[str, ...] = ()
     while layers:
         keep = tuple(layers[:k])
-        with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
-            candidate = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
-                                          calibration, keep_float=keep)
-            verdict, numbers = judge.verdict(candidate)
+        failed_before = dict(converter.failed)
+        try:
+            with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
+                candidate = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
+                                              calibration, keep_float=keep)
+                verdict, numbers = judge.verdict(candidate)
+        except ConversionError as exc:
+            # the tool refused this mix of float and int8 layers (the TFLite debugger with
+            # every dense layer denylisted): the search ends, the converter that failed only
+            # here stays usable, and the best attempt so far is kept
+            converter.failed = failed_before
+            attempts.append({"kept_float": list(keep), "passed": False,
+                             "rejected": f"the quantizer failed: {first_line(exc)}"})
+            break
         size = artifact_bytes(candidate.path)
         attempts.append({"kept_float": list(keep), **numbers, "passed": verdict.passed,
                          "size_bytes": size})
@@ -146,19 +166,26 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
             attempts[-1]["rejected"] = (f"{size / plain_bytes:.2f}x the size of plain int8 "
                                         f"(profile allows {limit:g}x)")
             break
-        best, best_keep = candidate, keep
+        # more float layers do not always help (quantization noise is not additive): the
+        # attempt closest to the budget wins, the smaller one on a tie
+        if verdict.shortfall() < best_score:
+            best, best_keep, best_score = candidate, keep, verdict.shortfall()
         if verdict.passed or k >= len(layers):
             break
         k = min(2 * k, len(layers))
-    if "rejected" in attempts[-1]:  # every attempt writes the same file: make the kept one again
+    if keep != best_keep:  # every attempt writes the same file: make the chosen one again
         best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
                                  keep_float=best_keep)
-    accepted = [a for a in attempts if "rejected" not in a]
-    kept = accepted[-1]["kept_float"]
+    chosen = next(a for a in attempts if "change" not in a
+                  and tuple(a["kept_float"]) == best_keep)
+    chosen["chosen"] = True
+    kept = chosen["kept_float"]
     best.notes.append(
         f"accuracy fallback: {len(kept)} of {len(layers)} ranked layer(s) kept in float "
-        f"({', '.join(kept)})" + ("" if accepted[-1]["passed"] else "; still over budget")
-        + ("; " + attempts[-1]["rejected"] + " rejected" if "rejected" in attempts[-1] else ""))
+        f"({', '.join(kept) or 'none'})" + ("" if chosen["passed"] else
+                                           "; still over budget, the closest attempt shipped")
+        + (f"; the attempt with {len(attempts[-1]['kept_float'])} float layer(s) was rejected: "
+           + attempts[-1]["rejected"] if "rejected" in attempts[-1] else ""))
     best.fallback = attempts
     return best
 

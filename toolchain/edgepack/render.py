@@ -120,6 +120,7 @@ def profile_detail(entry: Any, catalog: Any) -> None:
         q = p.quantization
         table.add_row("weights", "per-channel" if q.per_channel else "per-tensor")
         table.add_row("model I/O", q.io_dtype)
+        table.add_row("activations (ONNX)", q.activations)
         if p.needs_calibration:
             c = q.calibration
             table.add_row("calibration", f"{c.method}, up to {c.samples} samples, seed {c.seed}")
@@ -179,6 +180,9 @@ def build_summary(report: Report) -> None:
         out.print(f"source model top-1 accuracy: {100 * report.source_accuracy.top1:.2f}%")
     for a in report.deliverables:
         out.print(f"path: {a.conversion_path}")
+    if report.step_cache and report.step_cache["reused"]:
+        out.print(f"step cache: {report.step_cache['reused']} steps reused, "
+                  f"{report.step_cache['built']} built (--no-cache runs every step)")
     status = "[green]passed[/]" if report.passed else "[bold red]FAILED the accuracy budget[/]"
     out.print(f"{status}; report: {report.output}/report.md")
 

@@ -11,7 +11,7 @@ from .base import ConvertContext, Edge
 from .compression_passes import OnnxCompress, OpenVinoCompress
 from .identity import Copy
 from .keras_to_savedmodel import KerasToSavedModel
-from .onnx_to_tflite import OnnxToTFLite
+from .onnx_to_tflite import OnnxToSavedModel, OnnxToTFLite
 from .savedmodel_to_onnx import SavedModelToOnnx
 from .savedmodel_to_tflite import SavedModelToTFLite
 from .to_openvino import ToOpenVino
@@ -31,6 +31,7 @@ EDGES: list[Edge] = [
     TorchToOnnx("torch"),
     TorchToOnnx("torchscript"),
     OnnxToTFLite(),
+    OnnxToSavedModel(),
     OnnxCompress(),
     OpenVinoCompress(),
     Copy("onnx"),

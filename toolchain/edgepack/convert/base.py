@@ -33,6 +33,9 @@ class ConvertContext:
     keep_float: tuple[str, ...] = ()
     #: representative inputs (the hop-check samples) for passes that inspect activations
     samples: Dataset | None = None
+    #: a folder that lives as long as the build: what a quantizer may reuse across the
+    #: accuracy fallback's attempts (ONNX Runtime's calibrated ranges); None: nothing kept
+    scratch: Path | None = None
     notes: list[str] = field(default_factory=list)  # what the hop wants the report to say
 
 

@@ -1,28 +1,38 @@
-"""Channels-first ONNX (from PyTorch) -> TFLite with onnx2tf.
+"""Channels-first ONNX (from PyTorch) -> TFLite or SavedModel with onnx2tf.
 
-onnx2tf turns NCHW graphs into NHWC TFLite: the artifact takes its image channels-last, which
-the layout on its signature records and validation honours. Gotchas handled (STACK.md): onnx2tf
-rewrites its input .onnx in place (so it gets a private copy), it runs onnxsim from PATH (turned
-off: the copy is already what the source exporter made), and it fails on NHWC ONNX from tf2onnx
-(so the planner prefers SavedModel -> TFLite for TensorFlow sources, which is also cheaper).
+onnx2tf turns NCHW graphs into NHWC TensorFlow graphs: the artifact takes its image
+channels-last, which the layout on its signature records and validation honours. Two edges use
+it: straight to a float TFLite (onnx2tf's own file), and to the SavedModel it writes on the way,
+from which the TFLite converter makes every other precision. That second path is how an ONNX
+or PyTorch model gets a calibrated full-integer int8 TFLite: the TFLite converter quantizes the
+float graph, and its selective quantization is what the accuracy fallback uses.
+
+Gotchas handled (STACK.md): onnx2tf rewrites its input .onnx in place (so it gets a private
+copy), it runs onnxsim from PATH (turned off: the copy is already what the source exporter
+made), it fails on NHWC ONNX from tf2onnx (so the planner prefers SavedModel -> TFLite for
+TensorFlow sources, which is also cheaper), and for a fixed-batch 3-channel image input it
+downloads sample images from GitHub for its own output check, failing offline: it finds them
+in the working directory instead, made from the build's own samples.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import ConversionError
 from ..quiet import captured
 from .base import ConvertContext, Edge, converter_failed
 
 
-class OnnxToTFLite(Edge):
+class _Onnx2tf(Edge):
     src = "onnx"
-    dst = "tflite"
     tool = "onnx2tf"
-    cost = 5.0
-    precisions = ("fp32", "fp16")
     channels_last = True
 
     def tool_version(self) -> str:
@@ -35,32 +45,95 @@ class OnnxToTFLite(Edge):
 
         return importlib.util.find_spec("onnx2tf") is not None
 
-    def convert(self, src: Path, ctx: ConvertContext) -> Path:
-        work = ctx.workdir / f"onnx2tf-{ctx.stem}-{ctx.precision}"
+    def _run(self, src: Path, ctx: ConvertContext, work: Path) -> Path:
+        """onnx2tf's output folder: a SavedModel with a serving signature, and float TFLites."""
+        work = work.resolve()  # onnx2tf runs with ``work`` as the working directory
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         private = work / "input.onnx"
         shutil.copyfile(src, private)
         cap = None
         try:
-            with captured() as cap:
+            with captured() as cap, _sample_images(work, ctx):
                 import onnx2tf
 
                 onnx2tf.convert(
                     input_onnx_file_path=str(private), output_folder_path=str(work / "out"),
                     copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
-                    not_use_onnxsim=True,
+                    not_use_onnxsim=True, output_signaturedefs=True,
                     overwrite_input_shape=[f"{n}:{','.join(map(str, s))}"
                                            for n, s in (ctx.input_shapes or {}).items()] or None)
         except Exception as exc:
-            raise converter_failed("onnx2tf (onnx -> tflite)", exc, cap.text if cap else "",
-                                   src) from exc
+            raise converter_failed(f"onnx2tf (onnx -> {self.dst})", exc,
+                                   cap.text if cap else "", src) from exc
+        return work / "out"
+
+
+class OnnxToTFLite(_Onnx2tf):
+    dst = "tflite"
+    # dearer than through the SavedModel (5 + 1): a build that makes an int8 TFLite then runs
+    # onnx2tf once for its fp32 reference and its int8 file; this edge is the route around a
+    # failing SavedModel -> TFLite conversion
+    cost = 6.5
+    precisions = ("fp32", "fp16")
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        work = ctx.workdir / f"onnx2tf-{ctx.stem}-{ctx.precision}"
+        folder = self._run(src, ctx, work)
         suffix = "float16" if ctx.precision == "fp16" else "float32"
-        produced = sorted((work / "out").glob(f"*_{suffix}.tflite"))
+        produced = sorted(folder.glob(f"*_{suffix}.tflite"))
         if not produced:
-            raise ConversionError(f"onnx2tf wrote no {suffix} TFLite file", path=src,
-                                  hint=cap.last_lines(2) if cap else None)
+            raise ConversionError(f"onnx2tf wrote no {suffix} TFLite file", path=src)
         out = ctx.workdir / f"{ctx.stem}.{ctx.precision}.tflite"
         shutil.move(str(produced[0]), out)
         shutil.rmtree(work, ignore_errors=True)
         return out
+
+
+class OnnxToSavedModel(_Onnx2tf):
+    dst = "savedmodel"
+    cost = 5.0
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        work = ctx.workdir / f"onnx2tf-{ctx.stem}-savedmodel"
+        folder = self._run(src, ctx, work)
+        if not (folder / "saved_model.pb").is_file():
+            raise ConversionError("onnx2tf wrote no SavedModel", path=src)
+        for extra in folder.glob("*.tflite"):  # its float TFLites are not this hop's product
+            extra.unlink()
+        out = ctx.workdir / f"{ctx.stem}.onnx2tf.savedmodel"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.move(str(folder), out)
+        shutil.rmtree(work, ignore_errors=True)
+        return out
+
+
+#: the file onnx2tf reads from the working directory before trying to download it
+SAMPLE_IMAGES = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@contextlib.contextmanager
+def _sample_images(work: Path, ctx: ConvertContext) -> Iterator[None]:
+    """Run onnx2tf in ``work`` holding its sample-image file: 20 RGB 128x128 images in [0, 1]
+    from the build's check samples (resized by nearest pixel, each rescaled to [0, 1]), or
+    seeded noise when the model has no image input."""
+    images = None
+    if ctx.samples is not None:
+        first = next(iter(ctx.samples.inputs.values()))
+        if first.ndim == 4 and 3 in (first.shape[1], first.shape[-1]):
+            nhwc = first if first.shape[-1] == 3 else first.transpose(0, 2, 3, 1)
+            rows = np.arange(128) * nhwc.shape[1] // 128
+            cols = np.arange(128) * nhwc.shape[2] // 128
+            images = nhwc[np.resize(np.arange(len(nhwc)), 20)][:, rows][:, :, cols]
+            low = images.min(axis=(1, 2, 3), keepdims=True)
+            span = np.maximum(images.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+            images = (images - low) / span
+    if images is None:
+        images = np.random.default_rng(0).random((20, 128, 128, 3))
+    np.save(work / SAMPLE_IMAGES, images.astype(np.float32))
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)

@@ -31,6 +31,12 @@ class BudgetVerdict:
     def failures(self) -> list[BudgetCheck]:
         return [c for c in self.checks if not c.passed]
 
+    def shortfall(self) -> tuple[int, float]:
+        """How far from passing, for choosing between attempts that all fail: the number of
+        failed checks, then by how much they miss their limits (0, 0.0: passed)."""
+        failed = self.failures()
+        return len(failed), sum(abs(c.value - c.limit) for c in failed)
+
 
 def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
              source: Accuracy | None, artifact: Accuracy | None) -> BudgetVerdict:
