@@ -2,7 +2,9 @@
 input, settings and tools did not change, rebuilt when they did, and never used corrupted.
 
 The builds are of the tiny Keras CNN for a one-format Pi (int8 TFLite and its fp32 reference):
-three hops (keras -> savedmodel, savedmodel -> tflite fp32 and int8) and two validations.
+loading the model and its outputs on the eval inputs, three hops (keras -> savedmodel,
+savedmodel -> tflite fp32 and int8), the accuracy budget's judgment of the int8 file, and two
+validations.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-STEPS = 5  # three hops, two validations
+STEPS = 8  # load, source outputs, three hops, the int8 file's judgment, two validations
 
 
 class Recorder(Progress):
@@ -109,6 +111,8 @@ def test_unchanged_rebuild_reuses_every_step(cold: Cold, cache: Path, tiny_keras
     warm = tiny_build(tiny_keras, tiny_data, cold.targets, tmp_path / "again", progress=seen)
     assert warm.passed and warm.step_cache == {"reused": STEPS, "built": 0}
     assert "Converting keras -> savedmodel (cached)" in seen.lines
+    assert "Loading keras model (cached)" in seen.lines
+    assert "Loading the source model" not in seen.lines  # the model itself is never opened
     assert "Converting savedmodel -> tflite (int8) (cached)" in seen.lines
     for art, before in zip(warm.artifacts, cold.report.artifacts, strict=True):
         assert all(h.cached for h in art.path) and art.latency.cached
@@ -142,7 +146,9 @@ def test_changed_calibration_rebuilds_only_the_int8_hop(cold: Cold, cache: Path,
     assert [h.cached for h in int8.path] == [True, False] and not int8.latency.cached
     assert any("calibrated on 40 samples" in n for n in int8.notes)
     assert int8.sha256 != by_precision(cold.report)["int8"].sha256
-    assert report.step_cache == {"reused": 3, "built": 2}
+    # the source, the fp32 hops and validation reused; the int8 hop, its judgment and
+    # validation rebuilt
+    assert report.step_cache == {"reused": 5, "built": 3}
 
 
 def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_keras: Path,
@@ -162,7 +168,9 @@ def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_
             (cache / "steps" / key / ENTRY).write_text(json.dumps(e))
 
     report = tiny_build(tiny_keras, tiny_data, cold.targets, tmp_path / "out")
-    assert report.passed and report.step_cache == {"reused": 2, "built": 3}
+    # reused: the source, the two good hops, and the judgment of the int8 file (rebuilt byte
+    # for byte)
+    assert report.passed and report.step_cache == {"reused": 5, "built": 3}
     before = by_precision(cold.report)
     for precision, art in by_precision(report).items():
         assert not art.latency.cached
@@ -236,3 +244,37 @@ def test_an_unwritable_cache_only_costs_time(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     store.store("k", {"model.tflite": tmp_path / "f"}, {})  # no exception
     assert store.fetch("k", tmp_path / "o") is None
+
+
+def test_the_accuracy_fallback_is_not_run_again(tiny_keras: Path, tiny_data: dict[str, Path],
+                                                 targets_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget plain int8 cannot meet sends the build through the layer ranking and several
+    re-quantizations, each judged on the eval set: a rebuild takes the ranking and every
+    judgment from the cache and ships the same file."""
+    import edgepack.fallback as fallback
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    text = (REPO / "profiles" / "int8-arm.yaml").read_text()
+    (profiles / "int8-arm.yaml").write_text(text.replace("min_cosine: 0.99",
+                                                         "min_cosine: 0.9999999"))
+    judged: list[str] = []
+    measure = fallback.measure_fidelity
+
+    def counting(produced, *args, **kwargs):  # type: ignore[no-untyped-def]
+        judged.append(produced.path.name)
+        return measure(produced, *args, **kwargs)
+
+    monkeypatch.setattr(fallback, "measure_fidelity", counting)
+    first_lines, again_lines = Recorder(), Recorder()
+    first = tiny_build(tiny_keras, tiny_data, targets_dir, tmp_path / "a",
+                       profiles_dirs=(profiles,), progress=first_lines)
+    attempts = len(judged)
+    assert attempts >= 3 and any(line.startswith("Ranking") for line in first_lines.lines)
+    again = tiny_build(tiny_keras, tiny_data, targets_dir, tmp_path / "b",
+                       profiles_dirs=(profiles,), progress=again_lines)
+    assert len(judged) == attempts  # no attempt judged again
+    assert not any(line.startswith("Ranking") for line in again_lines.lines)
+    assert again.deliverables[0].fallback == first.deliverables[0].fallback
+    assert again.deliverables[0].sha256 == first.deliverables[0].sha256

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import build_key
 from .compress.sensitivity import RANKERS
 from .conversion import (
     Converter,
@@ -35,6 +36,7 @@ from .profiles import Profile, Quantization
 from .runtimes import get_runtime
 from .runtimes.base import Session
 from .signature import Signature
+from .steps import BuildSteps, model_digest
 from .validate import budget as budget_gate
 from .validate.accuracy import Accuracy
 from .validate.fidelity import OutputFidelity, compare_all
@@ -44,7 +46,12 @@ AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
 
 @dataclass
 class Judge:
-    """Everything needed to measure an artifact against the source and the budget."""
+    """Everything needed to measure an artifact against the source and the budget.
+
+    With ``steps`` and ``key``, an attempt's numbers come from the step cache when the very
+    same file was judged on the same data before (a rebuild runs the same attempts); ``key``
+    gives None where that must not be trusted (a user metric whose code cannot be located).
+    """
 
     evals: Dataset
     refs: list[np.ndarray]
@@ -52,10 +59,19 @@ class Judge:
     source_accuracy: Accuracy | None
     profile: Profile
     accuracy: AccuracyFn
+    steps: BuildSteps | None = None
+    key: Callable[[Produced], str | None] | None = None
 
     def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
-        _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
-                                                 self.signature, self.accuracy)
+        key = self.key(produced) if self.steps is not None and self.key is not None else None
+        hit = self.steps.fetch_fidelity(key) if self.steps is not None and key else None
+        if hit is not None:
+            fidelity, accuracy = hit
+        else:
+            _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
+                                                     self.signature, self.accuracy)
+            if self.steps is not None and key:
+                self.steps.store_fidelity(key, fidelity, accuracy)
         verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
                                        self.source_accuracy, accuracy)
         numbers = {c.name: round(c.value, 6) for c in verdict.checks}
@@ -127,10 +143,23 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     samples = in_layouts(calibration.take(min(settings.samples if settings else 32, 32),
                                           settings.seed if settings else 0),
                          judge.signature, produced.input_layouts)
+    parent = produced.parent or reference.path
+    key = None
+    if judge.steps is not None:
+        key = build_key({"step": "ranking", "format": fmt,
+                         "files": [model_digest(p) for p in (parent, reference.path,
+                                                              produced.path)],
+                         "samples": judge.steps.digest(samples),
+                         "quantization": profile.quantization.model_dump()
+                         if profile.quantization else None})
+    layers = judge.steps.fetch_ranking(key) if judge.steps is not None and key else None
     try:
-        with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
-            layers = ranker(produced.parent or reference.path, reference.path, produced.path,
-                            samples, profile.quantization)
+        if layers is None:
+            with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
+                layers = ranker(parent, reference.path, produced.path, samples,
+                                profile.quantization)
+            if judge.steps is not None and key:
+                judge.steps.store_ranking(key, layers)
     except Exception as exc:  # a tool's debugger refusing this graph: no fallback, said so
         produced.notes.append(f"over budget; ranking layers failed ({first_line(exc)}), so no "
                               "layer was kept in float")

@@ -44,8 +44,8 @@ from .report import Artifact, Report
 from .runtimes import get_runtime
 from .runtimes.base import RuntimeOptions, Session
 from .signature import Normalization, Signature
-from .source import Source, export_module, open_source
-from .steps import BuildSteps, Measurement
+from .source import Source, SourceFacts, export_module, open_source
+from .steps import BuildSteps, Measurement, model_files
 from .structural.build_step import StructuralRequest, run_step
 from .targets import Target
 from .validate import accuracy as acc
@@ -179,6 +179,8 @@ class Builder:
         self.metric = (req.metric, acc.load_metric(req.metric)) if req.metric else None
         self.output = req.output or Path("build") / f"{self.name}-{self.target.name}"
         self.steps = BuildSteps(StepCache(req.cache_dir)) if req.cache else None
+        self._source: Source | None = None  # the loaded model, when a step needed it
+        self._digest: str | None = None  # sha256 of the model file(s), computed once
 
     # ------------------------------------------------------------------------------ the build
     def run(self) -> Report:
@@ -187,9 +189,8 @@ class Builder:
         fmt = detect(self.req.model)
         profile = self._effective_profile(has_calibration=self.req.calibration is not None)
         formats, skipped = self._choose_formats(fmt.name, profile)
-        with self.progress.step(f"Loading {fmt.name} model"):
-            source = open_source(self.req.model, self.req.input_shapes)
-        self.tools[source.session.runtime] = source.session.runtime_version
+        source = self._load_source(fmt.name)
+        self.tools[source.runtime] = source.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
         shapes = self._fixed_shapes(signature)
         calib, evals, eval_meta = self._load_data(signature, profile)
@@ -197,7 +198,7 @@ class Builder:
         staging = staging_mod.staging_dir(self.output)
         try:
             with tempfile.TemporaryDirectory(prefix="edgepack-work-") as work:
-                refs = self._reference_outputs(source.session, evals)
+                refs = self._reference_outputs(evals, Path(work))
                 src, src_refs, structural = run_step(self, fmt.name, calib, evals, refs,
                                                      signature, Path(work))
                 converter = Converter(src, fmt.name, signature, evals, src_refs,
@@ -205,7 +206,10 @@ class Builder:
                 source_acc = self._accuracy(refs, evals)
                 produced = self._convert(converter, formats, profile, calib, staging, skipped,
                                          Judge(evals, refs, signature, source_acc, profile,
-                                                self._accuracy))
+                                               self._accuracy, self.steps,
+                                               lambda p: self._measure_key(
+                                                   p, model_files(p.path), evals, refs,
+                                                   signature, latency=False)))
                 self.tools.update(converter.tools)
                 artifacts = [self._validate(role, prec, p, staging, evals, refs, signature,
                                             source_acc, profile)
@@ -365,10 +369,50 @@ class Builder:
             f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items()) + f" ({why})")
         return shapes
 
-    def _reference_outputs(self, source: Session, evals: Dataset) -> list[np.ndarray]:
+    def _source_key(self, step: str, **more: Any) -> str | None:
+        if self.steps is None:
+            return None
+        return build_key({"step": step, "model": self._model_digest(),
+                          "input_shapes": self.req.input_shapes, **more})
+
+    def _model_digest(self) -> str:
+        if self._digest is None:
+            self._digest = file_digest(self.req.model)
+        return self._digest
+
+    def _load_source(self, fmt: str) -> SourceFacts:
+        """What the source is (signature, size, runtime), from the step cache when this very
+        model was loaded before; else the model is loaded (and kept for its outputs)."""
+        key = self._source_key("load", format=fmt)
+        record = self.steps.fetch_facts(key) if self.steps is not None and key else None
+        if record is not None:
+            with self.progress.step(f"Loading {fmt} model (cached)"):
+                return SourceFacts.from_record(record)
+        with self.progress.step(f"Loading {fmt} model"):
+            self._source = open_source(self.req.model, self.req.input_shapes)
+        facts = SourceFacts.of(self._source)
+        if self.steps is not None and key:
+            self.steps.store_facts(key, facts.to_record())
+        return facts
+
+    def _reference_outputs(self, evals: Dataset, scratch: Path) -> list[np.ndarray]:
+        """The source's outputs on the eval inputs: every artifact is compared with them."""
+        key = self._source_key("outputs", eval=self.steps.digest(evals)) \
+            if self.steps is not None else None
+        if self.steps is not None and key:
+            cached = self.steps.fetch_outputs(key, scratch)
+            if cached is not None:
+                with self.progress.step(f"Running the source model on {len(evals)} eval "
+                                        "samples (cached)"):
+                    return cached
+        if self._source is None:  # its facts came from the cache
+            with self.progress.step("Loading the source model"):
+                self._source = open_source(self.req.model, self.req.input_shapes)
         with self.progress.step(f"Running the source model on {len(evals)} eval samples"):
-            out = source.run(evals.inputs)
-        return list(out.values())
+            out = list(self._source.session.run(evals.inputs).values())
+        if self.steps is not None and key:
+            self.steps.store_outputs(key, out, scratch)
+        return out
 
     def _convert(self, converter: Converter, formats: list[str], profile: Profile,
                  calib: Dataset | None, staging: Path, skipped: list[dict[str, str]],
@@ -429,7 +473,7 @@ class Builder:
         meta = self._metadata(source_sig, produced)
         extra = metadata.embed(produced.format, file, meta)
         runtime = get_runtime(get_format(produced.format).runtime)
-        model_files = [file, *(p for p in extra if p.suffix != ".json")]
+        shipped = [file, *(p for p in extra if p.suffix != ".json")]
         m = self._measure(produced, [file, *extra], evals, refs, source_sig)
         self.tools[runtime.name] = m.runtime_version
         notes = [*produced.notes]
@@ -446,7 +490,7 @@ class Builder:
         art = Artifact(
             role=role, format=produced.format, precision=precision, file=file.name,
             fallback=produced.fallback,
-            size_bytes=sum(p.stat().st_size for p in model_files), sha256=file_digest(file),
+            size_bytes=sum(p.stat().st_size for p in shipped), sha256=file_digest(file),
             path=produced.hops, signature=art_sig.to_dict(), fidelity=m.fidelity,
             accuracy=m.accuracy, latency=m.latency, notes=notes,
             extra_files=sorted(p.name for p in extra))
@@ -486,8 +530,10 @@ class Builder:
         return m
 
     def _measure_key(self, produced: Produced, files: list[Path], evals: Dataset,
-                     refs: list[np.ndarray], source_sig: Signature) -> str | None:
-        """What a validation's numbers depend on; None (not cached) without the step cache or
+                     refs: list[np.ndarray], source_sig: Signature,
+                     latency: bool = True) -> str | None:
+        """What a validation's numbers depend on (``latency=False``: fidelity and accuracy
+        only, the accuracy fallback's judging); None (not cached) without the step cache or
         with a user metric whose code cannot be located (it could change under its name)."""
         if self.steps is None:
             return None
@@ -497,14 +543,15 @@ class Builder:
             if code is None:
                 return None
             metric = {"name": self.metric[0], "code": file_digest(code)}
+        timing = {"threads": self._threads(), "warmup": self.req.warmup, "runs": self.req.runs,
+                  "host": host_facts()} if latency else {}
         return build_key({
-            "step": "validation", "files": {p.name: file_digest(p) for p in files},
+            "step": "validation" if latency else "fidelity",
+            "files": {p.name: file_digest(p) for p in files},
             "format": produced.format,
             "layouts": [produced.input_layouts, produced.output_layouts],
             "signature": source_sig.to_dict(), "eval": self.steps.digest(evals),
-            "refs": self.steps.digest(refs), "metric": metric, "threads": self._threads(),
-            "warmup": self.req.warmup, "runs": self.req.runs,
-            "host": host_facts()})
+            "refs": self.steps.digest(refs), "metric": metric, **timing})
 
     def _on_devices(self, session: Session, produced: Produced, evals: Dataset,
                     source_sig: Signature) -> list[dict[str, Any]]:
@@ -542,10 +589,10 @@ class Builder:
         """Host latency uses as many threads as the target has cores, at most the host's."""
         return max(1, min(self.req.threads or self.target.device.cores, os.cpu_count() or 1))
 
-    def _model_section(self, source: Source, signature: Signature) -> dict[str, Any]:
+    def _model_section(self, source: SourceFacts, signature: Signature) -> dict[str, Any]:
         return {"name": self.name, "version": self.req.version, "path": str(self.req.model),
-                "format": source.format, "parameters": source.info.parameters,
-                "size_bytes": source.info.size_bytes, "sha256": file_digest(self.req.model),
+                "format": source.format, "parameters": source.parameters,
+                "size_bytes": source.size_bytes, "sha256": self._model_digest(),
                 "signature": signature.to_dict(), "labels": self.req.labels}
 
     def _calibration_section(self, calib: Dataset | None,

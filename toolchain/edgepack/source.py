@@ -20,6 +20,35 @@ from .signature import Signature
 
 
 @dataclass
+class SourceFacts:
+    """What a build needs to know of its source without running it: enough to plan, load the
+    data and write the report, so a build whose every step is cached never loads the model."""
+
+    format: str
+    signature: Signature
+    parameters: int
+    size_bytes: int
+    runtime: str
+    runtime_version: str
+
+    @classmethod
+    def of(cls, source: Source) -> SourceFacts:
+        return cls(source.format, source.signature, source.info.parameters,
+                   source.info.size_bytes, source.session.runtime,
+                   source.session.runtime_version)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"format": self.format, "signature": self.signature.to_dict(),
+                "parameters": self.parameters, "size_bytes": self.size_bytes,
+                "runtime": self.runtime, "runtime_version": self.runtime_version}
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> SourceFacts:
+        return cls(r["format"], Signature.from_dict(r["signature"]), r["parameters"],
+                   r["size_bytes"], r["runtime"], r["runtime_version"])
+
+
+@dataclass
 class Source:
     path: Path
     format: str

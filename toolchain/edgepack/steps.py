@@ -210,3 +210,60 @@ class BuildSteps:
     def store_measurement(self, key: str, measurement: Measurement) -> None:
         self.built += 1
         self.cache.store(key, {}, measurement.to_record())
+
+    # ---------------------------------------------------------------------------- the source
+    def fetch_facts(self, key: str) -> dict[str, Any] | None:
+        """What loading the source told (format, signature, size, runtime)."""
+        hit = self.cache.fetch(key)
+        if hit is None:
+            return None
+        self.reused += 1
+        return dict(hit.record)
+
+    def store_facts(self, key: str, facts: dict[str, Any]) -> None:
+        self.built += 1
+        self.cache.store(key, {}, facts)
+
+    def fetch_outputs(self, key: str, scratch: Path) -> list[np.ndarray] | None:
+        """The source's outputs on the eval inputs (the yardstick of every artifact)."""
+        hit = self.cache.fetch(key, scratch)
+        if hit is None:
+            return None
+        self.reused += 1
+        with np.load(scratch / "outputs.npz") as npz:
+            return [npz[f"o{i}"] for i in range(hit.record["count"])]
+
+    def store_outputs(self, key: str, outputs: list[np.ndarray], scratch: Path) -> None:
+        self.built += 1
+        path = scratch / "outputs.npz"
+        np.savez(path, **{f"o{i}": o for i, o in enumerate(outputs)})
+        self.cache.store(key, {"outputs.npz": path}, {"count": len(outputs)})
+
+    # ------------------------------------------------------------- the accuracy fallback's
+    def fetch_fidelity(self, key: str) -> tuple[list[OutputFidelity], Accuracy | None] | None:
+        """An attempt's fidelity and accuracy on the eval set (no latency: the fallback only
+        judges), when this very file was judged so before."""
+        hit = self.cache.fetch(key)
+        if hit is None:
+            return None
+        self.reused += 1
+        r = hit.record
+        return ([OutputFidelity(**f) for f in r["fidelity"]],
+                Accuracy(**r["accuracy"]) if r["accuracy"] else None)
+
+    def store_fidelity(self, key: str, fidelity: list[OutputFidelity],
+                       accuracy: Accuracy | None) -> None:
+        self.built += 1
+        self.cache.store(key, {}, {"fidelity": [f.to_dict() for f in fidelity],
+                                   "accuracy": accuracy.to_dict() if accuracy else None})
+
+    def fetch_ranking(self, key: str) -> list[str] | None:
+        hit = self.cache.fetch(key)
+        if hit is None:
+            return None
+        self.reused += 1
+        return list(hit.record["layers"])
+
+    def store_ranking(self, key: str, layers: list[str]) -> None:
+        self.built += 1
+        self.cache.store(key, {}, {"layers": layers})
