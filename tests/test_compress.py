@@ -384,30 +384,43 @@ def _tflite_board(tmp_path: Path, budget: str, extra: str = "") -> None:
         .replace("{min_top1_agreement: 0.97}", "{" + budget + "}") + extra)
 
 
-def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
-    """A budget int8 cannot meet on the digits example: the fallback may keep small layers in
-    float, but an attempt that makes the file more than 1.5x plain int8 (the big Dense layer
-    in float) is rejected; the build fails its budget and says why, rather than shipping a
-    float model under an int8 name."""
+def _digits_fallback(tmp_path: Path, budget: str) -> tuple[int, dict]:
+    """The digits example for a TFLite-only board whose profile has ``budget``."""
+    import json
+
     from click.testing import CliRunner
     from edgepack.cli import cli
 
     from tests.conftest import EXAMPLE
 
-    _tflite_board(tmp_path, "min_cosine: 0.99999")
+    _tflite_board(tmp_path, budget)
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["--targets-dir", str(tmp_path / "t"), "--profiles-dir",
                                    str(tmp_path / "p"), "build", str(EXAMPLE), "-t", "tfl-board",
                                    "-o", str(out), "--runs", "3"])
-    assert res.exit_code == 3, res.output
-    import json
+    return res.exit_code, json.loads((out / "report.json").read_text())["artifacts"][0]
 
-    art = json.loads((out / "report.json").read_text())["artifacts"][0]
-    assert art["precision"] == "int8" and any("rejected" in a for a in art["fallback"])
+
+def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
+    """A budget plain int8 misses on the digits example: the fallback keeps small layers in
+    float, and never tries the big Dense layer "fc", whose float weights alone would make the file
+    more than 1.5x plain int8 (a float model under an int8 name); it says so."""
+    code, art = _digits_fallback(tmp_path, "min_cosine: 0.99999")
+    assert code == 0 and art["precision"] == "int8" and art["budget"]["passed"]
+    assert not art["fallback"][0]["passed"] and len(art["fallback"]) > 1
     plain = art["fallback"][0]["size_bytes"]
     assert art["size_bytes"] <= 1.5 * plain  # what shipped is still an int8-sized file
-    # and it is the accepted attempt closest to the budget (more float layers is not always
-    # closer), measured again as the deliverable
+    skipped = [n for n in art["notes"] if "not tried" in n]
+    assert skipped and "/fc_1/MatMul" in skipped[0], art["notes"]
+    assert not any("/fc_1/" in k for a in art["fallback"] for k in a["kept_float"])
+
+
+def test_fallback_ships_the_attempt_closest_to_the_budget(tmp_path: Path) -> None:
+    """A budget no attempt meets: the build fails it (exit 3), and what ships is the attempt
+    closest to it (more float layers is not always closer), measured again as the
+    deliverable."""
+    code, art = _digits_fallback(tmp_path, "min_cosine: 0.9999999")
+    assert code == 3 and art["precision"] == "int8"
     chosen = [a for a in art["fallback"] if a.get("chosen")]
     accepted = [a for a in art["fallback"] if "rejected" not in a and "change" not in a]
     assert len(chosen) == 1 and chosen[0]["cosine"] == max(a["cosine"] for a in accepted)

@@ -442,13 +442,15 @@ def edgepack_rows(model: str, rep: dict[str, Any], folder: Path, target: str,
             refs[a["format"]] = path
             continue
         fb = a.get("fallback") or []
-        kept = fb[-1]["kept_float"] if fb else []
+        chosen = next((t for t in fb if t.get("chosen")), fb[-1] if fb else {})
+        kept = chosen.get("kept_float", [])
         first = fb[0] if fb else {}
         note = f"{target}/{profile}"
         if fb and len(fb) > 1:
             note += (f"; first int8 attempt: agreement {first.get('top1_agreement', 0):.3f}, "
                      f"{first.get('size_bytes', 0) / 1e6:.2f} MB; fallback kept {len(kept)} "
-                     f"layer(s) float after {len(fb) - 1} re-quantization(s)")
+                     f"layer(s) float (the attempt shipped) after {len(fb) - 1} "
+                     "re-quantization(s)")
         note += "; budget " + ("ok" if (a.get("budget") or {}).get("passed") else "FAILED")
         row = Row(model, a["format"], "edgepack", f"edgepack {a['format']} int8 ({target})",
                   path, note)

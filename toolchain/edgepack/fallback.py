@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .cache import build_key
-from .compress.sensitivity import RANKERS
+from .compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from .conversion import (
     Converter,
     Produced,
@@ -168,6 +168,7 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     best, best_keep, best_score = produced, (), plain_score
     plain_bytes = artifact_bytes(produced.path)
     limit = profile.fallback_max_size_growth
+    layers, unaffordable = affordable(fmt, produced.path, layers, (limit - 1) * plain_bytes)
     k = 1
     keep: tuple[str, ...] = ()
     while layers:
@@ -209,6 +210,10 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                   and tuple(a["kept_float"]) == best_keep)
     chosen["chosen"] = True
     kept = chosen["kept_float"]
+    if unaffordable:
+        best.notes.append(f"accuracy fallback: {len(unaffordable)} ranked layer(s) not tried, "
+                          f"their float weights would grow the file past {limit:g}x plain "
+                          f"int8: {', '.join(unaffordable)}")
     best.notes.append(
         f"accuracy fallback: {len(kept)} of {len(layers)} ranked layer(s) kept in float "
         f"({', '.join(kept) or 'none'})" + ("" if chosen["passed"] else
@@ -217,6 +222,28 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
            + attempts[-1]["rejected"] if "rejected" in attempts[-1] else ""))
     best.fallback = attempts
     return best
+
+
+def affordable(fmt: str, int8: Path, layers: list[str],
+               allowance: float) -> tuple[list[str], list[str]]:
+    """(ranked layers whose float weights fit in ``allowance`` bytes together, in rank order;
+    the ones left out). A big layer high in the ranking (EfficientNet's 1280x1000 classifier)
+    would otherwise end the search with a rejected attempt while smaller layers further down
+    fix the accuracy; layers whose size the format cannot tell are assumed free."""
+    counter = WEIGHT_PARAMS.get(fmt)
+    try:
+        params = counter(int8, layers) if counter is not None else {}
+    except Exception:  # noqa: BLE001 (a size estimate only orders the search)
+        params = {}
+    kept, left, spent = [], [], 0
+    for name in layers:
+        cost = FLOAT_GROWTH * params.get(name, 0)
+        if spent + cost > allowance:
+            left.append(name)
+            continue
+        kept.append(name)
+        spent += cost
+    return kept, left
 
 
 def artifact_bytes(path: Path) -> int:

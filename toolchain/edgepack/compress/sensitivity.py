@@ -301,6 +301,66 @@ def _next_step(op: Any, hops: int = 4) -> float:
     return 0.0
 
 
+# ---------------------------------------------------------------- what a float layer costs
+#: an int8 weight kept in float grows from 1 byte to 4
+FLOAT_GROWTH = 3
+
+
+def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
+    """Weight parameters of each named node of a QDQ model (its int8 weight initializer)."""
+    import onnx
+
+    graph = onnx.load(str(int8)).graph
+    sizes = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    params = {}
+    for node in graph.node:
+        if node.name in layers and len(node.input) > 1:
+            dq = producer.get(node.input[1])
+            weight = dq.input[0] if dq is not None and dq.op_type == "DequantizeLinear" \
+                else node.input[1]
+            params[node.name] = sizes.get(weight, 0)
+    return params
+
+
+def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
+    """Weight parameters of the op producing each named tensor of a TFLite model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(int8))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    wanted = set(layers)
+    params = {}
+    # the op list has no public accessor; the debugger's own tooling reads it the same way
+    for op in interp._get_ops_details():  # noqa: SLF001
+        for out in op["outputs"]:
+            name = tensors[out]["name"] if out in tensors else None
+            if name in wanted and len(op["inputs"]) > 1 and op["inputs"][1] in tensors:
+                params[name] = int(np.prod(tensors[op["inputs"][1]]["shape"]))
+    return params
+
+
+def openvino_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
+    """Weight parameters of each named op of an IR (the constant behind its weight input)."""
+    import openvino as ov
+
+    wanted = set(layers)
+    params = {}
+    for op in ov.Core().read_model(str(int8)).get_ordered_ops():
+        if op.get_friendly_name() not in wanted or op.get_input_size() < 2:
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() != "Constant" and node.get_input_size():
+            node = node.input_value(0).get_node()  # Multiply/Subtract/Convert back to the data
+        if node.get_type_name() == "Constant":
+            params[op.get_friendly_name()] = int(np.prod(list(node.get_output_shape(0))))
+    return params
+
+
 Ranker = Callable[[Path, Path, Path, Dataset, Quantization | None], list[str]]
 RANKERS: dict[str, Ranker] = {"onnx": rank_onnx, "tflite": rank_tflite,
                               "openvino": rank_openvino}
+#: per format: the weight parameters of ranked layers, read from the plain int8 file
+WEIGHT_PARAMS: dict[str, Callable[[Path, list[str]], dict[str, int]]] = {
+    "onnx": onnx_weight_params, "tflite": tflite_weight_params,
+    "openvino": openvino_weight_params}
