@@ -51,13 +51,11 @@ Downloads, trained models, exports and edgepack builds are cached (``--cache``, 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
 import platform
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -74,6 +72,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
 warnings.filterwarnings("ignore")
 
+import fashion_mnist  # noqa: E402 (scripts/bench/fashion_mnist.py, beside this script)
 from edgepack.quiet import captured, import_tensorflow  # noqa: E402
 
 THREADS = 2
@@ -86,7 +85,6 @@ EVAL_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", 
                "china", "camera", "coins", "grass", "page", "moon", "clock")
 CALIB_PHOTOS = ("motorcycle_left", "motorcycle_right", "immunohistochemistry", "flower",
                 "gravel", "brick", "cell", "text", "colorwheel")
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ------------------------------------------------------------------------------- utilities
@@ -354,26 +352,14 @@ def efficientnet_onnx(cache: Path) -> Path:
     return path
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    _zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def fmnist(cache: Path, epochs: int) -> tuple[Path, Path, Path]:
     """(model.keras, calibration.npz, eval.npz): trained once, reproducibly."""
     model_path = cache / f"fmnist_cnn_e{epochs}.keras"
     calib, ev = cache / "fmnist-calib.npz", cache / "fmnist-eval.npz"
     if model_path.exists() and calib.exists() and ev.exists():
         return model_path, calib, ev
-    if not FMNIST_DIR.exists():
-        raise SystemExit(f"{FMNIST_DIR} missing: apt-get install dataset-fashion-mnist")
-    x_tr = read_idx(FMNIST_DIR / "train-images-idx3-ubyte.gz")[..., None] / np.float32(255)
-    y_tr = read_idx(FMNIST_DIR / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    x_te = read_idx(FMNIST_DIR / "t10k-images-idx3-ubyte.gz")[..., None] / np.float32(255)
-    y_te = read_idx(FMNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    data = fashion_mnist.load()
+    x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     idx = np.sort(np.random.default_rng(0).choice(len(x_tr), 300, replace=False))
     np.savez(calib, x=x_tr[idx].astype(np.float32))
     np.savez(ev, x=x_te.astype(np.float32), y=y_te)

@@ -37,25 +37,22 @@ a rerun only re-times. ``--latency-only`` re-times the cached files (a shared, n
 from __future__ import annotations
 
 import argparse
-import functools
-import gzip
 import json
 import os
 import shutil
-import struct
 import sys
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fashion_mnist  # scripts/bench/fashion_mnist.py, beside this script
 import numpy as np
 import yaml
 from edgepack.quiet import captured, import_tensorflow
+from edgepack.structural.cost import macs, zipped_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "edgepack-bench-structural"
 THREADS = 2
 TEACHER_EPOCHS = {"cnn": 8, "mlp": 15}
@@ -75,26 +72,7 @@ def log(msg: str) -> None:
 
 # ------------------------------------------------------------------------------ data, models
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    _zero, _dtype, ndim = struct.unpack(">HBB", data[:4])
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-@functools.cache
-def fmnist() -> dict[str, np.ndarray]:
-    if not FMNIST_DIR.exists():
-        raise SystemExit(f"{FMNIST_DIR} missing: apt-get install dataset-fashion-mnist")
-
-    def images(name: str) -> np.ndarray:
-        return (read_idx(FMNIST_DIR / name)[..., None] / np.float32(255)).astype(np.float32)
-
-    return {"x_train": images("train-images-idx3-ubyte.gz"),
-            "y_train": read_idx(FMNIST_DIR / "train-labels-idx1-ubyte.gz").astype(np.int64),
-            "x_test": images("t10k-images-idx3-ubyte.gz"),
-            "y_test": read_idx(FMNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64)}
+fmnist = fashion_mnist.load
 
 
 def data_files() -> dict[str, Path]:
@@ -260,28 +238,6 @@ def speedup(row: Row, base: Row) -> tuple[float, float, float]:
     return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
 
 
-def macs(path: Path) -> int:
-    """Multiply-accumulates of one batch-1 inference: conv, depthwise conv and dense ops."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path))
-    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
-    total = 0
-    for op in interp._get_ops_details():  # noqa: SLF001 (the only public listing of ops)
-        ins, outs = op["inputs"], op["outputs"]
-        if op["op_name"] == "CONV_2D":
-            total += int(np.prod(shapes[outs[0]])) * int(np.prod(shapes[ins[1]][1:]))
-        elif op["op_name"] == "DEPTHWISE_CONV_2D":
-            total += int(np.prod(shapes[outs[0]])) * int(np.prod(shapes[ins[1]][1:3]))
-        elif op["op_name"] == "FULLY_CONNECTED":
-            total += int(np.prod(shapes[outs[0]][:-1])) * int(np.prod(shapes[ins[1]]))
-    return total
-
-
-def zipped(path: Path) -> int:
-    return len(zlib.compress(path.read_bytes(), 9))
-
-
 def rows_of(kind: str, recipe: Recipe, rep: dict[str, Any], folder: Path) -> list[Row]:
     stages = rep.get("structural") or []
     last = stages[-1] if stages else None
@@ -300,8 +256,8 @@ def rows_of(kind: str, recipe: Recipe, rep: dict[str, Any], folder: Path) -> lis
         else:
             continue
         path = folder / a["file"]
-        found.append(Row(kind, name, str(path), params, nonzero, macs(path),
-                         path.stat().st_size, zipped(path), a["accuracy"]["top1"],
+        found.append(Row(kind, name, str(path), params, nonzero, macs(path, "tflite"),
+                         path.stat().st_size, zipped_bytes(path), a["accuracy"]["top1"],
                          a["fidelity"][0]["top1_agreement"],
                          "" if a["role"] == "reference" else
                          int8_arm_verdict(a, rep["source_accuracy"]["top1"])))

@@ -63,15 +63,16 @@ class Judge:
     key: Callable[[Produced], str | None] | None = None
 
     def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
-        key = self.key(produced) if self.steps is not None and self.key is not None else None
-        hit = self.steps.fetch_fidelity(key) if self.steps is not None and key else None
+        steps = self.steps
+        key = self.key(produced) if steps is not None and self.key is not None else None
+        hit = steps.fetch_fidelity(key) if steps is not None and key else None
         if hit is not None:
             fidelity, accuracy = hit
         else:
             _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
                                                      self.signature, self.accuracy)
-            if self.steps is not None and key:
-                self.steps.store_fidelity(key, fidelity, accuracy)
+            if steps is not None and key:
+                steps.store_fidelity(key, fidelity, accuracy)
         verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
                                        self.source_accuracy, accuracy)
         numbers = {c.name: round(c.value, 6) for c in verdict.checks}

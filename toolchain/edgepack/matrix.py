@@ -33,6 +33,7 @@ from .cache import BuildCache, build_key, file_digest, host_facts
 from .catalog import load_catalog
 from .errors import EdgepackError, MissingDependencyError, UsageError, first_line
 from .project import LoadedProject, load_project
+from .staging import publish
 
 if TYPE_CHECKING:
     from .structural.build_step import StructuralRequest
@@ -204,12 +205,7 @@ def _unpack(archive: bytes, out: Path) -> None:
                     Path(member.name).parts:
                 continue  # our own workers only write plain relative files
             tar.extract(member, staging, filter="data")
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(staging, out)
 
 
 def build_cell(job: CellJob) -> Cell:
@@ -284,12 +280,7 @@ def _fetch(cache: BuildCache, key: str, out: Path) -> bool:
     shutil.rmtree(fresh, ignore_errors=True)
     if not cache.fetch(key, fresh):
         return False
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    fresh.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(fresh, out)
     return True
 
 

@@ -147,18 +147,14 @@ def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) 
     samples' bytes and the method."""
     if ctx.scratch is None:
         return None
-    import hashlib
+    from ..cache import build_key, file_digest
+    from ..steps import dataset_digest
 
-    h = hashlib.sha256(method.encode())
-    with src.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    for name in sorted(samples.inputs):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(samples.inputs[name]).tobytes())
+    key = build_key({"method": method, "model": file_digest(src),
+                     "samples": dataset_digest(samples)})
     folder = ctx.scratch / "onnx-ranges"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{h.hexdigest()[:32]}.json"
+    path = folder / f"{key[:32]}.json"
     if path.is_file():
         import json
 

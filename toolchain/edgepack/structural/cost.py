@@ -101,4 +101,23 @@ def _torch(path: Path) -> int:
     return total
 
 
-COUNTERS: dict[str, Callable[[Path], int]] = {"keras": _keras, "onnx": _onnx, "torch": _torch}
+def _tflite(path: Path) -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
+    total = 0
+    # the op list has no public accessor; the quantization debugger's tooling reads it so too
+    for op in interp._get_ops_details():  # noqa: SLF001
+        ins, outs = op["inputs"], op["outputs"]
+        if op["op_name"] == "CONV_2D":
+            total += int(np.prod(shapes[outs[0]])) * int(np.prod(shapes[ins[1]][1:]))
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":
+            total += int(np.prod(shapes[outs[0]])) * int(np.prod(shapes[ins[1]][1:3]))
+        elif op["op_name"] == "FULLY_CONNECTED":
+            total += int(np.prod(shapes[outs[0]][:-1])) * int(np.prod(shapes[ins[1]]))
+    return total
+
+
+COUNTERS: dict[str, Callable[[Path], int]] = {"keras": _keras, "onnx": _onnx, "torch": _torch,
+                                               "tflite": _tflite}
