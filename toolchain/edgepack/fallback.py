@@ -6,8 +6,10 @@ has it, twice the calibration samples): each costs nothing in size or speed. If 
 the layers are ranked by how much int8 hurts them (compress/sensitivity.py, with the
 format's own tooling) and the fewest of them are kept in float: 1, 2, 4, ... layers, quantizing
 again each time with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``), until the
-budget is met or every ranked layer is float. Every attempt — which layers, what it measured,
-what it cost in size — is recorded for the report, so a user sees the price of the accuracy.
+budget is met or every ranked layer is float; once a count meets it, the counts between it
+and the last one that missed are bisected, since every float layer costs speed on the device.
+Every attempt — which layers, what it measured, what it cost in size — is recorded for the
+report, so a user sees the price of the accuracy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .conversion import (
     outputs_in_source_order,
 )
 from .data import Dataset
-from .errors import ConversionError, first_line
+from .errors import first_line
 from .formats import get_format
 from .profiles import Profile, Quantization
 from .runtimes import get_runtime
@@ -170,24 +172,15 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     plain_bytes = artifact_bytes(produced.path)
     limit = profile.fallback_max_size_growth
     layers, unaffordable = affordable(fmt, produced.path, layers, (limit - 1) * plain_bytes)
-    k = 1
+    k, failing = 1, 0
+    passing: int | None = None
     keep: tuple[str, ...] = ()
     while layers:
         keep = tuple(layers[:k])
-        failed_before = dict(converter.failed)
-        try:
-            with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
-                candidate = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
-                                              calibration, keep_float=keep)
-                verdict, numbers = judge.verdict(candidate)
-        except ConversionError as exc:
-            # the tool refused this mix of float and int8 layers (the TFLite debugger with
-            # every dense layer denylisted): the search ends, the converter that failed only
-            # here stays usable, and the best attempt so far is kept
-            converter.failed = failed_before
-            attempts.append({"kept_float": list(keep), "passed": False,
-                             "rejected": f"the quantizer failed: {first_line(exc)}"})
-            break
+        with progress.step(f"Re-quantizing {fmt} with {len(keep)} layer(s) kept in float"):
+            candidate = converter.produce(fmt, "int8", out_dir, stem, profile.quantization,
+                                          calibration, keep_float=keep)
+            verdict, numbers = judge.verdict(candidate)
         size = artifact_bytes(candidate.path)
         attempts.append({"kept_float": list(keep), **numbers, "passed": verdict.passed,
                          "size_bytes": size})
@@ -198,12 +191,22 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                                         f"(profile allows {limit:g}x)")
             break
         # more float layers do not always help (quantization noise is not additive): the
-        # attempt closest to the budget wins, the smaller one on a tie
-        if verdict.shortfall() < best_score:
-            best, best_keep, best_score = candidate, keep, verdict.shortfall()
-        if verdict.passed or k >= len(layers):
-            break
-        k = min(2 * k, len(layers))
+        # attempt closest to the budget wins, the one with fewer float layers on a tie
+        score = verdict.shortfall()
+        if score < best_score or (score == best_score and len(keep) < len(best_keep)):
+            best, best_keep, best_score = candidate, keep, score
+        if verdict.passed:
+            passing = k
+        else:
+            failing = k
+        if passing is None:  # doubling until an attempt meets the budget
+            if k >= len(layers):
+                break
+            k = min(2 * k, len(layers))
+        else:  # then halving the gap to the last count that missed: each float layer costs speed
+            if passing - failing <= 1:
+                break
+            k = (failing + passing) // 2
     if keep != best_keep:  # every attempt writes the same file: make the chosen one again
         best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
                                  keep_float=best_keep)

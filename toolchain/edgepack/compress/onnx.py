@@ -24,12 +24,11 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DataError
+from .fp16_range import FP16_MAX, beyond_fp16
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
     from ..convert.base import ConvertContext
 
-#: the largest finite float16 value; anything beyond it becomes inf in half precision
-FP16_MAX = 65504.0
 #: ONNX Runtime's histogram calibrators (entropy, percentile) keep every activation of every
 #: sample in memory before building histograms (10.8 GB for 162 ImageNet-size images on
 #: MobileNetV2, and 139 s on EfficientNet-Lite0 with 200): they get at most this many samples
@@ -81,17 +80,14 @@ def fp16_overflow_nodes(src: Path, samples: Dataset | None) -> list[str]:
 
     model = onnx.load(str(src))
     big: set[str] = {i.name for i in model.graph.initializer
-                     if numpy_helper.to_array(i).dtype.kind == "f"
-                     and np.abs(numpy_helper.to_array(i)).max(initial=0) > FP16_MAX}
+                     if beyond_fp16(numpy_helper.to_array(i))}
     if samples is not None:
         names = [i.name for i in model.graph.input]
         with tempfile.TemporaryDirectory(prefix="edgepack-fp16-") as tmp:
             aug = Path(tmp) / "all.onnx"
             modify_model_output_intermediate_tensors(str(src), str(aug))
             acts = collect_activations(str(aug), _Reader(samples.head(32).samples(), names))
-        big |= {t for t, values in acts.items()
-                if any(np.abs(v[np.isfinite(v)]).max(initial=0) > FP16_MAX
-                       or not np.isfinite(v).all() for v in values)}
+        big |= {t for t, values in acts.items() if any(beyond_fp16(v) for v in values)}
     return [n.name or n.output[0] for n in model.graph.node
             if big & set(n.input) or big & set(n.output)]
 

@@ -10,8 +10,8 @@ One ranker per format, each with the format's own tooling:
 - TFLite: the TFLite converter's QuantizationDebugger runs float and quantized ops side by side
   on the calibration samples; layers are ranked by RMSE of the quantized output over its
   quantization step (about 0.29 for pure rounding noise; much more means the layer's range or
-  its inputs quantize badly). Returned as tensor names, which is what the debugger's
-  ``denylisted_nodes`` takes to keep those ops in float.
+  its inputs quantize badly). Returned as tensor names, which is what the converter's
+  quantizer (``mlir_quantize(denylisted_nodes=...)``) takes to keep those ops in float.
 
 - OpenVINO: every Convolution/MatMul of NNCF's int8 IR gets a float twin (the fp32 IR's
   weights) on the same FakeQuantize'd input; scored by the RMSE between them over the step of
@@ -176,7 +176,7 @@ def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         configure(converter, tf, ctx)
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=converter.representative_dataset,
-            debug_options=debug_options(tf, layer_scale=True))
+            debug_options=debug_options(tf))
         debugger.run()
     from ai_edge_litert.interpreter import Interpreter
 

@@ -3,15 +3,18 @@
 Quantization happens here because the TFLite converter is the tool that quantizes TFLite best:
 it sees the float graph and folds scales into the kernels XNNPACK runs. When the target needs
 static shapes and the SavedModel's signature has dynamic ones, the serving function is traced
-again at the fixed shapes and converted from that concrete function.
+again at the fixed shapes and converted from that concrete function. The fp16 file goes through
+the overflow guard (compress/tflite_fp16.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..compress.tflite import configure, convert
+from ..compress.tflite_fp16 import guard
 from ..errors import ConversionError
 from ..formats.savedmodel import SavedModelFormat
 from ..quiet import captured, import_tensorflow
@@ -37,7 +40,10 @@ class SavedModelToTFLite(Edge):
             with captured() as cap:
                 converter = self._converter(tf, src, ctx)
                 configure(converter, tf, ctx)
-                flatbuffer = convert(converter, tf, ctx)
+                flatbuffer = convert(converter, tf, ctx, src)
+                if ctx.precision == "fp16":
+                    flatbuffer = guard(flatbuffer, lambda: self._fp32(tf, src, ctx),
+                                       ctx.samples, ctx.notes)
         except ConversionError:
             raise
         except Exception as exc:
@@ -45,6 +51,13 @@ class SavedModelToTFLite(Edge):
                                    cap.text if cap else "", src) from exc
         out.write_bytes(flatbuffer)
         return out
+
+    def _fp32(self, tf: Any, src: Path, ctx: ConvertContext) -> bytes:
+        """The float32 flatbuffer of the same model: the true values of the weights that the
+        fp16 conversion clamped."""
+        converter = self._converter(tf, src, ctx)
+        configure(converter, tf, replace(ctx, precision="fp32"))
+        return converter.convert()
 
     def _converter(self, tf: Any, src: Path, ctx: ConvertContext) -> Any:
         if not ctx.input_shapes:

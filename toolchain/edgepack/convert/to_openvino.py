@@ -3,7 +3,8 @@
 One edge class serves every source OpenVINO reads natively (ONNX, SavedModel, TFLite, PyTorch
 ExportedProgram and TorchScript): the tool is the same, only the way the source is handed over
 differs. The IR is saved with ``compress_to_fp16=False`` for fp32 (save_model's default would
-silently store fp16 weights) and ``True`` for the fp16 deliverable.
+silently store fp16 weights) and ``True`` for the fp16 deliverable, whose ops that overflow fp16
+are kept in fp32 (compress/openvino_fp16.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..compress.openvino_fp16 import guard_note, keep_fp32, overflow_ops
 from ..errors import ConversionError
 from ..quiet import captured
 from .base import ConvertContext, Edge, converter_failed
@@ -38,7 +40,12 @@ class ToOpenVino(Edge):
         try:
             with captured() as cap:
                 model = ov.convert_model(self._source(src, ctx), **self._shape_args(ctx))
-                ov.save_model(model, str(out), compress_to_fp16=ctx.precision == "fp16")
+                fp16 = ctx.precision == "fp16"
+                blocked = overflow_ops(model, ctx.samples) if fp16 else []
+                ov.save_model(model, str(out), compress_to_fp16=fp16)
+                if blocked:
+                    keep_fp32(out, blocked)
+                    ctx.notes.append(guard_note(blocked))
         except ConversionError:
             raise
         except Exception as exc:
