@@ -480,7 +480,8 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
                                                   tmp_path: Path) -> None:
     """The fallback re-quantizes the same SavedModel with other layers kept in float: the
     calibration pass over every sample runs once, and quantizing the kept calibration gives
-    byte for byte what the TFLite converter gives in one go."""
+    what the TFLite converter gives in one go (tensors, their quantization and the outputs),
+    int8 model I/O included."""
     from edgepack.compress.tflite import configure, convert
     from edgepack.convert.base import ConvertContext
     from edgepack.data import Dataset
@@ -491,9 +492,9 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     calibration = Dataset("calibration.npz", dict(np.load(tiny_data["calibration"])))
     reads = []
 
-    def converted(keep: tuple[str, ...], one_go: bool = False) -> bytes:
+    def converted(keep: tuple[str, ...], one_go: bool = False, io: str = "float32") -> bytes:
         ctx = ConvertContext(workdir=tmp_path, stem="tiny", precision="int8",
-                             quantization=Quantization(), calibration=calibration,
+                             quantization=Quantization(io_dtype=io), calibration=calibration,
                              keep_float=keep, scratch=tmp_path / "scratch")
         with captured():
             converter = tf.lite.TFLiteConverter.from_saved_model(str(tiny_savedmodel))
@@ -513,18 +514,28 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
                     t["quantization_parameters"]["zero_points"].tolist())
                    for t in it.get_tensor_details()]
         runner = it.get_signature_runner()
+        scale, zero = it.get_input_details()[0]["quantization"]
         images = np.load(tiny_data["eval"])["image"][:16]
+        if scale:  # int8 input: the app feeds quantized values
+            images = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
         return tensors, np.concatenate([next(iter(runner(image=x[None]).values()))
                                         for x in images])
 
     one_go, ours = model(converted((), one_go=True)), model(converted(()))
     assert len(reads) == 2  # the converter's own run, then edgepack's calibration
     assert one_go[0] == ours[0] and np.array_equal(one_go[1], ours[1])
+    one_go, ours = model(converted((), True, "int8")), model(converted((), io="int8"))
+    assert len(reads) == 3  # the I/O type is the quantizer's: the calibration is reused
+    assert one_go[0] == ours[0] and np.array_equal(one_go[1], ours[1])
+    assert ours[0][0][1] == np.int8 and ours[1].dtype == np.int8  # int8 input and output
     plain = Interpreter(model_content=converted(()))
     conv = next(op for op in plain._get_ops_details() if op["op_name"] == "CONV_2D")
     first = plain.get_tensor_details()[conv["outputs"][0]]["name"]
     assert plain.get_tensor_details()[conv["outputs"][0]]["dtype"] == np.int8
     kept = Interpreter(model_content=converted((first,)))
-    assert len(reads) == 2  # both quantizations reused the kept calibration
+    assert len(reads) == 3  # both quantizations reused the kept calibration
     dtypes = {t["name"]: t["dtype"] for t in kept.get_tensor_details()}
     assert dtypes[first] == np.float32  # the denylisted layer computes in float
+    kept = Interpreter(model_content=converted((first,), io="int8"))
+    assert kept.get_input_details()[0]["dtype"] == np.int8  # the app's I/O type holds too
+    assert kept.get_output_details()[0]["dtype"] == np.int8
