@@ -61,6 +61,9 @@ class Produced:
     #: content digest of ``path`` (steps.model_digest): the next hop's cache key; None when
     #: the build runs without the step cache
     digest: str | None = None
+    #: plain int8 (the fallback's first attempt), kept when layers were kept in float so the
+    #: report can say what they cost in host latency; None otherwise
+    plain_int8: Path | None = None
 
 
 def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:

@@ -14,6 +14,7 @@ report, so a user sees the price of the accuracy.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from .profiles import Profile, Quantization
 from .runtimes import get_runtime
 from .runtimes.base import Session
 from .signature import Signature
-from .steps import BuildSteps, model_digest
+from .steps import BuildSteps, model_digest, model_files
 from .validate import budget as budget_gate
 from .validate.accuracy import Accuracy
 from .validate.fidelity import OutputFidelity, compare_all
@@ -120,6 +121,9 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                                        "size_bytes": artifact_bytes(produced.path)}]
     if verdict.passed:
         return produced
+    # every attempt writes the file ``produced`` names: plain int8 is kept aside, to rank its
+    # layers and to compare the shipped attempt's latency with
+    plain = keep_plain(produced.path, converter.workdir / "plain-int8")
     if profile.quantization is not None and calibration is not None:
         for what, formats, change in CHEAP_FIXES:
             quant = change(profile.quantization)
@@ -137,6 +141,7 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                 candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
                 candidate.fallback = attempts
                 return candidate
+    restore_plain(plain, produced.path)  # a cheap fix's attempt may have replaced it
     ranker = RANKERS.get(fmt)
     if ranker is None or calibration is None:
         produced.notes.append(f"over budget and no layer-wise fallback for {fmt} yet")
@@ -214,6 +219,8 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
                   and tuple(a["kept_float"]) == best_keep)
     chosen["chosen"] = True
     kept = chosen["kept_float"]
+    if kept:
+        best.plain_int8 = plain
     if unaffordable:
         best.notes.append(f"accuracy fallback: {len(unaffordable)} ranked layer(s) not tried, "
                           f"their float weights would grow the file past {limit:g}x plain "
@@ -248,6 +255,20 @@ def affordable(fmt: str, int8: Path, layers: list[str],
         kept.append(name)
         spent += cost
     return kept, left
+
+
+def keep_plain(path: Path, folder: Path) -> Path:
+    """A copy of the plain int8 file(s) in ``folder`` (every attempt rewrites ``path``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in model_files(path):
+        shutil.copy2(f, folder / f.name)
+    return folder / path.name
+
+
+def restore_plain(plain: Path, path: Path) -> None:
+    """Put the kept plain int8 file(s) back where the attempts write."""
+    for f in model_files(plain):
+        shutil.copy2(f, path.parent / f.name)
 
 
 def artifact_bytes(path: Path) -> int:

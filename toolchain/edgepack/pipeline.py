@@ -19,7 +19,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -477,6 +477,9 @@ class Builder:
         m = self._measure(produced, [file, *extra], evals, refs, source_sig)
         self.tools[runtime.name] = m.runtime_version
         notes = [*produced.notes]
+        if produced.plain_int8 is not None:
+            notes.append(self._fallback_cost(produced, produced.plain_int8, m, evals, refs,
+                                             source_sig))
         if m.cached:
             notes.append("fidelity, accuracy and host latency taken from the step cache: "
                          "measured by an earlier build of this byte-identical file, with the "
@@ -502,6 +505,22 @@ class Builder:
                     str(file), exact_options(runtime.name, self._threads()))
                 art.devices = self._on_devices(session, produced, evals, source_sig)
         return art
+
+    def _fallback_cost(self, produced: Produced, plain: Path, shipped: Measurement,
+                       evals: Dataset, refs: list[np.ndarray], source_sig: Signature) -> str:
+        """What the layers the accuracy fallback kept in float cost: plain int8's host latency
+        is measured as the shipped file's is, both are recorded on their attempts, and the
+        note states the size and latency ratios."""
+        m = self._measure(replace(produced, path=plain, plain_int8=None), model_files(plain),
+                          evals, refs, source_sig)
+        first = produced.fallback[0]
+        chosen = next(a for a in produced.fallback if a.get("chosen"))
+        first["p50_ms"], chosen["p50_ms"] = m.latency.p50_ms, shipped.latency.p50_ms
+        return (f"accuracy fallback cost: the {len(chosen['kept_float'])} layer(s) kept in float "
+                f"make the file {chosen['size_bytes'] / first['size_bytes']:.3f}x the size of "
+                f"plain int8 and its host p50 latency "
+                f"{shipped.latency.p50_ms / m.latency.p50_ms:.2f}x plain int8's "
+                f"({shipped.latency.p50_ms:.3f} ms vs {m.latency.p50_ms:.3f} ms)")
 
     def _measure(self, produced: Produced, files: list[Path], evals: Dataset,
                  refs: list[np.ndarray], source_sig: Signature) -> Measurement:
@@ -613,8 +632,6 @@ class Builder:
 
 def _with_layouts(sig: Signature, produced: Produced) -> Signature:
     """The artifact's signature with the layouts its conversion path gave its tensors."""
-    from dataclasses import replace
-
     return Signature(
         inputs=tuple(replace(s, layout=lay) for s, lay in
                      zip(sig.inputs, produced.input_layouts, strict=False)),

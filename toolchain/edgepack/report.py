@@ -176,6 +176,33 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
     return rows
 
 
+#: what the fallback's attempts record besides the budget's checks
+_ATTEMPT_KEYS = ("change", "kept_float", "passed", "size_bytes", "rejected", "chosen", "p50_ms")
+
+
+def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
+    """The accuracy fallback's attempts as (headers, rows): what each changed or how many
+    layers it kept in float, what it measured against the budget, its size relative to plain
+    int8, its host latency where measured (plain int8 and the shipped attempt), and its fate."""
+    if not a.fallback:
+        return [], []
+    checks = list(dict.fromkeys(k for t in a.fallback for k in t if k not in _ATTEMPT_KEYS))
+    plain = a.fallback[0].get("size_bytes") or 0
+    headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
+    rows = []
+    for i, t in enumerate(a.fallback):
+        what = "plain int8" if i == 0 else t.get("change") or \
+            f"{len(t['kept_float'])} layer(s) in float"
+        size = t.get("size_bytes")
+        result = "rejected: " + t["rejected"] if "rejected" in t else \
+            "within budget" if t.get("passed") else "over budget"
+        rows.append([what, *(fmt_num(t.get(c), ".4f") for c in checks),
+                     f"{size / plain:.3f}x" if size and plain else "-",
+                     fmt_num(t.get("p50_ms"), ".3f"),
+                     result + (" (shipped)" if t.get("chosen") else "")])
+    return headers, rows
+
+
 def to_markdown(report: Report) -> str:
     m, t, p = report.model, report.target, report.profile
     lines = [f"# edgepack build: {m['name']} for {t['name']}", ""]
@@ -262,6 +289,12 @@ def to_markdown(report: Report) -> str:
             for c in a.budget.checks:
                 lines.append(f"  - {c.name}: {c.value:.4f} (limit {c.limit}) "
                              f"{'ok' if c.passed else 'FAIL'}")
+        headers, rows = fallback_table(a)
+        if rows:
+            lines += ["- Accuracy fallback:", "", "  | " + " | ".join(headers) + " |",
+                      "  |" + "---|" * len(headers)]
+            lines += ["  | " + " | ".join(r) + " |" for r in rows]
+            lines.append("")
         for n in a.notes:
             lines.append(f"- Note: {n}")
     if report.skipped:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
-from .report import Artifact, Report, fmt_bytes, fmt_pct
+from .report import Artifact, Report, fallback_table, fmt_bytes, fmt_pct
 from .svg_plots import Point, latency_plot, scatter_plot
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}
@@ -189,6 +189,13 @@ def _artifact(a: Artifact) -> str:
         checks = "".join(f"<li>{escape(ch.name)}: {ch.value:.4f} (limit {ch.limit}) "
                          f"{'ok' if ch.passed else '<b>FAIL</b>'}</li>" for ch in a.budget.checks)
         items.append(f"<li>Budget ({escape(a.budget.profile)}): {verdict}<ul>{checks}</ul></li>")
+    headers, rows = fallback_table(a)
+    if rows:
+        head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
+                       for r in rows)
+        items.append(f"<li>Accuracy fallback:<div class=\"table-wrap\"><table><tr>{head}</tr>"
+                     f"{body}</table></div></li>")
     items += [f"<li>Note: {escape(n)}</li>" for n in a.notes]
     return (f"<section><h3>{escape(a.file)} <span class=\"muted\">({escape(a.role)}, "
             f"{escape(a.precision)})</span></h3><ul>{''.join(items)}</ul></section>")

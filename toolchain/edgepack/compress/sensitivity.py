@@ -58,6 +58,7 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre))
         model = onnx.load(str(int8))
+        order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]  # not the twins
         probes = _float_twins(model.graph, onnx.load(str(pre)).graph)
         aug = Path(tmp) / "twins.onnx"
         onnx.save(model, str(aug))
@@ -79,7 +80,6 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
                 counts[i] += diff.size
     scored = {p.node: np.sqrt(squared[i] / max(counts[i], 1)) / p.step
               for i, p in enumerate(probes)}
-    order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]
     # unprobed nodes (output not quantized) come last, in graph order
     return sorted(order, key=lambda n: (-scored.get(n, -1.0), order.index(n)))
 
