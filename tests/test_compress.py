@@ -588,3 +588,16 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     kept = Interpreter(model_content=converted((first,), io="int8"))
     assert kept.get_input_details()[0]["dtype"] == np.int8  # the app's I/O type holds too
     assert kept.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
+    """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
+    the five ranked highest, in rank order, and counts the rest."""
+    from edgepack.fallback import unaffordable_note
+
+    layers = [f"layer{i}" for i in range(39)]
+    note = unaffordable_note(layers, 1.1)
+    assert note.startswith("accuracy fallback: 39 ranked layer(s) not tried")
+    assert "past 1.1x plain int8: layer0, layer1, layer2, layer3, layer4 and 34 lower-ranked" \
+        in note and "layer5" not in note
+    assert unaffordable_note(["fc"], 1.5).endswith("past 1.5x plain int8: fc")

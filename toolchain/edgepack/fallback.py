@@ -109,6 +109,10 @@ CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantizat
 ]
 
 
+#: how many of the ranked layers the size allowance left out the report names
+NAMED_UNAFFORDABLE = 5
+
+
 def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Produced,
                profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
                judge: Judge, progress: Any) -> Produced:
@@ -222,9 +226,7 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
     if kept:
         best.plain_int8 = plain
     if unaffordable:
-        best.notes.append(f"accuracy fallback: {len(unaffordable)} ranked layer(s) not tried, "
-                          f"their float weights would grow the file past {limit:g}x plain "
-                          f"int8: {', '.join(unaffordable)}")
+        best.notes.append(unaffordable_note(unaffordable, limit))
     best.notes.append(
         f"accuracy fallback: {len(kept)} of {len(layers)} ranked layer(s) kept in float "
         f"({', '.join(kept) or 'none'})" + ("" if chosen["passed"] else
@@ -233,6 +235,16 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
            + attempts[-1]["rejected"] if "rejected" in attempts[-1] else ""))
     best.fallback = attempts
     return best
+
+
+def unaffordable_note(layers: list[str], limit: float) -> str:
+    """The note on ranked layers the size allowance left out, naming the best-ranked few
+    (they say what the allowance cost; EfficientNet's TFLite ranking leaves out 39)."""
+    more = len(layers) - NAMED_UNAFFORDABLE
+    return (f"accuracy fallback: {len(layers)} ranked layer(s) not tried, their float weights "
+            f"would grow the file past {limit:g}x plain int8: "
+            + ", ".join(layers[:NAMED_UNAFFORDABLE])
+            + (f" and {more} lower-ranked" if more > 0 else ""))
 
 
 def affordable(fmt: str, int8: Path, layers: list[str],
