@@ -82,3 +82,30 @@ def test_budget_gate() -> None:
     assert not by_name["top1_drop"].passed and by_name["top1_drop"].value == pytest.approx(0.25)
     assert by_name["top1_agreement"].passed and by_name["cosine"].passed
     assert not v.passed
+
+
+def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> None:
+    """ONNX Runtime pays a layout change around each layer kept in float: an int8 file that met
+    its budget with 19 of them ran 6.4 ms where fp32 runs 4.7 ms. The report warns then, and
+    not for a deliverable that is slower within noise (10%) or that kept no layer in float
+    (plain int8's speed is the runtime's business, shown in the speed-up column)."""
+    from edgepack.pipeline import slower_than_fp32
+    from edgepack.report import Artifact
+    from edgepack.validate.latency import LatencyStats
+
+    def art(role: str, p50: float, kept: int | None = None) -> Artifact:
+        stats = summarize([p50 / 1e3] * 5, batch=1)
+        latency = LatencyStats(runtime="onnxruntime", runtime_version="1.32.0", threads=2,
+                               warmup=1, runs=5, batch=1, load_ms=1.0, first_inference_ms=1.0,
+                               **stats)
+        attempts = [] if kept is None else [{"kept_float": [], "passed": False},
+                                             {"kept_float": ["n"] * kept, "chosen": True}]
+        return Artifact(role=role, format="onnx", precision="int8" if kept is not None
+                        else "fp32", file=f"m.{role}.onnx", size_bytes=1, sha256="0", path=[],
+                        signature={}, latency=latency, fallback=attempts)
+
+    warned = slower_than_fp32([art("deliverable", 6.4, kept=19), art("reference", 4.7)])
+    assert len(warned) == 1 and "m.deliverable.onnx runs slower than its fp32" in warned[0]
+    assert "19 layer(s)" in warned[0] and "6.400 ms vs 4.700 ms" in warned[0]
+    assert slower_than_fp32([art("deliverable", 5.0, kept=19), art("reference", 4.7)]) == []
+    assert slower_than_fp32([art("deliverable", 6.4, kept=0), art("reference", 4.7)]) == []

@@ -214,6 +214,7 @@ class Builder:
                 artifacts = [self._validate(role, prec, p, staging, evals, refs, signature,
                                             source_acc, profile)
                              for role, prec, p in produced]
+                self.warnings += slower_than_fp32(artifacts)
             report = Report(
                 edgepack_version=__version__,
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -628,6 +629,34 @@ class Builder:
     def _publish(self, staging: Path) -> None:
         """Move the finished folder into place; an old one is swapped out, then removed."""
         staging_mod.publish(staging, self.output)
+
+
+#: how much slower than its fp32 reference (host p50) a deliverable whose accuracy fallback
+#: kept layers in float may be before the report warns: above run-to-run noise
+SLOWER_THAN_FP32 = 1.1
+
+
+def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
+    """Warnings for deliverables that the accuracy fallback's float layers made slower than
+    their fp32 reference on this host (ONNX Runtime pays a layout change around each float
+    island): the budget was met, but the int8 file no longer buys speed, and fp32 (or a looser
+    budget) may be the better thing to ship. Measured on the build host, not on the device."""
+    warnings = []
+    for art in artifacts:
+        chosen = next((a for a in art.fallback if a.get("chosen")), None)
+        ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
+                   None)
+        if art.role != "deliverable" or not chosen or not chosen["kept_float"] \
+                or ref is None or art.latency is None or ref.latency is None \
+                or art.latency.p50_ms <= SLOWER_THAN_FP32 * ref.latency.p50_ms:
+            continue
+        warnings.append(
+            f"{art.file} runs slower than its fp32 reference on this host (p50 "
+            f"{art.latency.p50_ms:.3f} ms vs {ref.latency.p50_ms:.3f} ms) with the "
+            f"{len(chosen['kept_float'])} layer(s) the accuracy fallback kept in float: check "
+            f"on the device (--device) before shipping it for speed; fp32 or a looser budget "
+            f"may serve better")
+    return warnings
 
 
 def _with_layouts(sig: Signature, produced: Produced) -> Signature:
