@@ -177,7 +177,8 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
 
 
 #: what the fallback's attempts record besides the budget's checks
-_ATTEMPT_KEYS = ("change", "kept_float", "passed", "size_bytes", "rejected", "chosen", "p50_ms")
+_ATTEMPT_KEYS = ("change", "kept_float", "order", "passed", "size_bytes", "rejected", "chosen",
+                 "p50_ms")
 
 
 def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
@@ -191,8 +192,9 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
     rows = []
     for i, t in enumerate(a.fallback):
-        what = "plain int8" if i == 0 else t.get("change") or \
-            f"{len(t['kept_float'])} layer(s) in float"
+        what = "plain int8" if i == 0 else t.get("change") or (
+            f"first {len(t['kept_float'])} layer(s) in float" if t.get("order") == "first"
+            else f"{len(t['kept_float'])} worst-ranked layer(s) in float")
         size = t.get("size_bytes")
         result = "rejected: " + t["rejected"] if "rejected" in t else \
             "within budget" if t.get("passed") else "over budget"
