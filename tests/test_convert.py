@@ -207,6 +207,28 @@ def test_torch_model_to_int8_tflite(tmp_path: Path) -> None:
     assert len({h.seconds for h in onnx2tf_runs}) == 1  # the same hop, made once
 
 
+def test_static_shapes_reach_the_nhwc_savedmodel(tmp_path: Path) -> None:
+    """A target with static shapes (android-arm64) fixes the NCHW ONNX input at 1x3x8x8; the
+    SavedModel onnx2tf makes takes 1x8x8x3. The TFLite converter must fix it in that layout:
+    given the source's, it failed and the build fell back to onnx2tf's own float TFLite, which
+    has no int8 (the int8-arm deliverable was lost)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 3, 8, 8)).astype(np.float32))
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((100, 3, 8, 8)).astype(np.float32))
+    onnx_file = tmp_path / "net.onnx"
+    torch.onnx.export(_torch_cnn(), (torch.randn(1, 3, 8, 8),), str(onnx_file), dynamo=True,
+                      external_data=False, dynamic_shapes={"x": {0: "batch"}}, verbose=False)
+    report = edgepack.build(onnx_file, "android-arm64", calibration=tmp_path / "calib.npz",
+                            eval=tmp_path / "eval.npz", output=tmp_path / "out", runs=3)
+    tfl = report.deliverables[0]
+    assert tfl.format == "tflite" and tfl.precision == "int8", report.skipped
+    assert tfl.conversion_path == "onnx -> savedmodel -> tflite"
+    assert tfl.signature["inputs"][0]["shape"] == [1, 8, 8, 3]
+    assert report.reference_for(tfl).conversion_path == "onnx -> savedmodel -> tflite"
+
+
 def test_onnx2tf_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fixed-batch RGB image model: onnx2tf fetches sample images from GitHub for its own
     check unless they are in its working directory; offline (as here) that failed the edge."""
@@ -375,3 +397,34 @@ def test_planner_skips_excluded_edges() -> None:
         ("onnx", "savedmodel"), ("savedmodel", "tflite")]
     with pytest.raises(ConversionError, match="no converter path from tflite to onnx"):
         plan_path("tflite", "onnx", "fp32")
+
+
+def test_an_artifact_made_by_another_path_says_why(tmp_path: Path) -> None:
+    """When the cheapest path's converter failed earlier in the build, the file that another
+    path made says which converter failed and why (it is slower or made by another tool)."""
+    import contextlib
+
+    import onnxruntime as ort
+    from edgepack.conversion import Converter
+    from edgepack.convert.onnx_to_tflite import OnnxToSavedModel
+    from edgepack.data import Dataset
+    from edgepack.formats import get_format
+
+    src = model_files.onnx_cnn(tmp_path / "cnn.onnx", 16, 16)
+    x = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    refs = [ort.InferenceSession(str(src)).run(None, {"x": x})[0]]
+    converter = Converter(src, "onnx", get_format("onnx").read_signature(src),
+                          Dataset("eval", {"x": x}), refs, tmp_path,
+                          lambda text: contextlib.nullcontext(), None, None)
+    converter.failed[edge_id(OnnxToSavedModel())] = "onnx2tf (onnx -> savedmodel) failed: boom"
+    produced = converter.produce("tflite", "fp32", tmp_path, "cnn")
+    assert [h.tool for h in produced.hops] == ["onnx2tf"] and produced.format == "tflite"
+    assert any(n == "made by another path: the cheaper onnx -> savedmodel (onnx2tf) failed: "
+                    "onnx2tf (onnx -> savedmodel) failed: boom" for n in produced.notes), \
+        produced.notes
+    fine = Converter(src, "onnx", get_format("onnx").read_signature(src),
+                     Dataset("eval", {"x": x}), refs, tmp_path / "b",
+                     lambda text: contextlib.nullcontext(), None, None)
+    (tmp_path / "b").mkdir()
+    assert not any("another path" in n
+                   for n in fine.produce("openvino", "fp32", tmp_path / "b", "cnn").notes)

@@ -88,6 +88,18 @@ def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
     return feed
 
 
+def shapes_in_layouts(shapes: dict[str, tuple[int, ...]] | None, source: Signature,
+                      layouts: list[str]) -> dict[str, tuple[int, ...]] | None:
+    """Fixed input shapes (source names and layouts) in the layouts a converted file takes:
+    an NHWC SavedModel made by onnx2tf from an NCHW ONNX model is fixed at 1x224x224x3, not
+    at the 1x3x224x224 the target's static shapes give the source."""
+    if not shapes:
+        return shapes
+    moved = {spec.name: (spec.layout, layouts[i]) for i, spec in enumerate(source.inputs)}
+    return {name: tuple(layout.convert_shape(shape, *moved.get(name, ("", ""))))
+            for name, shape in shapes.items()}
+
+
 def in_layouts(data: Dataset, source: Signature, layouts: list[str]) -> Dataset:
     """``data`` (source names and layouts) moved into the layouts a converted file takes:
     a quantizer calibrating an NHWC SavedModel made from an NCHW ONNX model needs NHWC."""
@@ -144,14 +156,24 @@ class Converter:
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.source) from exc
             try:
-                return self._run(path, precision, out_dir, stem, quantization, calibration,
-                                 keep_float)
+                produced = self._run(path, precision, out_dir, stem, quantization,
+                                     calibration, keep_float)
+                produced.notes += self._routed_around(dst, precision)
+                return produced
             except ConversionError as exc:
                 if exc.edge is None:
                     raise
                 self.failed[exc.edge] = _bare(exc)
         raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "
                               + "; ".join(self.failed.values()), path=self.source)
+
+    def _routed_around(self, dst: str, precision: Precision) -> list[str]:
+        """Why the file did not come by the cheapest path: the edges of that path that failed
+        in this build (a slower or different converter made it instead)."""
+        preferred = plan_path(self.src_format, dst, precision)
+        return [f"made by another path: the cheaper {edge.src} -> {edge.dst} ({edge.tool}) "
+                f"failed: {self.failed[edge_id(edge)]}"
+                for edge in preferred if edge_id(edge) in self.failed]
 
     def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
              quantization: Quantization | None, calibration: Dataset | None,
@@ -176,7 +198,8 @@ class Converter:
                 workdir=out_dir if last else self.workdir, stem=stem,
                 precision=hop_precision, quantization=quantization,
                 calibration=in_layouts(calibration, self.signature, layouts)
-                if calibration is not None else None, input_shapes=self.input_shapes,
+                if calibration is not None else None,
+                input_shapes=shapes_in_layouts(self.input_shapes, self.signature, layouts),
                 source_signature=self.signature, keep_float=keep_float if last else (),
                 samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir)
             current = self._hop(edge, current, ctx)
