@@ -179,7 +179,9 @@ def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Pr
             ranked, unaffordable = affordable(fmt, plain, layers, (limit - 1) * plain_bytes)
             search.run(ranked, "ranked")
     best = search.best
-    if search.last_keep != search.best_keep:  # every attempt writes one file: make it again
+    if not search.best_keep:  # plain int8 is the closest: its kept copy, not a re-quantization
+        restore_plain(plain, produced.path)
+    elif search.last_keep != search.best_keep:  # every attempt writes one file: make it again
         best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
                                  keep_float=search.best_keep)
     chosen = next(a for a in attempts if "change" not in a

@@ -19,7 +19,7 @@ from . import keras_graph as kg
 from . import onnx_weights
 from .settings import Structural
 from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
-from .training import nothing_to_distil, require_data
+from .training import choose_student, require_data
 
 if TYPE_CHECKING:
     from ..pipeline import Progress
@@ -92,18 +92,12 @@ def _keras(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
         changed = changed or any(d.rank is not None for d in decisions)
     if settings.distill is not None:
         d = settings.distill
-        if student is not None:
-            model, what, masks = kg.load(student), f"given ({student.name})", {}
-        elif d.width is not None:
-            from .settings import PruneSettings
+        from .settings import PruneSettings
 
-            model, _ = prune_structured(model, PruneSettings(sparsity=1 - d.width,
-                                                             structured=True, skip=[]))
-            what, masks = f"width x{d.width:g}", {}
-        elif changed:
-            what = "pruned/factorized"
-        else:
-            raise nothing_to_distil()
+        model, what, masks = choose_student(
+            d, student, changed, model, masks, kg.load,
+            lambda width: prune_structured(model, PruneSettings(
+                sparsity=1 - width, structured=True, skip=[]))[0])
         train = require_data(train)
         with progress.step(f"Distilling into the {what} student ({len(train)} samples, at most "
                            f"{d.epochs} epochs)"):

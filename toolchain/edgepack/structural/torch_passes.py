@@ -17,13 +17,20 @@ from ..formats import detect
 from . import torch_graph as tg
 from .settings import PruneSettings, Structural
 from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
-from .training import nothing_to_distil, require_data
+from .training import choose_student, require_data
 
 if TYPE_CHECKING:
     from ..pipeline import Progress
 
 EVAL_MODE = ("fine-tuned with the module in eval mode (an exported program cannot switch "
              "modes): batch-norm statistics frozen, dropout off")
+
+
+def _load_student(path: Path) -> Any:
+    if detect(path).name != "torch":
+        raise UsageError("a PyTorch source distils into a PyTorch student",
+                         hint="save the student with torch.export.save (.pt2)")
+    return tg.load(path)[0]
 
 
 def run_torch(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
@@ -69,19 +76,12 @@ def run_torch(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
         changed = changed or any(d.rank is not None for d in decisions)
     if settings.distill is not None:
         d = settings.distill
-        if student is not None:
-            if detect(student).name != "torch":
-                raise UsageError("a PyTorch source distils into a PyTorch student",
-                                 hint="save the student with torch.export.save (.pt2)")
-            model, what, masks = tg.load(student)[0], f"given ({student.name})", {}
-        elif d.width is not None:
-            prune_structured(model, PruneSettings(sparsity=1 - d.width, structured=True,
-                                                  skip=[]))
-            what, masks = f"width x{d.width:g}", {}
-        elif changed:
-            what = "pruned/factorized"
-        else:
-            raise nothing_to_distil()
+        def narrow(width: float) -> Any:  # channels removed in place
+            prune_structured(model, PruneSettings(sparsity=1 - width, structured=True, skip=[]))
+            return model
+
+        model, what, masks = choose_student(d, student, changed, model, masks, _load_student,
+                                            narrow)
         train = require_data(train)
         with progress.step(f"Distilling into the {what} student ({len(train)} samples, at most "
                            f"{d.epochs} epochs, PyTorch)"):

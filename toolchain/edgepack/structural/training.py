@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -58,6 +59,21 @@ def nothing_to_distil() -> UsageError:
     return UsageError("nothing to distil into: the passes left the model as it was",
                       hint="add --prune/--lowrank, a distill width in the profile, or "
                            "--student MODEL")
+
+
+def choose_student(settings: DistillSettings, student: Path | None, changed: bool,
+                   current: Any, masks: dict[str, Any], load: Callable[[Path], Any],
+                   narrow: Callable[[float], Any]) -> tuple[Any, str, dict[str, Any]]:
+    """(the model to distil into, what it is, the pruning masks it keeps): the given student
+    (``load``), the source narrowed to the distill width (``narrow``), or the model the passes
+    pruned/factorized, with its masks. The same choice in every framework."""
+    if student is not None:
+        return load(student), f"given ({student.name})", {}
+    if settings.width is not None:
+        return narrow(settings.width), f"width x{settings.width:g}", {}
+    if changed:
+        return current, "pruned/factorized", masks
+    raise nothing_to_distil()
 
 
 def require_data(train: Dataset | None) -> Dataset:
