@@ -141,17 +141,8 @@ def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) 
     the accuracy fallback quantizes the same model again with other layers kept in float, and
     calibration (a pass over every sample) is the same each time. Keyed by the model's and the
     samples' bytes and the method."""
-    if ctx.scratch is None:
-        return None
-    from ..cache import build_key, file_digest
-    from ..steps import dataset_digest
-
-    key = build_key({"method": method, "model": file_digest(src),
-                     "samples": dataset_digest(samples)})
-    folder = ctx.scratch / "onnx-ranges"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key[:32]}.json"
-    if path.is_file():
+    path = ctx.scratch_file("onnx-ranges", src, samples, ".json", method=method)
+    if path is not None and path.is_file():
         import json
 
         try:

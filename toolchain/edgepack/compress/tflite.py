@@ -92,21 +92,13 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
 def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
     """The float model with the activation ranges the calibration samples gave, kept in the
     build's scratch folder by the source's bytes, the samples' bytes and the input shapes."""
-    path = None
-    if ctx.scratch is not None:
-        from ..cache import build_key, file_digest
-        from ..steps import dataset_digest
-
-        quant = ctx.quantization
-        samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed) \
-            if ctx.calibration is not None and quant is not None else None
-        key = build_key({"model": file_digest(src), "shapes": ctx.input_shapes,
-                         "samples": dataset_digest(samples) if samples is not None else None})
-        folder = ctx.scratch / "tflite-calibrated"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{key[:32]}.tflite"
-        if path.is_file():
-            return path.read_bytes()
+    quant = ctx.quantization
+    samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed) \
+        if ctx.calibration is not None and quant is not None else None
+    path = ctx.scratch_file("tflite-calibrated", src, samples, ".tflite",
+                            shapes=ctx.input_shapes)
+    if path is not None and path.is_file():
+        return path.read_bytes()
     converter._experimental_calibrate_only = True
     try:
         calibrated = converter.convert()

@@ -38,6 +38,22 @@ class ConvertContext:
     scratch: Path | None = None
     notes: list[str] = field(default_factory=list)  # what the hop wants the report to say
 
+    def scratch_file(self, kind: str, model: Path, samples: Dataset | None,
+                     suffix: str, **settings: Any) -> Path | None:
+        """Where this build keeps what a quantizer computed from ``model`` on ``samples`` (its
+        calibration) for the accuracy fallback's next attempts, keyed by their bytes and the
+        ``settings``; None without a scratch folder. The file may not exist yet."""
+        if self.scratch is None:
+            return None
+        from ..cache import build_key, file_digest
+        from ..steps import dataset_digest
+
+        key = build_key({"model": file_digest(model), **settings,
+                         "samples": dataset_digest(samples) if samples is not None else None})
+        folder = self.scratch / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{key[:32]}{suffix}"
+
 
 class Edge:
     """Converts ``src`` to ``dst``; ``cost`` orders paths (roughly seconds and risk)."""
