@@ -535,7 +535,8 @@ def test_tflite_fallback_can_keep_every_layer_of_an_mlp_in_float(tmp_path: Path)
 
 
 def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_data: dict,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The fallback re-quantizes the same SavedModel with other layers kept in float: the
     calibration pass over every sample runs once, and quantizing the kept calibration gives
     what the TFLite converter gives in one go (tensors, their quantization and the outputs),
@@ -549,6 +550,8 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     tf = import_tensorflow()
     calibration = Dataset("calibration.npz", dict(np.load(tiny_data["calibration"])))
     reads = []
+    # what is compared is the quantization; the bias correction after it has its own test
+    monkeypatch.setattr("edgepack.compress.tflite.correct_biases", lambda q, _d, _f: (q, 0))
 
     def converted(keep: tuple[str, ...], one_go: bool = False, io: str = "float32") -> bytes:
         ctx = ConvertContext(workdir=tmp_path, stem="tiny", precision="int8",
@@ -597,6 +600,53 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     kept = Interpreter(model_content=converted((first,), io="int8"))
     assert kept.get_input_details()[0]["dtype"] == np.int8  # the app's I/O type holds too
     assert kept.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(tmp_path: Path) -> None:
+    """Each output channel of this convolution has one large weight, which sets the int8
+    weight step, and 26 small ones just under half a step, which all round to zero: the int8
+    output is shifted by about -0.065 (12 output steps) on inputs in [0, 1]. The TFLite
+    converter ships that shift; edgepack measures it on the calibration samples and takes it
+    out of the int32 bias."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress.tflite import configure, convert
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    inp = keras.Input((8, 8, 3), name="image")
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    model = keras.Model(inp, conv(inp))
+    weights = np.full((3, 3, 3, 4), 0.0049, np.float32)
+    weights[1, 1, 0] = 1.27  # the int8 step: 0.01, and 0.0049 rounds to 0
+    conv.set_weights([weights, np.linspace(-0.2, 0.2, 4).astype(np.float32)])
+    saved = tmp_path / "conv_savedmodel"
+    with captured():
+        model.export(str(saved), verbose=False)
+    rng = np.random.default_rng(0)
+    calibration = Dataset("calibration.npz",
+                          {"image": rng.random((64, 8, 8, 3)).astype(np.float32)})
+    ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
+                         quantization=Quantization(), calibration=calibration)
+    with captured():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        configure(converter, tf, ctx)
+        files = {"converter": converter.convert(),
+                 "edgepack": convert(converter, tf, ctx, saved)}
+    images = rng.random((32, 8, 8, 3)).astype(np.float32)  # not the calibration samples
+    expected = model.predict(images, verbose=0)
+    shift = {}
+    for name, data in files.items():
+        runner = Interpreter(model_content=data).get_signature_runner()
+        got = np.concatenate([next(iter(runner(image=x[None]).values())) for x in images])
+        shift[name] = np.abs((got - expected).reshape(-1, 4).mean(axis=0))
+    assert np.all(shift["converter"] > 0.05)  # the converter's int8 is off by ~12 steps
+    assert np.all(shift["edgepack"] < 0.006)  # within one output step
+    assert "bias correction: 1 layer(s) corrected on 64 calibration samples" in ctx.notes
 
 
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:

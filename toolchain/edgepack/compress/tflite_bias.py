@@ -1,0 +1,158 @@
+"""Empirical bias correction for full-integer int8 TFLite files.
+
+Why: the rounding of a convolution's int8 weights does not average out over an output
+channel; it shifts the channel's mean, and the shift compounds layer after layer. Measured on
+EfficientNet-Lite0 (312 random-resized crops): the per-channel mean is 5-40% of a layer's int8
+error, and removing it lifts top-1 agreement with the float model from 0.869 to 0.90 (cosine
+0.987 -> 0.991) with no layer in float, and from 0.910 to 0.96 (cosine 0.995 -> 0.998) with
+its first two layers in float, which then meets a bar that took six float layers before. NNCF
+does the same for OpenVINO by default; the TFLite converter has no such step.
+
+How: the converter's own quantizer makes a debug copy of the int8 file
+(``enable_numeric_verify``), in which a float twin of every quantized op runs on the same
+dequantized input, compared by a NumericVerify op. On the calibration samples, the mean
+difference between each weighted op's int8 output and its twin's, per output channel and where
+the op's fused activation is linear, is that op's own bias; it is subtracted from the op's
+int32 bias. Each op's shift is measured on its own input, so one pass suffices: correcting
+every op's total error against the float model instead (all at once, or in groups of four)
+diverged, each op also removing the shift the ops above it were already fixing; doing it op
+by op converges but took 49 passes of the model (35 s) for the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: fused activations that are linear on an interval, where a bias shift moves the output as is
+LINEAR_ON = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+#: TFLite builtin ops with a bias input (index 2) whose output channel is the last axis
+BIASED_OPS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+              "FULLY_CONNECTED": "FullyConnectedOptions"}
+#: the fewest linear outputs a channel needs for its mean shift to be trusted
+MIN_COUNT = 16
+
+
+@dataclass
+class _Bias:
+    """An op's int32 bias in the flatbuffer: where its bytes are and their scale."""
+
+    offset: int
+    channels: int
+    scales: np.ndarray
+    output_scale: float
+    #: where the op's fused activation is linear; None: nowhere (tanh), or the bias's bytes
+    #: are shared with another tensor: left as it is
+    linear: tuple[float, float] | None
+
+
+def correct(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -> tuple[bytes, int]:
+    """(``quantized`` with each weighted op's int32 bias corrected by the mean shift the
+    NumericVerify ops of ``debug`` (the same quantization, made with
+    ``enable_numeric_verify``) measure on ``feeds``; how many ops were corrected)."""
+    from tensorflow.lite.python.interpreter import Interpreter
+
+    biases = _biases(quantized)
+    interp = Interpreter(model_content=debug, experimental_preserve_all_tensors=True)
+    tensors = interp.get_tensor_details()
+    ops = interp._get_ops_details()  # noqa: SLF001 (the debugger reads NumericVerify this way)
+    verified = {op["inputs"][0]: op["inputs"][1] for op in ops
+                if op["op_name"] == "NumericVerify"}
+    # the debug copy's quantized ops come in the plain file's order, but their output names
+    # get a digit appended (which one varies): ops are matched by order, checked by output
+    # quantization and channel count
+    quantized_ops = [(op["outputs"][0], verified[op["outputs"][0]]) for op in ops
+                     if op["op_name"] in BIASED_OPS and op["outputs"][0] in verified]
+    pairs = []  # (bias, quantized output index, twin output index, its scale and zero point)
+    for bias, (q, f) in zip(biases, quantized_ops, strict=False):
+        params = tensors[q]["quantization_parameters"]
+        if len(params["scales"]) != 1 or float(params["scales"][0]) != bias.output_scale \
+                or tensors[q]["shape"][-1] != bias.channels:
+            break  # not the same op: the orders differ from here on
+        if bias.linear is not None:
+            pairs.append((bias, q, f, float(params["scales"][0]),
+                          int(params["zero_points"][0])))
+    sums = [np.zeros(b.channels) for b, *_ in pairs]
+    counts = [np.zeros(b.channels) for b, *_ in pairs]
+    inputs = interp.get_input_details()
+    shapes: list[tuple[int, ...]] = []
+    for feed in feeds:
+        if [tuple(a.shape) for a in feed] != shapes:
+            shapes = [tuple(a.shape) for a in feed]
+            for detail, shape in zip(inputs, shapes, strict=True):
+                interp.resize_tensor_input(detail["index"], shape)
+            interp.allocate_tensors()
+        for detail, array in zip(inputs, feed, strict=True):
+            interp.set_tensor(detail["index"], array.astype(detail["dtype"]))
+        interp.invoke()
+        for i, (bias, q, f, scale, zero) in enumerate(pairs):
+            twin = interp.get_tensor(f).reshape(-1, bias.channels)
+            got = (interp.get_tensor(q).reshape(-1, bias.channels).astype(np.float64)
+                   - zero) * scale
+            low, high = bias.linear
+            linear = (twin > low) & (twin < high)
+            sums[i] += np.where(linear, got - twin, 0.0).sum(axis=0)
+            counts[i] += linear.sum(axis=0)
+    out = bytearray(quantized)
+    corrected = 0
+    for (bias, *_), total, count in zip(pairs, sums, counts, strict=True):
+        shift = np.where(count >= MIN_COUNT, total / np.maximum(count, 1), 0.0)
+        steps = np.round(shift / bias.scales)
+        if not np.any(steps):
+            continue
+        view = np.frombuffer(memoryview(out)[bias.offset:bias.offset + 4 * bias.channels],
+                             dtype="<i4")
+        fixed = np.clip(view.astype(np.int64) - steps.astype(np.int64),
+                        np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+        view[:] = fixed.astype("<i4")
+        corrected += 1
+    return bytes(out), corrected
+
+
+def _biases(model: bytes) -> list[_Bias]:
+    """The int32 bias of each op with one, in execution order."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    users: dict[int, int] = {}
+    for t in range(graph.TensorsLength()):
+        users[graph.Tensors(t).Buffer()] = users.get(graph.Tensors(t).Buffer(), 0) + 1
+    found = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = root.OperatorCodes(op.OpcodeIndex())
+        kind = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        if kind not in BIASED_OPS or op.InputsLength() < 3 or op.Inputs(2) < 0:
+            continue
+        bias = graph.Tensors(op.Inputs(2))
+        buffer = root.Buffers(bias.Buffer())
+        quant = bias.Quantization()
+        output = graph.Tensors(op.Outputs(0)).Quantization()
+        if bias.Type() != schema.TensorType.INT32 or quant is None or output is None \
+                or output.ScaleLength() != 1 or buffer.DataLength() == 0:
+            continue  # a layer kept in float
+        channels = buffer.DataLength() // 4
+        scales = quant.ScaleAsNumpy().astype(np.float64)
+        shared = users[bias.Buffer()] > 1  # the flatbuffer deduplicated equal biases
+        found.append(_Bias(
+            offset=buffer._tab.Vector(buffer._tab.Offset(4)),  # noqa: SLF001 (no accessor)
+            channels=channels,
+            scales=np.full(channels, scales[0]) if scales.size == 1 else scales,
+            output_scale=float(output.ScaleAsNumpy()[0]),
+            linear=None if shared else LINEAR_ON.get(_activation(schema, op, BIASED_OPS[kind]))))
+    return found
+
+
+def _activation(schema: Any, op: Any, options: str) -> int:
+    """The op's fused activation (ActivationFunctionType)."""
+    table = op.BuiltinOptions()
+    if table is None:
+        return 0
+    parsed = getattr(schema, options)()
+    parsed.Init(table.Bytes, table.Pos)
+    return int(parsed.FusedActivationFunction())
