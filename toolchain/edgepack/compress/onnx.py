@@ -5,7 +5,8 @@
   says, per-channel weights as the profile says, calibrated on the profile's seeded sample with
   its method. ``quant_pre_process`` (shape inference, graph optimisation) runs first, as ONNX
   Runtime recommends. Layers the accuracy fallback keeps in float really compute in float in
-  ONNX Runtime (see ``float_inputs``).
+  ONNX Runtime (see ``float_inputs``). Then each layer's bias is corrected for the shift its
+  weights' rounding makes (compress/onnx_bias.py).
 - dynamic-int8: ``quantize_dynamic``, int8 weights only.
 - fp16: ``convert_float_to_float16`` with float32 model I/O kept, so apps feed the same arrays,
   and an overflow guard: nodes whose weights or activations leave the fp16 range stay fp32.
@@ -24,7 +25,9 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DataError
+from .bias import BIAS_SAMPLES
 from .fp16_range import FP16_MAX, beyond_fp16
+from .onnx_bias import correct as correct_biases
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
     from ..convert.base import ConvertContext
@@ -127,13 +130,18 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
                     activation_type=activations, weight_type=QuantType.QInt8,
                     calibrate_method=method, nodes_to_exclude=keep, extra_options=extra,
                     calibration_cache_path=ranges)
-    pre.unlink(missing_ok=True)
     if keep:
         float_inputs(out, set(keep))
+    bias_feeds = [{n: v.astype(np.float32) for n, v in zip(names, f.values(), strict=True)}
+                  for f in samples.head(BIAS_SAMPLES).samples()]
+    corrected = correct_biases(out, pre, bias_feeds)
+    pre.unlink(missing_ok=True)
     ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
                      f"(seed {settings.seed}, {settings.method}); QDQ, "
                      f"{'per-channel' if quant.per_channel else 'per-tensor'} int8 weights, "
                      f"{quant.activations} activations")
+    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected on {len(bias_feeds)} "
+                     "calibration samples")
 
 
 def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) -> Path | None:

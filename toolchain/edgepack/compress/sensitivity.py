@@ -59,7 +59,7 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         quant_pre_process(str(fp32), str(pre))
         model = onnx.load(str(int8))
         order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]  # not the twins
-        probes = _float_twins(model.graph, onnx.load(str(pre)).graph)
+        probes = float_twins(model.graph, onnx.load(str(pre)).graph)
         aug = Path(tmp) / "twins.onnx"
         onnx.save(model, str(aug))
         options = ort.SessionOptions()
@@ -85,14 +85,16 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
 
 
 @dataclass
-class _Probe:
+class Probe:
     node: str
     twin: str  # the float twin's output (after the folded activation)
     quantized: str  # the node's int8 output, dequantized
     step: float  # that output's quantization scale
+    #: where the folded activation is linear; None: bounds the graph does not state as numbers
+    linear: tuple[float, float] | None = (-np.inf, np.inf)
 
 
-def _float_twins(qdq: Any, float_graph: Any) -> list[_Probe]:
+def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
     """Add a float twin of every ranked QDQ node whose output is quantized; the probes."""
     import onnx
     from onnx import helper, numpy_helper
@@ -145,6 +147,7 @@ def _float_twins(qdq: Any, float_graph: Any) -> list[_Probe]:
                                              domain=original.domain))
             qdq.node[-1].attribute.extend(original.attribute)
             out = twin
+            linear: tuple[float, float] | None = (-np.inf, np.inf)
             for act in float_consumers.get(original.output[0], []):
                 if act.op_type in ("Relu", "Clip"):  # folded into the int8 output's range
                     bounds = [float_copy(t) if t in floats else t for t in act.input[1:]]
@@ -152,12 +155,31 @@ def _float_twins(qdq: Any, float_graph: Any) -> list[_Probe]:
                     qdq.node.append(helper.make_node(act.op_type, [twin, *bounds],
                                                      [out], name=out))
                     qdq.node[-1].attribute.extend(act.attribute)
+                    linear = _linear_range(act, floats)
                     break
             qdq.output.append(helper.make_empty_tensor_value_info(out))
             qdq.output.append(helper.make_empty_tensor_value_info(dequant.output[0]))
-            probes.append(_Probe(node.name, out, dequant.output[0],
-                                 float(scales[quant.input[1]].reshape(-1)[0])))
+            probes.append(Probe(node.name, out, dequant.output[0],
+                                float(scales[quant.input[1]].reshape(-1)[0]), linear))
     return probes
+
+
+def _linear_range(act: Any, floats: dict[str, Any]) -> tuple[float, float] | None:
+    """Where a Relu or Clip passes its input through: Clip's bounds are inputs (opset 11+,
+    empty when unbounded) or attributes; None when an input is not a constant."""
+    from onnx import helper, numpy_helper
+
+    if act.op_type == "Relu":
+        return 0.0, np.inf
+    attrs = {a.name: helper.get_attribute_value(a) for a in act.attribute}
+    bounds = [float(attrs.get("min", -np.inf)), float(attrs.get("max", np.inf))]
+    for k, name in enumerate(act.input[1:3]):
+        if not name:
+            continue
+        if name not in floats:
+            return None
+        bounds[k] = float(numpy_helper.to_array(floats[name]).reshape(-1)[0])
+    return bounds[0], bounds[1]
 
 
 def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError
+from .bias import BIAS_SAMPLES
 from .tflite_bias import correct as correct_biases
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
@@ -90,7 +91,7 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     quantized = mlir_quantize(
         calibrated, input_data_type=converter.inference_input_type or tf.float32,
         output_data_type=converter.inference_output_type or tf.float32, **settings)
-    # the same quantization with a float twin beside every op, to measure each op's shift on
+    # the same quantization with a float twin beside every op: each op's shift is measured
     debug = mlir_quantize(calibrated, enable_numeric_verify=True, **settings)
     quant = ctx.quantization
     feeds = ctx.calibration.take(min(quant.calibration.samples, BIAS_SAMPLES),
@@ -100,11 +101,6 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
                      "calibration samples")
     # after the correction: deduplicating first could make two ops share one bias
     return deduplicate_readonly_buffers(quantized)
-
-
-#: calibration samples the bias correction measures each op's shift on: 64 images give each
-#: channel of EfficientNet-Lite0's last 7x7 layers 3,136 outputs to average (2-5 s a model)
-BIAS_SAMPLES = 64
 
 
 def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
