@@ -10,7 +10,6 @@ shift comes from the weights' rounding, which those kernels share.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .bias import ChannelShift, corrected
-from .sensitivity import float_twins
+from .sensitivity import float_twins, twins_session
 
 #: the output axis holding the channels, by op type (NCHW convolutions; Gemm rows)
 CHANNEL_AXIS = {"Conv": 1, "ConvTranspose": 1, "Gemm": -1}
@@ -28,7 +27,6 @@ def correct(qdq: Path, float_model: Path, feeds: Iterable[dict[str, np.ndarray]]
     """Correct the int32 biases of the QDQ model ``qdq`` (made from ``float_model``) in place
     by what its nodes' twins measure on ``feeds``; how many nodes were corrected."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     model = onnx.load(str(qdq))
@@ -50,14 +48,7 @@ def correct(qdq: Path, float_model: Path, feeds: Iterable[dict[str, np.ndarray]]
             probes.append((probe, bias))
     if not probes:
         return 0
-    with tempfile.TemporaryDirectory(prefix="edgepack-bias-") as tmp:
-        path = Path(tmp) / "twins.onnx"
-        onnx.save(probed, str(path))
-        options = ort.SessionOptions()
-        # as written: the default optimizer would quantize the twins' float weights
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = twins_session(probed)
     shifts = [ChannelShift(values.size, probe.linear, CHANNEL_AXIS[nodes[probe.node].op_type])
               for probe, (_, values, _) in probes]
     wanted = [t for probe, _ in probes for t in (probe.quantized, probe.twin)]

@@ -50,7 +50,6 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
     16 of them in float did not help, where this ranking's first 8 took it from 0.875 to 0.95.
     """
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(prefix="edgepack-sens-") as tmp:
@@ -60,13 +59,7 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         model = onnx.load(str(int8))
         order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]  # not the twins
         probes = float_twins(model.graph, onnx.load(str(pre)).graph)
-        aug = Path(tmp) / "twins.onnx"
-        onnx.save(model, str(aug))
-        options = ort.SessionOptions()
-        # as written: the default optimizer would quantize the twins' float weights
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(aug), options, providers=["CPUExecutionProvider"])
+        session = twins_session(model)
         names = [i.name for i in session.get_inputs()]
         wanted = [t for p in probes for t in (p.twin, p.quantized)]
         squared = np.zeros(len(probes))
@@ -82,6 +75,21 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
               for i, p in enumerate(probes)}
     # unprobed nodes (output not quantized) come last, in graph order
     return sorted(order, key=lambda n: (-scored.get(n, -1.0), order.index(n)))
+
+
+def twins_session(model: Any) -> Any:
+    """An ONNX Runtime session of a QDQ model with float twins, run as written: the default
+    optimizer would quantize the twins' float weights."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgepack-twins-") as tmp:
+        path = Path(tmp) / "twins.onnx"
+        onnx.save(model, str(path))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @dataclass
