@@ -552,7 +552,7 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     calibration = Dataset("calibration.npz", dict(np.load(tiny_data["calibration"])))
     reads = []
     # what is compared is the quantization; the bias correction after it has its own test
-    monkeypatch.setattr("edgepack.compress.tflite.correct_biases", lambda q, _d, _f: (q, 0))
+    monkeypatch.setattr("edgepack.compress.tflite.apply_shifts", lambda q, _s: (q, 0))
 
     def converted(keep: tuple[str, ...], one_go: bool = False, io: str = "float32") -> bytes:
         ctx = ConvertContext(workdir=tmp_path, stem="tiny", precision="int8",
@@ -603,12 +603,13 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     assert kept.get_output_details()[0]["dtype"] == np.int8
 
 
-def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(tmp_path: Path) -> None:
+def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each output channel of this convolution has one large weight, which sets the int8
     weight step, and 26 small ones just under half a step, which all round to zero: the int8
     output is shifted by about -0.065 (12 output steps) on inputs in [0, 1]. The TFLite
     converter ships that shift; edgepack measures it on the calibration samples and takes it
-    out of the int32 bias."""
+    out of the int32 bias. The measurement is kept for the build's next quantizations."""
     from ai_edge_litert.interpreter import Interpreter
     from edgepack.compress.tflite import configure, convert
     from edgepack.convert.base import ConvertContext
@@ -631,13 +632,19 @@ def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(tmp_path: Pat
     rng = np.random.default_rng(0)
     calibration = Dataset("calibration.npz",
                           {"image": rng.random((64, 8, 8, 3)).astype(np.float32)})
-    ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
-                         quantization=Quantization(), calibration=calibration)
+    def context() -> ConvertContext:
+        return ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
+                              quantization=Quantization(), calibration=calibration,
+                              scratch=tmp_path / "scratch")
+
+    ctx = context()
     with captured():
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         configure(converter, tf, ctx)
         files = {"converter": converter.convert(),
                  "edgepack": convert(converter, tf, ctx, saved)}
+        monkeypatch.setattr("edgepack.compress.tflite.measure_shifts", None)  # not again
+        again = convert(converter, tf, context(), saved)
     images = rng.random((32, 8, 8, 3)).astype(np.float32)  # not the calibration samples
     expected = model.predict(images, verbose=0)
     shift = {}
@@ -647,7 +654,10 @@ def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(tmp_path: Pat
         shift[name] = np.abs((got - expected).reshape(-1, 4).mean(axis=0))
     assert np.all(shift["converter"] > 0.05)  # the converter's int8 is off by ~12 steps
     assert np.all(shift["edgepack"] < 0.006)  # within one output step
-    assert "bias correction: 1 layer(s) corrected on 64 calibration samples" in ctx.notes
+    assert "bias correction: 1 layer(s) corrected, measured on 64 calibration samples" in ctx.notes
+    first, second = (next(iter(Interpreter(model_content=d).get_signature_runner()(
+        image=images[:1]).values())) for d in (files["edgepack"], again))
+    assert np.array_equal(first, second)  # the kept shifts, applied again
 
 
 def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
@@ -691,12 +701,12 @@ def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
         return tmp_path / f"{name}.onnx", ctx.notes
 
     with monkeypatch.context() as patched:
-        patched.setattr("edgepack.compress.onnx.correct_biases", lambda *_: 0)
+        patched.setattr("edgepack.compress.onnx.apply_shifts", lambda *_: 0)
         plain, _ = quantized("plain")
     ours, notes = quantized("edgepack")
     assert np.all(shift(plain) > 0.05)  # ONNX Runtime's int8 is off by ~10 steps
     assert np.all(shift(ours) < 0.006)  # within one output step
-    assert "bias correction: 1 layer(s) corrected on 64 calibration samples" in notes
+    assert "bias correction: 1 layer(s) corrected, measured on 64 calibration samples" in notes
 
 
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:

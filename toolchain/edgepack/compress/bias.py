@@ -11,9 +11,16 @@ op's own shift and one pass corrects the whole model: correcting every op's tota
 the float model instead (all at once, or in groups of four) diverged, each op also removing the
 shift the ops above it were already fixing; op by op it converges, but took 49 passes of the
 model (35 s on EfficientNet-Lite0) for the same result.
+
+An op's own shift comes from its weights' rounding and the mean of its input, neither of which
+the accuracy fallback's float layers change: the shifts are measured once per build, on the
+first quantization, kept in the build's scratch folder, and applied to every re-quantization.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -42,14 +49,34 @@ class ChannelShift:
         self.sums += np.where(inside, got - twin, 0.0).sum(axis=0)
         self.counts += inside.sum(axis=0)
 
-    def steps(self, scales: np.ndarray) -> np.ndarray:
-        """The correction in bias steps (``scales``: the int32 bias's scale per channel), to
-        subtract; 0 where a channel was too rarely linear to tell."""
-        shift = np.where(self.counts >= MIN_COUNT, self.sums / np.maximum(self.counts, 1), 0.0)
-        return np.round(shift / scales).astype(np.int64)
+    def mean(self) -> np.ndarray:
+        """The shift per channel; 0 where a channel was too rarely linear to tell."""
+        return np.where(self.counts >= MIN_COUNT, self.sums / np.maximum(self.counts, 1), 0.0)
 
 
-def corrected(bias: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """An int32 bias less ``steps``, kept in the int32 range."""
+def corrected(bias: np.ndarray, shift: np.ndarray, scales: np.ndarray) -> np.ndarray | None:
+    """An int32 bias (``scales``: its scale per channel or one for all) less ``shift`` in
+    its steps, kept in the int32 range; None when no channel moves by a whole step."""
+    steps = np.round(shift / np.broadcast_to(scales, shift.shape)).astype(np.int64)
+    if shift.shape != bias.shape or not np.any(steps):
+        return None
     info = np.iinfo(np.int32)
     return np.clip(bias.astype(np.int64) - steps, info.min, info.max).astype(np.int32)
+
+
+Shifts = dict[str, np.ndarray]  # an op's shift per output channel, by the op's name
+
+
+def cached(path: Path | None, measure: Callable[[], Shifts]) -> Shifts:
+    """The shifts kept at ``path`` (the build's scratch folder), else ``measure()``'s, kept
+    there for the next quantization of the same model."""
+    if path is not None and path.is_file():
+        with np.load(path) as kept:
+            return {str(name): kept[f"s{i}"] for i, name in enumerate(kept["names"])}
+    shifts = measure()
+    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
+        part = path.with_suffix(".part.npz")
+        np.savez(part, names=np.array(list(shifts), dtype=str),
+                 **{f"s{i}": v for i, v in enumerate(shifts.values())})
+        part.replace(path)
+    return shifts

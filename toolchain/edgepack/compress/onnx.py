@@ -25,9 +25,10 @@ import numpy as np
 
 from ..data import Dataset
 from ..errors import DataError
-from .bias import BIAS_SAMPLES
+from .bias import BIAS_SAMPLES, cached
 from .fp16_range import FP16_MAX, beyond_fp16
-from .onnx_bias import correct as correct_biases
+from .onnx_bias import apply as apply_shifts
+from .onnx_bias import measure as measure_shifts
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
     from ..convert.base import ConvertContext
@@ -132,16 +133,19 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
                     calibration_cache_path=ranges)
     if keep:
         float_inputs(out, set(keep))
-    bias_feeds = [{n: v.astype(np.float32) for n, v in zip(names, f.values(), strict=True)}
-                  for f in samples.head(BIAS_SAMPLES).samples()]
-    corrected = correct_biases(out, pre, bias_feeds)
+    bias_samples = samples.head(BIAS_SAMPLES)
+    shifts = cached(
+        ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
+                         per_channel=quant.per_channel, activations=quant.activations),
+        lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), names)))
+    corrected = apply_shifts(out, shifts)
     pre.unlink(missing_ok=True)
     ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
                      f"(seed {settings.seed}, {settings.method}); QDQ, "
                      f"{'per-channel' if quant.per_channel else 'per-tensor'} int8 weights, "
                      f"{quant.activations} activations")
-    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected on {len(bias_feeds)} "
-                     "calibration samples")
+    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected, measured on "
+                     f"{len(bias_samples)} calibration samples")
 
 
 def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) -> Path | None:

@@ -1,11 +1,12 @@
 """Empirical bias correction for ONNX Runtime's QDQ int8 models (why: compress/bias.py).
 
-How: a copy of the QDQ model gets a float twin of every quantized Conv/Gemm reading the same
-dequantized input (the layer ranking's twins, compress/sensitivity.py); on the calibration
-samples each node's mean shift against its twin, per output channel, is subtracted from the
-node's int32 bias (the initializer its bias DequantizeLinear reads, whose scale is the input's
-times the weights'). ONNX Runtime then runs the corrected file with its integer kernels; the
-shift comes from the weights' rounding, which those kernels share.
+How: the QDQ model gets a float twin of every quantized Conv/Gemm reading the same dequantized
+input (the layer ranking's twins, compress/sensitivity.py); on the calibration samples each
+node's mean shift against its twin, per output channel, is measured (``measure``) and
+subtracted from the node's int32 bias (``apply``): the initializer its bias DequantizeLinear
+reads, whose scale is the input's times the weights'. ONNX Runtime then runs the corrected
+file with its integer kernels; the shift comes from the weights' rounding, which those kernels
+share.
 """
 
 from __future__ import annotations
@@ -16,16 +17,41 @@ from typing import Any
 
 import numpy as np
 
-from .bias import ChannelShift, corrected
+from .bias import ChannelShift, Shifts, corrected
 from .sensitivity import float_twins, twins_session
 
 #: the output axis holding the channels, by op type (NCHW convolutions; Gemm rows)
 CHANNEL_AXIS = {"Conv": 1, "ConvTranspose": 1, "Gemm": -1}
 
 
-def correct(qdq: Path, float_model: Path, feeds: Iterable[dict[str, np.ndarray]]) -> int:
-    """Correct the int32 biases of the QDQ model ``qdq`` (made from ``float_model``) in place
-    by what its nodes' twins measure on ``feeds``; how many nodes were corrected."""
+def measure(qdq: Path, float_model: Path, feeds: Iterable[dict[str, np.ndarray]]) -> Shifts:
+    """Each quantized Conv/Gemm's mean shift per output channel in the QDQ model ``qdq``
+    (made from ``float_model``), by node name, measured on ``feeds`` against its twin."""
+    import onnx
+
+    model = onnx.load(str(qdq))
+    op_types = {n.name: n.op_type for n in model.graph.node}
+    probes = [p for p in float_twins(model.graph, onnx.load(str(float_model)).graph)
+              if p.linear is not None and op_types[p.node] in CHANNEL_AXIS]
+    if not probes:
+        return {}
+    session = twins_session(model)
+    shifts: list[ChannelShift] = []
+    wanted = [t for probe in probes for t in (probe.quantized, probe.twin)]
+    for feed in feeds:
+        outs = session.run(wanted, feed)
+        if not shifts:
+            shifts = [ChannelShift(outs[2 * k].shape[CHANNEL_AXIS[op_types[probe.node]]],
+                                   probe.linear, CHANNEL_AXIS[op_types[probe.node]])
+                      for k, probe in enumerate(probes)]
+        for k, shift in enumerate(shifts):
+            shift.add(outs[2 * k], outs[2 * k + 1])
+    return {probe.node: shift.mean() for probe, shift in zip(probes, shifts, strict=True)}
+
+
+def apply(qdq: Path, shifts: Shifts) -> int:
+    """Correct the int32 bias of each node of ``qdq`` named in ``shifts``, in place; how many
+    nodes were corrected."""
     import onnx
     from onnx import numpy_helper
 
@@ -37,33 +63,18 @@ def correct(qdq: Path, float_model: Path, feeds: Iterable[dict[str, np.ndarray]]
     for n in graph.node:
         for t in n.input:
             readers[t] = readers.get(t, 0) + 1
-    nodes = {n.name: n for n in graph.node}
-    probed = onnx.ModelProto()
-    probed.CopyFrom(model)
-    probes = []
-    for probe in float_twins(probed.graph, onnx.load(str(float_model)).graph):
-        bias = _int32_bias(nodes[probe.node], producer, initializers, readers)
-        if bias is not None and probe.linear is not None \
-                and nodes[probe.node].op_type in CHANNEL_AXIS:
-            probes.append((probe, bias))
-    if not probes:
-        return 0
-    session = twins_session(probed)
-    shifts = [ChannelShift(values.size, probe.linear, CHANNEL_AXIS[nodes[probe.node].op_type])
-              for probe, (_, values, _) in probes]
-    wanted = [t for probe, _ in probes for t in (probe.quantized, probe.twin)]
-    for feed in feeds:
-        outs = session.run(wanted, feed)
-        for k, shift in enumerate(shifts):
-            shift.add(outs[2 * k], outs[2 * k + 1])
     count = 0
-    for shift, (_, (name, values, scales)) in zip(shifts, probes, strict=True):
-        steps = shift.steps(np.broadcast_to(scales, values.shape))
-        if not np.any(steps):
+    for node in graph.node:
+        bias = _int32_bias(node, producer, initializers, readers)
+        if node.name not in shifts or bias is None:
             continue
-        initializers[name].CopyFrom(numpy_helper.from_array(corrected(values, steps), name))
-        count += 1
-    onnx.save(model, str(qdq))
+        name, values, scales = bias
+        fixed = corrected(values, shifts[node.name], scales)
+        if fixed is not None:
+            initializers[name].CopyFrom(numpy_helper.from_array(fixed, name))
+            count += 1
+    if count:
+        onnx.save(model, str(qdq))
     return count
 
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError
-from .bias import BIAS_SAMPLES
-from .tflite_bias import correct as correct_biases
+from .bias import BIAS_SAMPLES, Shifts, cached
+from .tflite_bias import apply as apply_shifts
+from .tflite_bias import measure as measure_shifts
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
     from ..convert.base import ConvertContext
@@ -76,7 +77,9 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     calibration sample is most of the time, and the accuracy fallback quantizes the same model
     again with other layers kept in float), then quantized by the converter's own MLIR
     quantizer with the converter's settings, ``ctx.keep_float`` being its denylist: the TFLite
-    converter's selective quantization, which the quantization debugger also calls.
+    converter's selective quantization, which the quantization debugger also calls. Its biases
+    are then corrected by the shifts measured on the build's first quantization
+    (compress/bias.py).
     """
     if ctx.precision != "int8":
         return converter.convert()
@@ -91,14 +94,20 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     quantized = mlir_quantize(
         calibrated, input_data_type=converter.inference_input_type or tf.float32,
         output_data_type=converter.inference_output_type or tf.float32, **settings)
-    # the same quantization with a float twin beside every op: each op's shift is measured
-    debug = mlir_quantize(calibrated, enable_numeric_verify=True, **settings)
     quant = ctx.quantization
     feeds = ctx.calibration.take(min(quant.calibration.samples, BIAS_SAMPLES),
                                  quant.calibration.seed)
-    quantized, corrected = correct_biases(quantized, debug, _representative(feeds.samples()))
-    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected on {len(feeds)} "
-                     "calibration samples")
+
+    def measured() -> Shifts:
+        # the same quantization with a float twin beside every op: each op's shift is measured
+        debug = mlir_quantize(calibrated, enable_numeric_verify=True, **settings)
+        return measure_shifts(quantized, debug, _representative(feeds.samples()))
+
+    path = ctx.scratch_file("tflite-bias", src, feeds, ".npz", shapes=ctx.input_shapes,
+                            per_channel=quant.per_channel)
+    quantized, corrected = apply_shifts(quantized, cached(path, measured))
+    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected, measured on "
+                     f"{len(feeds)} calibration samples")
     # after the correction: deduplicating first could make two ops share one bias
     return deduplicate_readonly_buffers(quantized)
 

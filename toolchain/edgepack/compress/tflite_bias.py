@@ -8,7 +8,8 @@ six float layers before.
 How: the converter's own quantizer makes a debug copy of the int8 file
 (``enable_numeric_verify``), in which a float twin of every quantized op runs on the same
 dequantized input, compared by a NumericVerify op. On the calibration samples, each weighted
-op's mean shift against its twin is measured and subtracted from the op's int32 bias.
+op's mean shift against its twin is measured (``measure``) and subtracted from the op's int32
+bias (``apply``), in the file measured or in a re-quantization of the same model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bias import ChannelShift, corrected
+from .bias import ChannelShift, Shifts, corrected
 
 #: fused activations that are linear on an interval, where a bias shift moves the output as is
 LINEAR_ON = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
@@ -32,6 +33,7 @@ BIASED_OPS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DO
 class _Bias:
     """An op's int32 bias in the flatbuffer: where its bytes are and their scale."""
 
+    op: str  # the op's output tensor name, what the converter's denylist also takes
     offset: int
     channels: int
     scales: np.ndarray
@@ -41,13 +43,12 @@ class _Bias:
     linear: tuple[float, float] | None
 
 
-def correct(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -> tuple[bytes, int]:
-    """(``quantized`` with each weighted op's int32 bias corrected by the mean shift the
-    NumericVerify ops of ``debug`` (the same quantization, made with
-    ``enable_numeric_verify``) measure on ``feeds``; how many ops were corrected)."""
+def measure(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -> Shifts:
+    """Each weighted op's mean shift per output channel in ``quantized``, measured on
+    ``feeds`` by the NumericVerify ops of ``debug`` (the same quantization, made with
+    ``enable_numeric_verify``)."""
     from tensorflow.lite.python.interpreter import Interpreter
 
-    biases = _biases(quantized)
     interp = Interpreter(model_content=debug, experimental_preserve_all_tensors=True)
     tensors = interp.get_tensor_details()
     ops = interp._get_ops_details()  # noqa: SLF001 (the debugger reads NumericVerify this way)
@@ -59,7 +60,7 @@ def correct(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -
     quantized_ops = [(op["outputs"][0], verified[op["outputs"][0]]) for op in ops
                      if op["op_name"] in BIASED_OPS and op["outputs"][0] in verified]
     pairs = []  # (bias, quantized output index, twin output index, its scale and zero point)
-    for bias, (q, f) in zip(biases, quantized_ops, strict=False):
+    for bias, (q, f) in zip(_biases(quantized), quantized_ops, strict=False):
         params = tensors[q]["quantization_parameters"]
         if len(params["scales"]) != 1 or float(params["scales"][0]) != bias.output_scale \
                 or tensors[q]["shape"][-1] != bias.channels:
@@ -82,16 +83,23 @@ def correct(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -
         for shift, (_, q, f, scale, zero) in zip(shifts, pairs, strict=True):
             shift.add((interp.get_tensor(q).astype(np.float64) - zero) * scale,
                       interp.get_tensor(f))
+    return {bias.op: shift.mean() for shift, (bias, *_) in zip(shifts, pairs, strict=True)}
+
+
+def apply(quantized: bytes, shifts: Shifts) -> tuple[bytes, int]:
+    """(``quantized`` with the int32 bias of each op in ``shifts`` corrected; how many)."""
     out = bytearray(quantized)
     count = 0
-    for shift, (bias, *_) in zip(shifts, pairs, strict=True):
-        steps = shift.steps(bias.scales)
-        if not np.any(steps):
+    for bias in _biases(quantized):
+        shift = shifts.get(bias.op)
+        if shift is None or bias.linear is None:
             continue
         view = np.frombuffer(memoryview(out)[bias.offset:bias.offset + 4 * bias.channels],
                              dtype="<i4")
-        view[:] = corrected(view, steps)
-        count += 1
+        fixed = corrected(view, shift, bias.scales)
+        if fixed is not None:
+            view[:] = fixed
+            count += 1
     return bytes(out), count
 
 
@@ -123,6 +131,7 @@ def _biases(model: bytes) -> list[_Bias]:
         scales = quant.ScaleAsNumpy().astype(np.float64)
         shared = users[bias.Buffer()] > 1  # the flatbuffer deduplicated equal biases
         found.append(_Bias(
+            op=graph.Tensors(op.Outputs(0)).Name().decode(),
             offset=buffer._tab.Vector(buffer._tab.Offset(4)),  # noqa: SLF001 (no accessor)
             channels=channels,
             scales=np.full(channels, scales[0]) if scales.size == 1 else scales,
