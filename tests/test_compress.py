@@ -709,6 +709,42 @@ def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
     assert "bias correction: 1 layer(s) corrected, measured on 64 calibration samples" in notes
 
 
+def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> None:
+    """The profile says min/max: one calibration image in 64 ten times brighter than the rest
+    sets the input's range, as in the other formats (NNCF's default averages each sample's
+    range: about 1.1 here, which would clip that image)."""
+    import onnx
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["out"], name="conv")], "conv",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "conv.onnx"))
+    fp32 = tmp_path / "conv.xml"
+    ov.save_model(ov.convert_model(str(tmp_path / "conv.onnx")), str(fp32))
+    images = rng.random((64, 1, 3, 8, 8)).astype(np.float32)
+    images[7] *= 10
+    ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
+                         quantization=Quantization(),
+                         calibration=Dataset("calibration.npz", {"image": images[:, 0]}))
+    compress(fp32, tmp_path / "conv.int8.xml", ctx)
+    model = ov.Core().read_model(str(tmp_path / "conv.int8.xml"))
+    fq = next(op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+              and op.input_value(0).get_node().get_type_name() == "Parameter")
+    high = float(np.max(fq.input_value(2).get_node().get_data()))
+    assert high >= 0.99 * images.max()
+    assert any("min/max, NNCF post-training quantization" in n for n in ctx.notes)
+
+
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
     the five ranked highest, in rank order, and counts the rest."""
