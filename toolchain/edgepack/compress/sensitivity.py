@@ -99,7 +99,7 @@ class Probe:
     quantized: str  # the node's int8 output, dequantized
     step: float  # that output's quantization scale
     #: where the folded activation is linear; None: bounds the graph does not state as numbers
-    linear: tuple[float, float] | None = (-np.inf, np.inf)
+    linear: tuple[float, float] | None
 
 
 def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
