@@ -745,6 +745,43 @@ def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> 
     assert any("min/max, NNCF post-training quantization" in n for n in ctx.notes)
 
 
+def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> None:
+    """A channel nearly silent on the calibration data still computes when new data wakes it:
+    activations get one range per tensor. (NNCF's default gives a depthwise convolution's
+    input a range per channel, 0.05 here, clipping the woken channel's 0..4 to 0.05.)"""
+    import onnx
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["image"], ["act"], name="relu"),
+         helper.make_node("Conv", ["act", "w"], ["out"], name="dw", group=4)], "dw",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(rng.uniform(0.5, 1, (4, 1, 3, 3)).astype(np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "dw.onnx"))
+    fp32 = tmp_path / "dw.xml"
+    ov.save_model(ov.convert_model(str(tmp_path / "dw.onnx")), str(fp32))
+    images = rng.uniform(0, 4, (64, 4, 8, 8)).astype(np.float32)
+    images[:, 1] *= 0.0125  # channel 1: at most 0.05 on every calibration sample
+    ctx = ConvertContext(workdir=tmp_path, stem="dw", precision="int8",
+                         quantization=Quantization(),
+                         calibration=Dataset("calibration.npz", {"image": images}))
+    compress(fp32, tmp_path / "dw.int8.xml", ctx)
+    woken = rng.uniform(0, 4, (1, 4, 8, 8)).astype(np.float32)
+    core = ov.Core()
+    outs = [core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
+        [woken])[0][0, 1] for p in (fp32, tmp_path / "dw.int8.xml")]
+    # one step of the per-tensor range [0, 4] is 4/255; nine taps of weight <= 1 each
+    assert np.max(np.abs(outs[1] - outs[0])) < 9 * 4 / 255
+
+
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
     the five ranked highest, in rank order, and counts the rest."""

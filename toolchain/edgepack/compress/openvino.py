@@ -6,6 +6,11 @@
   ``minmax`` says and as the other formats calibrate: NNCF's default averages each sample's
   min/max instead. (Its quantile estimator, the nearest to ``percentile``, took
   EfficientNet-Lite0 to 0.34 top-1 agreement: other methods are reported, not mapped.)
+  Activations are quantized per tensor, as in the other formats. NNCF's default gives each
+  channel of a depthwise convolution's input its own range, and a channel that stayed quiet on
+  the calibration photos is then clipped to that small range on new ones: EfficientNet-Lite0's
+  last projections fell to cosine 0.94 against fp32, where ONNX Runtime's per-tensor int8 of
+  the same layers keeps 0.996; its output's cosine went from 0.96 to 0.98 per tensor.
 - dynamic-int8: ``nncf.compress_weights`` (int8 weights, float activations), which needs no data.
 - fp16 is not here: ``save_model(compress_to_fp16=True)`` does it in the conversion edge.
 """
@@ -37,7 +42,10 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     import openvino as ov
 
     nncf = _nncf()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        QuantizationParameters,
+    )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     model = ov.Core().read_model(str(src))
@@ -54,7 +62,8 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
                  for f in samples.samples()]
         scope = nncf.IgnoredScope(names=list(ctx.keep_float)) if ctx.keep_float else None
         ranges = AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            activations_quantization_params=QuantizationParameters(per_channel=False))
         model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
                               ignored_scope=scope, preset=nncf.QuantizationPreset.PERFORMANCE,
                               advanced_parameters=ranges)
