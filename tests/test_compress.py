@@ -782,6 +782,31 @@ def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> N
     assert np.max(np.abs(outs[1] - outs[0])) < 9 * 4 / 255
 
 
+def test_tflite_size_estimate_finds_the_classifier_behind_its_dequantize(
+        tmp_path: Path) -> None:
+    """With float I/O the model's output name is on a DEQUANTIZE: the fallback's size estimate
+    must count the dense layer behind it (counted as free, EfficientNet's 1280x1000
+    classifier was tried and its attempt rejected at 1.81x plain int8)."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress.sensitivity import tflite_weight_params
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,), name="x")
+    model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Dense(8, activation="relu")(inp)))
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.standard_normal((1, 16)).astype(np.float32)] for _ in range(16))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = tmp_path / "mlp.int8.tflite"
+    path.write_bytes(converter.convert())
+    output = Interpreter(model_path=str(path)).get_output_details()[0]["name"]
+    assert tflite_weight_params(path, [output]) == {output: 8 * 4}
+
+
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
     the five ranked highest, in rank order, and counts the rest."""

@@ -354,19 +354,28 @@ def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
 
 
 def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
-    """Weight parameters of the op producing each named tensor of a TFLite model."""
+    """Weight parameters of the op producing each named tensor of a TFLite model.
+
+    With float I/O an output's name is on the DEQUANTIZE after the op that computes it (the
+    ranking names EfficientNet's 1280x1000 classifier "PartitionedCall:0", which the int8 file
+    gives its DEQUANTIZE): the count is the computing op's, found through (de)quantizations.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(int8))
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    wanted = set(layers)
-    params = {}
     # the op list has no public accessor; the debugger's own tooling reads it the same way
-    for op in interp._get_ops_details():  # noqa: SLF001
-        for out in op["outputs"]:
-            name = tensors[out]["name"] if out in tensors else None
-            if name in wanted and len(op["inputs"]) > 1 and op["inputs"][1] in tensors:
-                params[name] = int(np.prod(tensors[op["inputs"][1]]["shape"]))
+    ops = interp._get_ops_details()  # noqa: SLF001
+    producer = {out: op for op in ops for out in op["outputs"]}
+    params = {}
+    for index, tensor in tensors.items():
+        if tensor["name"] not in layers or index not in producer:
+            continue
+        op = producer[index]
+        while op["op_name"] in ("DEQUANTIZE", "QUANTIZE") and op["inputs"][0] in producer:
+            op = producer[op["inputs"][0]]
+        if len(op["inputs"]) > 1 and op["inputs"][1] in tensors:
+            params[tensor["name"]] = int(np.prod(tensors[op["inputs"][1]]["shape"]))
     return params
 
 
