@@ -109,3 +109,17 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
     assert "19 layer(s)" in warned[0] and "6.400 ms vs 4.700 ms" in warned[0]
     assert slower_than_fp32([art("deliverable", 5.0, kept=19), art("reference", 4.7)]) == []
     assert slower_than_fp32([art("deliverable", 6.4, kept=0), art("reference", 4.7)]) == []
+
+
+def test_validation_runs_every_runtime_on_every_core() -> None:
+    """LiteRT's own default is one thread: the accuracy fallback's evaluations (hundreds of eval
+    samples per attempt) ask for every core instead, and OpenVINO for f32 as the file says."""
+    import os
+
+    from edgepack.conversion import exact_options
+
+    for runtime in ("litert", "onnxruntime", "openvino"):
+        assert exact_options(runtime).threads == os.cpu_count()
+    assert exact_options("litert", 3).threads == 3
+    assert exact_options("openvino").precision_hint == "f32"
+    assert exact_options("litert").precision_hint is None

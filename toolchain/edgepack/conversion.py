@@ -13,6 +13,7 @@ Across builds, a hop whose input, settings and tools did not change is taken fro
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -69,10 +70,13 @@ class Produced:
 def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
     """Options under which a runtime computes what the file says (validation, not speed).
 
-    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise.
+    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. Without
+    ``threads`` every core of this machine is used: LiteRT's own default is one thread, which
+    made the accuracy fallback's evaluations of EfficientNet-Lite0 1.8x slower than they need
+    be (ONNX Runtime and OpenVINO already default to every core).
     """
     hint = "f32" if runtime == "openvino" else None
-    return RuntimeOptions(threads=threads, precision_hint=hint)
+    return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint)
 
 
 def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
