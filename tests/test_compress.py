@@ -782,6 +782,42 @@ def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> N
     assert np.max(np.abs(outs[1] - outs[0])) < 9 * 4 / 255
 
 
+@pytest.mark.parametrize(("isa", "steps"), [(("avx2", "avx_vnni"), 127), (("avx2",), 63)])
+def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
+        tmp_path: Path, isa: tuple[str, ...], steps: int) -> None:
+    """NNCF puts the first layer's weights on 7 bits so a CPU summing u8 x s8 pairs in int16
+    cannot saturate. A target whose CPU has VNNI sums in int32: its weights get all 8 bits."""
+    import onnx
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["out"], name="conv")], "conv",
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "conv.onnx"))
+    fp32 = tmp_path / "conv.xml"
+    ov.save_model(ov.convert_model(str(tmp_path / "conv.onnx")), str(fp32))
+    ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
+                         quantization=Quantization(), isa=isa,
+                         calibration=Dataset("calibration.npz", {
+                             "image": rng.standard_normal((16, 3, 8, 8)).astype(np.float32)}))
+    compress(fp32, tmp_path / "conv.int8.xml", ctx)
+    model = ov.Core().read_model(str(tmp_path / "conv.int8.xml"))
+    weights = [op.get_data() for op in model.get_ordered_ops()
+               if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    assert len(weights) == 1 and int(np.abs(weights[0].astype(int)).max()) == steps
+    said = "full int8 range: the target has avx_vnni" if steps == 127 else "7 bits"
+    assert any(said in n for n in ctx.notes)
+
+
 def test_tflite_size_estimate_finds_the_classifier_behind_its_dequantize(
         tmp_path: Path) -> None:
     """With float I/O the model's output name is on a DEQUANTIZE: the fallback's size estimate

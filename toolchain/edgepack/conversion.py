@@ -131,7 +131,7 @@ class Converter:
     def __init__(self, source: Path, src_format: str, signature: Signature, evals: Dataset,
                  refs: list[np.ndarray], workdir: Path,
                  step: Callable[[str], Any], input_shapes: dict[str, tuple[int, ...]] | None,
-                 steps: BuildSteps | None = None):
+                 steps: BuildSteps | None = None, isa: tuple[str, ...] = ()):
         self.source = source
         self.src_format = src_format
         self.signature = signature
@@ -144,6 +144,7 @@ class Converter:
         self.tools: dict[str, str] = {}
         self._cache: dict[tuple[str, ...], Produced] = {}
         self.steps = steps  # the step cache across builds; None: every hop runs
+        self.isa = isa  # the target CPU's instruction sets, for its quantizers
         self._source_digest: str | None = None
 
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
@@ -205,7 +206,8 @@ class Converter:
                 if calibration is not None else None,
                 input_shapes=shapes_in_layouts(self.input_shapes, self.signature, layouts),
                 source_signature=self.signature, keep_float=keep_float if last else (),
-                samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir)
+                samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir,
+                isa=self.isa)
             current = self._hop(edge, current, ctx)
             if not last or precision == "fp32":  # an fp32 result can feed later paths
                 self._cache[key] = current

@@ -202,7 +202,8 @@ class Builder:
                 src, src_refs, structural = run_step(self, fmt.name, calib, evals, refs,
                                                      signature, Path(work))
                 converter = Converter(src, fmt.name, signature, evals, src_refs,
-                                      Path(work), self.progress.step, shapes, self.steps)
+                                      Path(work), self.progress.step, shapes, self.steps,
+                                      isa=tuple(self.target.isa))
                 source_acc = self._accuracy(refs, evals)
                 produced = self._convert(converter, formats, profile, calib, staging, skipped,
                                          Judge(evals, refs, signature, source_acc, profile,

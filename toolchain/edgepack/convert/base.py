@@ -31,6 +31,9 @@ class ConvertContext:
     source_signature: Signature | None = None
     #: layers (node names) a quantizer must leave in float: the accuracy fallback's choice
     keep_float: tuple[str, ...] = ()
+    #: the target CPU's instruction-set features (``isa`` in targets/*.yaml): what its int8
+    #: kernels can do, e.g. whether NNCF must keep sums clear of int16 saturation; () unknown
+    isa: tuple[str, ...] = ()
     #: representative inputs (the hop-check samples) for passes that inspect activations
     samples: Dataset | None = None
     #: a folder that lives as long as the build: what a quantizer may reuse across the
