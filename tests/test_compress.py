@@ -709,28 +709,38 @@ def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
     assert "bias correction: 1 layer(s) corrected, measured on 64 calibration samples" in notes
 
 
+def _openvino_ir(tmp_path: Path, name: str, nodes: list, shapes: tuple[list[int], list[int]],
+                 weights: dict[str, np.ndarray]) -> Path:
+    """An fp32 OpenVINO IR of a one-input ("image"), one-output ("out") ONNX graph."""
+    import onnx
+    import openvino as ov
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, shapes[0])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, shapes[1])],
+        [numpy_helper.from_array(w, n) for n, w in weights.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / f"{name}.onnx"))
+    ov.save_model(ov.convert_model(str(tmp_path / f"{name}.onnx")), str(tmp_path / f"{name}.xml"))
+    return tmp_path / f"{name}.xml"
+
+
 def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> None:
     """The profile says min/max: one calibration image in 64 ten times brighter than the rest
     sets the input's range, as in the other formats (NNCF's default averages each sample's
     range: about 1.1 here, which would clip that image)."""
-    import onnx
     import openvino as ov
     from edgepack.compress.openvino import compress
     from edgepack.convert.base import ConvertContext
     from edgepack.data import Dataset
     from edgepack.profiles import Quantization
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "w"], ["out"], name="conv")], "conv",
-        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
-        [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "conv.onnx"))
-    fp32 = tmp_path / "conv.xml"
-    ov.save_model(ov.convert_model(str(tmp_path / "conv.onnx")), str(fp32))
+    fp32 = _openvino_ir(tmp_path, "conv", [helper.make_node("Conv", ["image", "w"], ["out"])],
+                        ([1, 3, 8, 8], [1, 4, 6, 6]),
+                        {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)})
     images = rng.random((64, 1, 3, 8, 8)).astype(np.float32)
     images[7] *= 10
     ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
@@ -749,25 +759,18 @@ def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> N
     """A channel nearly silent on the calibration data still computes when new data wakes it:
     activations get one range per tensor. (NNCF's default gives a depthwise convolution's
     input a range per channel, 0.05 here, clipping the woken channel's 0..4 to 0.05.)"""
-    import onnx
     import openvino as ov
     from edgepack.compress.openvino import compress
     from edgepack.convert.base import ConvertContext
     from edgepack.data import Dataset
     from edgepack.profiles import Quantization
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["image"], ["act"], name="relu"),
-         helper.make_node("Conv", ["act", "w"], ["out"], name="dw", group=4)], "dw",
-        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
-        [numpy_helper.from_array(rng.uniform(0.5, 1, (4, 1, 3, 3)).astype(np.float32), "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "dw.onnx"))
-    fp32 = tmp_path / "dw.xml"
-    ov.save_model(ov.convert_model(str(tmp_path / "dw.onnx")), str(fp32))
+    fp32 = _openvino_ir(tmp_path, "dw", [helper.make_node("Relu", ["image"], ["act"]),
+                                         helper.make_node("Conv", ["act", "w"], ["out"], group=4)],
+                        ([1, 4, 8, 8], [1, 4, 6, 6]),
+                        {"w": rng.uniform(0.5, 1, (4, 1, 3, 3)).astype(np.float32)})
     images = rng.uniform(0, 4, (64, 4, 8, 8)).astype(np.float32)
     images[:, 1] *= 0.0125  # channel 1: at most 0.05 on every calibration sample
     ctx = ConvertContext(workdir=tmp_path, stem="dw", precision="int8",
@@ -787,24 +790,17 @@ def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
         tmp_path: Path, isa: tuple[str, ...], steps: int) -> None:
     """NNCF puts the first layer's weights on 7 bits so a CPU summing u8 x s8 pairs in int16
     cannot saturate. A target whose CPU has VNNI sums in int32: its weights get all 8 bits."""
-    import onnx
     import openvino as ov
     from edgepack.compress.openvino import compress
     from edgepack.convert.base import ConvertContext
     from edgepack.data import Dataset
     from edgepack.profiles import Quantization
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "w"], ["out"], name="conv")], "conv",
-        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
-        [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "conv.onnx"))
-    fp32 = tmp_path / "conv.xml"
-    ov.save_model(ov.convert_model(str(tmp_path / "conv.onnx")), str(fp32))
+    fp32 = _openvino_ir(tmp_path, "conv", [helper.make_node("Conv", ["image", "w"], ["out"])],
+                        ([1, 3, 8, 8], [1, 4, 6, 6]),
+                        {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)})
     ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
                          quantization=Quantization(), isa=isa,
                          calibration=Dataset("calibration.npz", {
