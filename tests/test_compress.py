@@ -425,6 +425,18 @@ def test_fallback_never_ships_a_float_model_as_int8(tmp_path: Path) -> None:
     assert not any("/fc_1/" in k for a in art["fallback"] for k in a["kept_float"])
 
 
+def test_labelled_accuracy_decides_and_the_fallback_keeps_nothing_in_float(
+        tmp_path: Path) -> None:
+    """The digits example has labels: with a top-1 drop in the budget, a cosine no int8 file
+    reaches is measured and reported but does not send the fallback after float layers."""
+    code, art = _digits_fallback(tmp_path, "max_top1_drop: 0.05, min_cosine: 0.9999999")
+    assert code == 0 and art["budget"]["passed"] and not art["fallback"]
+    cosine = next(c for c in art["budget"]["checks"] if c["name"] == "cosine")
+    assert not cosine["passed"] and not cosine["gating"]
+    assert "cosine: " in (report := (tmp_path / "out" / "report.md").read_text())
+    assert "missed, not gating (labelled top-1 drop decides)" in report
+
+
 def test_fallback_bisects_to_the_fewest_float_layers(tmp_path: Path) -> None:
     """On the digits example its first layers in float (the two convolutions; the dense
     layer does not fit the size allowance) do not meet the budget, so the ranked search runs

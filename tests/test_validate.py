@@ -84,6 +84,24 @@ def test_budget_gate() -> None:
     assert not v.passed
 
 
+def test_labelled_accuracy_decides_the_budget_when_labels_exist() -> None:
+    """Labels and a top-1 drop in the profile: the drop decides. An artifact that flips two of
+    eight predictions, one right -> wrong and one wrong -> right, loses no accuracy: it passes,
+    its agreement below the bound recorded but not gating. Without labels agreement decides."""
+    ref = np.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    out = np.eye(4)[[1, 1, 2, 3, 0, 1, 2, 0]]
+    fid = [compare("y", ref, out)]
+    spec = Budget(max_top1_drop=0.01, min_top1_agreement=0.97)
+    src = accuracy.Accuracy(samples=8, top1=0.75)
+    art = accuracy.Accuracy(samples=8, top1=0.75)
+    v = budget.evaluate("p", spec, fid, src, art)
+    agreement = next(c for c in v.checks if c.name == "top1_agreement")
+    assert v.passed and not agreement.passed and not agreement.gating
+    assert agreement.outcome().startswith("missed, not gating") and v.shortfall() == (0, 0.0)
+    unlabelled = budget.evaluate("p", spec, fid, None, None)
+    assert not unlabelled.passed and [c.outcome() for c in unlabelled.checks] == ["FAIL"]
+
+
 def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> None:
     """ONNX Runtime pays a layout change around each layer kept in float: an int8 file that met
     its budget with 19 of them ran 6.4 ms where fp32 runs 4.7 ms. The report warns then, and

@@ -36,7 +36,8 @@ class Budget(Strict):
     """What "still computes what the original computed" means for this recipe.
 
     ``max_top1_drop`` applies when the eval data has labels; the agreement and cosine bounds
-    compare the artifact to the source model and need no labels.
+    compare the artifact to the source model and need no labels. With labels and a top-1 drop
+    stated, the drop decides and the other two are measured and reported only.
     """
 
     max_top1_drop: float | None = Field(default=None, ge=0, le=1)

@@ -289,8 +289,7 @@ def to_markdown(report: Report) -> str:
             lines.append(f"- Budget ({a.budget.profile}): "
                          f"{'passed' if a.budget.passed else 'FAILED'}")
             for c in a.budget.checks:
-                lines.append(f"  - {c.name}: {c.value:.4f} (limit {c.limit}) "
-                             f"{'ok' if c.passed else 'FAIL'}")
+                lines.append(f"  - {c.name}: {c.value:.4f} (limit {c.limit}) {c.outcome()}")
         headers, rows = fallback_table(a)
         if rows:
             lines += ["- Accuracy fallback:", "", "  | " + " | ".join(headers) + " |",

@@ -130,8 +130,8 @@ def _measured(report: dict[str, Any], artifact: dict[str, Any]) -> dict[str, Any
                                    "p90_ms", "p99_ms", "load_ms", "peak_rss_mb")}}],
         "budget": None if not budget else {
             "profile": budget["profile"], "passed": budget["passed"],
-            "checks": [{k: c[k] for k in ("name", "limit", "value", "passed")}
-                       for c in budget["checks"]]},
+            "checks": [{**{k: c[k] for k in ("name", "limit", "value", "passed")},
+                        "gating": c.get("gating", True)} for c in budget["checks"]]},
     }
 
 
