@@ -41,7 +41,7 @@ warmed up and timed, in an order that rotates; the ratio is the median over roun
 per-round p50 ratios (a noisy phase of the machine then slows both sides of a pair).
 The speed target holds each edgepack deliverable against its own recipe without the fallback
 (ONNX Runtime per-channel + pre-processed with the profile's activation type, LiteRT's full
-int8, NNCF with per-tensor min/max activation ranges): what its float layers cost. OpenVINO
+int8, edgepack's own OpenVINO quantizer): what its float layers cost. OpenVINO
 runs with ``INFERENCE_PRECISION_HINT=f32`` (the fp32 IR would otherwise compute in bf16 on
 CPUs that have it; see STACK.md).
 
@@ -549,21 +549,25 @@ def ov_weights_only(src: Path, out: Path) -> Path:
     return out
 
 
-def nncf_edgepack_recipe() -> dict[str, Any]:
-    """edgepack's int8-openvino settings for intel-cpu (compress/openvino.py; its CPU has
-    AVX-VNNI: no overflow fix) without the fallback."""
-    from nncf import OverflowFix, QuantizationPreset
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters,
-        QuantizationParameters,
-    )
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+def edgepack_ov_int8(src: Path, out: Path, calib_x: np.ndarray) -> Path:
+    """edgepack's OpenVINO int8 for intel-cpu without the fallback: its own quantizer
+    (compress/openvino.py) with the target's profile and instruction sets."""
+    if out.exists():
+        return out
+    from edgepack.catalog import load_catalog
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
 
-    return {"preset": QuantizationPreset.PERFORMANCE,
-            "advanced_parameters": AdvancedQuantizationParameters(
-                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-                activations_quantization_params=QuantizationParameters(per_channel=False),
-                overflow_fix=OverflowFix.DISABLE)}
+    catalog = load_catalog()
+    target = catalog.targets.get("intel-cpu")
+    profile = catalog.profile_for(target)
+    with captured():
+        compress(src, out, ConvertContext(
+            workdir=out.parent, stem=out.stem, precision="int8",
+            quantization=profile.quantization, calibration=Dataset("calibration", {"x": calib_x}),
+            isa=tuple(target.isa)))
+    return out
 
 
 def nncf_no_bias_correction() -> Any:
@@ -720,10 +724,9 @@ def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
             rows.append(Row("EfficientNet-Lite0", "openvino", "variant", "NNCF defaults (OV)",
                             nncf_ov(fp32["openvino"], q / "nncf_default.xml", x_ca),
                             "nncf.quantize(ov.Model) defaults"))
-            rows.append(Row("EfficientNet-Lite0", "openvino", "variant", "NNCF per-tensor min/max",
-                            nncf_ov(fp32["openvino"], q / "nncf_pt_minmax.xml", x_ca,
-                                    **nncf_edgepack_recipe()),
-                            "edgepack's recipe, no fallback: activations per tensor, min/max, "
+            rows.append(Row("EfficientNet-Lite0", "openvino", "variant", "edgepack recipe (OV)",
+                            edgepack_ov_int8(fp32["openvino"], q / "edgepack_ov.xml", x_ca),
+                            "edgepack's quantizer for intel-cpu, no fallback: per-tensor min/max, "
                             "8-bit first layer (VNNI)"))
             rows.append(Row("EfficientNet-Lite0", "openvino", "variant", "weights-only int8 (OV)",
                             ov_weights_only(fp32["openvino"], q / "ov_w8.xml"),
@@ -856,7 +859,7 @@ def targets(rows: list[Row], walls: dict[str, dict[str, float]]) -> None:
         # each runtime's plain int8, the speed-up the fallback's float layers may cost 10% of:
         # for an edgepack deliverable, its own recipe without the fallback (ONNX Runtime: the
         # same activation type, per-channel, pre-processed; LiteRT: the TFLite converter's full
-        # int8; OpenVINO: NNCF with edgepack's settings); for a variant, the runtime's plain
+        # int8; OpenVINO: edgepack's own quantizer); for a variant, the runtime's plain
         # int8 (ONNX Runtime's defaults, LiteRT's full int8, NNCF's defaults)
         plain_names = {"onnx": "ORT quantize_static defaults", "tflite": "onnx2tf int8",
                        "openvino": "NNCF defaults (OV)"}
@@ -864,7 +867,7 @@ def targets(rows: list[Row], walls: dict[str, dict[str, float]]) -> None:
                  for rt, name in plain_names.items()}
         recipe = {act: next((r for r in eff if r.name == name), None) for act, name in
                   (("int8", "ORT per-channel+pre"), ("uint8", "ORT per-channel+pre u8"))}
-        ov_recipe = next((r for r in eff if r.name == "NNCF per-tensor min/max"), None)
+        ov_recipe = next((r for r in eff if r.name == "edgepack recipe (OV)"), None)
         for r in eff:
             if r.kind not in ("edgepack", "variant"):
                 continue

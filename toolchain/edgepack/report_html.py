@@ -187,7 +187,7 @@ def _artifact(a: Artifact) -> str:
     if a.budget:
         verdict = "passed" if a.budget.passed else "FAILED"
         checks = "".join(f"<li>{escape(ch.name)}: {ch.value:.4f} (limit {ch.limit}) "
-                         + ("<b>FAIL</b>" if ch.outcome() == "FAIL" else escape(ch.outcome()))
+                         + ("<b>FAIL</b>" if ch.gating and not ch.passed else escape(ch.outcome()))
                          + "</li>" for ch in a.budget.checks)
         items.append(f"<li>Budget ({escape(a.budget.profile)}): {verdict}<ul>{checks}</ul></li>")
     headers, rows = fallback_table(a)
