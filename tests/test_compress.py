@@ -826,6 +826,81 @@ def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
     assert any(said in n for n in ctx.notes)
 
 
+def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-quantization with layers kept in float takes the statistics the build's first
+    quantization collected (the float model's, whatever is ignored) instead of running every
+    calibration sample again, and gives the very IR nncf.quantize gives with that ignored
+    scope: keeping "c2" in float moves the residual Add's input quantizer from the Relu's
+    output to the Add's input, a statistic matched by the tensor it reads."""
+    import dataclasses
+    import logging
+
+    import nncf
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from nncf.openvino.statistics.aggregator import OVStatisticsAggregator
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    fp32 = _openvino_ir(
+        tmp_path, "res", [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+                          helper.make_node("Relu", ["c1"], ["r1"]),
+                          helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+                          helper.make_node("Relu", ["c2"], ["r2"]),
+                          helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1]),
+                          helper.make_node("Add", ["c3", "r1"], ["out"])],
+        ([1, 3, 8, 8], [1, 4, 8, 8]),
+        {"w1": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+         "w2": rng.standard_normal((4, 4, 3, 3)).astype(np.float32),
+         "w3": rng.standard_normal((4, 4, 3, 3)).astype(np.float32)})
+    images = rng.standard_normal((32, 3, 8, 8)).astype(np.float32)
+    passes = []
+    collect = OVStatisticsAggregator.collect_statistics
+    monkeypatch.setattr(OVStatisticsAggregator, "collect_statistics",
+                        lambda self, *a: passes.append(1) or collect(self, *a))
+    ctx = ConvertContext(workdir=tmp_path, stem="res", precision="int8",
+                         quantization=Quantization(), isa=("avx512_vnni",), scratch=tmp_path,
+                         calibration=Dataset("calibration.npz", {"image": images}))
+    compress(fp32, tmp_path / "plain.xml", ctx)
+    assert len(passes) == 1
+    c2 = next(op.get_friendly_name() for op in ov.Core().read_model(str(fp32)).get_ordered_ops()
+              if op.get_type_name() == "Convolution"
+              and op.input_value(0).get_node().get_type_name() == "Relu"
+              and op.output(0).get_target_inputs().pop().get_node().get_type_name() == "Relu")
+    compress(fp32, tmp_path / "kept.xml", dataclasses.replace(ctx, keep_float=(c2,)))
+    assert len(passes) == 1  # the attempt ran no calibration sample
+
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        QuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    nncf.set_log_level(logging.ERROR)
+    reference = nncf.quantize(
+        ov.Core().read_model(str(fp32)), nncf.Dataset([{"image": i[None]} for i in images]),
+        subset_size=len(images), preset=nncf.QuantizationPreset.PERFORMANCE,
+        ignored_scope=nncf.IgnoredScope(names=[c2]),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            activations_quantization_params=QuantizationParameters(per_channel=False),
+            overflow_fix=nncf.OverflowFix.DISABLE))
+    assert len(passes) == 2
+    core = ov.Core()
+    probe = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    ours, theirs = (core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([probe])[0]
+                    for m in (str(tmp_path / "kept.xml"), reference))
+    assert np.array_equal(ours, theirs)
+    quantized = {t.get_node().get_friendly_name()
+                 for op in ov.Core().read_model(str(tmp_path / "kept.xml")).get_ordered_ops()
+                 if op.get_type_name() == "FakeQuantize" for t in op.output(0).get_target_inputs()}
+    assert c2 not in quantized and len(quantized) >= 2, quantized  # c2 really is float
+
+
 def test_tflite_size_estimate_finds_the_classifier_behind_its_dequantize(
         tmp_path: Path) -> None:
     """With float I/O the model's output name is on a DEQUANTIZE: the fallback's size estimate
