@@ -8,11 +8,14 @@ The evidence for issue #5, measured in ONE run on real models and real data avai
    external_data=False)``, NCHW 1x3x224x224, and that ONNX file is what every path starts from.
    Data: real photos (``skimage.data`` and ``sklearn.datasets.load_sample_images``), seeded
    RANDOM-RESIZED crops (scale 0.25-1, aspect 3/4-4/3, random flip; not only centre crops),
-   ImageNet normalization. Evaluation: 24 crops each of 13 photos (312); calibration: 18 crops
-   each of 9 OTHER photos (162). The photos carry no ImageNet labels: fidelity is top-1
-   agreement with the fp32 model. The edgepack builds get 24 OTHER random crops of the 13
-   evaluation photos as their ``--eval`` set, on which the accuracy fallback chooses: the
-   table scores the result on crops the fallback never saw.
+   ImageNet normalization. Evaluation: 24 crops each of 13 photos (312), in 3 held-out sets
+   drawn with different seeds (936, ``--heldout-sets``); calibration: 18 crops each of 9 OTHER
+   photos (162). The photos carry no ImageNet labels: fidelity is top-1 agreement with the fp32
+   model. Most disagreements are near-ties (the column "agree, fp32 p>=0.5" is ~1.000), so one
+   set of 312 crops scores the same file anywhere from 0.93 to 0.97: the table pools the sets
+   and shows each. The edgepack builds get 24 OTHER random crops of the 13 evaluation photos
+   as their ``--eval`` set, on which the accuracy fallback chooses: the table scores the
+   result on crops the fallback never saw.
 2. **Fashion-MNIST CNN**, trained here reproducibly in Keras (seeded, deterministic ops) on the
    real dataset (``apt-get install dataset-fashion-mnist``: IDX files in
    /usr/share/datasets/fashion-mnist); evaluated on the real 10,000-image test set (labelled
@@ -39,9 +42,11 @@ accuracy (Fashion-MNIST); file size relative to the fp32 file of the same format
 interleaved: in each round every model of a runtime is loaded (one live session at a time),
 warmed up and timed, in an order that rotates; the ratio is the median over rounds of the
 per-round p50 ratios (a noisy phase of the machine then slows both sides of a pair).
-The speed target holds each edgepack deliverable against its own recipe without the fallback
-(ONNX Runtime per-channel + pre-processed with the profile's activation type, LiteRT's full
-int8, edgepack's own OpenVINO quantizer): what its float layers cost. OpenVINO
+The speed target ("keep 90% of the runtime's plain int8 speed-up") holds each row against
+its runtime's plain int8 (ONNX Runtime's quantize_static defaults, LiteRT's full int8, NNCF's
+defaults); an edgepack deliverable is also shown against its own recipe without the fallback
+(ONNX Runtime per-channel + pre-processed with the profile's activation type, edgepack's own
+OpenVINO quantizer): what its float layers cost. OpenVINO
 runs with ``INFERENCE_PRECISION_HINT=f32`` (the fp32 IR would otherwise compute in bf16 on
 CPUs that have it; see STACK.md).
 
@@ -186,8 +191,9 @@ def run_all(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def time_interleaved(paths: dict[str, Path], x1: np.ndarray, rounds: int, runs: int,
-                     warmup: int) -> dict[str, dict[str, float]]:
-    """p50 per model, and per-round p50 ratio to the first (fp32) model; see module docstring."""
+                     warmup: int) -> dict[str, dict[str, Any]]:
+    """p50 per model, the median over rounds of its p50 ratio to the first (fp32) model, and
+    each round's ratio; see module docstring."""
     names = list(paths)
     per_round: dict[str, list[float]] = {n: [] for n in names}
     pooled: dict[str, list[float]] = {n: [] for n in names}
@@ -208,9 +214,12 @@ def time_interleaved(paths: dict[str, Path], x1: np.ndarray, rounds: int, runs: 
             per_round[n].append(float(np.median(times)))
             pooled[n].extend(times)
     ref = names[0]
-    return {n: {"p50_ms": 1e3 * float(np.median(pooled[n])),
-                "ratio": float(np.median(np.array(per_round[n]) / np.array(per_round[ref])))}
-            for n in names}
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        ratios = np.array(per_round[n]) / np.array(per_round[ref])
+        out[n] = {"p50_ms": 1e3 * float(np.median(pooled[n])), "ratio": float(np.median(ratios)),
+                  "rounds": [float(r) for r in ratios]}
+    return out
 
 
 # ------------------------------------------------------------------------------- the rows
@@ -233,6 +242,8 @@ class Row:
     size_ratio: float = 1.0
     p50_ms: float | None = None
     lat_ratio: float | None = None
+    lat_rounds: list[float] = field(default_factory=list)  # each round's p50 ratio to fp32
+    agree_sets: list[float] = field(default_factory=list)  # agreement on each crop set
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -240,11 +251,17 @@ class Row:
         return self.agree / self.n if self.n else math.nan
 
 
-def score(row: Row, x: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> None:
+def score(row: Row, x: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
+          sets: list[int] | None = None) -> None:
+    """Agreement, cosine and accuracy of ``row`` on ``x``; ``sets``: the sizes of the crop
+    sets ``x`` concatenates, each of which also gets its own agreement."""
     out = run_all(row.path, x).reshape(ref.shape)
     row.n = len(ref)
     same = out.argmax(1) == ref.argmax(1)
     row.agree = int(np.sum(same))
+    sizes = sets or [len(ref)]
+    row.agree_sets = [float(same[e - k:e].mean())
+                      for k, e in zip(sizes, np.cumsum(sizes), strict=True)]
     probs = ref if np.allclose(ref.sum(1), 1, atol=1e-3) and (ref >= 0).all() else np.exp(
         ref - ref.max(1, keepdims=True))
     probs = probs / probs.sum(1, keepdims=True)
@@ -308,10 +325,14 @@ def random_resized_crops(img: np.ndarray, count: int, rng: np.random.Generator,
     return np.stack(out).astype(np.float32)
 
 
-def photo_sets(cache: Path, eval_crops: int, calib_crops: int) -> tuple[Path, Path, Path]:
-    """(eval, calibration, selection) crops. The builds get the selection crops as their eval
-    set: other random crops of the evaluation photos (seed 1), so the fallback does not choose
-    its float layers on the very crops this table scores it on."""
+def photo_sets(cache: Path, eval_crops: int, calib_crops: int,
+               heldout_sets: int) -> tuple[list[Path], Path, Path]:
+    """(held-out eval crop sets, calibration, selection) crops. The builds get the selection
+    crops as their eval set: other random crops of the evaluation photos (seed 1), so the
+    fallback does not choose its float layers on the very crops this table scores it on. The
+    first held-out set is drawn with the calibration crops (seed 0); the others (seeds 2, 3,
+    ...) are more crops of the same photos: one set of 312 crops of 13 photos scores the same
+    file 0.93 or 0.97 (near-ties), the pooled sets pin the agreement down."""
     ev, ca = cache / f"effnet-eval-{eval_crops}.npz", cache / f"effnet-calib-{calib_crops}.npz"
     if not (ev.exists() and ca.exists()):
         rng = np.random.default_rng(0)
@@ -322,11 +343,16 @@ def photo_sets(cache: Path, eval_crops: int, calib_crops: int) -> tuple[Path, Pa
         np.savez(ev, x=x_ev)
         np.savez(ca, x=x_ca)
     sel = cache / f"effnet-select-{eval_crops}.npz"
-    if not sel.exists():
-        rng = np.random.default_rng(1)
-        np.savez(sel, x=np.concatenate([random_resized_crops(load_photo(p), eval_crops, rng)
-                                        for p in EVAL_PHOTOS]))
-    return ev, ca, sel
+    sets = [ev]
+    for seed in [1] + list(range(2, heldout_sets + 1)):
+        path = sel if seed == 1 else cache / f"effnet-heldout-{eval_crops}-seed{seed}.npz"
+        if not path.exists():
+            rng = np.random.default_rng(seed)
+            np.savez(path, x=np.concatenate([random_resized_crops(load_photo(p), eval_crops, rng)
+                                             for p in EVAL_PHOTOS]))
+        if seed != 1:
+            sets.append(path)
+    return sets, ca, sel
 
 
 # ------------------------------------------------------------------------------- the models
@@ -643,11 +669,13 @@ def onnx2tf_tflite(src: Path, work: Path, calib_x: np.ndarray) -> tuple[Path, Pa
 # ------------------------------------------------------------------------------- main
 
 def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict[str, float]]:
-    ev_npz, ca_npz, sel_npz = photo_sets(cache, args.eval_crops, args.calib_crops)
-    x_ev, x_ca = np.load(ev_npz)["x"], np.load(ca_npz)["x"]
-    log(f"EfficientNet-Lite0: {len(x_ev)} eval crops of {len(EVAL_PHOTOS)} photos, "
-        f"{len(x_ca)} calibration crops of {len(CALIB_PHOTOS)} other photos; the builds "
-        "select on other crops of the eval photos")
+    ev_sets, ca_npz, sel_npz = photo_sets(cache, args.eval_crops, args.calib_crops,
+                                          args.heldout_sets)
+    parts = [np.load(p)["x"] for p in ev_sets]
+    x_ev, x_ca = np.concatenate(parts), np.load(ca_npz)["x"]
+    log(f"EfficientNet-Lite0: {len(parts)} held-out sets of {len(parts[0])} eval crops of "
+        f"{len(EVAL_PHOTOS)} photos, {len(x_ca)} calibration crops of {len(CALIB_PHOTOS)} "
+        "other photos; the builds select on other crops of the eval photos")
     src = efficientnet_onnx(cache)
     ref = run_all(src, x_ev)
     walls = {}
@@ -681,6 +709,7 @@ def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
             rep, wall = edgepack_build(src, target, ca_npz, sel_npz, folder, args.rebuild,
                                        budget_dir)
             label = f"{target}, agreement >= {args.agreement_budget:g}"
+            walls[label] = wall
             rows += edgepack_rows("EfficientNet-Lite0", rep, folder, label, profile)[0]
     q = cache / "q-effnet"
     q.mkdir(exist_ok=True)
@@ -746,7 +775,7 @@ def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
                 log(f"onnx2tf failed: {type(exc).__name__}: {exc}")
     x_nhwc = np.ascontiguousarray(x_ev.transpose(0, 2, 3, 1))
     finish("EfficientNet-Lite0", rows, fp32, lambda fmt: x_nhwc if fmt == "tflite" else x_ev,
-           ref, None, args)
+           ref, None, args, sets=[len(p) for p in parts])
     return rows, walls
 
 
@@ -778,20 +807,20 @@ def bench_fmnist(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
                                   extra_options={"ActivationSymmetric": False,
                                                  "WeightSymmetric": True}),
                         "edgepack's recipe, no fallback"))
-    finish("Fashion-MNIST CNN", rows, fp32, lambda fmt: x_ev, ref, y_ev, args,
-           fp32_acc=src_acc)
+    finish("Fashion-MNIST CNN", rows, fp32, lambda fmt: x_ev, ref, y_ev, args)
     return rows, walls
 
 
 def finish(model: str, rows: list[Row], fp32: dict[str, Path],
            inputs: Callable[[str], np.ndarray], ref: np.ndarray, labels: np.ndarray | None,
-           args: argparse.Namespace, fp32_acc: float | None = None) -> None:
-    """Score, size and time every row (plus an fp32 row per runtime) in place."""
+           args: argparse.Namespace, sets: list[int] | None = None) -> None:
+    """Score, size and time every row (plus an fp32 row per runtime) in place; ``sets``: the
+    sizes of the crop sets the inputs concatenate."""
     for fmt, path in fp32.items():
         rows.append(Row(model, fmt, "fp32", f"fp32 {fmt}", path, "reference"))
     for row in rows:
         log(f"  scoring {row.name} ({row.path.name})")
-        score(row, inputs(row.runtime), ref, labels)
+        score(row, inputs(row.runtime), ref, labels, sets)
         row.size = file_size(row.path)
         row.size_ratio = row.size / file_size(fp32[row.runtime])
     for fmt in fp32:
@@ -803,6 +832,7 @@ def finish(model: str, rows: list[Row], fp32: dict[str, Path],
                              args.warmup)
         for r in group:
             r.p50_ms, r.lat_ratio = t[r.name]["p50_ms"], t[r.name]["ratio"]
+            r.lat_rounds = t[r.name]["rounds"]
 
 
 RUNTIME = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "tflite": "LiteRT"}
@@ -827,18 +857,21 @@ def print_table(rows: list[Row], walls: dict[str, dict[str, float]], args: argpa
           f"{ov.__version__.split('-')[0]}; load average at start {load[0]:.2f}")
     print(f"latency: batch 1, {THREADS} threads, p50 of {args.rounds} interleaved rounds x "
           f"{args.runs} runs (warm-up {args.warmup}); ratio = median over rounds of "
-          "p50(model)/p50(fp32, same runtime). agreement: top-1 vs the fp32 source, "
-          "95% Wilson interval.")
-    hdr = ("| model | runtime | kind | recipe | top-1 agree [95% CI] | agree, fp32 p>=0.5 | acc "
-           "| cosine | size | size/fp32 | p50 ms | lat/fp32 | notes |")
+          "p50(model)/p50(fp32, same runtime). agreement: top-1 vs the fp32 source on "
+          "every held-out crop set pooled, 95% Wilson interval (it takes crops as independent; "
+          "crops of one photo are not: the per-set values show the real spread).")
+    hdr = ("| model | runtime | kind | recipe | top-1 agree [95% CI] | per crop set "
+           "| agree, fp32 p>=0.5 | acc | cosine | size | size/fp32 | p50 ms | lat/fp32 | notes |")
     print(hdr)
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     rows = sorted(rows, key=lambda r: (r.model != "EfficientNet-Lite0",
                                        list(RUNTIME).index(r.runtime), KIND_ORDER[r.kind]))
     for r in rows:
         lo, hi = wilson(r.agree, r.n)
         print(f"| {r.model} | {RUNTIME[r.runtime]} | {r.kind} | {r.name} | "
               f"{r.agreement:.3f} [{lo:.3f}, {hi:.3f}] (n={r.n}) | "
+              f"{' / '.join(f'{a:.3f}' for a in r.agree_sets) if len(r.agree_sets) > 1 else ''}"
+              " | "
               f"{'' if r.agree_conf is None else f'{r.agree_conf:.3f} (n={r.n_conf})'} | "
               f"{'' if r.acc is None else f'{r.acc:.4f}'} | {r.cosine:.4f} | "
               f"{r.size / 1e6:.2f} MB | {r.size_ratio:.3f}x | "
@@ -851,16 +884,38 @@ def print_table(rows: list[Row], walls: dict[str, dict[str, float]], args: argpa
     targets(rows, walls)
 
 
+#: the speed-up over fp32 a plain int8 must show for "90% of its gain" to be measured
+MIN_GAIN = 1.10
+
+
+def kept_speed(speedup: float, ref: Row) -> tuple[bool, str]:
+    """(does ``speedup`` keep 90% of ``ref``'s int8 speed-up over fp32, how it reads). Of the
+    gain over fp32 when there is one: ``ref`` beat fp32 in every interleaved round and by at
+    least ``MIN_GAIN``. A plain int8 that gains less here (ONNX Runtime's S8S8 kernels on x86:
+    1.0-1.1x) only asks for 90% of its speed: 90% of a 6% gain is a 0.5% latency difference,
+    far inside one round's spread on this shared VM, and those kernels are fast on ARM only."""
+    ref_speedup = 1 / ref.lat_ratio
+    if ref.lat_rounds and max(ref.lat_rounds) < 1 and ref_speedup >= MIN_GAIN:
+        kept = (speedup - 1) / (ref_speedup - 1)
+        return kept >= 0.9, f"{100 * kept:.0f}% of the gain kept"
+    return (speedup >= 0.9 * ref_speedup,
+            f"no {MIN_GAIN:.2f}x gain over fp32 in every round, {speedup / ref_speedup:.0%} of "
+            "its speed")
+
+
 def targets(rows: list[Row], walls: dict[str, dict[str, float]]) -> None:
     print()
-    print("Issue #5 targets:")
+    print("Issue #5 targets (edgepack rows marked [shipped budget] were built with the "
+          "profiles' own budgets, agreement 0.97 and cosine 0.99, stricter than the issue's "
+          "bar: they show what that costs, the rows 'agreement >= 0.93' are the issue's case):")
     eff = [r for r in rows if r.model == "EfficientNet-Lite0"]
     if eff:
-        # each runtime's plain int8, the speed-up the fallback's float layers may cost 10% of:
-        # for an edgepack deliverable, its own recipe without the fallback (ONNX Runtime: the
-        # same activation type, per-channel, pre-processed; LiteRT: the TFLite converter's full
-        # int8; OpenVINO: edgepack's own quantizer); for a variant, the runtime's plain
-        # int8 (ONNX Runtime's defaults, LiteRT's full int8, NNCF's defaults)
+        # the issue's "runtime's plain int8", whose speed-up the deliverable must keep 90% of:
+        # ONNX Runtime's quantize_static defaults, LiteRT's full int8 (the TFLite converter),
+        # NNCF's defaults. An edgepack deliverable is also held against its own recipe without
+        # the fallback (ONNX Runtime: the same activation type, per-channel, pre-processed;
+        # LiteRT: the same full int8; OpenVINO: edgepack's own quantizer): what its float
+        # layers cost, shown beside the verdict.
         plain_names = {"onnx": "ORT quantize_static defaults", "tflite": "onnx2tf int8",
                        "openvino": "NNCF defaults (OV)"}
         plain = {rt: next((r for r in eff if r.name == name), None)
@@ -874,25 +929,26 @@ def targets(rows: list[Row], walls: dict[str, dict[str, float]]) -> None:
             lo, _ = wilson(r.agree, r.n)
             ok_a = r.agreement >= 0.93
             ok_s = r.size_ratio <= 0.30
-            line = (f"  EfficientNet-Lite0 {r.name:28s}: agreement {r.agreement:.3f} "
-                    f"(lower 95% {lo:.3f}) {'>=' if ok_a else '<'} 0.93; size "
-                    f"{r.size_ratio:.3f}x {'<=' if ok_s else '>'} 0.30x")
-            ref = plain.get(r.runtime)
-            if r.kind == "edgepack" and r.runtime == "onnx":
-                ref = recipe.get(r.extra.get("activations", ""))
-            elif r.kind == "edgepack" and r.runtime == "openvino":
-                ref = ov_recipe
+            shipped = r.kind == "edgepack" and "agreement >=" not in r.name
+            line = (f"  EfficientNet-Lite0 {r.name:28s}{' [shipped budget]' if shipped else ''}"
+                    f": agreement {r.agreement:.3f} (lower 95% {lo:.3f}; per crop set "
+                    f"{min(r.agree_sets):.3f}-{max(r.agree_sets):.3f}) "
+                    f"{'>=' if ok_a else '<'} 0.93; size {r.size_ratio:.3f}x "
+                    f"{'<=' if ok_s else '>'} 0.30x")
             speedup = 1 / r.lat_ratio
             line += f"; speed-up {speedup:.2f}x over fp32 {RUNTIME[r.runtime]}"
             ok_v = True
+            ref = plain.get(r.runtime)
             if ref is not None and ref is not r:
-                ref_speedup = 1 / ref.lat_ratio
-                # "keep >= 90% of the plain int8 speed-up": of the gain over fp32 when there is
-                # one; a runtime whose plain int8 is no faster than fp32 only asks for parity
-                kept = (speedup - 1) / (ref_speedup - 1) if ref_speedup > 1.05 else None
-                ok_v = speedup >= 0.9 * ref_speedup if kept is None else kept >= 0.9
-                line += f" vs plain int8 {ref_speedup:.2f}x ({ref.name})"
-                line += f" ({100 * kept:.0f}% of the gain kept)" if kept is not None else ""
+                ok_v, said = kept_speed(speedup, ref)
+                line += f" vs plain int8 {1 / ref.lat_ratio:.2f}x ({ref.name}): {said}"
+            own = None
+            if r.kind == "edgepack":
+                own = (recipe.get(r.extra.get("activations", "")) if r.runtime == "onnx"
+                       else ov_recipe if r.runtime == "openvino" else None)
+            if own is not None:
+                line += (f"; vs its recipe without the fallback {1 / own.lat_ratio:.2f}x "
+                         f"({own.name}): {kept_speed(speedup, own)[1]}")
             print(line + ("  -> MET" if ok_a and ok_s and ok_v else "  -> MISSED"))
     fm = [r for r in rows if r.model == "Fashion-MNIST CNN"]
     if fm:
@@ -904,7 +960,9 @@ def targets(rows: list[Row], walls: dict[str, dict[str, float]]) -> None:
             print(f"  Fashion-MNIST {r.name:33s}: accuracy {r.acc:.4f} vs fp32 {src.acc:.4f} "
                   f"({drop:+.2f} points drop) -> {'MET' if drop <= 0.5 else 'MISSED'}")
     for target, sec in walls.get("EfficientNet-Lite0", {}).items():
-        print(f"  EfficientNet-Lite0 whole int8 build for {target}: {sec:.0f} s "
+        shipped = "agreement >=" not in target
+        print(f"  EfficientNet-Lite0 whole int8 build for {target}"
+              f"{' [shipped budget]' if shipped else ''}: {sec:.0f} s "
               f"-> {'MET' if sec < 120 else 'MISSED'} (< 120 s on 2 cores)")
 
 
@@ -914,6 +972,8 @@ def main() -> None:
                     default=Path(tempfile.gettempdir()) / "edgepack-bench-quantization")
     ap.add_argument("--models", default="effnet,fmnist")
     ap.add_argument("--eval-crops", type=int, default=24, help="per eval photo (13 photos)")
+    ap.add_argument("--heldout-sets", type=int, default=3,
+                    help="sets of --eval-crops crops per eval photo the table scores (pooled)")
     ap.add_argument("--calib-crops", type=int, default=18, help="per calibration photo (9)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5)
