@@ -734,7 +734,8 @@ def _openvino_ir(tmp_path: Path, name: str, nodes: list, shapes: tuple[list[int]
         [numpy_helper.from_array(w, n) for n, w in weights.items()])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
               str(tmp_path / f"{name}.onnx"))
-    ov.save_model(ov.convert_model(str(tmp_path / f"{name}.onnx")), str(tmp_path / f"{name}.xml"))
+    ov.save_model(ov.convert_model(str(tmp_path / f"{name}.onnx")), str(tmp_path / f"{name}.xml"),
+                  compress_to_fp16=False)  # as edgepack's conversion writes an fp32 IR
     return tmp_path / f"{name}.xml"
 
 
@@ -826,6 +827,46 @@ def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
     assert any(said in n for n in ctx.notes)
 
 
+def test_openvino_int8_biases_are_corrected_where_the_shift_dwarfs_the_bias(
+        tmp_path: Path) -> None:
+    """The convolution of the ONNX test above, inside a small OpenVINO network, one of its
+    biases 0.01: NNCF's FastBiasCorrection skips a layer whose correction is over twice one of
+    its biases (common in batch-norm-folded depthwise convolutions) and ships the 0.033 shift
+    the weight rounding makes; NNCF's BiasCorrection, which edgepack runs, takes it out."""
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+    from edgepack.convert.base import ConvertContext
+    from edgepack.data import Dataset
+    from edgepack.profiles import Quantization
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    weights = np.full((4, 3, 3, 3), 0.0049, np.float32)
+    weights[:, 0, 1, 1] = 1.27  # the int8 step: 0.01, and 0.0049 rounds to 0
+    fp32 = _openvino_ir(
+        tmp_path, "chain", [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"]),
+                            helper.make_node("Relu", ["c1"], ["r1"]),
+                            helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
+                            helper.make_node("Relu", ["c2"], ["r2"]),
+                            helper.make_node("Conv", ["r2", "w3"], ["out"])],
+        ([1, 3, 8, 8], [1, 4, 6, 6]),
+        {"w1": rng.uniform(0, 0.2, (3, 3, 1, 1)).astype(np.float32),
+         "b1": np.full(3, 0.1, np.float32), "w2": weights,
+         "b2": np.array([0.01, 0.1, -0.1, 0.2], np.float32),
+         "w3": np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1)})
+    ctx = ConvertContext(workdir=tmp_path, stem="chain", precision="int8",
+                         quantization=Quantization(), isa=("avx512_vnni",),
+                         calibration=Dataset("calibration.npz", {
+                             "image": rng.random((64, 3, 8, 8)).astype(np.float32)}))
+    compress(fp32, tmp_path / "chain.int8.xml", ctx)
+    images = rng.random((32, 1, 3, 8, 8)).astype(np.float32)  # not the calibration samples
+    core = ov.Core()
+    fp32_out, int8_out = (
+        np.concatenate([core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
+            [x])[0] for x in images]) for p in (fp32, tmp_path / "chain.int8.xml"))
+    assert np.all(np.abs((int8_out - fp32_out).mean(axis=(0, 2, 3))) < 0.006)
+
+
 def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-quantization with layers kept in float takes the statistics the build's first
@@ -884,7 +925,7 @@ def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
     reference = nncf.quantize(
         ov.Core().read_model(str(fp32)), nncf.Dataset([{"image": i[None]} for i in images]),
         subset_size=len(images), preset=nncf.QuantizationPreset.PERFORMANCE,
-        ignored_scope=nncf.IgnoredScope(names=[c2]),
+        fast_bias_correction=False, ignored_scope=nncf.IgnoredScope(names=[c2]),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
             activations_quantization_params=QuantizationParameters(per_channel=False),

@@ -3,8 +3,9 @@
 Why correct biases: the rounding of a layer's int8 weights does not average out over an output
 channel; it shifts the channel's mean, and the shift compounds layer after layer. Measured on
 EfficientNet-Lite0 (312 random-resized crops), the per-channel mean is 5-40% of a layer's int8
-error. NNCF corrects it for OpenVINO by default; the TFLite converter and ONNX Runtime's
-quantizer do not, so edgepack does (compress/tflite_bias.py, compress/onnx_bias.py).
+error. NNCF corrects it for OpenVINO (with its BiasCorrection, which edgepack asks for: its
+default estimate skips many layers, compress/openvino.py); the TFLite converter and ONNX
+Runtime's quantizer do not, so edgepack does (compress/tflite_bias.py, compress/onnx_bias.py).
 
 Each op's shift is measured against a float twin reading the same quantized input, so it is the
 op's own shift and one pass corrects the whole model: correcting every op's total error against
