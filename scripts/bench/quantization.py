@@ -23,6 +23,9 @@ The evidence for issue #5, measured in ONE run on real models and real data avai
 
 Rows per model:
 
+- ``input-noise`` (EfficientNet-Lite0): the fp32 model fed its eval crops rounded to the 256
+  int8 steps of the calibration crops' range, which is what the first QUANTIZE of any int8
+  model with float I/O does: the disagreement int8 starts from before its first layer.
 - ``ort-default``: ``onnxruntime.quantization.quantize_static(fp32, out, reader)`` with every
   default (QDQ, per-tensor weights, int8 activations, MinMax, no ``quant_pre_process``),
   calibrated on the same samples edgepack gets.
@@ -244,6 +247,8 @@ class Row:
     lat_ratio: float | None = None
     lat_rounds: list[float] = field(default_factory=list)  # each round's p50 ratio to fp32
     agree_sets: list[float] = field(default_factory=list)  # agreement on each crop set
+    #: the fp32 model fed its input rounded to the int8 steps of this (min, max) range
+    input_range: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -255,6 +260,8 @@ def score(row: Row, x: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
           sets: list[int] | None = None) -> None:
     """Agreement, cosine and accuracy of ``row`` on ``x``; ``sets``: the sizes of the crop
     sets ``x`` concatenates, each of which also gets its own agreement."""
+    if row.input_range is not None:
+        x = on_int8_steps(x, *row.input_range)
     out = run_all(row.path, x).reshape(ref.shape)
     row.n = len(ref)
     same = out.argmax(1) == ref.argmax(1)
@@ -274,6 +281,15 @@ def score(row: Row, x: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
                                                    * np.linalg.norm(o, axis=1) + 1e-30)))
     if labels is not None:
         row.acc = float(np.mean(out.argmax(1) == labels))
+
+
+def on_int8_steps(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``x`` rounded to the 256 steps of an asymmetric int8 range [lo, hi] (zero exact), as
+    the QUANTIZE at the input of any int8 model with float I/O rounds it."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255
+    zero = round(-lo / scale)
+    return ((np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale).astype(x.dtype)
 
 
 # ------------------------------------------------------------------------------- photo data
@@ -711,6 +727,12 @@ def bench_effnet(args: argparse.Namespace, cache: Path) -> tuple[list[Row], dict
             label = f"{target}, agreement >= {args.agreement_budget:g}"
             walls[label] = wall
             rows += edgepack_rows("EfficientNet-Lite0", rep, folder, label, profile)[0]
+    # how much of int8's disagreement any int8 model with float I/O starts from: the fp32 model
+    # alone, its input rounded to the int8 steps a min/max calibration of it gives
+    rows.append(Row("EfficientNet-Lite0", "onnx", "input-noise", "fp32, input on int8 steps",
+                    src, "the fp32 model fed its input rounded to the 256 steps of the "
+                    "calibration crops' range (the first QUANTIZE of an int8 model with float I/O)",
+                    input_range=(float(x_ca.min()), float(x_ca.max()))))
     q = cache / "q-effnet"
     q.mkdir(exist_ok=True)
     from onnxruntime.quantization import CalibrationMethod, QuantType
@@ -824,7 +846,7 @@ def finish(model: str, rows: list[Row], fp32: dict[str, Path],
         row.size = file_size(row.path)
         row.size_ratio = row.size / file_size(fp32[row.runtime])
     for fmt in fp32:
-        group = [r for r in rows if r.runtime == fmt]
+        group = [r for r in rows if r.runtime == fmt and r.input_range is None]
         group.sort(key=lambda r: r.kind != "fp32")
         x1 = inputs(fmt)[:1]
         log(f"  timing {len(group)} {fmt} models, {args.rounds} interleaved rounds")
@@ -836,7 +858,7 @@ def finish(model: str, rows: list[Row], fp32: dict[str, Path],
 
 
 RUNTIME = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "tflite": "LiteRT"}
-KIND_ORDER = {"fp32": 0, "ort-default": 1, "edgepack": 2, "variant": 3}
+KIND_ORDER = {"fp32": 0, "input-noise": 1, "ort-default": 2, "edgepack": 3, "variant": 4}
 
 
 def print_table(rows: list[Row], walls: dict[str, dict[str, float]], args: argparse.Namespace,
@@ -875,7 +897,8 @@ def print_table(rows: list[Row], walls: dict[str, dict[str, float]], args: argpa
               f"{'' if r.agree_conf is None else f'{r.agree_conf:.3f} (n={r.n_conf})'} | "
               f"{'' if r.acc is None else f'{r.acc:.4f}'} | {r.cosine:.4f} | "
               f"{r.size / 1e6:.2f} MB | {r.size_ratio:.3f}x | "
-              f"{r.p50_ms:.3g} | {r.lat_ratio:.2f}x | {r.note} |")
+              + (f"{r.p50_ms:.3g} | {r.lat_ratio:.2f}x" if r.p50_ms is not None else "- | -")
+              + f" | {r.note} |")
     print()
     for model, w in walls.items():
         for target, sec in w.items():
