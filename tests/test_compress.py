@@ -185,18 +185,19 @@ def _conv_chain(path: Path) -> Path:
     return path
 
 
-def _quantize_chain(tmp_path: Path, keep: tuple[str, ...], activations: str = "int8") -> Path:
+def _quantize_chain(tmp_path: Path, keep: tuple[str, ...], activations: str = "int8",
+                    method: str = "minmax") -> Path:
     from edgepack.compress.onnx import compress
     from edgepack.convert.base import ConvertContext
     from edgepack.data import Dataset
-    from edgepack.profiles import Quantization
+    from edgepack.profiles import Calibration, Quantization
 
     src = _conv_chain(tmp_path / "chain.onnx")
     x = np.random.default_rng(4).standard_normal((32, 4, 6, 6)).astype(np.float32)
-    ctx = ConvertContext(workdir=tmp_path, stem="chain", precision="int8",
-                         quantization=Quantization(activations=activations),
+    quant = Quantization(activations=activations, calibration=Calibration(method=method))
+    ctx = ConvertContext(workdir=tmp_path, stem="chain", precision="int8", quantization=quant,
                          calibration=Dataset("calib", {"x": x}), keep_float=keep)
-    out = tmp_path / f"chain-{activations}-{len(keep)}.onnx"
+    out = tmp_path / f"chain-{activations}-{method}-{len(keep)}.onnx"
     compress(src, out, ctx)
     return out
 
@@ -310,6 +311,22 @@ def test_onnx_int8_activations_follow_the_profile(tmp_path: Path) -> None:
 
     assert zero_point_types(_quantize_chain(tmp_path, (), "uint8")) == {TensorProto.UINT8}
     assert zero_point_types(_quantize_chain(tmp_path, (), "int8")) == {TensorProto.INT8}
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_onnx_histogram_calibration_holds_a_few_samples_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """ONNX Runtime's histogram calibrators given every sample at once keep every activation of
+    every sample before building histograms (10.8 GB for 162 images on MobileNetV2): edgepack
+    feeds them 4 samples at a time, which they fold into their histograms before the next."""
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    held: list[int] = []
+    clear = HistogramCalibrater.clear_collected_data
+    monkeypatch.setattr(HistogramCalibrater, "clear_collected_data",
+                        lambda self: held.append(len(self.intermediate_outputs)) or clear(self))
+    _quantize_chain(tmp_path, (), "int8", method)
+    assert sum(held) == 32 and max(held) == 4, held  # all 32 samples, 4 at a time
 
 
 def test_tflite_fallback_denylists_layers_in_the_converter(outlier_onnx: dict[str, Path],
