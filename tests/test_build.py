@@ -137,6 +137,10 @@ def test_budget_failure_exits_3(tiny_keras: Path, tiny_data: dict, tmp_path: Pat
     assert result.exit_code == 3, result.output
     assert "over the accuracy budget" in result.output and "cosine" in result.output
     assert _report(out)["status"] == "failed"
+    # top-1 agreement is shown with its 95% interval over the eval samples
+    agreement = next(line for line in (out / "report.md").read_text().splitlines()
+                     if line.strip().startswith("- top1_agreement:"))
+    assert "95% interval" in agreement and "samples)" in agreement, agreement
     allowed = invoke("--profiles-dir", profiles, "build", tiny_keras, "-t", "raspberrypi",
                      "-p", "int8-perfect", "--calibration", tiny_data["calibration"],
                      "--eval", tiny_data["eval"], "-o", out, "--force", "--runs", "5",

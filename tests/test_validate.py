@@ -102,6 +102,30 @@ def test_labelled_accuracy_decides_the_budget_when_labels_exist() -> None:
     assert not unlabelled.passed and [c.outcome() for c in unlabelled.checks] == ["FAIL"]
 
 
+def test_an_agreement_check_says_when_its_eval_set_cannot_settle_the_limit() -> None:
+    """Top-1 agreement is a share of samples: the check carries its 95% interval, and the
+    report says so when the limit lies inside it (97 of 100 agree, limit 0.97: another 100
+    samples could as well give 0.95 or 0.99); with 2000 samples at 0.99 it is settled."""
+    from edgepack.report import UNSETTLED
+
+    def check(agree: int, n: int) -> budget.BudgetCheck:
+        ref = np.eye(4)[np.arange(n) % 4]
+        out = ref.copy()
+        out[agree:] = np.roll(out[agree:], 1, axis=1)
+        v = budget.evaluate("p", Budget(min_top1_agreement=0.97), [compare("y", ref, out)],
+                            None, None)
+        return v.checks[0]
+
+    near = check(97, 100)
+    assert near.passed and near.samples == 100
+    assert near.interval == pytest.approx((0.9153, 0.9897), abs=5e-4)  # Wilson, 95%
+    assert near.unsettled()
+    assert near.reading() == "0.9700 (limit 0.97; 95% interval 0.915-0.990 over 100 samples)"
+    far = check(1980, 2000)
+    assert far.passed and not far.unsettled() and far.interval[0] > 0.98
+    assert UNSETTLED.startswith("the limit lies inside the interval")
+
+
 def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> None:
     """ONNX Runtime pays a layout change around each layer kept in float: an int8 file that met
     its budget with 19 of them ran 6.4 ms where fp32 runs 4.7 ms. The report warns then, and

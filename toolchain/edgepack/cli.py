@@ -400,7 +400,7 @@ def cache_clear() -> None:
 def raise_budget(report: Any) -> None:
     from .errors import BudgetError
 
-    failed = [f"{a.file}: " + ", ".join(f"{c.name} {c.value:.4f} (limit {c.limit})"
+    failed = [f"{a.file}: " + ", ".join(f"{c.name} {c.reading()}"
                                         for c in a.budget.failures())
               for a in report.artifacts if a.budget and not a.budget.passed]
     on_device = [f"{a.file} on {d['device']}: " + "; ".join(d["failures"])

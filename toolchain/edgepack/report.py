@@ -176,6 +176,10 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
     return rows
 
 
+#: said of a budget check whose limit lies inside the value's 95% interval
+UNSETTLED = ("the limit lies inside the interval: an eval set this size cannot settle it "
+             "(near-ties flip either way); more eval samples can")
+
 #: what the fallback's attempts record besides the budget's checks
 _ATTEMPT_KEYS = ("change", "kept_float", "order", "passed", "size_bytes", "rejected", "chosen",
                  "p50_ms")
@@ -289,7 +293,8 @@ def to_markdown(report: Report) -> str:
             lines.append(f"- Budget ({a.budget.profile}): "
                          f"{'passed' if a.budget.passed else 'FAILED'}")
             for c in a.budget.checks:
-                lines.append(f"  - {c.name}: {c.value:.4f} (limit {c.limit}) {c.outcome()}")
+                lines.append(f"  - {c.name}: {c.reading()} {c.outcome()}"
+                             + (f"; {UNSETTLED}" if c.unsettled() else ""))
         headers, rows = fallback_table(a)
         if rows:
             lines += ["- Accuracy fallback:", "", "  | " + " | ".join(headers) + " |",

@@ -10,6 +10,7 @@ accuracy is not worse. The fidelity checks are then recorded but do not gate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..profiles import Budget
@@ -26,6 +27,24 @@ class BudgetCheck:
     #: False: measured and shown, but labelled accuracy decides (a fidelity bound on data
     #: that has labels)
     gating: bool = True
+    #: a share of samples (top-1 agreement): its 95% interval and the sample count, so the
+    #: report shows whether an eval set of this size can settle the limit at all (a photo
+    #: classifier's near-ties move its agreement 4 points between two sets of 312 crops)
+    interval: tuple[float, float] | None = None
+    samples: int | None = None
+
+    def reading(self) -> str:
+        """The value against its limit, with its interval where it has one."""
+        text = f"{self.value:.4f} (limit {self.limit}"
+        if self.interval is not None:
+            text += (f"; 95% interval {self.interval[0]:.3f}-{self.interval[1]:.3f} over "
+                     f"{self.samples} samples")
+        return text + ")"
+
+    def unsettled(self) -> bool:
+        """Whether the limit lies inside the value's interval: another eval set of this size
+        could well decide the other way."""
+        return self.interval is not None and self.interval[0] <= self.limit <= self.interval[1]
 
     def outcome(self) -> str:
         """How the report says it: ok, FAIL, or missed without deciding anything."""
@@ -62,13 +81,24 @@ def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
         verdict.checks.append(BudgetCheck("top1_drop", budget.max_top1_drop, drop,
                                           drop <= budget.max_top1_drop + 1e-12))
     if budget.min_top1_agreement is not None and primary and primary.top1_agreement is not None:
-        verdict.checks.append(BudgetCheck("top1_agreement", budget.min_top1_agreement,
-                                          primary.top1_agreement,
-                                          primary.top1_agreement >= budget.min_top1_agreement,
-                                          gating=not labelled))
+        verdict.checks.append(BudgetCheck(
+            "top1_agreement", budget.min_top1_agreement, primary.top1_agreement,
+            primary.top1_agreement >= budget.min_top1_agreement, gating=not labelled,
+            interval=wilson(primary.top1_agreement, primary.samples),
+            samples=primary.samples))
     if budget.min_cosine is not None and primary:
         verdict.checks.append(BudgetCheck("cosine", budget.min_cosine, primary.cosine,
                                           primary.cosine >= budget.min_cosine,
                                           gating=not labelled))
     verdict.passed = not verdict.failures()
     return verdict
+
+
+def wilson(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share measured on ``n`` samples (it stays inside
+    [0, 1] and is honest near 0 and 1, where an agreement bound sits)."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
