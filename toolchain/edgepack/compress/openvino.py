@@ -149,8 +149,9 @@ def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
 
 def _statistics(points: Any, model: Any, graph: Any, dataset: Any, path: Path) -> Any:
     """``points`` (NNCF's statistic points for one quantization) with their statistics: the ones
-    a first quantization of this build collected and pickled to ``path`` when they cover every
-    point, else collected on ``dataset`` now (and pickled, when ``path`` does not exist yet).
+    a first quantization of this build collected and pickled to ``path`` (in the build's own
+    scratch folder: written and read by this build only) when they cover every point, else
+    collected on ``dataset`` now (and pickled, when ``path`` does not exist yet).
 
     A statistic is matched by the tensor it reads, not by where NNCF hooks it: keeping a layer
     in float moves the quantizer of an Add's input from the producer's output to the Add's
