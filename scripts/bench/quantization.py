@@ -354,17 +354,16 @@ def photo_sets(cache: Path, eval_crops: int, calib_crops: int,
                                for p in CALIB_PHOTOS])
         np.savez(ev, x=x_ev)
         np.savez(ca, x=x_ca)
-    sel = cache / f"effnet-select-{eval_crops}.npz"
-    sets = [ev]
-    for seed in [1] + list(range(2, heldout_sets + 1)):
-        path = sel if seed == 1 else cache / f"effnet-heldout-{eval_crops}-seed{seed}.npz"
+    def more_crops(path: Path, seed: int) -> Path:
         if not path.exists():
             rng = np.random.default_rng(seed)
             np.savez(path, x=np.concatenate([random_resized_crops(load_photo(p), eval_crops, rng)
                                              for p in EVAL_PHOTOS]))
-        if seed != 1:
-            sets.append(path)
-    return sets, ca, sel
+        return path
+
+    heldout = [more_crops(cache / f"effnet-heldout-{eval_crops}-seed{seed}.npz", seed)
+               for seed in range(2, heldout_sets + 1)]
+    return [ev, *heldout], ca, more_crops(cache / f"effnet-select-{eval_crops}.npz", 1)
 
 
 # ------------------------------------------------------------------------------- the models

@@ -176,10 +176,6 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
     return rows
 
 
-#: said of a budget check whose limit lies inside the value's 95% interval
-UNSETTLED = ("the limit lies inside the interval: an eval set this size cannot settle it "
-             "(near-ties flip either way); more eval samples can")
-
 #: what the fallback's attempts record besides the budget's checks
 _ATTEMPT_KEYS = ("change", "kept_float", "order", "passed", "size_bytes", "rejected", "chosen",
                  "p50_ms")
@@ -294,7 +290,7 @@ def to_markdown(report: Report) -> str:
                          f"{'passed' if a.budget.passed else 'FAILED'}")
             for c in a.budget.checks:
                 lines.append(f"  - {c.name}: {c.reading()} {c.outcome()}"
-                             + (f"; {UNSETTLED}" if c.unsettled() else ""))
+                             + (f"; {c.caveat()}" if c.caveat() else ""))
         headers, rows = fallback_table(a)
         if rows:
             lines += ["- Accuracy fallback:", "", "  | " + " | ".join(headers) + " |",

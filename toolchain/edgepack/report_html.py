@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
-from .report import UNSETTLED, Artifact, Report, fallback_table, fmt_bytes, fmt_pct
+from .report import Artifact, Report, fallback_table, fmt_bytes, fmt_pct
 from .svg_plots import Point, latency_plot, scatter_plot
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}
@@ -188,7 +188,7 @@ def _artifact(a: Artifact) -> str:
         verdict = "passed" if a.budget.passed else "FAILED"
         checks = "".join(f"<li>{escape(ch.name)}: {escape(ch.reading())} "
                          + ("<b>FAIL</b>" if ch.gating and not ch.passed else escape(ch.outcome()))
-                         + (f"; {escape(UNSETTLED)}" if ch.unsettled() else "")
+                         + (f"; {escape(ch.caveat())}" if ch.caveat() else "")
                          + "</li>" for ch in a.budget.checks)
         items.append(f"<li>Budget ({escape(a.budget.profile)}): {verdict}<ul>{checks}</ul></li>")
     headers, rows = fallback_table(a)

@@ -164,8 +164,8 @@ def _statistics(points: Any, model: Any, graph: Any, dataset: Any, path: Path) -
 
     from nncf.common.factory import StatisticsAggregatorFactory
 
-    wanted = _by_tensor(points, graph)
     if path.is_file():
+        wanted = _by_tensor(points, graph)
         kept = _by_tensor(pickle.loads(path.read_bytes()), graph)
         if all(len(kept.get(key, ())) >= len(c) for key, c in wanted.items()):
             for key, collectors in wanted.items():

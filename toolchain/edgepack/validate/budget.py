@@ -41,10 +41,13 @@ class BudgetCheck:
                      f"{self.samples} samples")
         return text + ")"
 
-    def unsettled(self) -> bool:
-        """Whether the limit lies inside the value's interval: another eval set of this size
-        could well decide the other way."""
-        return self.interval is not None and self.interval[0] <= self.limit <= self.interval[1]
+    def caveat(self) -> str:
+        """What the report adds when the limit lies inside the value's interval (another eval
+        set of this size could well decide the other way); "" otherwise."""
+        if self.interval is None or not self.interval[0] <= self.limit <= self.interval[1]:
+            return ""
+        return ("the limit lies inside the interval: an eval set this size cannot settle it "
+                "(near-ties flip either way); more eval samples can")
 
     def outcome(self) -> str:
         """How the report says it: ok, FAIL, or missed without deciding anything."""
