@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from edgepack.cli import cli
+from edgepack.cli.main import cli
 from edgepack.errors import DataError, InternalError, ModelError, UsageError
 from edgepack.runtimes import RuntimeOptions
 from edgepack.validate.latency import LatencyStats, measure_isolated
@@ -213,9 +213,9 @@ def test_usage_errors(artifacts: dict[str, Path], args: list[str], needle: str) 
 def test_api_name_is_the_function() -> None:
     """``edgepack.bench`` stays the function after its module is imported (see benchmark.py)."""
     import edgepack
-    import edgepack.benchmark  # noqa: F401
+    import edgepack.measure.host  # noqa: F401
 
-    assert callable(edgepack.bench) and edgepack.bench.__module__ == "edgepack.benchmark"
+    assert callable(edgepack.bench) and edgepack.bench.__module__ == "edgepack.measure.host"
     assert LatencyStats.__dataclass_fields__["precision"].default is None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from edgepack.catalog import builtin_dir, load_catalog
+from edgepack.config.catalog import builtin_dir, load_catalog
 from edgepack.errors import ConfigError, UsageError
 
 REQUIRED_TARGETS = {

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from edgepack.cli import cli
-from edgepack.compare_runner import precision_of
+from edgepack.cli.main import cli
+from edgepack.measure.compare import precision_of
 from edgepack.errors import DataError, UsageError
 from edgepack.formats import inspect
 

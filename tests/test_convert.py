@@ -14,8 +14,8 @@ import edgepack
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepack.cli import cli
-from edgepack.convert import edge_id, plan_path
+from edgepack.cli.main import cli
+from edgepack.converters import edge_id, plan_path
 from edgepack.errors import ConversionError
 
 from tests import model_files
@@ -405,9 +405,9 @@ def test_an_artifact_made_by_another_path_says_why(tmp_path: Path) -> None:
     import contextlib
 
     import onnxruntime as ort
-    from edgepack.conversion import Converter
-    from edgepack.convert.onnx_to_tflite import OnnxToSavedModel
-    from edgepack.data import Dataset
+    from edgepack.converters.converter import Converter
+    from edgepack.converters.onnx_to_tflite import OnnxToSavedModel
+    from edgepack.data.dataset import Dataset
     from edgepack.formats import get_format
 
     src = model_files.onnx_cnn(tmp_path / "cnn.onnx", 16, 16)

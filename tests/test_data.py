@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack.data import load_dataset
+from edgepack.data.dataset import load_dataset
 from edgepack.errors import DataError
 from edgepack.signature import Signature, TensorSpec
 

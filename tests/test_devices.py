@@ -25,15 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepack.cli import cli
+from edgepack.cli.main import cli
 from edgepack.devices import opversions
 from edgepack.devices.inventory import (
-    Device,
-    DeviceSpec,
-    add_device,
-    load_inventory,
-    parse_url,
-    remove_device,
+    Device, DeviceSpec, add_device, load_inventory, parse_url, remove_device,
 )
 from edgepack.devices.lock import device_lock
 from edgepack.devices.runner import build_runner

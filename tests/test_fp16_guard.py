@@ -13,7 +13,7 @@ from pathlib import Path
 import edgepack
 import numpy as np
 import pytest
-from edgepack.report import Artifact
+from edgepack.report.model import Artifact
 
 pytestmark = pytest.mark.slow
 
@@ -189,9 +189,9 @@ def test_onnx2tf_fp16_restores_clamped_weights(tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
-    from edgepack.convert.base import ConvertContext
-    from edgepack.convert.onnx_to_tflite import OnnxToTFLite
-    from edgepack.data import Dataset
+    from edgepack.converters.base import ConvertContext
+    from edgepack.converters.onnx_to_tflite import OnnxToTFLite
+    from edgepack.data.dataset import Dataset
     from edgepack.formats import get_format
     from onnx import TensorProto, helper, numpy_helper
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack import images
-from edgepack.data import Dataset, load_dataset, overlap
+from edgepack.data import images
+from edgepack.data.dataset import Dataset, load_dataset, overlap
 from edgepack.errors import DataError
-from edgepack.preprocess import Preprocessing
-from edgepack.project import load_project
+from edgepack.data.preprocess import Preprocessing
+from edgepack.config.project import load_project
 from edgepack.signature import Normalization, Signature, TensorSpec
 from PIL import Image
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from edgepack.cache import BuildCache
-from edgepack.cli import cli
+from edgepack.cache.store import BuildCache
+from edgepack.cli.main import cli
 
 from tests.conftest import EXAMPLE
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from edgepack.cache import ENTRY, StepCache, cache_info
-from edgepack.cli import cli
-from edgepack.pipeline import Progress, build
-from edgepack.report import Report
+from edgepack.cache.store import ENTRY, StepCache, cache_info
+from edgepack.cli.main import cli
+from edgepack.pipeline.builder import Progress, build
+from edgepack.report.model import Report
 
 from tests.conftest import REPO
 
@@ -252,7 +252,7 @@ def test_the_accuracy_fallback_is_not_run_again(tiny_keras: Path, tiny_data: dic
     """A budget plain int8 cannot meet sends the build through the layer ranking and several
     re-quantizations, each judged on the eval set: a rebuild takes the ranking and every
     judgment from the cache and ships the same file."""
-    import edgepack.fallback as fallback
+    import edgepack.pipeline.fallback as fallback
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack.data import Dataset
+from edgepack.data.dataset import Dataset
 from edgepack.errors import UsageError
-from edgepack.pipeline import Progress
-from edgepack.structural import keras_graph as kg
+from edgepack.pipeline.builder import Progress
+from edgepack.structural.keras import graph as kg
 from edgepack.structural.settings import (
-    DistillSettings,
-    LowRankSettings,
-    PruneSettings,
-    Structural,
-    merge,
+    DistillSettings, LowRankSettings, PruneSettings, Structural, merge,
 )
 
 
@@ -100,7 +96,7 @@ def test_global_unstructured_pruning_hits_the_overall_target(tiny_keras: Path) -
 
 def test_structured_pruning_makes_a_smaller_runnable_model(tiny_keras: Path, tiny_data: dict,
                                                            tmp_path: Path) -> None:
-    from edgepack.convert_file import convert
+    from edgepack.pipeline.convert_file import convert
     from edgepack.formats.keras import KerasFormat
     from edgepack.structural.prune import prune_structured
 
@@ -155,7 +151,7 @@ def test_lowrank_uses_the_right_ranks_and_skips_layers_that_do_not_pay(tmp_path:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_keras: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgepack.convert_file import convert
+    from edgepack.pipeline.convert_file import convert
 
     return convert(tiny_keras, "onnx", tmp_path_factory.mktemp("onnx") / "tiny.onnx").path
 
@@ -240,7 +236,7 @@ def test_distillation_keeps_unstructured_zeros(tiny_keras: Path, tiny_data: dict
 def test_chained_build_prunes_distils_and_quantizes(tiny_keras: Path, tiny_data: dict,
                                                     tmp_path: Path) -> None:
     from click.testing import CliRunner
-    from edgepack.cli import cli
+    from edgepack.cli.main import cli
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()

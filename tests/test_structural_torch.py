@@ -13,14 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack.data import Dataset
-from edgepack.pipeline import Progress
-from edgepack.structural.settings import (
-    DistillSettings,
-    LowRankSettings,
-    PruneSettings,
-    Structural,
-)
+from edgepack.data.dataset import Dataset
+from edgepack.pipeline.builder import Progress
+from edgepack.structural.settings import DistillSettings, LowRankSettings, PruneSettings, Structural
 
 NOISE = 0.5  # the task: 0.5 * class template + 0.5 * uniform noise
 
@@ -96,8 +91,8 @@ def torch_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _predict(path_or_module: object, x: np.ndarray) -> np.ndarray:
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_distill import predict
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.distill import predict
 
     gm, sig = tg.load(path_or_module) if isinstance(path_or_module, Path) else path_or_module
     return predict(gm, sig, Dataset("x", {"x": x}))
@@ -106,8 +101,8 @@ def _predict(path_or_module: object, x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ passes
 
 def test_torch_unstructured_pruning_zeroes_each_layer(tiny_torch: Path) -> None:
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_prune import prune_unstructured
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.prune import prune_unstructured
 
     gm, _ = tg.load(tiny_torch)
     masks = prune_unstructured(gm, PruneSettings(sparsity=0.6, skip=[]))
@@ -123,8 +118,8 @@ def test_torch_unstructured_pruning_zeroes_each_layer(tiny_torch: Path) -> None:
 
 def test_torch_structured_pruning_makes_a_smaller_model(tiny_torch: Path,
                                                         tmp_path: Path) -> None:
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_prune import prune_structured
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.prune import prune_structured
 
     gm, sig = tg.load(tiny_torch)
     plan = prune_structured(gm, PruneSettings(sparsity=0.5, structured=True, skip=["head"]))
@@ -150,8 +145,8 @@ def test_torch_structured_pruning_makes_a_smaller_model(tiny_torch: Path,
 def test_torch_structured_pruning_stops_where_channels_mix(tmp_path: Path) -> None:
     """A residual add reads the producer twice: its width is kept, the reason recorded."""
     import torch
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_prune import prune_structured
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.prune import prune_structured
 
     class Residual(torch.nn.Module):
         def __init__(self) -> None:
@@ -173,8 +168,8 @@ def test_torch_structured_pruning_stops_where_channels_mix(tmp_path: Path) -> No
 
 def test_torch_lowrank_exact_ranks_and_skips(tmp_path: Path) -> None:
     import torch
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_lowrank import factorize_torch
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.lowrank import factorize_torch
 
     class Mixer(torch.nn.Module):
         def __init__(self) -> None:
@@ -227,8 +222,8 @@ def test_torch_distillation_beats_training_without_teacher(tiny_torch: Path,
     """Same fresh student, same 60 labelled samples, same epochs and optimizer: with the
     teacher's soft targets (alpha 0.7, the default) vs labels only (alpha 0)."""
     import torch
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_distill import distill
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.distill import distill
 
     teacher, sig = tg.load(tiny_torch)
     x, y = _task(60, 2)
@@ -249,9 +244,9 @@ def test_torch_distillation_beats_training_without_teacher(tiny_torch: Path,
 
 
 def test_torch_distillation_is_seeded_and_keeps_zeros(tiny_torch: Path) -> None:
-    from edgepack.structural import torch_graph as tg
-    from edgepack.structural.torch_distill import distill
-    from edgepack.structural.torch_prune import prune_unstructured
+    from edgepack.structural.torch import graph as tg
+    from edgepack.structural.torch.distill import distill
+    from edgepack.structural.torch.prune import prune_unstructured
 
     teacher, sig = tg.load(tiny_torch)
     x, _ = _task(100, 4)
@@ -342,7 +337,7 @@ def test_savedmodel_is_pruned_and_fine_tuned_in_tensorflow(tiny_savedmodel: Path
                                                            tiny_data: dict,
                                                            tmp_path: Path) -> None:
     from edgepack.structural.passes import run_passes
-    from edgepack.structural.tf_savedmodel import Restored
+    from edgepack.structural.savedmodel.restored import Restored
 
     ev = _evaluation(tiny_savedmodel, "tensorflow", tiny_data["eval"])
     settings = Structural(prune=PruneSettings(sparsity=0.7, structured=True, skip=[]),
@@ -404,7 +399,7 @@ def test_matrix_build_passes_the_structural_flags(tiny_keras: Path, tiny_data: d
     import shutil
 
     from click.testing import CliRunner
-    from edgepack.cli import cli
+    from edgepack.cli.main import cli
 
     root = tmp_path / "zoo"
     root.mkdir()

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from edgepack.profiles import Budget
+from edgepack.config.profiles import Budget
 from edgepack.validate import accuracy, budget
 from edgepack.validate.fidelity import compare, topk_overlap
 from edgepack.validate.latency import summarize
@@ -129,8 +129,8 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
     its budget with 19 of them ran 6.4 ms where fp32 runs 4.7 ms. The report warns then, and
     not for a deliverable that is slower within noise (10%) or that kept no layer in float
     (plain int8's speed is the runtime's business, shown in the speed-up column)."""
-    from edgepack.pipeline import slower_than_fp32
-    from edgepack.report import Artifact
+    from edgepack.pipeline.builder import slower_than_fp32
+    from edgepack.report.model import Artifact
     from edgepack.validate.latency import LatencyStats
 
     def art(role: str, p50: float, kept: int | None = None) -> Artifact:
@@ -156,7 +156,7 @@ def test_validation_runs_every_runtime_on_every_core() -> None:
     samples per attempt) ask for every core instead, and OpenVINO for f32 as the file says."""
     import os
 
-    from edgepack.conversion import exact_options
+    from edgepack.converters.converter import exact_options
 
     for runtime in ("litert", "onnxruntime", "openvino"):
         assert exact_options(runtime).threads == os.cpu_count()

@@ -591,10 +591,10 @@ def edgepack_ov_int8(src: Path, out: Path, calib_x: np.ndarray) -> Path:
     (compress/openvino.py) with the target's profile and instruction sets."""
     if out.exists():
         return out
-    from edgepack.catalog import load_catalog
+    from edgepack.config.catalog import load_catalog
     from edgepack.compress.openvino import compress
-    from edgepack.convert.base import ConvertContext
-    from edgepack.data import Dataset
+    from edgepack.converters.base import ConvertContext
+    from edgepack.data.dataset import Dataset
 
     catalog = load_catalog()
     target = catalog.targets.get("intel-cpu")

@@ -17,15 +17,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "build": ("edgepack.pipeline", "build"),
-    "bench": ("edgepack.benchmark", "bench"),
-    "compare": ("edgepack.compare_runner", "compare"),
-    "load_report": ("edgepack.report_load", "load_report"),
+    "build": ("edgepack.pipeline.builder", "build"),
+    "bench": ("edgepack.measure.host", "bench"),
+    "compare": ("edgepack.measure.compare", "compare"),
+    "load_report": ("edgepack.report.load", "load_report"),
     "inspect": ("edgepack.formats", "inspect"),
-    "convert": ("edgepack.convert_file", "convert"),
-    "load_catalog": ("edgepack.catalog", "load_catalog"),
-    "load_dataset": ("edgepack.data", "load_dataset"),
-    "Report": ("edgepack.report", "Report"),
+    "convert": ("edgepack.pipeline.convert_file", "convert"),
+    "load_catalog": ("edgepack.config.catalog", "load_catalog"),
+    "load_dataset": ("edgepack.data.dataset", "load_dataset"),
+    "Report": ("edgepack.report.model", "Report"),
     "Signature": ("edgepack.signature", "Signature"),
     "TensorSpec": ("edgepack.signature", "TensorSpec"),
     "EdgepackError": ("edgepack.errors", "EdgepackError"),

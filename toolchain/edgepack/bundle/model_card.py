@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..report import fmt_num, fmt_pct
+from ..report.model import fmt_num, fmt_pct
 from .manifest import BUILD_HOST
 
 

@@ -22,13 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (
-    BundleTamperedError,
-    ModelError,
-    OutputError,
-    UsageError,
-    first_line,
-)
+from ..errors import BundleTamperedError, ModelError, OutputError, UsageError, first_line
 from ..runtimes import RuntimeOptions, get_runtime, runtime_for_format
 from ..runtimes.base import Runtime
 from ..signature import Signature, TensorSpec

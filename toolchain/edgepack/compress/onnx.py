@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from ..errors import DataError
 from .bias import BIAS_SAMPLES, cached
 from .fp16_range import FP16_MAX, beyond_fp16
@@ -33,7 +33,7 @@ from .onnx_bias import apply as apply_shifts
 from .onnx_bias import measure as measure_shifts
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..convert.base import ConvertContext
+    from ..converters.base import ConvertContext
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) take 0.3 s a sample on
 #: EfficientNet-Lite0 (48 s for 160): they get at most this many samples

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import DataError
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..convert.base import ConvertContext
+    from ..converters.base import ConvertContext
 
 
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from .fp16_range import FP16_MAX, beyond_fp16
 
 #: how the IR spells "keep this op in fp32 whatever precision the device runs" (what OpenVINO

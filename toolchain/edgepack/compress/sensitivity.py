@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..profiles import Quantization
+from ..data.dataset import Dataset
+from ..config.profiles import Quantization
 
 #: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
 RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
@@ -194,7 +194,7 @@ def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
                 quantization: Quantization | None) -> list[str]:
     """``parent``: the SavedModel the int8 file was converted from (the debugger needs the
     converter, configured as for the int8 file)."""
-    from ..convert.base import ConvertContext
+    from ..converters.base import ConvertContext
     from ..quiet import captured, import_tensorflow
     from .tflite import configure, debug_options
 

@@ -28,7 +28,7 @@ from .tflite_bias import apply as apply_shifts
 from .tflite_bias import measure as measure_shifts
 
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..convert.base import ConvertContext
+    from ..converters.base import ConvertContext
 
 
 def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:

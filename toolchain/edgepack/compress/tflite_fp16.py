@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from ..errors import DataError
 from .fp16_range import FP16_MAX, beyond_fp16
 

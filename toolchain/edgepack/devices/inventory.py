@@ -32,7 +32,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from ..errors import ConfigError, UsageError
-from ..targets import Strict
+from ..config.targets import Strict
 
 #: runtime packages a device may declare, and the adapter that runs each one's models
 RUNTIME_PACKAGES: dict[str, str] = {

@@ -169,7 +169,7 @@ def bench_on_devices(devices: Sequence[Device | str], artifact: str | Path,
 def _resolve(device: Device | str) -> Device:
     if isinstance(device, Device):
         return device
-    from ..project import PROJECT_FILE
+    from ..config.project import PROJECT_FILE
 
     return load_inventory(project_file=Path.cwd() / PROJECT_FILE).get(device)
 
@@ -306,7 +306,7 @@ class _Run:
     def _target(self) -> Any:
         if not self.device.spec.target:
             return None
-        from ..catalog import load_catalog
+        from ..config.catalog import load_catalog
 
         return load_catalog().targets.get(self.device.spec.target)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..metadata import annotate, sidecar_path
+from .metadata import annotate, sidecar_path
 from ..signature import Quantization, Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, histogram
 

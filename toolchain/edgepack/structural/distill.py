@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from ..errors import UsageError
 from .settings import DistillSettings
 from .training import DistillResult, Targets, holdout, soft_targets

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import keras_graph as kg
+from .keras import graph as kg
 from .settings import LowRankSettings
 
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from ..errors import UsageError
-from . import keras_graph as kg
-from . import onnx_weights
+from .keras import graph as kg
+from .onnx import weights as onnx_weights
 from .settings import Structural
 from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from .training import choose_student, require_data
 
 if TYPE_CHECKING:
-    from ..pipeline import Progress
+    from ..pipeline.builder import Progress
 
 NO_FINE_TUNING = ("no fine-tuning possible: {fmt} sources cannot be trained here, so pruning and "
                   "factorization ran post-training on the weights")
@@ -41,11 +41,11 @@ def run_passes(source: Path, fmt: str, settings: Structural, ev: Evaluation,
     if fmt == "onnx":
         return _onnx(source, settings, ev, workdir, progress)
     if fmt == "torch":
-        from .torch_passes import run_torch
+        from .torch.passes import run_torch
 
         return run_torch(source, settings, ev, workdir, progress, train, student)
     if fmt == "savedmodel":
-        from .savedmodel_passes import run_savedmodel
+        from .savedmodel.passes import run_savedmodel
 
         return run_savedmodel(source, settings, ev, workdir, progress, train, student)
     hint = ("export the module with torch.export.save (.pt2)" if fmt == "torchscript" else

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from . import keras_graph as kg
+from .keras import graph as kg
 from .settings import PruneSettings
 
 #: layers a channel passes through unchanged in meaning (channel axis last)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import UsageError
-from ..targets import Strict
+from ..config.targets import Strict
 
 
 class PruneSettings(Strict):

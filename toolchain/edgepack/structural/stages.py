@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
+from ..data.dataset import Dataset
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..data import Dataset, is_class_labels
+from ..data.dataset import Dataset, is_class_labels
 from ..errors import UsageError
 from .settings import DistillSettings
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..profiles import Budget
+from ..config.profiles import Budget
 from .accuracy import Accuracy
 from .fidelity import OutputFidelity
 

@@ -1,0 +1,316 @@
+"""Running planned conversion paths: shared hops once, every hop checked, failures routed around.
+
+A build converts one source to several (format, precision) artifacts whose paths share hops
+(Keras -> SavedModel feeds TFLite, ONNX and OpenVINO alike): each intermediate file is made once
+and cached by the hops that led to it. After every hop the new file runs in its own runtime on
+the same samples as the source, with inputs moved into its layout; an fp32 hop that changes the
+outputs beyond float rounding fails there, naming the hop and the numbers, before anything is
+built on top of it. A hop that fails is excluded and the planner asked for the next path.
+
+Across builds, a hop whose input, settings and tools did not change is taken from the step cache
+(steps.py): its file is copied into place and its recorded check stands, marked ``cached``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import layout
+from . import ConvertContext, Edge, edge_id, plan_path
+from ..data.dataset import Dataset
+from ..errors import ConversionError, EdgepackError, ModelError
+from ..formats import get_format
+from ..config.profiles import Precision, Quantization
+from ..report.model import Hop
+from ..runtimes import get_runtime
+from ..runtimes.base import RuntimeOptions, Session
+from ..signature import Signature
+from ..cache.build_steps import BuildSteps, CachedHop, model_digest
+from ..validate.fidelity import compare
+
+#: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
+FP32_TOLERANCE = 1e-4
+#: samples of the eval set each hop is checked on
+HOP_CHECK_SAMPLES = 32
+#: how many failing edges a build routes around before giving up on a format
+MAX_REPLANS = 4
+
+
+@dataclass
+class Produced:
+    """A converted file with what validation needs to feed it."""
+
+    path: Path
+    format: str
+    hops: list[Hop]
+    #: layouts of the inputs and outputs, in source order, after the hops (onnx2tf: NHWC)
+    input_layouts: list[str]
+    output_layouts: list[str]
+    notes: list[str] = field(default_factory=list)
+    #: the accuracy fallback's attempts, when it ran (see fallback.py)
+    fallback: list[dict[str, Any]] = field(default_factory=list)
+    #: the file the last hop read (a quantizer's float input, e.g. the SavedModel)
+    parent: Path | None = None
+    #: content digest of ``path`` (steps.model_digest): the next hop's cache key; None when
+    #: the build runs without the step cache
+    digest: str | None = None
+    #: plain int8 (the fallback's first attempt), kept when layers were kept in float so the
+    #: report can say what they cost in host latency; None otherwise
+    plain_int8: Path | None = None
+
+
+def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
+    """Options under which a runtime computes what the file says (validation, not speed).
+
+    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. Without
+    ``threads`` every core of this machine is used: LiteRT's own default is one thread, which
+    made the accuracy fallback's evaluations of EfficientNet-Lite0 1.8x slower than they need
+    be (ONNX Runtime and OpenVINO already default to every core).
+    """
+    hint = "f32" if runtime == "openvino" else None
+    return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint)
+
+
+def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
+             layouts: list[str]) -> dict[str, np.ndarray]:
+    """Source-ordered, source-layout inputs -> this session's names and layouts."""
+    names = session.signature.input_names
+    src_names = source.input_names
+    by_name = set(names) == set(src_names)
+    feed = {}
+    for i, spec in enumerate(source.inputs):
+        target = spec.name if by_name else names[i]
+        feed[target] = layout.convert(inputs[spec.name], spec.layout, layouts[i])
+    return feed
+
+
+def shapes_in_layouts(shapes: dict[str, tuple[int, ...]] | None, source: Signature,
+                      layouts: list[str]) -> dict[str, tuple[int, ...]] | None:
+    """Fixed input shapes (source names and layouts) in the layouts a converted file takes:
+    an NHWC SavedModel made by onnx2tf from an NCHW ONNX model is fixed at 1x224x224x3, not
+    at the 1x3x224x224 the target's static shapes give the source."""
+    if not shapes:
+        return shapes
+    moved = {spec.name: (spec.layout, layouts[i]) for i, spec in enumerate(source.inputs)}
+    return {name: tuple(layout.convert_shape(shape, *moved.get(name, ("", ""))))
+            for name, shape in shapes.items()}
+
+
+def in_layouts(data: Dataset, source: Signature, layouts: list[str]) -> Dataset:
+    """``data`` (source names and layouts) moved into the layouts a converted file takes:
+    a quantizer calibrating an NHWC SavedModel made from an NCHW ONNX model needs NHWC."""
+    inputs = {spec.name: layout.convert(data.inputs[spec.name], spec.layout, layouts[i])
+              for i, spec in enumerate(source.inputs) if spec.name in data.inputs}
+    if all(inputs[n] is data.inputs[n] for n in inputs):
+        return data
+    return replace(data, inputs={**data.inputs, **inputs})
+
+
+def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
+                            source: Signature, layouts: list[str]) -> list[np.ndarray]:
+    """This session's outputs, aligned with the source's (by name when they match) and moved
+    back into the source's layout, so they can be compared element by element."""
+    names = session.signature.output_names
+    src = source.output_names
+    ordered = [outputs[n] for n in src] if set(names) == set(src) else list(outputs.values())
+    return [layout.convert(a, layouts[i], source.outputs[i].layout) if i < len(layouts) else a
+            for i, a in enumerate(ordered)]
+
+
+class Converter:
+    """Converts one source along planned paths for one build."""
+
+    def __init__(self, source: Path, src_format: str, signature: Signature, evals: Dataset,
+                 refs: list[np.ndarray], workdir: Path,
+                 step: Callable[[str], Any], input_shapes: dict[str, tuple[int, ...]] | None,
+                 steps: BuildSteps | None = None, isa: tuple[str, ...] = ()):
+        self.source = source
+        self.src_format = src_format
+        self.signature = signature
+        self.check = evals.head(HOP_CHECK_SAMPLES)
+        self.refs = [r[:len(self.check)] for r in refs]
+        self.workdir = workdir
+        self.step = step
+        self.input_shapes = input_shapes
+        self.failed: dict[str, str] = {}  # edge id -> why it failed
+        self.tools: dict[str, str] = {}
+        self._cache: dict[tuple[str, ...], Produced] = {}
+        self.steps = steps  # the step cache across builds; None: every hop runs
+        self.isa = isa  # the target CPU's instruction sets, for its quantizers
+        self._source_digest: str | None = None
+
+    def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
+                quantization: Quantization | None = None, calibration: Dataset | None = None,
+                keep_float: tuple[str, ...] = ()) -> Produced:
+        """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works."""
+        for _ in range(MAX_REPLANS + 1):
+            try:
+                path = plan_path(self.src_format, dst, precision, exclude=self.failed)
+            except ConversionError as exc:
+                if not self.failed:
+                    raise
+                tried = "; ".join(self.failed.values())  # each names its edge
+                raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
+                                      path=self.source) from exc
+            try:
+                produced = self._run(path, precision, out_dir, stem, quantization,
+                                     calibration, keep_float)
+                produced.notes += self._routed_around(dst, precision)
+                return produced
+            except ConversionError as exc:
+                if exc.edge is None:
+                    raise
+                self.failed[exc.edge] = _bare(exc)
+        raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "
+                              + "; ".join(self.failed.values()), path=self.source)
+
+    def _routed_around(self, dst: str, precision: Precision) -> list[str]:
+        """Why the file did not come by the cheapest path: the edges of that path that failed
+        in this build (a slower or different converter made it instead)."""
+        preferred = plan_path(self.src_format, dst, precision)
+        return [f"made by another path: the cheaper {edge.src} -> {edge.dst} ({edge.tool}) "
+                f"failed: {self.failed[edge_id(edge)]}"
+                for edge in preferred if edge_id(edge) in self.failed]
+
+    def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
+             quantization: Quantization | None, calibration: Dataset | None,
+             keep_float: tuple[str, ...]) -> Produced:
+        current = Produced(self.source, self.src_format, [],
+                           [s.layout for s in self.signature.inputs],
+                           [s.layout for s in self.signature.outputs],
+                           digest=self._digest_of_source())
+        key: tuple[str, ...] = ()
+        for i, edge in enumerate(path):
+            last = i == len(path) - 1
+            hop_precision = precision if last else "fp32"
+            key = (*key, f"{edge_id(edge)}@{hop_precision}")  # what was made, at what precision
+            if key in self._cache:
+                current = self._cache[key]
+                if last:  # made (and checked) already as an intermediate: deliver a copy
+                    current = _copy_to(current, out_dir, f"{stem}.{precision}")
+                continue
+            # data a quantizer reads goes in the layouts of the file it quantizes
+            layouts = current.input_layouts
+            ctx = ConvertContext(
+                workdir=out_dir if last else self.workdir, stem=stem,
+                precision=hop_precision, quantization=quantization,
+                calibration=in_layouts(calibration, self.signature, layouts)
+                if calibration is not None else None,
+                input_shapes=shapes_in_layouts(self.input_shapes, self.signature, layouts),
+                source_signature=self.signature, keep_float=keep_float if last else (),
+                samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir,
+                isa=self.isa)
+            current = self._hop(edge, current, ctx)
+            if not last or precision == "fp32":  # an fp32 result can feed later paths
+                self._cache[key] = current
+        return current
+
+    def _hop(self, edge: Edge, prev: Produced, ctx: ConvertContext) -> Produced:
+        label = f"Converting {edge.src} -> {edge.dst}" + \
+            (f" ({ctx.precision})" if ctx.precision != "fp32" else "")
+        key = None
+        if self.steps is not None and prev.digest is not None:
+            key = self.steps.hop_key(edge_id(edge), prev.digest, ctx, self.refs)
+            hit = self.steps.fetch_hop(key, ctx.workdir, ctx.stem)
+            if hit is not None:
+                with self.step(f"{label} (cached)"):
+                    return self._cached(edge, prev, hit)
+        try:
+            with self.step(label):
+                t0 = time.perf_counter()
+                out = edge.convert(prev.path, ctx)
+                seconds = time.perf_counter() - t0
+        except ConversionError as exc:
+            exc.edge = exc.edge or edge_id(edge)
+            raise
+        version = edge.tool_version()
+        self.tools[edge.tool] = version
+        produced = self._after(edge, prev, out, ctx.notes)
+        hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
+        self._check(edge, produced, hop, ctx.precision)
+        produced.hops.append(hop)
+        if key is not None:  # checked: worth keeping
+            produced.digest = self.steps.store_hop(key, out, ctx.stem, hop, ctx.notes)
+        return produced
+
+    def _cached(self, edge: Edge, prev: Produced, hit: CachedHop) -> Produced:
+        """The Produced a fresh hop would have returned, from a cache hit."""
+        self.tools[edge.tool] = hit.hop.tool_version
+        produced = self._after(edge, prev, hit.path, hit.notes)
+        produced.hops.append(hit.hop)
+        produced.digest = hit.digest
+        return produced
+
+    @staticmethod
+    def _after(edge: Edge, prev: Produced, out: Path, notes: list[str]) -> Produced:
+        """``out`` made from ``prev`` by ``edge``: layouts moved as the edge moves them."""
+        to_last = layout.CHANNELS_LAST if edge.channels_last else {}
+        return Produced(
+            out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
+            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *notes],
+            parent=prev.path)
+
+    def _digest_of_source(self) -> str | None:
+        """The source's content digest, computed once per build (only with the step cache)."""
+        if self.steps is not None and self._source_digest is None:
+            self._source_digest = model_digest(self.source)
+        return self._source_digest
+
+    def _check(self, edge: Edge, produced: Produced, hop: Hop, precision: str) -> None:
+        """Run the new file on the check samples; an fp32 hop must match to float rounding."""
+        fmt = get_format(produced.format)
+        runtime = get_runtime(fmt.runtime)
+        try:
+            session = runtime.load(str(produced.path), exact_options(runtime.name))
+        except ModelError as exc:
+            raise ConversionError(f"{edge.tool} wrote a file {runtime.name} cannot load: "
+                                  f"{_bare(exc)}", path=self.source, edge=edge_id(edge)) from exc
+        outs = session.run(feed_for(session, self.check.inputs, self.signature,
+                                    produced.input_layouts))
+        outs_list = outputs_in_source_order(session, outs, self.signature,
+                                            produced.output_layouts)
+        if len(outs_list) != len(self.refs):
+            raise ConversionError(f"{edge.tool} produced {len(outs_list)} outputs, the source "
+                                  f"has {len(self.refs)}", path=self.source, edge=edge_id(edge))
+        fids = [compare(n, r, o) for n, r, o in
+                zip(self.signature.output_names, self.refs, outs_list, strict=True)]
+        hop.check_samples = len(self.check)
+        hop.check_max_abs_error = max(f.max_abs_error for f in fids)
+        hop.check_cosine = min(f.cosine for f in fids)
+        agreements = [f.top1_agreement for f in fids if f.top1_agreement is not None]
+        hop.check_top1_agreement = min(agreements) if agreements else None
+        if precision != "fp32":
+            return  # quantized hops are judged by the profile's budget, on the whole eval set
+        for ref, f in zip(self.refs, fids, strict=True):
+            limit = FP32_TOLERANCE * (1 + float(np.max(np.abs(ref))))
+            if not f.max_abs_error <= limit:
+                raise ConversionError(
+                    f"{edge.tool} changed the model's outputs ({edge.src} -> {edge.dst}: "
+                    f"output '{f.name}' max abs error {f.max_abs_error:.3g} > {limit:.3g}, "
+                    f"cosine {f.cosine:.6f} on {len(self.check)} samples)", path=self.source,
+                    edge=edge_id(edge))
+
+
+def _copy_to(produced: Produced, folder: Path, stem: str) -> Produced:
+    """A cached intermediate file copied into the build folder under the deliverable's name."""
+    dest = folder / f"{stem}{produced.path.suffix}"
+    if dest == produced.path:
+        return produced
+    shutil.copyfile(produced.path, dest)
+    if dest.suffix == ".xml":
+        shutil.copyfile(produced.path.with_suffix(".bin"), dest.with_suffix(".bin"))
+    return replace(produced, path=dest)
+
+
+def _bare(exc: EdgepackError) -> str:
+    """The message without the leading path (the caller's message names the file once)."""
+    text = str(exc)
+    return text[len(exc.path) + 2:] if exc.path and text.startswith(f"{exc.path}: ") else text

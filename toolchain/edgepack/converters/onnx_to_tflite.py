@@ -1,0 +1,183 @@
+"""Channels-first ONNX (from PyTorch) -> TFLite or SavedModel with onnx2tf.
+
+onnx2tf turns NCHW graphs into NHWC TensorFlow graphs: the artifact takes its image
+channels-last, which the layout on its signature records and validation honours. Two edges use
+it: straight to a float TFLite (onnx2tf's own file), and to the SavedModel it writes on the way,
+from which the TFLite converter makes every other precision. That second path is how an ONNX
+or PyTorch model gets a calibrated full-integer int8 TFLite: the TFLite converter quantizes the
+float graph, and its selective quantization is what the accuracy fallback uses. onnx2tf's fp16
+file goes through the overflow guard (compress/tflite_fp16.py).
+
+Gotchas handled (STACK.md): onnx2tf rewrites its input .onnx in place (so it gets a private
+copy), it runs onnxsim from PATH (turned off: the copy is already what the source exporter
+made), it fails on NHWC ONNX from tf2onnx (so the planner prefers SavedModel -> TFLite for
+TensorFlow sources, which is also cheaper), and for a fixed-batch 3-channel image input it
+downloads sample images from GitHub for its own output check, failing offline: it finds them
+in the working directory instead, made from the build's own samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..compress.tflite_fp16 import guard
+from ..data.dataset import Dataset
+from ..errors import ConversionError
+from ..data.layout import CHANNELS_LAST
+from ..quiet import captured, import_tensorflow
+from .base import ConvertContext, Edge, converter_failed
+
+
+class _Onnx2tf(Edge):
+    src = "onnx"
+    tool = "onnx2tf"
+    channels_last = True
+    #: let onnx2tf write its files (a SavedModel, then float32 and float16 TFLites, each a full
+    #: TFLite conversion: 45 of the 47 s it takes on EfficientNet-Lite0)
+    save = True
+
+    def tool_version(self) -> str:
+        import importlib.metadata
+
+        return f"onnx2tf {importlib.metadata.version('onnx2tf')}"
+
+    def available(self) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("onnx2tf") is not None
+
+    def _run(self, src: Path, ctx: ConvertContext, work: Path) -> Any:
+        """onnx2tf's result: with ``save`` (the TFLite edge) its output folder, a SavedModel
+        and float TFLites; without, the Keras model it built, nothing written."""
+        work = work.resolve()  # onnx2tf runs with ``work`` as the working directory
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        private = work / "input.onnx"
+        shutil.copyfile(src, private)
+        cap = None
+        try:
+            with captured() as cap, _sample_images(work, ctx):
+                import onnx2tf
+
+                model = onnx2tf.convert(
+                    input_onnx_file_path=str(private), output_folder_path=str(work / "out"),
+                    copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
+                    not_use_onnxsim=True, output_signaturedefs=True,
+                    disable_model_save=not self.save,
+                    overwrite_input_shape=[f"{n}:{','.join(map(str, s))}"
+                                           for n, s in (ctx.input_shapes or {}).items()] or None)
+        except Exception as exc:
+            raise converter_failed(f"onnx2tf (onnx -> {self.dst})", exc,
+                                   cap.text if cap else "", src) from exc
+        return work / "out" if self.save else model
+
+
+class OnnxToTFLite(_Onnx2tf):
+    dst = "tflite"
+    # dearer than through the SavedModel (2 + 1): a build that makes an int8 TFLite then runs
+    # onnx2tf once for its fp32 reference and its int8 file; this edge is the route around a
+    # failing SavedModel -> TFLite conversion
+    cost = 6.5
+    precisions = ("fp32", "fp16")
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        work = ctx.workdir / f"onnx2tf-{ctx.stem}-{ctx.precision}"
+        folder = self._run(src, ctx, work)
+        suffix = "float16" if ctx.precision == "fp16" else "float32"
+        produced = sorted(folder.glob(f"*_{suffix}.tflite"))
+        if not produced:
+            raise ConversionError(f"onnx2tf wrote no {suffix} TFLite file", path=src)
+        out = ctx.workdir / f"{ctx.stem}.{ctx.precision}.tflite"
+        if ctx.precision == "fp16":  # the weights' true values: in onnx2tf's float32 file
+            fp32 = produced[0].with_name(produced[0].name.replace("_float16", "_float32"))
+            with captured():
+                out.write_bytes(guard(produced[0].read_bytes(), fp32.read_bytes,
+                                      _channels_last(ctx), ctx.notes))
+        else:
+            shutil.move(str(produced[0]), out)
+        shutil.rmtree(work, ignore_errors=True)
+        return out
+
+
+class OnnxToSavedModel(_Onnx2tf):
+    """The Keras model onnx2tf builds, exported as a SavedModel with the serving signature
+    onnx2tf itself would write (``output_signaturedefs``), without the two TFLite conversions
+    onnx2tf runs after it: the TFLite converter makes this build's TFLites from the SavedModel
+    anyway."""
+
+    dst = "savedmodel"
+    cost = 2.0
+    save = False
+
+    def convert(self, src: Path, ctx: ConvertContext) -> Path:
+        tf = import_tensorflow()
+        work = ctx.workdir / f"onnx2tf-{ctx.stem}-savedmodel"
+        model = self._run(src, ctx, work)
+        out = ctx.workdir / f"{ctx.stem}.onnx2tf.savedmodel"
+        shutil.rmtree(out, ignore_errors=True)
+        cap = None
+        try:
+            with captured() as cap:
+                import tf_keras
+
+                archive = tf_keras.export.ExportArchive()
+                archive.add_endpoint(
+                    name="serving_default", fn=lambda *inputs: model(inputs),
+                    input_signature=[tf.TensorSpec(t.shape, t.dtype, t.name)
+                                     for t in model.inputs])
+                archive.write_out(str(out))
+        except Exception as exc:
+            raise converter_failed("SavedModel export of onnx2tf's model", exc,
+                                   cap.text if cap else "", src) from exc
+        shutil.rmtree(work, ignore_errors=True)
+        return out
+
+
+def _channels_last(ctx: ConvertContext) -> Dataset | None:
+    """The check samples in the layouts of onnx2tf's file (images channels-last), as the build
+    moves them for it; the samples arrive in the ONNX model's layouts, the source's."""
+    from .converter import in_layouts  # conversion imports this package
+
+    sig = ctx.source_signature
+    if ctx.samples is None or sig is None:
+        return ctx.samples
+    return in_layouts(ctx.samples, sig, [CHANNELS_LAST.get(s.layout, s.layout)
+                                         for s in sig.inputs])
+
+
+#: the file onnx2tf reads from the working directory before trying to download it
+SAMPLE_IMAGES = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@contextlib.contextmanager
+def _sample_images(work: Path, ctx: ConvertContext) -> Iterator[None]:
+    """Run onnx2tf in ``work`` holding its sample-image file: 20 RGB 128x128 images in [0, 1]
+    from the build's check samples (resized by nearest pixel, each rescaled to [0, 1]), or
+    seeded noise when the model has no image input."""
+    images = None
+    if ctx.samples is not None:
+        first = next(iter(ctx.samples.inputs.values()))
+        if first.ndim == 4 and 3 in (first.shape[1], first.shape[-1]):
+            nhwc = first if first.shape[-1] == 3 else first.transpose(0, 2, 3, 1)
+            rows = np.arange(128) * nhwc.shape[1] // 128
+            cols = np.arange(128) * nhwc.shape[2] // 128
+            images = nhwc[np.resize(np.arange(len(nhwc)), 20)][:, rows][:, :, cols]
+            low = images.min(axis=(1, 2, 3), keepdims=True)
+            span = np.maximum(images.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+            images = (images - low) / span
+    if images is None:
+        images = np.random.default_rng(0).random((20, 128, 128, 3))
+    np.save(work / SAMPLE_IMAGES, images.astype(np.float32))
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)

@@ -1,0 +1,1 @@
+"""Data a build feeds models: datasets, image folders, preprocessing, tensor layouts."""

@@ -1,0 +1,1 @@
+"""``edgepack build``: the one-way stages of one build, and the matrix of many."""

@@ -1,0 +1,358 @@
+"""The accuracy-aware fallback: an int8 artifact over budget keeps some layers in float.
+
+After quantizing, the artifact is measured against the profile's budget on the eval set. If it
+is over, the cheap fixes come first (per-channel weights, percentile calibration where the tool
+has it, twice the calibration samples): each costs nothing in size or speed. If none is enough,
+layers are kept in float with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``,
+the TFLite quantizer's denylist, NNCF's ignored scope), the fewest that meet the budget: first
+the first layers in execution order (one float region at the input, the cheapest kind for a
+runtime: compress/layer_order.py), then, if up to 8 of those are not enough, the layers int8
+hurts most wherever they are (compress/sensitivity.py). Each search keeps 1, 2, 4, ... layers
+until an attempt meets the budget, then bisects the counts between it and the last one that
+missed, since every float layer costs speed on the device. Every attempt — which layers, what
+it measured, what it cost in size — is recorded for the report, so a user sees the price of
+the accuracy."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cache.store import build_key
+from ..compress.layer_order import LAYERS_IN_ORDER
+from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
+from ..converters.converter import (
+    Converter, Produced, exact_options, feed_for, in_layouts, outputs_in_source_order,
+)
+from ..data.dataset import Dataset
+from ..errors import first_line
+from ..formats import get_format
+from ..config.profiles import Profile, Quantization
+from ..runtimes import get_runtime
+from ..runtimes.base import Session
+from ..signature import Signature
+from ..cache.build_steps import BuildSteps, model_digest, model_files
+from ..validate import budget as budget_gate
+from ..validate.accuracy import Accuracy
+from ..validate.fidelity import OutputFidelity, compare_all
+
+AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
+
+
+@dataclass
+class Judge:
+    """Everything needed to measure an artifact against the source and the budget.
+
+    With ``steps`` and ``key``, an attempt's numbers come from the step cache when the very
+    same file was judged on the same data before (a rebuild runs the same attempts); ``key``
+    gives None where that must not be trusted (a user metric whose code cannot be located).
+    """
+
+    evals: Dataset
+    refs: list[np.ndarray]
+    signature: Signature
+    source_accuracy: Accuracy | None
+    profile: Profile
+    accuracy: AccuracyFn
+    steps: BuildSteps | None = None
+    key: Callable[[Produced], str | None] | None = None
+
+    def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
+        steps = self.steps
+        key = self.key(produced) if steps is not None and self.key is not None else None
+        hit = steps.fetch_fidelity(key) if steps is not None and key else None
+        if hit is not None:
+            fidelity, accuracy = hit
+        else:
+            _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
+                                                     self.signature, self.accuracy)
+            if steps is not None and key:
+                steps.store_fidelity(key, fidelity, accuracy)
+        verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
+                                       self.source_accuracy, accuracy)
+        numbers = {c.name: round(c.value, 6) for c in verdict.checks}
+        return verdict, numbers
+
+
+def measure_fidelity(produced: Produced, evals: Dataset, refs: list[np.ndarray],
+                     source_sig: Signature, accuracy_fn: AccuracyFn,
+                     threads: int | None = None) -> tuple[Session, list[OutputFidelity],
+                                                         Accuracy | None]:
+    """Run the artifact on the eval inputs (in its layouts) and compare with the source."""
+    runtime = get_runtime(get_format(produced.format).runtime)
+    session = runtime.load(str(produced.path), exact_options(runtime.name, threads))
+    outs = outputs_in_source_order(
+        session, session.run(feed_for(session, evals.inputs, source_sig,
+                                      produced.input_layouts)),
+        source_sig, produced.output_layouts)
+    return session, compare_all(source_sig.output_names, refs, outs), accuracy_fn(outs, evals)
+
+
+#: (what, formats whose tool honours it, how the profile's quantization changes)
+CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantization | None]]] = [
+    ("per-channel weights", ("tflite", "onnx"),
+     lambda q: None if q.per_channel else q.model_copy(update={"per_channel": True})),
+    ("percentile calibration", ("onnx",),
+     lambda q: None if q.calibration.method == "percentile" else q.model_copy(update={
+         "calibration": q.calibration.model_copy(update={"method": "percentile"})})),
+    ("twice the calibration samples", ("tflite", "onnx", "openvino"),
+     lambda q: q.model_copy(update={"calibration": q.calibration.model_copy(
+         update={"samples": 2 * q.calibration.samples})})),
+]
+
+
+#: how many of the ranked layers the size allowance left out the report names
+NAMED_UNAFFORDABLE = 5
+
+
+def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Produced,
+               profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
+               judge: Judge, progress: Any) -> Produced:
+    """``produced`` if within budget; else the int8 artifact with the fewest float layers that
+    is (or, when none is, the attempt closest to the budget: the budget gate then fails the
+    build and the recorded attempts explain why)."""
+    verdict, numbers = judge.verdict(produced)
+    plain_score = verdict.shortfall()
+    attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
+                                       "size_bytes": artifact_bytes(produced.path)}]
+    if verdict.passed:
+        return produced
+    # every attempt writes the file ``produced`` names: plain int8 is kept aside, to rank its
+    # layers and to compare the shipped attempt's latency with
+    plain = keep_plain(produced.path, converter.workdir / "plain-int8")
+    if profile.quantization is not None and calibration is not None:
+        for what, formats, change in CHEAP_FIXES:
+            quant = change(profile.quantization)
+            if fmt not in formats or quant is None or (
+                    what.startswith("twice") and calibration is not None
+                    and len(calibration) <= profile.quantization.calibration.samples):
+                continue  # not this tool's knob, already so, or no more samples to take
+            with progress.step(f"Re-quantizing {fmt} with {what}"):
+                candidate = converter.produce(fmt, "int8", out_dir, stem, quant, calibration)
+                verdict, numbers = judge.verdict(candidate)
+            attempts.append({"change": what, "kept_float": [], **numbers,
+                             "passed": verdict.passed,
+                             "size_bytes": artifact_bytes(candidate.path)})
+            if verdict.passed:
+                candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
+                candidate.fallback = attempts
+                return candidate
+    restore_plain(plain, produced.path)  # a cheap fix's attempt may have replaced it
+    if calibration is None:
+        produced.notes.append("over budget, and no calibration data to quantize again with "
+                              "layers kept in float")
+        produced.fallback = attempts
+        return produced
+    plain_bytes = artifact_bytes(produced.path)
+    limit = profile.fallback_max_size_growth
+    search = _Search(converter, fmt, out_dir, stem, profile, calibration, judge, progress,
+                     attempts, plain_bytes, produced, plain_score)
+    # 1. the first layers in execution order: one float region at the input, the cheapest
+    #    kind for a runtime, and where a CNN's int8 error starts
+    order = LAYERS_IN_ORDER.get(fmt)
+    first = order(plain)[:MAX_FIRST_LAYERS] if order is not None else []
+    fits, left = affordable(fmt, plain, first, (limit - 1) * plain_bytes)
+    search.run(first[:first.index(left[0])] if left else fits, "first")
+    # 2. else the layers int8 hurts most, wherever they are
+    ranked: list[str] = []
+    unaffordable: list[str] = []
+    notes = []
+    if not search.passed:  # the ranking reads plain int8's copy: the attempts rewrite its file
+        layers, failure = _ranking(fmt, plain, produced, reference, profile, calibration,
+                                   judge, progress)
+        if failure is not None:
+            notes.append(f"over budget; ranking layers failed ({failure}), so no ranked "
+                         "layer was kept in float")
+        elif layers is None:
+            notes.append(f"over budget and no layer ranking for {fmt}")
+        else:
+            ranked, unaffordable = affordable(fmt, plain, layers, (limit - 1) * plain_bytes)
+            search.run(ranked, "ranked")
+    best = search.best
+    if not search.best_keep:  # plain int8 is the closest: its kept copy, not a re-quantization
+        restore_plain(plain, produced.path)
+    elif search.last_keep != search.best_keep:  # every attempt writes one file: make it again
+        best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
+                                 keep_float=search.best_keep)
+    chosen = next(a for a in attempts if "change" not in a
+                  and tuple(a["kept_float"]) == search.best_keep)
+    chosen["chosen"] = True
+    kept = chosen["kept_float"]
+    if kept:
+        best.plain_int8 = plain
+    best.notes += notes
+    if unaffordable:
+        best.notes.append(unaffordable_note(unaffordable, limit))
+    how = (f"the first {len(kept)} layer(s) in execution order" if chosen.get("order") == "first"
+           else f"{len(kept)} of {len(ranked)} ranked layer(s)")
+    best.notes.append(
+        f"accuracy fallback: {how} kept in float ({', '.join(kept) or 'none'})"
+        + ("" if chosen["passed"] else "; still over budget, the closest attempt shipped")
+        + (f"; the attempt with {len(attempts[-1]['kept_float'])} float layer(s) was rejected: "
+           + attempts[-1]["rejected"] if "rejected" in attempts[-1] else ""))
+    best.fallback = attempts
+    return best
+
+
+#: how many of the first layers the fallback tries in float before ranking layers: the stem
+#: and the first blocks (EfficientNet-Lite0 in ONNX Runtime: 0.87 -> 0.95 agreement with its
+#: first 5 convolutions); a model that int8 hurts deeper goes on to the ranked search
+MAX_FIRST_LAYERS = 8
+
+
+class _Search:
+    """Attempts with the first k layers of an order kept in float, and the best so far.
+
+    k doubles (1, 2, 4, ...) until an attempt meets the budget, then the counts between it
+    and the last one that missed are bisected: every float layer costs speed on the device.
+    """
+
+    def __init__(self, converter: Converter, fmt: str, out_dir: Path, stem: str,
+                 profile: Profile, calibration: Dataset, judge: Judge, progress: Any,
+                 attempts: list[dict[str, Any]], plain_bytes: int, plain: Produced,
+                 plain_score: tuple[int, float]):
+        self.converter, self.fmt, self.out_dir, self.stem = converter, fmt, out_dir, stem
+        self.profile, self.calibration, self.judge, self.progress = (profile, calibration,
+                                                                     judge, progress)
+        self.attempts, self.plain_bytes = attempts, plain_bytes
+        self.best, self.best_keep, self.best_score = plain, (), plain_score
+        self.last_keep: tuple[str, ...] = ()  # what the attempts' file holds now
+        self.tried: dict[frozenset[str], bool] = {}  # whether each set met the budget
+        self.passed = False
+
+    def run(self, layers: list[str], order: str) -> None:
+        limit = self.profile.fallback_max_size_growth
+        k, failing = 1, 0
+        passing: int | None = None
+        while layers:
+            keep = tuple(layers[:k])
+            passed = self.tried.get(frozenset(keep))  # the other order tried the same layers
+            if passed is None:
+                self.last_keep = keep
+                with self.progress.step(f"Re-quantizing {self.fmt} with {len(keep)} layer(s) "
+                                        f"kept in float"):
+                    candidate = self.converter.produce(
+                        self.fmt, "int8", self.out_dir, self.stem, self.profile.quantization,
+                        self.calibration, keep_float=keep)
+                    verdict, numbers = self.judge.verdict(candidate)
+                size = artifact_bytes(candidate.path)
+                self.attempts.append({"kept_float": list(keep), "order": order, **numbers,
+                                      "passed": verdict.passed, "size_bytes": size})
+                if size > limit * self.plain_bytes:
+                    # so much in float that it is no longer an int8 model: say so, never ship it
+                    self.attempts[-1]["passed"] = False
+                    self.attempts[-1]["rejected"] = (
+                        f"{size / self.plain_bytes:.2f}x the size of plain int8 (profile "
+                        f"allows {limit:g}x)")
+                    break
+                # more float layers do not always help (quantization noise is not additive):
+                # the attempt closest to the budget wins, the one with fewer float layers on a tie
+                score = verdict.shortfall()
+                if score < self.best_score or (score == self.best_score
+                                               and len(keep) < len(self.best_keep)):
+                    self.best, self.best_keep, self.best_score = candidate, keep, score
+                passed = self.tried[frozenset(keep)] = verdict.passed
+            if passed:
+                passing, self.passed = k, True
+            else:
+                failing = k
+            if passing is None:
+                if k >= len(layers):
+                    break
+                k = min(2 * k, len(layers))
+            else:
+                if passing - failing <= 1:
+                    break
+                k = (failing + passing) // 2
+
+
+def _ranking(fmt: str, plain: Path, produced: Produced, reference: Produced,
+             profile: Profile, calibration: Dataset, judge: Judge,
+             progress: Any) -> tuple[list[str] | None, str | None]:
+    """(the layers of plain int8 ``plain``, worst first (compress/sensitivity.py), from the
+    step cache when this very file was ranked before, or None when the format has no ranker;
+    why the tool's ranking failed, or None)."""
+    ranker = RANKERS.get(fmt)
+    if ranker is None:
+        return None, None
+    settings = profile.quantization.calibration if profile.quantization else None
+    samples = in_layouts(calibration.take(min(settings.samples if settings else 32, 32),
+                                          settings.seed if settings else 0),
+                         judge.signature, produced.input_layouts)
+    parent = produced.parent or reference.path
+    key = None
+    if judge.steps is not None:
+        key = build_key({"step": "ranking", "format": fmt,
+                         "files": [model_digest(p) for p in (parent, reference.path, plain)],
+                         "samples": judge.steps.digest(samples),
+                         "quantization": profile.quantization.model_dump()
+                         if profile.quantization else None})
+    layers = judge.steps.fetch_ranking(key) if judge.steps is not None and key else None
+    if layers is not None:
+        return layers, None
+    try:
+        with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
+            layers = ranker(parent, reference.path, plain, samples, profile.quantization)
+    except Exception as exc:  # noqa: BLE001 (a tool's debugger refusing this graph)
+        return None, first_line(exc)
+    if judge.steps is not None and key:
+        judge.steps.store_ranking(key, layers)
+    return layers, None
+
+
+def unaffordable_note(layers: list[str], limit: float) -> str:
+    """The note on ranked layers the size allowance left out, naming the best-ranked few
+    (they say what the allowance cost; EfficientNet's TFLite ranking leaves out 39)."""
+    more = len(layers) - NAMED_UNAFFORDABLE
+    return (f"accuracy fallback: {len(layers)} ranked layer(s) not tried, their float weights "
+            f"would grow the file past {limit:g}x plain int8: "
+            + ", ".join(layers[:NAMED_UNAFFORDABLE])
+            + (f" and {more} lower-ranked" if more > 0 else ""))
+
+
+def affordable(fmt: str, int8: Path, layers: list[str],
+               allowance: float) -> tuple[list[str], list[str]]:
+    """(ranked layers whose float weights fit in ``allowance`` bytes together, in rank order;
+    the ones left out). A big layer high in the ranking (EfficientNet's 1280x1000 classifier)
+    would otherwise end the search with a rejected attempt while smaller layers further down
+    fix the accuracy; layers whose size the format cannot tell are assumed free."""
+    counter = WEIGHT_PARAMS.get(fmt)
+    try:
+        params = counter(int8, layers) if counter is not None else {}
+    except Exception:  # noqa: BLE001 (a size estimate only orders the search)
+        params = {}
+    kept, left, spent = [], [], 0
+    for name in layers:
+        cost = FLOAT_GROWTH * params.get(name, 0)
+        if spent + cost > allowance:
+            left.append(name)
+            continue
+        kept.append(name)
+        spent += cost
+    return kept, left
+
+
+def keep_plain(path: Path, folder: Path) -> Path:
+    """A copy of the plain int8 file(s) in ``folder`` (every attempt rewrites ``path``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in model_files(path):
+        shutil.copy2(f, folder / f.name)
+    return folder / path.name
+
+
+def restore_plain(plain: Path, path: Path) -> None:
+    """Put the kept plain int8 file(s) back where the attempts write."""
+    for f in model_files(plain):
+        shutil.copy2(f, path.parent / f.name)
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes of a model file with its weights file (an OpenVINO IR is .xml + .bin)."""
+    size = path.stat().st_size
+    weights = path.with_suffix(".bin")
+    return size + weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else size

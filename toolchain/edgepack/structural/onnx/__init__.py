@@ -1,0 +1,1 @@
+"""Post-training structural passes on ONNX weights."""

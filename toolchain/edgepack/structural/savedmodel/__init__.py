@@ -1,0 +1,1 @@
+"""Structural passes on TensorFlow SavedModels, on their restored variables."""

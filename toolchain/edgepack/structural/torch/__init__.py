@@ -1,0 +1,1 @@
+"""Structural passes on PyTorch ExportedPrograms."""
