@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from edgepack.cli.main import cli
-from edgepack.measure.compare import precision_of
 from edgepack.errors import DataError, UsageError
 from edgepack.formats import inspect
+from edgepack.measure.compare import precision_of
 
 from tests import model_files
 

@@ -188,9 +188,9 @@ def _conv_chain(path: Path) -> Path:
 def _quantize_chain(tmp_path: Path, keep: tuple[str, ...], activations: str = "int8",
                     method: str = "minmax") -> Path:
     from edgepack.compress.onnx import compress
+    from edgepack.config.profiles import Calibration, Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Calibration, Quantization
 
     src = _conv_chain(tmp_path / "chain.onnx")
     x = np.random.default_rng(4).standard_normal((32, 4, 6, 6)).astype(np.float32)
@@ -277,8 +277,8 @@ def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path,
     from edgepack.compress import onnx as onnx_compress
     from edgepack.compress import openvino as openvino_compress
     from edgepack.compress.sensitivity import RANKERS
-    from edgepack.converters.base import ConvertContext
     from edgepack.config.profiles import Quantization
+    from edgepack.converters.base import ConvertContext
 
     from tests import model_files
 
@@ -572,9 +572,9 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     what the TFLite converter gives in one go (tensors, their quantization and the outputs),
     int8 model I/O included."""
     from edgepack.compress.tflite import configure, convert
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -641,9 +641,9 @@ def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(
     out of the int32 bias. The measurement is kept for the build's next quantizations."""
     from ai_edge_litert.interpreter import Interpreter
     from edgepack.compress.tflite import configure, convert
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -697,9 +697,9 @@ def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
     import onnx
     import onnxruntime as ort
     from edgepack.compress.onnx import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from onnx import helper, numpy_helper
 
     weights = np.full((4, 3, 3, 3), 0.0049, np.float32)
@@ -762,9 +762,9 @@ def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> 
     range: about 1.1 here, which would clip that image)."""
     import openvino as ov
     from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -791,9 +791,9 @@ def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> N
     input a range per channel, 0.05 here, clipping the woken channel's 0..4 to 0.05.)"""
     import openvino as ov
     from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -822,9 +822,9 @@ def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
     cannot saturate. A target whose CPU has VNNI sums in int32: its weights get all 8 bits."""
     import openvino as ov
     from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -852,9 +852,9 @@ def test_openvino_int8_biases_are_corrected_where_the_shift_dwarfs_the_bias(
     the weight rounding makes; NNCF's BiasCorrection, which edgepack runs, takes it out."""
     import openvino as ov
     from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -897,9 +897,9 @@ def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
     import nncf
     import openvino as ov
     from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
-    from edgepack.config.profiles import Quantization
     from nncf.openvino.statistics.aggregator import OVStatisticsAggregator
     from onnx import helper
 

@@ -28,7 +28,12 @@ from click.testing import CliRunner
 from edgepack.cli.main import cli
 from edgepack.devices import opversions
 from edgepack.devices.inventory import (
-    Device, DeviceSpec, add_device, load_inventory, parse_url, remove_device,
+    Device,
+    DeviceSpec,
+    add_device,
+    load_inventory,
+    parse_url,
+    remove_device,
 )
 from edgepack.devices.lock import device_lock
 from edgepack.devices.runner import build_runner

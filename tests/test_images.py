@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgepack.config.project import load_project
 from edgepack.data import images
 from edgepack.data.dataset import Dataset, load_dataset, overlap
-from edgepack.errors import DataError
 from edgepack.data.preprocess import Preprocessing
-from edgepack.config.project import load_project
+from edgepack.errors import DataError
 from edgepack.signature import Normalization, Signature, TensorSpec
 from PIL import Image
 

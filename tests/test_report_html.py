@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgepack.errors import UsageError
-from edgepack.report.model import Report
 from edgepack.report.html import to_html
 from edgepack.report.load import load_report, report_from_dict
+from edgepack.report.model import Report
 from edgepack.report.svg import Axis, latency_plot, nice_step, percentile
 from edgepack.validate.latency import LatencyStats
 

@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 from edgepack.cache.store import ENTRY, StepCache, cache_info
 from edgepack.cli.main import cli
-from edgepack.pipeline.builder import Progress, build
+from edgepack.pipeline.builder import build
+from edgepack.progress import Progress
 from edgepack.report.model import Report
 
 from tests.conftest import REPO

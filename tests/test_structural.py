@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 from edgepack.data.dataset import Dataset
 from edgepack.errors import UsageError
-from edgepack.pipeline.builder import Progress
+from edgepack.progress import Progress
 from edgepack.structural.keras import graph as kg
 from edgepack.structural.settings import (
-    DistillSettings, LowRankSettings, PruneSettings, Structural, merge,
+    DistillSettings,
+    LowRankSettings,
+    PruneSettings,
+    Structural,
+    merge,
 )
 
 
@@ -96,8 +100,8 @@ def test_global_unstructured_pruning_hits_the_overall_target(tiny_keras: Path) -
 
 def test_structured_pruning_makes_a_smaller_runnable_model(tiny_keras: Path, tiny_data: dict,
                                                            tmp_path: Path) -> None:
-    from edgepack.pipeline.convert_file import convert
     from edgepack.formats.keras import KerasFormat
+    from edgepack.pipeline.convert_file import convert
     from edgepack.structural.prune import prune_structured
 
     model = kg.load(tiny_keras)

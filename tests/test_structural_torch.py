@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgepack.data.dataset import Dataset
-from edgepack.pipeline.builder import Progress
+from edgepack.progress import Progress
 from edgepack.structural.settings import DistillSettings, LowRankSettings, PruneSettings, Structural
 
 NOISE = 0.5  # the task: 0.5 * class template + 0.5 * uniform noise

@@ -591,8 +591,8 @@ def edgepack_ov_int8(src: Path, out: Path, calib_x: np.ndarray) -> Path:
     (compress/openvino.py) with the target's profile and instruction sets."""
     if out.exists():
         return out
-    from edgepack.config.catalog import load_catalog
     from edgepack.compress.openvino import compress
+    from edgepack.config.catalog import load_catalog
     from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
 

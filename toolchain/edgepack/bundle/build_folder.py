@@ -1,7 +1,8 @@
 """Read a build folder (what `edgepack build` wrote) as the input of packaging.
 
-``report.json`` is read as plain JSON rather than through ``edgepack.report.model``: a bundle must be
-made from exactly what the build recorded, and packaging must not depend on the build's classes.
+``report.json`` is read as plain JSON rather than through ``edgepack.report.model``: a bundle
+must be made from exactly what the build recorded, and packaging must not depend on the build's
+classes.
 Before anything is packaged, every artifact is checked against the sha256 the build recorded, so
 a file changed after the build is never shipped under the build's measured numbers.
 """

@@ -25,8 +25,16 @@ from .archive_writer import FORMATS, write_archive
 from .build_folder import BuildFolder, find_build_folders, sha256_file
 from .layouts import LAYOUTS, member_path
 from .manifest import (
-    MANIFEST, SIGNATURE, BundleFile, describe, document, document_format, encode, model_entry,
-    schema_errors, with_files,
+    MANIFEST,
+    SIGNATURE,
+    BundleFile,
+    describe,
+    document,
+    document_format,
+    encode,
+    model_entry,
+    schema_errors,
+    with_files,
 )
 from .runtime_requirements import min_runtime_versions, validated_with
 

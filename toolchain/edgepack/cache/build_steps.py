@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .store import StepCache, build_key, file_digest, json_digest
 from ..data.dataset import Dataset
 from ..report.model import Hop
 from ..signature import Signature
 from ..validate.accuracy import Accuracy
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
+from .store import StepCache, build_key, file_digest, json_digest
 
 if TYPE_CHECKING:
     from ..converters.base import ConvertContext

@@ -256,10 +256,10 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     A project of several models, or several targets, builds the whole matrix (cached).
     Every conversion hop and validation is cached by content (see `edgepack cache`).
     """
+    from ..config.project import find_project
+    from ..errors import UsageError
     from ..pipeline import builder as pipeline
     from ..report import terminal as render
-    from ..errors import UsageError
-    from ..config.project import find_project
 
     path = model or Path.cwd()
     project = find_project(path) if path.is_dir() else None
@@ -318,9 +318,9 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
 def convert_command(model: Path, to: str, output: Path | None, eval_data: Path | None,
                     input_shape: tuple[str, ...], force: bool) -> None:
     """Convert MODEL to one format at fp32, every hop checked against the source."""
-    from ..report import terminal as render
-    from ..pipeline.convert_file import convert
     from ..formats.source import parse_input_shapes
+    from ..pipeline.convert_file import convert
+    from ..report import terminal as render
 
     progress = render.ConsoleProgress()
     result = convert(model, to, output, eval=eval_data,
@@ -340,9 +340,9 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
                   structural: Any = None) -> None:
     """Every (model, target) cell of the project; a summary table; exit as the worst cell.
     ``structural`` (the --prune/--distill/... flags) applies to every cell."""
-    from ..report import terminal as render
     from ..errors import EdgepackError
     from ..pipeline.matrix import run_matrix
+    from ..report import terminal as render
 
     cells = run_matrix(project, models=model_names, targets=targets,
                        output=output or Path("build"), profile=profile, jobs=jobs, runs=runs,
@@ -462,9 +462,9 @@ def bench(state: State, artifacts: tuple[Path, ...], threads: int | None, runs: 
                           inputs=inputs, samples=samples, timeout=timeout,
                           trust_new_host=trust_new_host, as_json=as_json, host_only=host_only)
         return
+    from ..formats import detect
     from ..measure import host as benchmark
     from ..report import terminal as render
-    from ..formats import detect
 
     progress = render.ConsoleProgress(quiet=as_json)
     results = benchmark.bench(
@@ -620,8 +620,8 @@ def keygen_command(path: Path, force: bool) -> None:
 # ------------------------------------------------------------------------------------ devices
 
 def _inventory(state: State) -> Any:
-    from ..devices.inventory import load_inventory
     from ..config.project import PROJECT_FILE
+    from ..devices.inventory import load_inventory
 
     return load_inventory(project_file=state.project or Path.cwd() / PROJECT_FILE)
 
@@ -758,8 +758,8 @@ def _bench_on_devices(state: State, artifacts: tuple[Path, ...], devices: tuple[
                       as_json: bool, host_only: dict[str, object]) -> None:
     """`bench --device`: every artifact on every device; exit 4 for a device problem, 3 for
     outputs that differ from the host's."""
-    from ..measure.devices import bench_artifacts
     from ..errors import EdgepackError, UsageError
+    from ..measure.devices import bench_artifacts
 
     given = [name for name, value in host_only.items() if value is not None]
     if given:

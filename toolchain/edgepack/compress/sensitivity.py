@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.dataset import Dataset
 from ..config.profiles import Quantization
+from ..data.dataset import Dataset
 
 #: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
 RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")

@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .catalog import load_yaml_model
-from ..errors import ConfigError
 from ..data.preprocess import Preprocessing
+from ..errors import ConfigError
 from ..signature import Normalization
+from .catalog import load_yaml_model
 from .targets import Strict
 
 PROJECT_FILE = "edgepack.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection
 
-from ..errors import ConversionError
 from ..config.profiles import Precision
+from ..errors import ConversionError
 from .base import ConvertContext, Edge
 from .compression_passes import OnnxCompress, OpenVinoCompress
 from .identity import Copy

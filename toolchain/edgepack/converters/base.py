@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.profiles import Precision, Quantization
 from ..data.dataset import Dataset
 from ..errors import ConversionError, first_line
-from ..config.profiles import Precision, Quantization
 from ..signature import Signature
 
 
@@ -48,8 +48,8 @@ class ConvertContext:
         ``settings``; None without a scratch folder. The file may not exist yet."""
         if self.scratch is None:
             return None
-        from ..cache.store import build_key, file_digest
         from ..cache.build_steps import dataset_digest
+        from ..cache.store import build_key, file_digest
 
         key = build_key({"model": file_digest(model), **settings,
                          "samples": dataset_digest(samples) if samples is not None else None})

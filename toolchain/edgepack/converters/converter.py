@@ -23,18 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from ..cache.build_steps import BuildSteps, CachedHop, model_digest
+from ..config.profiles import Precision, Quantization
 from ..data import layout
-from . import ConvertContext, Edge, edge_id, plan_path
 from ..data.dataset import Dataset
 from ..errors import ConversionError, EdgepackError, ModelError
 from ..formats import get_format
-from ..config.profiles import Precision, Quantization
 from ..report.model import Hop
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
-from ..cache.build_steps import BuildSteps, CachedHop, model_digest
 from ..validate.fidelity import compare
+from . import ConvertContext, Edge, edge_id, plan_path
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
 FP32_TOLERANCE = 1e-4

@@ -29,8 +29,8 @@ import numpy as np
 
 from ..compress.tflite_fp16 import guard
 from ..data.dataset import Dataset
-from ..errors import ConversionError
 from ..data.layout import CHANNELS_LAST
+from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import ConvertContext, Edge, converter_failed
 

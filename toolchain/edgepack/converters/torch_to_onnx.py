@@ -30,7 +30,10 @@ class TorchToOnnx(Edge):
 
     def convert(self, src: Path, ctx: ConvertContext) -> Path:
         from ..formats.torch import (
-            TorchExportFormat, TorchScriptFormat, example_inputs, import_torch,
+            TorchExportFormat,
+            TorchScriptFormat,
+            example_inputs,
+            import_torch,
         )
 
         torch = import_torch()

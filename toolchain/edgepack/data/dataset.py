@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..signature import Signature, TensorSpec
 from .images import list_images, read_images
 from .preprocess import Preprocessing, resolve
-from ..signature import Signature, TensorSpec
 
 LABEL_KEYS = ("y", "labels", "label")
 

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from ..errors import ConfigError, UsageError
 from ..config.targets import Strict
+from ..errors import ConfigError, UsageError
 
 #: runtime packages a device may declare, and the adapter that runs each one's models
 RUNTIME_PACKAGES: dict[str, str] = {

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from .metadata import KEY, annotate
 from ..signature import Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, file_size, histogram
+from .metadata import KEY, annotate
 
 
 class OnnxFormat(Format):

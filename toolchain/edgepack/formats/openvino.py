@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from .metadata import KEY, annotate
 from ..signature import Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, histogram
+from .metadata import KEY, annotate
 
 _PLUMBING = {"Parameter", "Result", "Constant"}
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError, first_line
-from . import detect
-from .base import ModelInfo
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
+from . import detect
+from .base import ModelInfo
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .metadata import annotate, sidecar_path
 from ..signature import Quantization, Signature, TensorSpec, guess_layout
 from .base import Format, ModelInfo, histogram
+from .metadata import annotate, sidecar_path
 
 _IDENTIFIER = b"TFL3"
 

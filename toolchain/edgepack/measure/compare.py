@@ -18,19 +18,19 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from .host import random_inputs, real_valued
-from ..report.comparison import Comparison, Entry, from_report
+from ..config.profiles import Precision
 from ..data.dataset import Dataset, load_dataset
 from ..errors import DataError, OutputError, UsageError
 from ..formats import detect
 from ..formats.base import Format, ModelInfo
-from ..pipeline.builder import Progress
-from ..config.profiles import Precision
+from ..progress import Progress
+from ..report.comparison import Comparison, Entry, from_report
 from ..report.load import load_report
 from ..runtimes import RuntimeOptions, runtime_for_format
 from ..validate import accuracy as acc
 from ..validate.fidelity import compare_all
 from ..validate.latency import measure_isolated
+from .host import random_inputs, real_valued
 
 #: samples of seeded random inputs when no evaluation data is given
 RANDOM_SAMPLES = 64

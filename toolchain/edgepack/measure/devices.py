@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EdgepackError
 from ..devices.remote import DeviceResult, bench_on_devices
+from ..errors import EdgepackError
 
 #: samples sent for the fidelity check: enough to see a broken kernel, few enough for emulation
 DEFAULT_SAMPLES = 8
@@ -29,8 +29,8 @@ def bench_artifacts(artifacts: Sequence[str | Path], devices: Sequence[str], *,
                     samples: int = DEFAULT_SAMPLES, inputs: str | Path | None = None,
                     seed: int = 0, **options: object) -> list[ArtifactOnDevices]:
     """Run each artifact on each device (``options`` go to ``bench_on_device``)."""
-    from .host import inputs_for
     from ..formats import detect
+    from .host import inputs_for
 
     plans = []
     for raw in artifacts:  # every artifact and its inputs checked before any board is touched

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.dataset import load_dataset
 from ..errors import DataError, MissingDependencyError, UsageError
 from ..formats import detect
-from ..pipeline.builder import Progress
+from ..progress import Progress
 from ..runtimes import RUNTIMES, Runtime, RuntimeOptions, get_runtime, runtime_for_format
 from ..signature import Signature, TensorSpec
 from ..validate.latency import LatencyStats, measure_isolated

@@ -12,13 +12,11 @@ settings and tools is reused, and the report says which steps were.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,47 +25,36 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..formats import metadata
 from .. import staging as staging_mod
+from ..cache.build_steps import BuildSteps, Measurement, model_files
 from ..cache.store import StepCache, build_key, file_digest, host_facts
 from ..config.catalog import Catalog, load_catalog
-from ..converters.converter import Converter, Produced, exact_options, feed_for
-from ..converters import plan_path
-from ..data.dataset import Dataset, is_class_labels, load_dataset, overlap
-from ..errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
-from .fallback import Judge, fit_budget, measure_fidelity
-from ..formats import detect, get_format
-from ..limits import guarded
-from ..data.preprocess import Preprocessing
 from ..config.profiles import Profile
 from ..config.project import LoadedProject, find_project
+from ..config.targets import Target
+from ..converters import plan_path
+from ..converters.converter import Converter, Produced, exact_options, feed_for
+from ..data.dataset import Dataset, is_class_labels, load_dataset, overlap
+from ..data.preprocess import Preprocessing
+from ..errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
+from ..formats import detect, get_format, metadata
+from ..formats.source import Source, SourceFacts, export_module, open_source
+from ..limits import guarded
+from ..progress import Progress
 from ..report.model import Artifact, Report
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Normalization, Signature
-from ..formats.source import Source, SourceFacts, export_module, open_source
-from ..cache.build_steps import BuildSteps, Measurement, model_files
-from .structural import StructuralRequest, run_step
-from ..config.targets import Target
 from ..validate import accuracy as acc
 from ..validate import budget as budget_gate
 from ..validate.latency import measure_isolated
+from .fallback import Judge, fit_budget, measure_fidelity
+from .structural import StructuralRequest, run_step
 
 #: errors of a location that cannot take the build (reported as OutputError, exit 7)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 #: fidelity without any data: seeded standard-normal inputs (said loudly in the report)
 RANDOM_EVAL_SAMPLES = 64
-
-
-class Progress:
-    """Receives the long steps of a build; the CLI draws them, the API ignores them."""
-
-    @contextlib.contextmanager
-    def step(self, text: str) -> Iterator[None]:
-        yield
-
-    def warn(self, text: str) -> None:
-        """A message the user must see now, not only in the report."""
 
 
 @dataclass

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..formats import metadata
 from ..converters.converter import Converter
 from ..data.dataset import Dataset, load_dataset
 from ..errors import ConversionError, OutputError, UsageError
-from ..formats import detect
-from .builder import Progress, _random_inputs
-from ..report.model import Hop
+from ..formats import detect, metadata
 from ..formats.source import open_source
+from ..progress import Progress
+from ..report.model import Hop
 from ..staging import out_of_space
+from .builder import _random_inputs
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 

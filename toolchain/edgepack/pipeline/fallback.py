@@ -23,20 +23,25 @@ from typing import Any
 
 import numpy as np
 
+from ..cache.build_steps import BuildSteps, model_digest, model_files
 from ..cache.store import build_key
 from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
+from ..config.profiles import Profile, Quantization
 from ..converters.converter import (
-    Converter, Produced, exact_options, feed_for, in_layouts, outputs_in_source_order,
+    Converter,
+    Produced,
+    exact_options,
+    feed_for,
+    in_layouts,
+    outputs_in_source_order,
 )
 from ..data.dataset import Dataset
 from ..errors import first_line
 from ..formats import get_format
-from ..config.profiles import Profile, Quantization
 from ..runtimes import get_runtime
 from ..runtimes.base import Session
 from ..signature import Signature
-from ..cache.build_steps import BuildSteps, model_digest, model_files
 from ..validate import budget as budget_gate
 from ..validate.accuracy import Accuracy
 from ..validate.fidelity import OutputFidelity, compare_all

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache.store import BuildCache, build_key, file_digest, host_facts
 from ..config.catalog import load_catalog
-from ..errors import EdgepackError, MissingDependencyError, UsageError, first_line
 from ..config.project import LoadedProject, load_project
+from ..errors import EdgepackError, MissingDependencyError, UsageError, first_line
 from ..staging import publish
 
 if TYPE_CHECKING:

@@ -1,1 +1,1 @@
-"""The build report: its model, reading it back, and rendering it as markdown, HTML and terminal tables."""
+"""The build report: its model, reading it back, and its markdown, HTML and SVG renderings."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import Report, fmt_bytes, fmt_num, fmt_pct
 from ..validate.accuracy import Accuracy
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
+from .model import Report, fmt_bytes, fmt_num, fmt_pct
 
 #: the table's columns, in order, for every rendering
 COLUMNS = ("artifact", "format", "precision", "runtime", "size", "smaller", "max_abs_err",

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..formats.base import ModelInfo
-from ..pipeline.builder import Progress
+from ..progress import Progress
 from .model import Report, fmt_bytes, fmt_num, fmt_pct, summary_rows
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are never cut to 80 columns.

@@ -22,7 +22,7 @@ from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsit
 from .training import choose_student, require_data
 
 if TYPE_CHECKING:
-    from ..pipeline.builder import Progress
+    from ..progress import Progress
 
 NO_FINE_TUNING = ("no fine-tuning possible: {fmt} sources cannot be trained here, so pruning and "
                   "factorization ran post-training on the weights")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError, model_validator
 
-from ..errors import UsageError
 from ..config.targets import Strict
+from ..errors import UsageError
 
 
 class PruneSettings(Strict):

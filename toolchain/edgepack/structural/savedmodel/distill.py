@@ -15,8 +15,8 @@ import numpy as np
 from ...data.dataset import Dataset
 from ..distill import kd_loss
 from ..settings import DistillSettings
-from .restored import Restored
 from ..training import DistillResult, fit, holdout, soft_targets
+from .restored import Restored
 
 BATCH = 256  # inference batch for the teacher's outputs and the validation loss
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from ...data.dataset import Dataset
 from ..settings import Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
-from .restored import Restored
 from ..training import nothing_to_distil, require_data
+from .restored import Restored
 
 if TYPE_CHECKING:
-    from ...pipeline.builder import Progress
+    from ...progress import Progress
 
 FIXED_GRAPH = ("a SavedModel's serving graph has fixed shapes: {what} needs the Keras model "
                "(or, post-training, the ONNX file)")

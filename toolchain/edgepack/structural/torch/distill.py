@@ -17,9 +17,9 @@ import numpy as np
 
 from ...data.dataset import Dataset
 from ...signature import Signature
-from . import graph as tg
 from ..settings import DistillSettings
 from ..training import DistillResult, Targets, fit, holdout, soft_targets
+from . import graph as tg
 
 BATCH = 256  # inference batch for the teacher's outputs and the validation loss
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import graph as tg
 from ..lowrank import Factorization, factor
 from ..settings import LowRankSettings
+from . import graph as tg
 from .graph import Weighted
 
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from ...data.dataset import Dataset
 from ...errors import UsageError
 from ...formats import detect
-from . import graph as tg
 from ..settings import PruneSettings, Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from ..training import choose_student, require_data
+from . import graph as tg
 
 if TYPE_CHECKING:
-    from ...pipeline.builder import Progress
+    from ...progress import Progress
 
 EVAL_MODE = ("fine-tuned with the module in eval mode (an exported program cannot switch "
              "modes): batch-norm statistics frozen, dropout off")

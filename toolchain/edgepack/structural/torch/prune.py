@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import graph as tg
 from ..prune import ChannelPlan, magnitude_masks
 from ..settings import PruneSettings
+from . import graph as tg
 from .graph import Weighted, op
 
 #: ops that act on each channel separately and keep the tensor's shape
