@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..report.model import fmt_num, fmt_pct
+from ..report.formatting import fmt_num, fmt_pct
 from .manifest import BUILD_HOST
 
 

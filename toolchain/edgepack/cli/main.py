@@ -378,7 +378,7 @@ def cache_info(as_json: bool) -> None:
     from dataclasses import asdict
 
     from ..cache.store import cache_info as info_of
-    from ..report.model import fmt_bytes
+    from ..report.formatting import fmt_bytes
 
     info = info_of()
     if as_json:
@@ -392,7 +392,7 @@ def cache_info(as_json: bool) -> None:
 def cache_clear() -> None:
     """Remove every cached build and step."""
     from ..cache.store import clear_cache
-    from ..report.model import fmt_bytes
+    from ..report.formatting import fmt_bytes
 
     gone = clear_cache()
     click.echo(f"removed {gone.builds.entries} cached builds and {gone.steps.entries} cached "
@@ -552,7 +552,7 @@ def package_command(build_dir: Path, version: str, archive_format: str, layout: 
     SOURCE_DATE_EPOCH, else from the build time.
     """
     from ..bundle import package
-    from ..report.model import fmt_bytes
+    from ..report.formatting import fmt_bytes
 
     bundles = package(build_dir, version, format=archive_format, layout=layout, sign=key,
                       output=output, include_reference=include_reference, force=force)

@@ -18,7 +18,8 @@ from typing import Any
 from ..validate.accuracy import Accuracy
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
-from .model import Report, fmt_bytes, fmt_num, fmt_pct
+from .formatting import fmt_bytes, fmt_num, fmt_pct
+from .model import Report
 
 #: the table's columns, in order, for every rendering
 COLUMNS = ("artifact", "format", "precision", "runtime", "size", "smaller", "max_abs_err",

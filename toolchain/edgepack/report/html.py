@@ -12,7 +12,8 @@ from __future__ import annotations
 from html import escape
 
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
-from .model import Artifact, Report, fallback_table, fmt_bytes, fmt_pct
+from .formatting import fmt_bytes, fmt_pct
+from .model import Artifact, Report, fallback_table
 from .svg import Point, latency_plot, scatter_plot
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}

@@ -15,6 +15,7 @@ from ..validate.accuracy import Accuracy
 from ..validate.budget import BudgetVerdict
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
+from .formatting import fmt_bytes, fmt_num, fmt_pct
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -133,22 +134,6 @@ def _json_default(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- rendering
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def fmt_pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
-def fmt_num(x: float | None, spec: str = ".3g") -> str:
-    return "-" if x is None else format(x, spec)
-
 
 def summary_rows(report: Report) -> list[dict[str, str]]:
     """One row per artifact with the headline numbers (shared by markdown and the terminal)."""
