@@ -144,11 +144,11 @@ def _accuracy(outs: list, data: Dataset) -> acc.Accuracy | None:
 def write_renderings(c: Comparison, markdown: str | Path | None = None,
                      html: str | Path | None = None) -> list[Path]:
     """Write the markdown and/or HTML renderings; the files written, in that order."""
-    from ..report.comparison import to_markdown
     from ..report.html import comparison_html
+    from ..report.markdown import comparison_markdown
 
     written = []
-    for target, render in ((markdown, to_markdown), (html, comparison_html)):
+    for target, render in ((markdown, comparison_markdown), (html, comparison_html)):
         if target is None:
             continue
         path = Path(target)

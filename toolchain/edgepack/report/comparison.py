@@ -128,19 +128,3 @@ def describe_eval(c: Comparison) -> str:
     labelled = "labelled" if e.get("labelled") else "unlabelled"
     return f"{e.get('source', '?')} ({e.get('samples', '?')} samples, {labelled})"
 
-
-def to_markdown(c: Comparison) -> str:
-    lines = [f"# edgepack compare: {c.title}", "",
-             f"- Source model: `{c.source.get('path', '')}` ({c.source.get('format', '')})",
-             f"- Fidelity and accuracy measured on: {describe_eval(c)}"]
-    if c.source_accuracy and c.source_accuracy.top1 is not None:
-        lines.append(f"- Source model top-1 accuracy: {fmt_pct(c.source_accuracy.top1)}")
-    lines += [f"- Note: {n}" for n in c.notes]
-    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows(c):
-        text = formatted(row)
-        lines.append("| " + " | ".join(text[k] for k in COLUMNS) + " |")
-    lines += ["", "`speedup`: p50 of the fp32 artifact timed by the same runtime / this p50. "
-                  "`smaller`: size of the fp32 artifact of the same format / this size. "
-                  "Fidelity compares each artifact's first output with the source model's.", ""]
-    return "\n".join(lines)

@@ -13,8 +13,9 @@ from html import escape
 
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
 from .formatting import fmt_bytes, fmt_pct
-from .model import Artifact, Report, fallback_table
+from .model import Artifact, Report
 from .svg import Point, latency_plot, scatter_plot
+from .tables import fallback_table
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}
 

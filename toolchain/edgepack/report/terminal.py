@@ -22,7 +22,8 @@ from rich.table import Table
 from ..formats.base import ModelInfo
 from ..progress import Progress
 from .formatting import fmt_bytes, fmt_num, fmt_pct
-from .model import Report, summary_rows
+from .model import Report
+from .tables import summary_rows
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are never cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)

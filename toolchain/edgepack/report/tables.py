@@ -1,0 +1,64 @@
+"""The build report's tables as text, shared by its renderings.
+
+The artifact summary (markdown and the terminal) and the accuracy fallback's attempts (markdown
+and HTML) are computed once here, so two renderings of one build show the same cells.
+"""
+
+from __future__ import annotations
+
+from .formatting import fmt_bytes, fmt_num, fmt_pct
+from .model import Artifact, Report
+
+#: what the fallback's attempts record besides the budget's checks
+_ATTEMPT_KEYS = ("change", "kept_float", "order", "passed", "size_bytes", "rejected", "chosen",
+                 "p50_ms")
+
+
+def summary_rows(report: Report) -> list[dict[str, str]]:
+    """One row per artifact with the headline numbers (shared by markdown and the terminal)."""
+    rows = []
+    for a in report.artifacts:
+        ref = report.reference_for(a)
+        fid = a.fidelity[0] if a.fidelity else None
+        lat = a.latency
+        speedup = "-"
+        if ref is not None and ref.latency and lat and lat.p50_ms > 0:
+            speedup = f"{ref.latency.p50_ms / lat.p50_ms:.2f}x"
+        ratio = f"{ref.size_bytes / a.size_bytes:.2f}x" if ref and a.size_bytes else "-"
+        rows.append({
+            "artifact": a.file, "role": a.role, "precision": a.precision,
+            "size": fmt_bytes(a.size_bytes), "smaller": ratio,
+            "max_abs_err": fmt_num(fid.max_abs_error if fid else None),
+            "cosine": fmt_num(fid.cosine if fid else None, ".6f"),
+            "top1_agree": fmt_pct(fid.top1_agreement if fid else None),
+            "top1_acc": fmt_pct(a.accuracy.top1 if a.accuracy else None),
+            "p50_ms": fmt_num(lat.p50_ms if lat else None, ".3f"),
+            "p90_ms": fmt_num(lat.p90_ms if lat else None, ".3f"),
+            "speedup": speedup,
+            "budget": "-" if a.budget is None else ("pass" if a.budget.passed else "FAIL"),
+        })
+    return rows
+
+
+def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
+    """The accuracy fallback's attempts as (headers, rows): what each changed or how many
+    layers it kept in float, what it measured against the budget, its size relative to plain
+    int8, its host latency where measured (plain int8 and the shipped attempt), and its fate."""
+    if not a.fallback:
+        return [], []
+    checks = list(dict.fromkeys(k for t in a.fallback for k in t if k not in _ATTEMPT_KEYS))
+    plain = a.fallback[0].get("size_bytes") or 0
+    headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
+    rows = []
+    for i, t in enumerate(a.fallback):
+        what = "plain int8" if i == 0 else t.get("change") or (
+            f"first {len(t['kept_float'])} layer(s) in float" if t.get("order") == "first"
+            else f"{len(t['kept_float'])} worst-ranked layer(s) in float")
+        size = t.get("size_bytes")
+        result = "rejected: " + t["rejected"] if "rejected" in t else \
+            "within budget" if t.get("passed") else "over budget"
+        rows.append([what, *(fmt_num(t.get(c), ".4f") for c in checks),
+                     f"{size / plain:.3f}x" if size and plain else "-",
+                     fmt_num(t.get("p50_ms"), ".3f"),
+                     result + (" (shipped)" if t.get("chosen") else "")])
+    return headers, rows
