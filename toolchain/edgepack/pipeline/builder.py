@@ -42,6 +42,7 @@ from ..formats.source import Source, SourceFacts, export_module, open_source
 from ..limits import guarded
 from ..progress import Progress
 from ..report.model import Artifact, Report
+from ..report.write import write_report
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Normalization, Signature
@@ -221,7 +222,7 @@ class Builder:
                 source_accuracy=source_acc, output=str(self.output), warnings=self.warnings,
                 notes=self.notes, skipped=skipped, structural=structural,
                 step_cache=self.steps.summary() if self.steps else None)
-            report.write(staging)
+            write_report(report, staging)
             self._publish(staging)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)

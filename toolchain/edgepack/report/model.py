@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..validate.accuracy import Accuracy
@@ -119,14 +118,6 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)
-
-    def write(self, folder: Path) -> None:
-        from .html import to_html
-        from .markdown import to_markdown
-
-        (folder / "report.json").write_text(self.to_json() + "\n", encoding="utf-8")
-        (folder / "report.md").write_text(to_markdown(self), encoding="utf-8")
-        (folder / "report.html").write_text(to_html(self), encoding="utf-8")
 
 
 def _json_default(value: Any) -> Any:
