@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from edgepack.errors import UsageError
 from edgepack.report.html import to_html
-from edgepack.report.load import load_report, report_from_dict
+from edgepack.report.load import load_report
 from edgepack.report.model import Report
 from edgepack.report.svg import Axis, latency_plot, nice_step, percentile
 from edgepack.validate.latency import LatencyStats
@@ -44,13 +44,13 @@ def test_bad_reports_are_refused(tiny_build: Path, tmp_path: Path) -> None:
     odd["artifacts"][0]["latency"]["surprise"] = 1
     with pytest.raises(UsageError, match=r"report.artifacts\[0\].latency has unknown fields "
                                          r"\['surprise'\]"):
-        report_from_dict(odd)
+        Report.from_dict(odd)
     lacking = json.loads(json.dumps(written))
     del lacking["artifacts"][0]["sha256"]
     with pytest.raises(UsageError, match=r"report.artifacts\[0\] lacks sha256"):
-        report_from_dict(lacking)
+        Report.from_dict(lacking)
     with pytest.raises(UsageError, match="newer edgepack"):
-        report_from_dict({**written, "schema_version": 999})
+        Report.from_dict({**written, "schema_version": 999})
     with pytest.raises(UsageError, match="not an edgepack build folder"):
         load_report(tmp_path)
     (tmp_path / "report.json").write_text("{not json")

@@ -1,19 +1,23 @@
-"""The build report: what was built, by which path and tools, and every measured number.
+"""The build report's data model: what was built, by which path and tools, and every number.
 
-One object feeds every rendering: ``report.json`` for machines, ``report.md`` for people (and the
-terminal table is drawn from the same data), so the numbers can never disagree between them.
+One object feeds every rendering (report.json, markdown, HTML, the terminal), so the numbers can
+never disagree between them. It only holds and (de)serialises the data; the renderers sit above
+it and import it, never the other way round.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..validate.accuracy import Accuracy
 from ..validate.budget import BudgetVerdict
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
+from . import decode
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -110,11 +114,20 @@ class Report:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Report:
-        """The inverse of ``to_dict`` (e.g. report.json read back); see report_load.py."""
-        from .load import report_from_dict
-
-        return report_from_dict(d)
+    def from_dict(cls, d: Any, source: str | Path | None = None) -> Report:
+        """The inverse of ``to_dict`` (e.g. report.json read back, ``source`` naming where
+        from); UsageError naming the field when ``d`` is not a report."""
+        if not isinstance(d, dict):
+            raise UsageError("not an edgepack report (expected a JSON object)", path=source)
+        version = d.get("schema_version")
+        if isinstance(version, int) and version > REPORT_SCHEMA_VERSION:
+            raise UsageError(f"written by a newer edgepack (report schema {version}; this one "
+                             f"reads up to {REPORT_SCHEMA_VERSION})", path=source,
+                             hint="upgrade edgepack")
+        try:
+            return decode.build(cls, d, "report", _DERIVED)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"not a valid edgepack report: {exc}", path=source) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_default)
@@ -122,3 +135,8 @@ class Report:
 
 def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+#: keys ``Report.to_dict`` adds that are computed from the fields, not stored in them
+_DERIVED: dict[type, frozenset[str]] = {Report: frozenset({"status"}),
+                                        Artifact: frozenset({"conversion_path"})}
