@@ -1,1 +1,4 @@
-"""The build report: its model, reading it back, and its markdown, HTML and SVG renderings."""
+"""The build report, in modules that import only downward: ``model`` (with ``decode``) and
+``formatting`` at the bottom; then ``tables`` and ``comparison``; then the renderings
+``markdown``, ``svg`` and ``html``; ``write`` on top puts a build folder's report files.
+``load`` reads a report.json back into the model; ``terminal`` draws it in a console."""

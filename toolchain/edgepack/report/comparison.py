@@ -1,7 +1,7 @@
 """One table across formats and precisions: size, fidelity, accuracy, latency, speed-up.
 
 A Comparison is what ``edgepack compare`` shows, whether it comes from a build's report.json
-(``from_report``) or from artifacts measured against their source model (``compare_runner``).
+(``from_report``) or from artifacts measured against their source model (``measure/compare.py``).
 Every rendering -- terminal, JSON, markdown, HTML -- takes its numbers from ``rows``, so they
 cannot disagree.
 

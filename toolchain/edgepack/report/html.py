@@ -1,6 +1,6 @@
 """Self-contained HTML: a build's report.html and ``edgepack compare --html``.
 
-One file that opens in any browser, offline: inline CSS, inline SVG plots (svg_plots.py), no
+One file that opens in any browser, offline: inline CSS, inline SVG plots (svg.py), no
 script and no external URL, so it can be attached to a ticket or archived with a release and
 still show the same thing. The numbers come from ``comparison.rows`` (the same rows as the
 terminal, JSON and markdown tables), and every text from the report is HTML-escaped: file
