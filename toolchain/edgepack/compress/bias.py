@@ -1,21 +1,15 @@
 """What the bias corrections of every format share: measuring an op's mean shift per channel.
 
-Why correct biases: the rounding of a layer's int8 weights does not average out over an output
-channel; it shifts the channel's mean, and the shift compounds layer after layer. Measured on
-EfficientNet-Lite0 (312 random-resized crops), the per-channel mean is 5-40% of a layer's int8
-error. NNCF corrects it for OpenVINO (with its BiasCorrection, which edgepack asks for: its
-default estimate skips many layers, compress/openvino.py); the TFLite converter and ONNX
-Runtime's quantizer do not, so edgepack does (compress/tflite_bias.py, compress/onnx_bias.py).
+Why: the rounding of a layer's int8 weights shifts each output channel's mean, and the shift
+compounds layer after layer. NNCF corrects it for OpenVINO (BiasCorrection, compress/openvino.py);
+the TFLite converter and ONNX Runtime's quantizer do not, so edgepack does
+(compress/tflite_bias.py, compress/onnx_bias.py).
 
-Each op's shift is measured against a float twin reading the same quantized input, so it is the
-op's own shift and one pass corrects the whole model: correcting every op's total error against
-the float model instead (all at once, or in groups of four) diverged, each op also removing the
-shift the ops above it were already fixing; op by op it converges, but took 49 passes of the
-model (35 s on EfficientNet-Lite0) for the same result.
-
-An op's own shift comes from its weights' rounding and the mean of its input, neither of which
-the accuracy fallback's float layers change: the shifts are measured once per build, on the
-first quantization, kept in the build's scratch folder, and applied to every re-quantization.
+Each op's shift is measured against a float twin reading the same quantized input: its own
+shift, so one pass corrects the whole model (correcting each op's total error against the float
+model instead needs the ops corrected one after the other, a pass each). The accuracy fallback's
+float layers change neither an op's weights nor its input's mean, so the shifts are measured
+once per build and applied to every re-quantization. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -25,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: calibration samples the shifts are measured on: 64 images give each channel of
-#: EfficientNet-Lite0's last 7x7 layers 3,136 outputs to average (2-5 s a model)
+#: calibration samples the shifts are measured on: enough outputs per channel to average even
+#: in a CNN's last, smallest feature maps, in seconds
 BIAS_SAMPLES = 64
 #: the fewest linear outputs a channel needs for its mean shift to be trusted
 MIN_COUNT = 16

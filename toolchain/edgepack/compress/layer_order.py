@@ -2,10 +2,8 @@
 
 The accuracy fallback first keeps the first layers in float: the stem and the early,
 high-resolution layers, where a CNN's int8 error starts and then compounds. Together they form
-one float region at the input, which the runtime enters once: ONNX Runtime pays a layout change
-and a (de)quantization around every float island, 0.2-2.7 ms each on EfficientNet-Lite0 (int8
-runs in 2.2 ms), so its 5 first convolutions in float (agreement 0.95, 2.3 ms) beat its 7
-worst-ranked ones (0.94, 3.6 ms) scattered through the network.
+one float region at the input, which a runtime enters once, where float layers scattered through
+the network each cost a layout change and a (de)quantization (docs/benchmarks.md).
 """
 
 from __future__ import annotations

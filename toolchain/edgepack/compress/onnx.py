@@ -35,15 +35,14 @@ from .onnx_bias import measure as measure_shifts
 if TYPE_CHECKING:  # convert/ imports this module: no import at run time
     from ..converters.base import ConvertContext
 
-#: ONNX Runtime's histogram calibrators (entropy, percentile) take 0.3 s a sample on
-#: EfficientNet-Lite0 (48 s for 160): they get at most this many samples
+#: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
+#: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples
 HISTOGRAM_MAX_SAMPLES = 32
 
 #: samples the calibrator sees at once. Given all at once it keeps every activation of every
-#: sample before building histograms (10.8 GB for 162 ImageNet-size images on MobileNetV2;
-#: 2.3 GB peak for 32 on EfficientNet-Lite0); ``CalibStridedMinMax`` makes ``quantize_static``
-#: feed any calibrator a stride at a time, which the histogram ones fold into their
-#: histograms before the next (0.5 GB for 32, 0.8 GB for 160)
+#: sample before building histograms (gigabytes for ImageNet-size images); ``CalibStridedMinMax``
+#: makes ``quantize_static`` feed any calibrator a stride at a time, which the histogram ones
+#: fold into their histograms before the next (docs/benchmarks.md)
 CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 4}
 
 
@@ -196,10 +195,9 @@ def float_inputs(path: Path, nodes: set[str]) -> None:
     ``nodes_to_exclude`` alone leaves an excluded Conv/Gemm reading a DequantizeLinear output
     with float weights, and ONNX Runtime's WeightBiasQuantization optimizer (on by default,
     so in every app) then quantizes those weights per-tensor when the session loads: a
-    depthwise convolution "kept in float" came out far worse than int8 (EfficientNet-Lite0:
-    top-1 agreement 0.69 instead of 0.87). Reading the float tensor (the Q's input, which is
-    the activation's output because removable activations were kept) leaves nothing for that
-    optimizer to match; Q/DQ pairs no node reads any more are dropped.
+    depthwise convolution "kept in float" came out far worse than int8. Reading the float
+    tensor (the Q's input, which is the activation's output because removable activations were
+    kept) leaves nothing for that optimizer to match; Q/DQ pairs no node reads are dropped.
     """
     import onnx
 

@@ -1,26 +1,18 @@
 """OpenVINO IR compression with NNCF, OpenVINO's own post-training tool.
 
-- int8: ``nncf.quantize`` on the fp32 IR with the profile's seeded calibration sample, layers
-  the accuracy fallback chose left in float through ``ignored_scope``. Biases are corrected
-  with NNCF's BiasCorrection, which measures each layer's output shift on the calibration
-  samples as the other formats' corrections do (compress/bias.py): NNCF's default,
-  FastBiasCorrection, estimates it from a constant image of per-channel means and skips layers
-  where it comes out large next to the bias; it left every layer of EfficientNet-Lite0 with
-  about 2.3x ONNX Runtime's int8 error (1 - cosine against fp32), and top-1 agreement with the
-  stem in float at 0.913 instead of 0.946 (624 held-out crops). Activation ranges are the
-  min/max over every sample, as the profile's ``minmax`` says and as the other formats
-  calibrate: NNCF's default averages each sample's min/max instead. (Its quantile estimator,
-  the nearest to ``percentile``, took EfficientNet-Lite0 to 0.34 top-1 agreement: other
-  methods are reported, not mapped.)
-  Activations are quantized per tensor, as in the other formats. NNCF's default gives each
-  channel of a depthwise convolution's input its own range, and a channel that stayed quiet on
-  the calibration photos is then clipped to that small range on new ones: EfficientNet-Lite0's
-  last projections fell to cosine 0.94 against fp32, where ONNX Runtime's per-tensor int8 of
-  the same layers keeps 0.996; its output's cosine went from 0.96 to 0.98 per tensor.
-  NNCF's overflow fix (the first layer's weights on 7 bits, so that CPUs summing u8 x s8
-  pairs into int16 cannot saturate) is kept only for targets without an int8 dot-product
-  instruction: with VNNI nothing saturates, and the full 8 bits took EfficientNet-Lite0's
-  plain int8 from 0.82 to 0.88 top-1 agreement.
+- int8: ``nncf.quantize`` on the fp32 IR with the profile's seeded calibration sample; layers
+  the accuracy fallback chose stay float through ``ignored_scope``. Three settings differ from
+  NNCF's defaults, which measured worse (docs/benchmarks.md):
+
+  * BiasCorrection, not FastBiasCorrection: it measures each layer's output shift on the
+    calibration samples, as the other formats' corrections do (compress/bias.py); the fast one
+    estimates it and skips layers whose shift is large next to the bias.
+  * activation ranges per tensor, the min/max over every sample (the profile's ``minmax``):
+    NNCF averages per-sample ranges, and its per-channel ranges on a depthwise input clip
+    channels that were quiet on the calibration data. Other methods are reported, not mapped.
+  * the overflow fix (the first layer's weights on 7 bits, so CPUs summing u8 x s8 pairs into
+    int16 cannot saturate) only on targets without an int8 dot-product instruction (VNNI, AMX).
+
 - dynamic-int8: ``nncf.compress_weights`` (int8 weights, float activations), which needs no data.
 - fp16 is not here: ``save_model(compress_to_fp16=True)`` does it in the conversion edge.
 """
@@ -104,12 +96,12 @@ def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
 
     The accuracy fallback quantizes the same fp32 IR again with other layers in
     ``ignored_scope``, and NNCF would run the float model over every calibration sample each
-    time (EfficientNet-Lite0: 5.6 of the 6.5 s an attempt's quantization took). The statistics
-    are the float model's, the same whatever is ignored: the first quantization (nothing
-    ignored) keeps them in ``statistics`` and the attempts reuse them, which gives the very IR
-    nncf.quantize gives (tests/test_compress.py). The steps are nncf.quantize's for OpenVINO
-    (NNCF 3.4: ``quantize_impl`` / ``native_quantize_impl``); a model with If operations,
-    which NNCF quantizes per branch, goes through ``nncf.quantize`` itself.
+    time (most of an attempt's time). The statistics are the float model's, the same whatever
+    is ignored: the first quantization (nothing ignored) keeps them in ``statistics`` and the
+    attempts reuse them, which gives the very IR nncf.quantize gives (tests/test_compress.py).
+    The steps are nncf.quantize's for OpenVINO (NNCF 3.4: ``quantize_impl`` /
+    ``native_quantize_impl``); a model with If operations, which NNCF quantizes per branch,
+    goes through ``nncf.quantize`` itself.
     """
     nncf = _nncf()
     from nncf.openvino.graph.model_utils import remove_friendly_name_duplicates

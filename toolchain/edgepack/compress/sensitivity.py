@@ -46,8 +46,7 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
     node's dequantized int8 output, over that output's quantization step (about 0.29 for pure
     rounding). This is the TFLite quantization debugger's measure. Comparing each tensor of
     the QDQ model with the float model's instead (ONNX Runtime's qdq_loss_debug) mixes in the
-    error every earlier layer made and ranked EfficientNet-Lite0's layers so badly that keeping
-    16 of them in float did not help, where this ranking's first 8 took it from 0.875 to 0.95.
+    error every earlier layer made, and ranks far worse (docs/benchmarks.md).
     """
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -356,9 +355,9 @@ def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
 def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
     """Weight parameters of the op producing each named tensor of a TFLite model.
 
-    With float I/O an output's name is on the DEQUANTIZE after the op that computes it (the
-    ranking names EfficientNet's 1280x1000 classifier "PartitionedCall:0", which the int8 file
-    gives its DEQUANTIZE): the count is the computing op's, found through (de)quantizations.
+    With float I/O an output's name is on the DEQUANTIZE after the op that computes it (a
+    classifier's output "PartitionedCall:0" names the int8 file's DEQUANTIZE): the count is the
+    computing op's, found through (de)quantizations.
     """
     from ai_edge_litert.interpreter import Interpreter
 

@@ -9,9 +9,8 @@
 The TFLite converter calibrates with min/max; a profile asking for another method is reported.
 Full-integer int8 is calibrated once per build and quantized from that calibration, so the
 accuracy fallback's re-quantizations (other layers kept in float) cost a quantizer pass, not a
-pass of the float model over every sample (EfficientNet-Lite0: 0.7 s instead of 9-11 s). Each
-quantization then gets its biases corrected (compress/tflite_bias.py), which NNCF does for
-OpenVINO and the TFLite converter does not.
+pass of the float model over every sample. Each quantization then gets its biases corrected
+(compress/tflite_bias.py), which NNCF does for OpenVINO and the TFLite converter does not.
 """
 
 from __future__ import annotations

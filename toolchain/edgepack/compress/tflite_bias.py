@@ -1,9 +1,5 @@
-"""Empirical bias correction for full-integer int8 TFLite files (why: compress/bias.py).
-
-Measured on EfficientNet-Lite0 (312 random-resized crops): top-1 agreement with the float model
-goes from 0.869 to 0.891 (cosine 0.987 -> 0.991) with no layer in float, and from 0.910 to 0.95
-(cosine 0.995 -> 0.998) with its first two layers in float, which then meets a bar that took
-six float layers before.
+"""Empirical bias correction for full-integer int8 TFLite files (why: compress/bias.py; what it
+gains: docs/benchmarks.md).
 
 How: the converter's own quantizer makes a debug copy of the int8 file
 (``enable_numeric_verify``), in which a float twin of every quantized op runs on the same
