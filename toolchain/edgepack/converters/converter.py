@@ -8,7 +8,8 @@ outputs beyond float rounding fails there, naming the hop and the numbers, befor
 built on top of it. A hop that fails is excluded and the planner asked for the next path.
 
 Across builds, a hop whose input, settings and tools did not change is taken from the step cache
-(steps.py): its file is copied into place and its recorded check stands, marked ``cached``.
+(cache/build_steps.py): its file is copied into place and its recorded check stands, marked
+``cached``.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
 
     OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. Without
     ``threads`` every core of this machine is used: LiteRT's own default is one thread, which
-    made the accuracy fallback's evaluations of EfficientNet-Lite0 1.8x slower than they need
-    be (ONNX Runtime and OpenVINO already default to every core).
+    slows the accuracy fallback's evaluations (ONNX Runtime and OpenVINO already default to
+    every core).
     """
     hint = "f32" if runtime == "openvino" else None
     return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint)

@@ -8,7 +8,7 @@ or PyTorch model gets a calibrated full-integer int8 TFLite: the TFLite converte
 float graph, and its selective quantization is what the accuracy fallback uses. onnx2tf's fp16
 file goes through the overflow guard (compress/tflite_fp16.py).
 
-Gotchas handled (STACK.md): onnx2tf rewrites its input .onnx in place (so it gets a private
+Gotchas handled: onnx2tf rewrites its input .onnx in place (so it gets a private
 copy), it runs onnxsim from PATH (turned off: the copy is already what the source exporter
 made), it fails on NHWC ONNX from tf2onnx (so the planner prefers SavedModel -> TFLite for
 TensorFlow sources, which is also cheaper), and for a fixed-batch 3-channel image input it
@@ -40,7 +40,7 @@ class _Onnx2tf(Edge):
     tool = "onnx2tf"
     channels_last = True
     #: let onnx2tf write its files (a SavedModel, then float32 and float16 TFLites, each a full
-    #: TFLite conversion: 45 of the 47 s it takes on EfficientNet-Lite0)
+    #: TFLite conversion: most of its time)
     save = True
 
     def tool_version(self) -> str:

@@ -1,7 +1,7 @@
 """SavedModel -> ONNX with tf2onnx, from the serving signature.
 
 ``tf2onnx.convert.from_keras`` fails on Keras 3 models; converting the SavedModel's serving
-function with ``from_function`` works (STACK.md). Opset 17: the newest this tf2onnx emits
+function with ``from_function`` works. Opset 17: the newest this tf2onnx emits
 reliably, and old enough for ONNX Runtime 1.16+ on boards. The ONNX keeps the SavedModel's
 layout (NHWC for Keras).
 """

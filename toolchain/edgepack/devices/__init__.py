@@ -16,7 +16,7 @@ python3, numpy and a runtime, and compares what it computed with the host.
     lock.py       one benchmark per device at a time (a lock file on this host)
     agreement.py  device outputs vs the host's, with tolerances that say why
     remote.py     upload, run, fetch, clean up: ``bench_on_device`` / ``bench_on_devices``
-    bench.py      ``edgepack bench ARTIFACT... --device NAME...``
+                  (``edgepack bench ARTIFACT... --device NAME...`` is measure/devices.py)
 
 Nothing here imports paramiko or a framework at module level: ``edgepack --help`` stays instant.
 """

@@ -74,7 +74,7 @@ class OpenVinoSession(AdapterSession):
     """Runs through one reused InferRequest, inputs wrapped without copying.
 
     ``request.infer(list_of_arrays)`` copies every input into a new tensor and builds a dict of
-    copied outputs on each call: ~35 us, 3.5% of a 1 ms model. Here the (already contiguous,
+    copied outputs on each call, a few percent of a 1 ms model. Here the (already contiguous,
     already cast) arrays are wrapped as shared-memory tensors and ``infer()`` is called. The
     request keeps only a pointer into those arrays, so the session holds them until the next
     call; an input that is the very array held from the last call is not wrapped and set again
