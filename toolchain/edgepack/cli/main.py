@@ -132,7 +132,7 @@ def _catalog_commands(kind: str, list_help: str, show_help: str) -> None:
     def listing(ctx: click.Context, as_json: bool) -> None:
         if ctx.invoked_subcommand is not None:
             return
-        from ..report import terminal as render
+        from . import render
 
         registry = getattr(_catalog(ctx.obj), kind)
         entries = [registry.entries[n] for n in registry.names()]
@@ -146,7 +146,7 @@ def _catalog_commands(kind: str, list_help: str, show_help: str) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @click.pass_obj
     def show(state: State, name: str, as_json: bool) -> None:
-        from ..report import terminal as render
+        from . import render
 
         catalog = _catalog(state)
         entry = getattr(catalog, kind).entry(name)
@@ -174,7 +174,7 @@ def inspect(model: Path, as_json: bool) -> None:
     MODEL is a .keras/.h5 file, a SavedModel folder, an .onnx, a .tflite or an OpenVINO .xml.
     """
     from .. import formats
-    from ..report import terminal as render
+    from . import render
 
     info = formats.inspect(model)
     if as_json:
@@ -259,7 +259,7 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     from ..config.project import find_project
     from ..errors import UsageError
     from ..pipeline import builder as pipeline
-    from ..report import terminal as render
+    from . import render
 
     path = model or Path.cwd()
     project = find_project(path) if path.is_dir() else None
@@ -320,7 +320,7 @@ def convert_command(model: Path, to: str, output: Path | None, eval_data: Path |
     """Convert MODEL to one format at fp32, every hop checked against the source."""
     from ..formats.source import parse_input_shapes
     from ..pipeline.convert_file import convert
-    from ..report import terminal as render
+    from . import render
 
     progress = render.ConsoleProgress()
     result = convert(model, to, output, eval=eval_data,
@@ -342,7 +342,7 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
     ``structural`` (the --prune/--distill/... flags) applies to every cell."""
     from ..errors import EdgepackError
     from ..pipeline.matrix import run_matrix
-    from ..report import terminal as render
+    from . import render
 
     cells = run_matrix(project, models=model_names, targets=targets,
                        output=output or Path("build"), profile=profile, jobs=jobs, runs=runs,
@@ -464,7 +464,7 @@ def bench(state: State, artifacts: tuple[Path, ...], threads: int | None, runs: 
         return
     from ..formats import detect
     from ..measure import host as benchmark
-    from ..report import terminal as render
+    from . import render
 
     progress = render.ConsoleProgress(quiet=as_json)
     results = benchmark.bench(
@@ -507,7 +507,7 @@ def compare(paths: tuple[Path, ...], source: Path | None, eval_data: Path | None
     edgepack compare a.int8.tflite a.fp32.onnx --source model.keras --eval eval.npz
     """
     from ..measure import compare as compare_runner
-    from ..report import terminal as render
+    from . import render
 
     progress = render.ConsoleProgress(quiet=as_json)
     comparison = compare_runner.compare(paths, source=source, eval=eval_data, threads=threads,

@@ -1,8 +1,9 @@
 """Terminal rendering with rich: tables for people, drawn from the same objects as --json.
 
-Imported only by CLI commands (never at start-up). Tables go to stdout; progress and warnings go
-to stderr on a duplicate of the original descriptor, so they stay visible while a framework's
-own output is being captured (see quiet.py) and never mix into piped stdout.
+Imported only by CLI commands (never at start-up); nothing below ``cli/`` knows about a terminal.
+Tables go to stdout; progress and warnings go to stderr on a duplicate of the original
+descriptor, so they stay visible while a framework's own output is being captured (see quiet.py)
+and never mix into piped stdout.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from rich.table import Table
 
 from ..formats.base import ModelInfo
 from ..progress import Progress
-from .formatting import fmt_bytes, fmt_num, fmt_pct
-from .model import Report
-from .tables import summary_rows
+from ..report.formatting import fmt_bytes, fmt_num, fmt_pct
+from ..report.model import Report
+from ..report.tables import summary_rows
 
 # Piped output (CI logs, files) gets a wide fixed width so tables are never cut to 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -222,7 +223,7 @@ def bench_table(rows: list[tuple[str, Any]]) -> None:
 
 def compare_table(c: Any) -> None:
     """``edgepack compare``: the Comparison's rows (the same as its markdown and HTML)."""
-    from .comparison import COLUMNS, describe_eval, formatted, rows
+    from ..report.comparison import COLUMNS, describe_eval, formatted, rows
 
     for note in c.notes:
         out.print(f"[bold yellow]WARNING:[/] {escape(note)}")
