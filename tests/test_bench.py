@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.errors import DataError, InternalError, ModelError, UsageError
 from edgepack.runtimes import RuntimeOptions
 from edgepack.validate.latency import LatencyStats, measure_isolated

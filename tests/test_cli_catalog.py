@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 
 REQUIRED = ["raspberrypi4", "raspberrypi5", "jetson-orin-nano", "android-arm64", "android-gpu",
             "coral-edgetpu", "intel-cpu", "intel-gpu", "x86-host"]

@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_help_imports_no_framework() -> None:
     """--help must stay instant: no framework, no rich/pydantic on the start-up path."""
-    code = ("import sys; from click.testing import CliRunner; from edgepack.cli.main import cli; "
+    code = ("import sys; from click.testing import CliRunner; from edgepack.cli import cli; "
             "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0; "
             "heavy = ('tensorflow', 'keras', 'onnx', 'onnxruntime', 'openvino', 'ai_edge_litert',"
             " 'rich', 'pydantic', 'numpy'); print([m for m in heavy if m in sys.modules])")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.errors import DataError, UsageError
 from edgepack.formats import inspect
 from edgepack.measure.compare import precision_of

@@ -416,7 +416,7 @@ def _digits_fallback(tmp_path: Path, budget: str) -> tuple[int, dict]:
     import json
 
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     from tests.conftest import EXAMPLE
 
@@ -490,7 +490,7 @@ def test_fallback_ranks_and_ships_plain_int8_after_the_cheap_fixes(tmp_path: Pat
     import json
 
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     from tests.conftest import EXAMPLE
 
@@ -538,7 +538,7 @@ def test_tflite_fallback_can_keep_every_layer_of_an_mlp_in_float(tmp_path: Path)
 
     import keras
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((16,), name="x")

@@ -14,7 +14,7 @@ import edgepack
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.converters import edge_id, plan_path
 from edgepack.errors import ConversionError
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.devices import opversions
 from edgepack.devices.inventory import (
     Device,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edgepack.cache.store import BuildCache
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 
 from tests.conftest import EXAMPLE
 

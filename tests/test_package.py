@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from edgepack.bundle.manifest import schema_errors
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 
 from tests.conftest import EXAMPLE, REPO
 

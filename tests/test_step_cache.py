@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edgepack.cache.store import ENTRY, StepCache, cache_info
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.pipeline.builder import build
 from edgepack.progress import Progress
 from edgepack.report.model import Report

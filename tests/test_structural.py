@@ -240,7 +240,7 @@ def test_distillation_keeps_unstructured_zeros(tiny_keras: Path, tiny_data: dict
 def test_chained_build_prunes_distils_and_quantizes(tiny_keras: Path, tiny_data: dict,
                                                     tmp_path: Path) -> None:
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()

@@ -399,7 +399,7 @@ def test_matrix_build_passes_the_structural_flags(tiny_keras: Path, tiny_data: d
     import shutil
 
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     root = tmp_path / "zoo"
     root.mkdir()

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 from edgepack.bundle import ArchiveLimits, verify
 from edgepack.bundle import archive_safety as safety
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from edgepack.errors import UnsafeArchiveError
 
 TAMPERED, SIGNATURE_REQUIRED, UNSAFE = 10, 11, 12

@@ -33,7 +33,7 @@ def _alarm(signum: int, frame: object) -> None:
 
 def main() -> None:
     from click.testing import CliRunner
-    from edgepack.cli.main import cli
+    from edgepack.cli import cli
 
     # answers go to the real stdout; anything a framework prints there goes to stderr
     answers = os.fdopen(os.dup(1), "w", buffering=1)

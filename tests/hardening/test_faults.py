@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edgepack import staging
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from fuzzlib import TARGETS_DIR, tally
 
 REPO = Path(__file__).resolve().parents[2]

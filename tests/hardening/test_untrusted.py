@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,11 @@ def _budget(b: Any) -> str:
     return ", ".join(parts) or "-"
 
 
+#: the renderings of ``edgepack targets`` / ``edgepack profiles`` (a list, then one entry)
+CATALOG_TABLES = {"targets": targets_table, "profiles": profiles_table}
+CATALOG_DETAILS = {"targets": target_detail, "profiles": profile_detail}
+
+
 def model_info(info: ModelInfo) -> None:
     out.print(f"[bold]{info.path}[/]  {info.format}, {info.parameters:,} parameters, "
               f"{fmt_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)")
