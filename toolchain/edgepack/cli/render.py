@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..formats.base import ModelInfo
 from ..progress import Progress
@@ -36,11 +37,12 @@ def _stderr_console() -> Console:
 
 
 class ConsoleProgress(Progress):
-    """A spinner per long step, then a line with its duration."""
+    """A spinner per long step, then a line with its duration; each exactly one line, so a
+    narrow terminal never wraps them into fragments (default: stderr, see above)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
-        self.console = _stderr_console()
+        self.console = console or _stderr_console()
 
     @contextlib.contextmanager
     def step(self, text: str) -> Iterator[None]:
@@ -48,9 +50,20 @@ class ConsoleProgress(Progress):
             yield
             return
         t0 = time.perf_counter()
-        with self.console.status(f"{text} …", spinner="dots"):
+        with self.console.status(self._one_line(f"{text} …", reserved=2), spinner="dots"):
             yield
-        self.console.print(f"[green]✓[/] {text} [dim]({time.perf_counter() - t0:.1f} s)[/]")
+        took = f" ({time.perf_counter() - t0:.1f} s)"
+        done = Text.assemble(("✓", "green"), " ", self._one_line(text, reserved=2 + len(took)),
+                             (took, "dim"))
+        self.console.print(done, soft_wrap=True)
+
+    def _one_line(self, text: str, reserved: int) -> Text:
+        """``text`` as it is (not markup), cut with an ellipsis on a terminal so that it and
+        ``reserved`` cells fit its width; whole in a file or pipe, where nothing redraws."""
+        line = Text(text)
+        if self.console.is_terminal:
+            line.truncate(max(self.console.width - reserved, 1), overflow="ellipsis")
+        return line
 
     def warn(self, text: str) -> None:
         self.console.print(f"[bold yellow]WARNING:[/] {text}")
