@@ -50,6 +50,7 @@ class EdgepackGroup(click.Group):
     """Turns EdgepackError into one line on stderr and its exit code (traceback with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Runs the command; errors end as one line on stderr and an exit code."""
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -71,10 +72,12 @@ class EdgepackGroup(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
+    """Whether --debug was given (the State may not exist yet when parsing fails)."""
     return isinstance(ctx.obj, State) and ctx.obj.debug
 
 
 def _exit_codes_help() -> str:
+    """The exit codes table at the end of ``edgepack --help``."""
     return "\b\nExit codes:\n" + "\n".join(f"  {k:>2}  {v}" for k, v in EXIT_CODES.items())
 
 

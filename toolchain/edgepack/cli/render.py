@@ -32,6 +32,7 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _stderr_console() -> Console:
+    """A console on a duplicate of fd 2: still visible while quiet.py captures fd 2."""
     stream = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     return Console(file=stream, stderr=True, highlight=False)
 
@@ -73,6 +74,7 @@ class ConsoleProgress(Progress):
 
 
 def targets_table(entries: list[Any]) -> None:
+    """``edgepack targets``: one row per target."""
     table = Table(title="edgepack targets", title_justify="left")
     for col in ("target", "aliases", "device", "arch", "formats", "runtimes", "default profile"):
         table.add_column(col)
@@ -84,6 +86,7 @@ def targets_table(entries: list[Any]) -> None:
 
 
 def target_detail(entry: Any, catalog: Any) -> None:
+    """``edgepack targets show``: everything one target says, and where it is defined."""
     t = entry.item
     profile = catalog.profiles.get(t.default_profile)
     table = Table(show_header=False, title=f"{t.name}: {t.title}", title_justify="left")
@@ -112,6 +115,7 @@ def target_detail(entry: Any, catalog: Any) -> None:
 
 
 def profiles_table(entries: list[Any]) -> None:
+    """``edgepack profiles``: one row per profile."""
     table = Table(title="edgepack profiles", title_justify="left")
     for col in ("profile", "precision", "formats", "calibration", "budget", "title"):
         table.add_column(col)
@@ -126,6 +130,7 @@ def profiles_table(entries: list[Any]) -> None:
 
 
 def profile_detail(entry: Any, catalog: Any) -> None:
+    """``edgepack profiles show``: one profile's recipe and budget, and where it is defined."""
     p = entry.item
     table = Table(show_header=False, title=f"{p.name}: {p.title}", title_justify="left")
     table.add_column(style="bold")
@@ -147,6 +152,7 @@ def profile_detail(entry: Any, catalog: Any) -> None:
 
 
 def _budget(b: Any) -> str:
+    """An accuracy budget in one phrase, e.g. "top-1 drop <= 1 pt, cosine >= 0.99"."""
     parts = []
     if b.max_top1_drop is not None:
         parts.append(f"top-1 drop <= {100 * b.max_top1_drop:g} pt")
@@ -163,6 +169,7 @@ CATALOG_DETAILS = {"targets": target_detail, "profiles": profile_detail}
 
 
 def model_info(info: ModelInfo) -> None:
+    """``edgepack inspect``: the summary line, inputs, outputs, operators and details."""
     out.print(f"[bold]{info.path}[/]  {info.format}, {info.parameters:,} parameters, "
               f"{fmt_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)")
     for title, specs in (("inputs", info.signature.inputs), ("outputs", info.signature.outputs)):
@@ -186,6 +193,7 @@ def model_info(info: ModelInfo) -> None:
 
 
 def build_summary(report: Report) -> None:
+    """``edgepack build``: warnings, one row per artifact, the paths taken and the verdict."""
     for w in report.warnings:
         out.print(f"[bold yellow]WARNING:[/] {w}")
     table = Table(title=f"{report.model['name']} for {report.target['name']} "
@@ -272,6 +280,7 @@ def matrix_cell(cell: Any) -> None:
 
 
 def matrix_table(cells: list[Any]) -> None:
+    """A matrix build's summary: one row per deliverable of each (model, target) cell."""
     table = Table(title="build matrix", title_justify="left")
     for col in ("model", "target", "status", "artifact", "size", "top1_agree", "top1_acc",
                 "p50_ms", "seconds"):
