@@ -93,28 +93,6 @@ def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
     return feed
 
 
-def shapes_in_layouts(shapes: dict[str, tuple[int, ...]] | None, source: Signature,
-                      layouts: list[str]) -> dict[str, tuple[int, ...]] | None:
-    """Fixed input shapes (source names and layouts) in the layouts a converted file takes:
-    an NHWC SavedModel made by onnx2tf from an NCHW ONNX model is fixed at 1x224x224x3, not
-    at the 1x3x224x224 the target's static shapes give the source."""
-    if not shapes:
-        return shapes
-    moved = {spec.name: (spec.layout, layouts[i]) for i, spec in enumerate(source.inputs)}
-    return {name: tuple(layout.convert_shape(shape, *moved.get(name, ("", ""))))
-            for name, shape in shapes.items()}
-
-
-def in_layouts(data: Dataset, source: Signature, layouts: list[str]) -> Dataset:
-    """``data`` (source names and layouts) moved into the layouts a converted file takes:
-    a quantizer calibrating an NHWC SavedModel made from an NCHW ONNX model needs NHWC."""
-    inputs = {spec.name: layout.convert(data.inputs[spec.name], spec.layout, layouts[i])
-              for i, spec in enumerate(source.inputs) if spec.name in data.inputs}
-    if all(inputs[n] is data.inputs[n] for n in inputs):
-        return data
-    return replace(data, inputs={**data.inputs, **inputs})
-
-
 def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
                             source: Signature, layouts: list[str]) -> list[np.ndarray]:
     """This session's outputs, aligned with the source's (by name when they match) and moved
@@ -203,12 +181,12 @@ class Converter:
             ctx = ConvertContext(
                 workdir=out_dir if last else self.workdir, stem=stem,
                 precision=hop_precision, quantization=quantization,
-                calibration=in_layouts(calibration, self.signature, layouts)
+                calibration=layout.in_layouts(calibration, self.signature, layouts)
                 if calibration is not None else None,
-                input_shapes=shapes_in_layouts(self.input_shapes, self.signature, layouts),
+                input_shapes=layout.shapes_in_layouts(self.input_shapes, self.signature, layouts),
                 source_signature=self.signature, keep_float=keep_float if last else (),
-                samples=in_layouts(self.check, self.signature, layouts), scratch=self.workdir,
-                isa=self.isa)
+                samples=layout.in_layouts(self.check, self.signature, layouts),
+                scratch=self.workdir, isa=self.isa)
             current = self._hop(edge, current, ctx)
             if not last or precision == "fp32":  # an fp32 result can feed later paths
                 self._cache[key] = current

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..compress.tflite_fp16 import guard
 from ..data.dataset import Dataset
-from ..data.layout import CHANNELS_LAST
+from ..data.layout import CHANNELS_LAST, in_layouts
 from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import ConvertContext, Edge, converter_failed
@@ -143,8 +143,6 @@ class OnnxToSavedModel(_Onnx2tf):
 def _channels_last(ctx: ConvertContext) -> Dataset | None:
     """The check samples in the layouts of onnx2tf's file (images channels-last), as the build
     moves them for it; the samples arrive in the ONNX model's layouts, the source's."""
-    from .converter import in_layouts  # conversion imports this package
-
     sig = ctx.source_signature
     if ctx.samples is None or sig is None:
         return ctx.samples

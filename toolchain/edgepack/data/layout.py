@@ -1,4 +1,4 @@
-"""Moving arrays between tensor layouts (NCHW <-> NHWC, NCW <-> NWC).
+"""Moving arrays, datasets and shapes between tensor layouts (NCHW <-> NHWC, NCW <-> NWC).
 
 A model converted from PyTorch (channels first) to TFLite (channels last) takes its image
 transposed. Validation feeds every artifact the same samples, so it must transpose them into
@@ -7,9 +7,12 @@ the layout each artifact's signature records, and transpose 4-D outputs back bef
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from ..signature import Dim
+from ..signature import Dim, Signature
+from .dataset import Dataset
 
 _AXES = {
     ("NCHW", "NHWC"): (0, 2, 3, 1),
@@ -40,3 +43,25 @@ def convert_shape(shape: tuple[Dim, ...], src: str, dst: str) -> tuple[Dim, ...]
     if axes is None or len(shape) != len(axes):
         return shape
     return tuple(shape[i] for i in axes)
+
+
+def shapes_in_layouts(shapes: dict[str, tuple[int, ...]] | None, source: Signature,
+                      layouts: list[str]) -> dict[str, tuple[int, ...]] | None:
+    """Fixed input shapes (source names and layouts) in the layouts a converted file takes:
+    an NHWC SavedModel made by onnx2tf from an NCHW ONNX model is fixed at 1x224x224x3, not
+    at the 1x3x224x224 the target's static shapes give the source."""
+    if not shapes:
+        return shapes
+    moved = {spec.name: (spec.layout, layouts[i]) for i, spec in enumerate(source.inputs)}
+    return {name: tuple(convert_shape(shape, *moved.get(name, ("", ""))))
+            for name, shape in shapes.items()}
+
+
+def in_layouts(data: Dataset, source: Signature, layouts: list[str]) -> Dataset:
+    """``data`` (source names and layouts) moved into the layouts a converted file takes:
+    a quantizer calibrating an NHWC SavedModel made from an NCHW ONNX model needs NHWC."""
+    inputs = {spec.name: convert(data.inputs[spec.name], spec.layout, layouts[i])
+              for i, spec in enumerate(source.inputs) if spec.name in data.inputs}
+    if all(inputs[n] is data.inputs[n] for n in inputs):
+        return data
+    return replace(data, inputs={**data.inputs, **inputs})

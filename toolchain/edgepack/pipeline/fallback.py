@@ -33,10 +33,10 @@ from ..converters.converter import (
     Produced,
     exact_options,
     feed_for,
-    in_layouts,
     outputs_in_source_order,
 )
 from ..data.dataset import Dataset
+from ..data.layout import in_layouts
 from ..errors import first_line
 from ..formats import get_format
 from ..runtimes import get_runtime
