@@ -17,7 +17,6 @@ as taken from the cache, so nobody mistakes it for a fresh measurement.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -32,7 +31,8 @@ from ..signature import Signature
 from ..validate.accuracy import Accuracy
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
-from .store import StepCache, build_key, file_digest, json_digest
+from .keys import arrays_digest, build_key, dataset_digest, model_digest, model_files
+from .store import StepCache
 
 if TYPE_CHECKING:
     from ..converters.base import ConvertContext
@@ -86,39 +86,6 @@ class Measurement:
                    Accuracy(**r["accuracy"]) if r["accuracy"] else None,
                    replace(LatencyStats(**r["latency"]), cached=True), r["runtime_version"],
                    Signature.from_dict(r["signature"]))
-
-
-def model_files(path: Path) -> list[Path]:
-    """Every file a converter's output consists of: a folder's files, an IR's .xml and .bin."""
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
-    weights = path.with_suffix(".bin")
-    return [path, weights] if path.suffix == ".xml" and weights.is_file() else [path]
-
-
-def model_digest(path: Path) -> str:
-    """A converter output's content digest, independent of its file name."""
-    if path.is_dir():
-        return file_digest(path)
-    return json_digest([file_digest(p) for p in model_files(path)])
-
-
-def arrays_digest(arrays: Sequence[np.ndarray], h: Any = None) -> str:
-    """sha256 of arrays' dtypes, shapes and bytes, in order."""
-    h = h or hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def dataset_digest(data: Dataset) -> str:
-    """sha256 of a Dataset's inputs (by name) and labels; its source path is not part of it."""
-    names = sorted(data.inputs)
-    h = hashlib.sha256(json_digest(names).encode())
-    labels = [] if data.labels is None else [data.labels]
-    return arrays_digest([*(data.inputs[n] for n in names), *labels], h)
 
 
 class BuildSteps:

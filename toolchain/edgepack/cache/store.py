@@ -15,12 +15,8 @@ cannot be written only makes the next build slower.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -28,11 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .keys import file_digest, json_digest
 
-#: distributions whose version changes what a build produces
-TOOLS = ("tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxconverter-common",
-         "openvino", "nncf", "ai-edge-litert", "torch", "onnx2tf", "numpy")
 ENTRY = "cache-entry.json"
 
 
@@ -43,70 +36,6 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgepack"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (names included), streamed."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def json_digest(value: Any) -> str:
-    """sha256 of a JSON-serialisable value, independent of dict order."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@functools.cache
-def _code_digest() -> str:
-    """sha256 of edgepack's own modules: a checkout changes between releases without its
-    version changing, and a cached result of the old code must not outlive the edit."""
-    package = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(package.rglob("*.py")):
-        h.update(str(f.relative_to(package)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-@functools.cache
-def tool_versions() -> dict[str, str]:
-    """Versions of edgepack (with its code digest) and of every tool it drives; read once per
-    process, from the installed distributions' metadata (no framework is imported)."""
-    versions = {"edgepack": f"{__version__}+{_code_digest()}"}
-    for dist in TOOLS:
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "-"
-    return versions
-
-
-@functools.cache
-def host_facts() -> dict[str, Any]:
-    """CPU model, core count and machine type: a cached latency holds on this kind of host
-    only, so every key that covers one covers these."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine()}
-
-
-def build_key(parts: dict[str, Any]) -> str:
-    """The key of a build or step from its (JSON-serialisable) inputs and the tool versions."""
-    return json_digest({"inputs": parts, "tools": tool_versions()})
 
 
 @dataclass
@@ -258,7 +187,7 @@ class StepHit:
 
 
 class StepCache(_Store):
-    """The output files and result record of single build steps (steps.py keys them)."""
+    """The output files and result record of single build steps (keys.py keys them)."""
 
     kind = "steps"
 

@@ -48,8 +48,7 @@ class ConvertContext:
         ``settings``; None without a scratch folder. The file may not exist yet."""
         if self.scratch is None:
             return None
-        from ..cache.build_steps import dataset_digest
-        from ..cache.store import build_key, file_digest
+        from ..cache.keys import build_key, dataset_digest, file_digest
 
         key = build_key({"model": file_digest(model), **settings,
                          "samples": dataset_digest(samples) if samples is not None else None})

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cache.build_steps import BuildSteps, CachedHop, model_digest
+from ..cache.build_steps import BuildSteps, CachedHop
+from ..cache.keys import model_digest
 from ..config.profiles import Precision, Quantization
 from ..data import layout
 from ..data.dataset import Dataset

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cache.build_steps import BuildSteps, model_digest, model_files
-from ..cache.store import build_key
+from ..cache.build_steps import BuildSteps
+from ..cache.keys import build_key, model_digest, model_files
 from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from ..config.profiles import Profile, Quantization

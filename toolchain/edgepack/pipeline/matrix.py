@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cache.store import BuildCache, build_key, file_digest, host_facts
+from ..cache.keys import build_key, file_digest, host_facts
+from ..cache.store import BuildCache
 from ..config.catalog import load_catalog
 from ..config.project import LoadedProject, load_project
 from ..errors import EdgepackError, MissingDependencyError, UsageError, first_line

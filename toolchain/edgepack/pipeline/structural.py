@@ -44,7 +44,7 @@ class StructuralRequest:
     def cache_facts(self) -> dict[str, Any]:
         """What a cached build made with these flags depends on: the flags, and the contents
         (not the names) of the student and training data files."""
-        from ..cache.store import file_digest
+        from ..cache.keys import file_digest
 
         facts = asdict(self)
         for name in ("student", "train"):
