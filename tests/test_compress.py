@@ -187,9 +187,9 @@ def _conv_chain(path: Path) -> Path:
 
 def _quantize_chain(tmp_path: Path, keep: tuple[str, ...], activations: str = "int8",
                     method: str = "minmax") -> Path:
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.onnx import compress
     from edgepack.config.profiles import Calibration, Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
 
     src = _conv_chain(tmp_path / "chain.onnx")
@@ -276,9 +276,9 @@ def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path,
                                                                  fmt: str) -> None:
     from edgepack.compress import onnx as onnx_compress
     from edgepack.compress import openvino as openvino_compress
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.sensitivity import RANKERS
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
 
     from tests import model_files
 
@@ -571,9 +571,9 @@ def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_da
     calibration pass over every sample runs once, and quantizing the kept calibration gives
     what the TFLite converter gives in one go (tensors, their quantization and the outputs),
     int8 model I/O included."""
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.tflite import configure, convert
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from edgepack.quiet import captured, import_tensorflow
 
@@ -640,9 +640,9 @@ def test_tflite_int8_biases_are_corrected_for_the_weights_rounding(
     converter ships that shift; edgepack measures it on the calibration samples and takes it
     out of the int32 bias. The measurement is kept for the build's next quantizations."""
     from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.tflite import configure, convert
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from edgepack.quiet import captured, import_tensorflow
 
@@ -696,9 +696,9 @@ def test_onnx_int8_biases_are_corrected_for_the_weights_rounding(
     its QDQ model dequantizes the bias from."""
     import onnx
     import onnxruntime as ort
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.onnx import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from onnx import helper, numpy_helper
 
@@ -761,9 +761,9 @@ def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> 
     sets the input's range, as in the other formats (NNCF's default averages each sample's
     range: about 1.1 here, which would clip that image)."""
     import openvino as ov
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from onnx import helper
 
@@ -790,9 +790,9 @@ def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> N
     activations get one range per tensor. (NNCF's default gives a depthwise convolution's
     input a range per channel, 0.05 here, clipping the woken channel's 0..4 to 0.05.)"""
     import openvino as ov
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from onnx import helper
 
@@ -821,9 +821,9 @@ def test_openvino_int8_first_layer_uses_every_bit_the_target_cpu_allows(
     """NNCF puts the first layer's weights on 7 bits so a CPU summing u8 x s8 pairs in int16
     cannot saturate. A target whose CPU has VNNI sums in int32: its weights get all 8 bits."""
     import openvino as ov
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from onnx import helper
 
@@ -851,9 +851,9 @@ def test_openvino_int8_biases_are_corrected_where_the_shift_dwarfs_the_bias(
     its biases (common in batch-norm-folded depthwise convolutions) and ships the 0.033 shift
     the weight rounding makes; NNCF's BiasCorrection, which edgepack runs, takes it out."""
     import openvino as ov
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from onnx import helper
 
@@ -896,9 +896,9 @@ def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
 
     import nncf
     import openvino as ov
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.profiles import Quantization
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
     from nncf.openvino.statistics.aggregator import OVStatisticsAggregator
     from onnx import helper

@@ -189,7 +189,7 @@ def test_onnx2tf_fp16_restores_clamped_weights(tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
-    from edgepack.converters.base import ConvertContext
+    from edgepack.compress.context import ConvertContext
     from edgepack.converters.onnx_to_tflite import OnnxToTFLite
     from edgepack.data.dataset import Dataset
     from edgepack.formats import get_format

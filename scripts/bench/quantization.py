@@ -591,9 +591,9 @@ def edgepack_ov_int8(src: Path, out: Path, calib_x: np.ndarray) -> Path:
     (compress/openvino.py) with the target's profile and instruction sets."""
     if out.exists():
         return out
+    from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
     from edgepack.config.catalog import load_catalog
-    from edgepack.converters.base import ConvertContext
     from edgepack.data.dataset import Dataset
 
     catalog = load_catalog()

@@ -21,19 +21,17 @@ activations at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..data.dataset import Dataset
 from ..errors import DataError
 from .bias import BIAS_SAMPLES, cached
+from .context import ConvertContext
 from .fp16_range import FP16_MAX, beyond_fp16
 from .onnx_bias import apply as apply_shifts
 from .onnx_bias import measure as measure_shifts
-
-if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..converters.base import ConvertContext
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
 #: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples

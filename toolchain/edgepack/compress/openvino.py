@@ -22,15 +22,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-
-if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..converters.base import ConvertContext
-
+from .context import ConvertContext
 
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16
 #: saturation, so no overflow fix (AVX-VNNI on Alder Lake, AVX512-VNNI, AMX on Xeons)

@@ -193,8 +193,8 @@ def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
                 quantization: Quantization | None) -> list[str]:
     """``parent``: the SavedModel the int8 file was converted from (the debugger needs the
     converter, configured as for the int8 file)."""
-    from ..converters.base import ConvertContext
     from ..quiet import captured, import_tensorflow
+    from .context import ConvertContext
     from .tflite import configure, debug_options
 
     tf = import_tensorflow()

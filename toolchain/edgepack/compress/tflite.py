@@ -17,17 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
 from .bias import BIAS_SAMPLES, Shifts, cached
+from .context import ConvertContext
 from .tflite_bias import apply as apply_shifts
 from .tflite_bias import measure as measure_shifts
-
-if TYPE_CHECKING:  # convert/ imports this module: no import at run time
-    from ..converters.base import ConvertContext
 
 
 def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from ..config.profiles import Precision
 from ..errors import ConversionError
-from .base import ConvertContext, Edge
+from .base import Edge
 from .compression_passes import OnnxCompress, OpenVinoCompress
 from .identity import Copy
 from .keras_to_savedmodel import KerasToSavedModel
@@ -102,4 +102,4 @@ def _reachable(src: str, edges: list[Edge]) -> set[str]:
     return seen
 
 
-__all__ = ["EDGES", "ConvertContext", "Edge", "edge_id", "plan_path"]
+__all__ = ["EDGES", "Edge", "edge_id", "plan_path"]

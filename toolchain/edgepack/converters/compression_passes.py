@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ..compress import onnx as onnx_compress
 from ..compress import openvino as openvino_compress
+from ..compress.context import ConvertContext
 from ..errors import ConversionError, DataError
 from ..quiet import captured
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 
 
 class CompressionPass(Edge):

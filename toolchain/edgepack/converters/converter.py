@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cache.build_steps import BuildSteps, CachedHop
 from ..cache.keys import model_digest
+from ..compress.context import ConvertContext
 from ..config.profiles import Precision, Quantization
 from ..data import layout
 from ..data.dataset import Dataset
@@ -36,7 +37,7 @@ from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
 from ..validate.fidelity import compare
-from . import ConvertContext, Edge, edge_id, plan_path
+from . import Edge, edge_id, plan_path
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
 FP32_TOLERANCE = 1e-4

@@ -9,7 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .base import ConvertContext, Edge
+from ..compress.context import ConvertContext
+from .base import Edge
 
 
 class Copy(Edge):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..compress.context import ConvertContext
 from ..formats.keras import KerasFormat
 from ..quiet import captured
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 
 
 class KerasToSavedModel(Edge):

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from ..compress.context import ConvertContext
 from ..compress.tflite_fp16 import guard
 from ..data.dataset import Dataset
 from ..data.layout import CHANNELS_LAST, in_layouts
 from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 
 
 class _Onnx2tf(Edge):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..compress.context import ConvertContext
 from ..formats.savedmodel import SavedModelFormat
 from ..quiet import captured, import_tensorflow
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 from .onnx_names import name_batch_dim, rename_outputs
 
 OPSET = 17

@@ -13,12 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..compress.context import ConvertContext
 from ..compress.tflite import configure, convert
 from ..compress.tflite_fp16 import guard
 from ..errors import ConversionError
 from ..formats.savedmodel import SavedModelFormat
 from ..quiet import captured, import_tensorflow
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 
 
 class SavedModelToTFLite(Edge):

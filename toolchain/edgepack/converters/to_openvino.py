@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..compress.context import ConvertContext
 from ..compress.openvino_fp16 import guard_note, keep_fp32, overflow_ops
 from ..errors import ConversionError
 from ..quiet import captured
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 
 
 class ToOpenVino(Edge):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..compress.context import ConvertContext
 from ..errors import ConversionError
 from ..quiet import captured
-from .base import ConvertContext, Edge, converter_failed
+from .base import Edge, converter_failed
 from .onnx_names import name_batch_dim
 
 
