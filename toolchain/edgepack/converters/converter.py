@@ -8,7 +8,7 @@ outputs beyond float rounding fails there, naming the hop and the numbers, befor
 built on top of it. A hop that fails is excluded and the planner asked for the next path.
 
 Across builds, a hop whose input, settings and tools did not change is taken from the step cache
-(cache/build_steps.py): its file is copied into place and its recorded check stands, marked
+(converters/hop_cache.py): its file is copied into place and its recorded check stands, marked
 ``cached``.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cache.build_steps import BuildSteps, CachedHop
 from ..cache.keys import model_digest
+from ..cache.records import BuildSteps
 from ..compress.context import ConvertContext
 from ..config.profiles import Precision, Quantization
 from ..data import layout
@@ -38,6 +38,7 @@ from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
 from ..validate.fidelity import compare
 from . import Edge, edge_id, plan_path
+from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
 FP32_TOLERANCE = 1e-4
@@ -62,7 +63,7 @@ class Produced:
     fallback: list[dict[str, Any]] = field(default_factory=list)
     #: the file the last hop read (a quantizer's float input, e.g. the SavedModel)
     parent: Path | None = None
-    #: content digest of ``path`` (steps.model_digest): the next hop's cache key; None when
+    #: content digest of ``path`` (cache.keys.model_digest): the next hop's cache key; None when
     #: the build runs without the step cache
     digest: str | None = None
     #: plain int8 (the fallback's first attempt), kept when layers were kept in float so the
@@ -199,8 +200,8 @@ class Converter:
             (f" ({ctx.precision})" if ctx.precision != "fp32" else "")
         key = None
         if self.steps is not None and prev.digest is not None:
-            key = self.steps.hop_key(edge_id(edge), prev.digest, ctx, self.refs)
-            hit = self.steps.fetch_hop(key, ctx.workdir, ctx.stem)
+            key = hop_key(self.steps, edge_id(edge), prev.digest, ctx, self.refs)
+            hit = fetch_hop(self.steps, key, ctx.workdir, ctx.stem)
             if hit is not None:
                 with self.step(f"{label} (cached)"):
                     return self._cached(edge, prev, hit)
@@ -219,7 +220,7 @@ class Converter:
         self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)
         if key is not None:  # checked: worth keeping
-            produced.digest = self.steps.store_hop(key, out, ctx.stem, hop, ctx.notes)
+            produced.digest = store_hop(self.steps, key, out, ctx.stem, hop, ctx.notes)
         return produced
 
     def _cached(self, edge: Edge, prev: Produced, hit: CachedHop) -> Produced:

@@ -26,8 +26,8 @@ import numpy as np
 
 from .. import __version__
 from .. import staging as staging_mod
-from ..cache.build_steps import BuildSteps, Measurement
 from ..cache.keys import build_key, file_digest, host_facts, model_files
+from ..cache.records import BuildSteps, Measurement
 from ..cache.store import StepCache
 from ..config.catalog import Catalog, load_catalog
 from ..config.profiles import Profile

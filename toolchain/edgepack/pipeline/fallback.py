@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cache.build_steps import BuildSteps
 from ..cache.keys import build_key, model_digest, model_files
+from ..cache.records import BuildSteps
 from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from ..config.profiles import Profile, Quantization
