@@ -32,12 +32,12 @@ from ..data import layout
 from ..data.dataset import Dataset
 from ..errors import ConversionError, EdgepackError, ModelError
 from ..formats import get_format
-from ..report.model import Hop
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
 from ..validate.fidelity import compare
 from . import Edge, edge_id, plan_path
+from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)

@@ -22,8 +22,8 @@ from ..cache.keys import arrays_digest, build_key, model_digest, model_files
 from ..cache.records import BuildSteps
 from ..compress.context import ConvertContext
 from ..data.dataset import Dataset
-from ..report.model import Hop
 from ..signature import Signature
+from .hop import Hop
 
 #: a cached hop's files are stored under this stem and renamed to the build's on a hit
 STEM = "model"

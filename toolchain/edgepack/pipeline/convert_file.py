@@ -15,12 +15,12 @@ from pathlib import Path
 
 from .. import __version__
 from ..converters.converter import Converter
+from ..converters.hop import Hop
 from ..data.dataset import Dataset, load_dataset
 from ..errors import ConversionError, OutputError, UsageError
 from ..formats import detect, metadata
 from ..formats.source import open_source
 from ..progress import Progress
-from ..report.model import Hop
 from ..staging import out_of_space
 from .builder import _random_inputs
 

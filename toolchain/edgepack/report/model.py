@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..converters.hop import Hop
 from ..errors import UsageError
 from ..validate.accuracy import Accuracy
 from ..validate.budget import BudgetVerdict
@@ -20,23 +21,6 @@ from ..validate.latency import LatencyStats
 from . import decode
 
 REPORT_SCHEMA_VERSION = 1
-
-
-@dataclass
-class Hop:
-    src: str
-    dst: str
-    tool: str
-    tool_version: str
-    seconds: float
-    #: the new file vs the source on the same samples, right after the hop (worst output)
-    check_samples: int = 0
-    check_max_abs_error: float | None = None
-    check_cosine: float | None = None
-    check_top1_agreement: float | None = None
-    #: taken from the step cache (an earlier build made and checked the same file from the same
-    #: input and settings); ``seconds`` is then what fetching it took
-    cached: bool = False
 
 
 @dataclass
