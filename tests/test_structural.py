@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack.data.dataset import Dataset
-from edgepack.errors import UsageError
-from edgepack.progress import Progress
-from edgepack.structural.keras import graph as kg
-from edgepack.structural.settings import (
+from edgepack.config.structural import (
     DistillSettings,
     LowRankSettings,
     PruneSettings,
     Structural,
     merge,
 )
+from edgepack.data.dataset import Dataset
+from edgepack.errors import UsageError
+from edgepack.progress import Progress
+from edgepack.structural.keras import graph as kg
 
 
 def _data(path: Path) -> Dataset:

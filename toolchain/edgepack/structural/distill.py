@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config.structural import DistillSettings
 from ..data.dataset import Dataset
 from ..errors import UsageError
-from .settings import DistillSettings
 from .training import DistillResult, Targets, holdout, soft_targets
 
 

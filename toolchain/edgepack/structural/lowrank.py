@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.structural import LowRankSettings
 from .keras import graph as kg
-from .settings import LowRankSettings
 
 
 @dataclass

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.structural import Structural
 from ..data.dataset import Dataset
 from ..errors import UsageError
 from .keras import graph as kg
 from .onnx import weights as onnx_weights
-from .settings import Structural
 from .stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from .training import choose_student, require_data
 
@@ -92,7 +92,7 @@ def _keras(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
         changed = changed or any(d.rank is not None for d in decisions)
     if settings.distill is not None:
         d = settings.distill
-        from .settings import PruneSettings
+        from ..config.structural import PruneSettings
 
         model, what, masks = choose_student(
             d, student, changed, model, masks, kg.load,

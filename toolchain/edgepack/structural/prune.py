@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config.structural import PruneSettings
 from ..errors import UsageError
 from .keras import graph as kg
-from .settings import PruneSettings
 
 #: layers a channel passes through unchanged in meaning (channel axis last)
 CHANNEL_WISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout2D",

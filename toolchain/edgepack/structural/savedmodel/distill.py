@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import DistillSettings
 from ...data.dataset import Dataset
 from ..distill import kd_loss
-from ..settings import DistillSettings
 from ..training import DistillResult, fit, holdout, soft_targets
 from .restored import Restored
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...config.structural import Structural
 from ...data.dataset import Dataset
-from ..settings import Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from ..training import nothing_to_distil, require_data
 from .restored import Restored

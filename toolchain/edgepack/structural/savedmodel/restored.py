@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import PruneSettings
 from ...errors import UsageError
 from ...formats.savedmodel import SERVING_KEY, SavedModelFormat
 from ...quiet import captured
 from ..prune import magnitude_masks
-from ..settings import PruneSettings
 
 
 class Restored:

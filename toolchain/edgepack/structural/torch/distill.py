@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import DistillSettings
 from ...data.dataset import Dataset
 from ...signature import Signature
-from ..settings import DistillSettings
 from ..training import DistillResult, Targets, fit, holdout, soft_targets
 from . import graph as tg
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...config.structural import LowRankSettings
 from ..lowrank import Factorization, factor
-from ..settings import LowRankSettings
 from . import graph as tg
 from .graph import Weighted
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...config.structural import PruneSettings, Structural
 from ...data.dataset import Dataset
 from ...errors import UsageError
 from ...formats import detect
-from ..settings import PruneSettings, Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from ..training import choose_student, require_data
 from . import graph as tg

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import PruneSettings
 from ..prune import ChannelPlan, magnitude_masks
-from ..settings import PruneSettings
 from . import graph as tg
 from .graph import Weighted, op
 
