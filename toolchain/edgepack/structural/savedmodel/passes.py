@@ -1,4 +1,4 @@
-"""prune -> distill for a SavedModel source, fine-tuned in TensorFlow (see tf_savedmodel.py for
+"""prune -> distill for a SavedModel source, fine-tuned in TensorFlow (see restored.py for
 why this path, and why structured pruning and low-rank factorization cannot change a restored
 serving graph). Each stage is saved as a new SavedModel folder and measured like the original.
 """

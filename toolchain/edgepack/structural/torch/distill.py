@@ -1,4 +1,5 @@
-"""Knowledge distillation in PyTorch: the same loss and schedule as the Keras pass (distill.py).
+"""Knowledge distillation in PyTorch: the same loss and schedule as the Keras pass
+(keras/distill.py).
 
 KL(softmax(t/T) || softmax(s/T)) * T^2 on teacher and student logits, mixed with label cross
 entropy (weight 1 - alpha) when the data is labelled; mean squared error for a non-classifier.
