@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgepack.data.dataset import Dataset
-from edgepack.errors import UsageError
-from edgepack.progress import Progress
-from edgepack.structural.keras import graph as kg
-from edgepack.structural.settings import (
+from edgepack.config.structural import (
     DistillSettings,
     LowRankSettings,
     PruneSettings,
     Structural,
     merge,
 )
+from edgepack.data.dataset import Dataset
+from edgepack.errors import UsageError
+from edgepack.progress import Progress
+from edgepack.structural.keras import graph as kg
 
 
 def _data(path: Path) -> Dataset:
@@ -74,7 +74,7 @@ def test_flags_override_the_profile_section() -> None:
 # ------------------------------------------------------------------------------ pruning
 
 def test_unstructured_pruning_reaches_the_sparsity_of_each_layer(tiny_keras: Path) -> None:
-    from edgepack.structural.prune import prune_unstructured
+    from edgepack.structural.keras.prune import prune_unstructured
 
     model = kg.load(tiny_keras)
     masks = prune_unstructured(model, PruneSettings(sparsity=0.6, skip=[]))
@@ -88,7 +88,7 @@ def test_unstructured_pruning_reaches_the_sparsity_of_each_layer(tiny_keras: Pat
 
 
 def test_global_unstructured_pruning_hits_the_overall_target(tiny_keras: Path) -> None:
-    from edgepack.structural.prune import prune_unstructured
+    from edgepack.structural.keras.prune import prune_unstructured
 
     model = kg.load(tiny_keras)
     prune_unstructured(model, PruneSettings(sparsity=0.5, skip=[], scope="global"))
@@ -102,7 +102,7 @@ def test_structured_pruning_makes_a_smaller_runnable_model(tiny_keras: Path, tin
                                                            tmp_path: Path) -> None:
     from edgepack.formats.keras import KerasFormat
     from edgepack.pipeline.convert_file import convert
-    from edgepack.structural.prune import prune_structured
+    from edgepack.structural.keras.prune import prune_structured
 
     model = kg.load(tiny_keras)
     new, plan = prune_structured(model, PruneSettings(sparsity=0.5, structured=True,
@@ -123,7 +123,7 @@ def test_structured_pruning_makes_a_smaller_runnable_model(tiny_keras: Path, tin
 
 
 def test_structured_pruning_keeps_width_it_cannot_follow(tiny_keras: Path) -> None:
-    from edgepack.structural.prune import plan_channels
+    from edgepack.structural.keras.prune import plan_channels
 
     plan = plan_channels(kg.load(tiny_keras), PruneSettings(sparsity=0.5, structured=True,
                                                             skip=[]))
@@ -133,7 +133,7 @@ def test_structured_pruning_keeps_width_it_cannot_follow(tiny_keras: Path) -> No
 # ------------------------------------------------------------------------------ low rank
 
 def test_lowrank_uses_the_right_ranks_and_skips_layers_that_do_not_pay(tmp_path: Path) -> None:
-    from edgepack.structural.lowrank import factorize_keras
+    from edgepack.structural.keras.lowrank import factorize_keras
 
     model = kg.load(_mlp(tmp_path))
     new, decisions = factorize_keras(model, LowRankSettings(energy=0.999))
@@ -203,8 +203,8 @@ def test_onnx_sources_are_pruned_and_factorized_post_training(tiny_onnx: Path, t
 @pytest.mark.slow
 def test_distillation_recovers_agreement_of_a_pruned_model(tiny_keras: Path,
                                                            tiny_data: dict) -> None:
-    from edgepack.structural.distill import distill
-    from edgepack.structural.prune import prune_structured
+    from edgepack.structural.keras.distill import distill
+    from edgepack.structural.keras.prune import prune_structured
 
     teacher = kg.load(tiny_keras)
     train = _data(tiny_data["calibration"])
@@ -221,8 +221,8 @@ def test_distillation_recovers_agreement_of_a_pruned_model(tiny_keras: Path,
 
 @pytest.mark.slow
 def test_distillation_keeps_unstructured_zeros(tiny_keras: Path, tiny_data: dict) -> None:
-    from edgepack.structural.distill import distill
-    from edgepack.structural.prune import prune_unstructured
+    from edgepack.structural.keras.distill import distill
+    from edgepack.structural.keras.prune import prune_unstructured
 
     teacher = kg.load(tiny_keras)
     student = kg.load(tiny_keras)

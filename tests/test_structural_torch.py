@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgepack.config.structural import DistillSettings, LowRankSettings, PruneSettings, Structural
 from edgepack.data.dataset import Dataset
 from edgepack.progress import Progress
-from edgepack.structural.settings import DistillSettings, LowRankSettings, PruneSettings, Structural
 
 NOISE = 0.5  # the task: 0.5 * class template + 0.5 * uniform noise
 

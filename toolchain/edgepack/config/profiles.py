@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..structural.settings import Structural
+from .structural import Structural
 from .targets import FormatName, Strict
 
 Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]

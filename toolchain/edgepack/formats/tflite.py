@@ -46,43 +46,73 @@ def _read(path: Path, data: bytes) -> ModelInfo:
     model = schema.Model.GetRootAs(data, 0)
     if model.SubgraphsLength() < 1:
         raise ModelError("TFLite file has no subgraph", path=path)
+    inputs, outputs, signature_key = _inputs_outputs(model, path)
+    ops, versions = _operators(model, path)
+    params = _parameters(model, len(data), path)
+    details: dict[str, Any] = {
+        "schema_version": int(model.Version()),
+        "metadata": _sidecar(path),
+        "signature_key": signature_key,
+        "operator_versions": {k: sorted(v) for k, v in sorted(versions.items())},
+    }
+    return ModelInfo(path=str(path), format="tflite",
+                     signature=annotate(Signature(tuple(inputs), tuple(outputs)),
+                                        details["metadata"]),
+                     parameters=params, size_bytes=len(data), operators=histogram(ops),
+                     details=details)
+
+
+def _enum_names(enum: type) -> dict[int, str]:
+    """A schema enum's names by value."""
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_")}
+
+
+def _inputs_outputs(model: Any, path: Path) -> tuple[list[TensorSpec], list[TensorSpec], str]:
+    """(inputs, outputs, signature key) of the first subgraph. The serving signature's names
+    are preferred: they are the SavedModel's names, so data keyed by the source's input names
+    finds its tensor here too."""
+    from ai_edge_litert import schema_py_generated as schema
+
     graph = model.Subgraphs(0)
-    type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    n_buffers = model.BuffersLength()
+    type_names = {v: k.lower() for v, k in _enum_names(schema.TensorType).items()}
 
     def spec(index: int, name: str | None = None) -> TensorSpec:
-        if not 0 <= index < graph.TensorsLength():
-            raise ModelError(f"tensor index {index} out of range", path=path)
-        t = graph.Tensors(index)
-        shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
-        sig = [int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else shape
-        dims = tuple(("batch" if i == 0 else "?") if d < 0 else d for i, d in enumerate(sig))
-        quant = None
-        q = t.Quantization()
-        if q is not None and q.ScaleLength() == 1 and q.ZeroPointLength() == 1:
-            quant = Quantization(float(q.ScaleAsNumpy()[0]), int(q.ZeroPointAsNumpy()[0]))
-        dtype = type_names.get(t.Type(), f"type{t.Type()}")
-        dtype = {"float32": "float32", "float16": "float16"}.get(dtype, dtype)
-        return TensorSpec(name=name or t.Name().decode("utf-8", "replace"), shape=dims,
-                          dtype=dtype, layout=guess_layout(dims, channels_first=False),
-                          quantization=quant)
+        return _tensor_spec(graph, index, name, type_names, path)
 
-    # Prefer the serving signature's names: they are the SavedModel's names, so data keyed by
-    # the source's input names finds its tensor here too.
-    if model.SignatureDefsLength() > 0:
-        sd = model.SignatureDefs(0)
-        inputs = [spec(sd.Inputs(i).TensorIndex(), sd.Inputs(i).Name().decode())
-                  for i in range(sd.InputsLength())]
-        outputs = [spec(sd.Outputs(i).TensorIndex(), sd.Outputs(i).Name().decode())
-                   for i in range(sd.OutputsLength())]
-        signature_key = sd.SignatureKey().decode() if sd.SignatureKey() else ""
-    else:
-        inputs = [spec(int(i)) for i in graph.InputsAsNumpy()]
-        outputs = [spec(int(i)) for i in graph.OutputsAsNumpy()]
-        signature_key = ""
+    if model.SignatureDefsLength() == 0:
+        return ([spec(int(i)) for i in graph.InputsAsNumpy()],
+                [spec(int(i)) for i in graph.OutputsAsNumpy()], "")
+    sd = model.SignatureDefs(0)
+    inputs = [spec(sd.Inputs(i).TensorIndex(), sd.Inputs(i).Name().decode())
+              for i in range(sd.InputsLength())]
+    outputs = [spec(sd.Outputs(i).TensorIndex(), sd.Outputs(i).Name().decode())
+               for i in range(sd.OutputsLength())]
+    return inputs, outputs, sd.SignatureKey().decode() if sd.SignatureKey() else ""
 
-    # operators and their versions
+
+def _tensor_spec(graph: Any, index: int, name: str | None, type_names: dict[int, str],
+                 path: Path) -> TensorSpec:
+    """The spec of tensor ``index`` of ``graph``: dynamic dims named, per-tensor quantization."""
+    if not 0 <= index < graph.TensorsLength():
+        raise ModelError(f"tensor index {index} out of range", path=path)
+    t = graph.Tensors(index)
+    shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
+    sig = [int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else shape
+    dims = tuple(("batch" if i == 0 else "?") if d < 0 else d for i, d in enumerate(sig))
+    quant = None
+    q = t.Quantization()
+    if q is not None and q.ScaleLength() == 1 and q.ZeroPointLength() == 1:
+        quant = Quantization(float(q.ScaleAsNumpy()[0]), int(q.ZeroPointAsNumpy()[0]))
+    return TensorSpec(name=name or t.Name().decode("utf-8", "replace"), shape=dims,
+                      dtype=type_names.get(t.Type(), f"type{t.Type()}"),
+                      layout=guess_layout(dims, channels_first=False), quantization=quant)
+
+
+def _operators(model: Any, path: Path) -> tuple[list[str], dict[str, set[int]]]:
+    """Every operator's name, in every subgraph, and the versions each name appears with."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = _enum_names(schema.BuiltinOperator)
     codes = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
@@ -101,8 +131,13 @@ def _read(path: Path, data: bytes) -> ModelInfo:
             name, version = codes[idx]
             ops.append(name)
             versions.setdefault(name, set()).add(version)
+    return ops, versions
 
-    # parameters: elements of tensors backed by a non-empty constant buffer; bounds-checked
+
+def _parameters(model: Any, size: int, path: Path) -> int:
+    """Elements of the tensors backed by a non-empty constant buffer, every buffer checked to
+    lie inside the file (``size`` bytes)."""
+    n_buffers = model.BuffersLength()
     params = 0
     for sg_index in range(model.SubgraphsLength()):
         sg = model.Subgraphs(sg_index)
@@ -115,23 +150,13 @@ def _read(path: Path, data: bytes) -> ModelInfo:
                 raise ModelError(f"tensor refers to buffer {b} of {n_buffers}", path=path)
             buf = model.Buffers(b)
             if buf.Offset() > 1:
-                if buf.Offset() + buf.Size() > len(data):
+                if buf.Offset() + buf.Size() > size:
                     raise ModelError("a weight buffer points outside the file", path=path,
                                      hint="the file is truncated or corrupt")
             elif buf.DataLength() == 0:
                 continue
             params += int(np.prod([int(d) for d in t.ShapeAsNumpy()])) if t.ShapeLength() else 1
-
-    details: dict[str, Any] = {
-        "schema_version": int(model.Version()),
-        "metadata": _sidecar(path),
-        "signature_key": signature_key,
-        "operator_versions": {k: sorted(v) for k, v in sorted(versions.items())},
-    }
-    return ModelInfo(path=str(path), format="tflite",
-                     signature=annotate(Signature(tuple(inputs), tuple(outputs)),
-                                        details["metadata"]), parameters=params,
-                     size_bytes=len(data), operators=histogram(ops), details=details)
+    return params
 
 
 def _sidecar(path: Path) -> dict[str, Any] | None:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config.structural import merge
 from ..data.dataset import Dataset, load_dataset, overlap
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..signature import Signature
-from ..structural.settings import merge
 from ..structural.stages import Evaluation
 
 if TYPE_CHECKING:

@@ -8,4 +8,9 @@ source, which cannot be trained here, is pruned and factorized post-training on 
 The build then converts and quantizes the new source, and judges every deliverable against the
 ORIGINAL model's outputs, so the accuracy budget covers the whole chain. Entry point:
 ``passes.run_passes``.
+
+Each framework's chain and graph edits live in its subpackage (keras/, torch/, savedmodel/,
+onnx/); what they share is here, framework-free: magnitude masks and channel plans
+(magnitude.py), the truncated-SVD rank rule (svd.py), the distillation schedule and targets
+(training.py), and how a stage is measured (stages.py, cost.py).
 """

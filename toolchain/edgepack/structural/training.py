@@ -18,9 +18,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..config.structural import DistillSettings
 from ..data.dataset import Dataset, is_class_labels
 from ..errors import UsageError
-from .settings import DistillSettings
 
 #: outputs within this of summing to one (and in [0, 1]) are read as probabilities
 PROB_TOLERANCE = 1e-3

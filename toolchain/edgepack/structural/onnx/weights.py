@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import LowRankSettings, PruneSettings
 from ...errors import UsageError
-from ..lowrank import Factorization, factor
-from ..settings import LowRankSettings, PruneSettings
+from ..svd import Factorization, factor
 
 #: op type -> index of its weight input
 WEIGHT_INPUT = {"Conv": 1, "Gemm": 1, "MatMul": 1}

@@ -2,7 +2,7 @@
 serving function reads.
 
 There is no Keras model to ``fit``, so the loop is the shared one (training.fit) and the loss is
-the Keras pass's own (``distill.kd_loss``, written in ``keras.ops``, which run on TF tensors):
+the Keras pass's own (``keras/loss.py``, written in ``keras.ops``, which run on TF tensors):
 same soft targets, temperature, label mixing, Adam, seeding, early stopping and pruning masks.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import DistillSettings
 from ...data.dataset import Dataset
-from ..distill import kd_loss
-from ..settings import DistillSettings
+from ..keras.loss import kd_loss
 from ..training import DistillResult, fit, holdout, soft_targets
 from .restored import Restored
 

@@ -1,4 +1,4 @@
-"""prune -> distill for a SavedModel source, fine-tuned in TensorFlow (see tf_savedmodel.py for
+"""prune -> distill for a SavedModel source, fine-tuned in TensorFlow (see restored.py for
 why this path, and why structured pruning and low-rank factorization cannot change a restored
 serving graph). Each stage is saved as a new SavedModel folder and measured like the original.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...config.structural import Structural
 from ...data.dataset import Dataset
-from ..settings import Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from ..training import nothing_to_distil, require_data
 from .restored import Restored

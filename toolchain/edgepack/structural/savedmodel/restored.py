@@ -6,7 +6,7 @@ Decision (tried, not assumed): ``tf.saved_model.load`` restores a SavedModel's v
 that function yields a gradient for every trainable one (checked on Keras ``model.export``
 folders, with conv, dense and batch-norm layers), and saving the loaded object again with the
 same serving signature gives a SavedModel that converts like the original. So a SavedModel is
-fine-tuned in TF (tf_distill.py), with no detour through ONNX, whose post-training path could
+fine-tuned in TF (distill.py), with no detour through ONNX, whose post-training path could
 not fine-tune at all.
 
 What a restored SavedModel cannot do is change shape: its serving function is a fixed graph
@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import PruneSettings
 from ...errors import UsageError
 from ...formats.savedmodel import SERVING_KEY, SavedModelFormat
 from ...quiet import captured
-from ..prune import magnitude_masks
-from ..settings import PruneSettings
+from ..magnitude import magnitude_masks
 
 
 class Restored:

@@ -1,4 +1,5 @@
-"""Knowledge distillation in PyTorch: the same loss and schedule as the Keras pass (distill.py).
+"""Knowledge distillation in PyTorch: the same loss and schedule as the Keras pass
+(keras/distill.py).
 
 KL(softmax(t/T) || softmax(s/T)) * T^2 on teacher and student logits, mixed with label cross
 entropy (weight 1 - alpha) when the data is labelled; mean squared error for a non-classifier.
@@ -15,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ...config.structural import DistillSettings
 from ...data.dataset import Dataset
 from ...signature import Signature
-from ..settings import DistillSettings
 from ..training import DistillResult, Targets, fit, holdout, soft_targets
 from . import graph as tg
 

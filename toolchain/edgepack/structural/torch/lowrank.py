@@ -1,6 +1,6 @@
 """Low-rank factorization of a PyTorch graph's linear and 1x1 conv2d ops, in place.
 
-A weight W (out x in) becomes A (out x r) @ B (r x in) by truncated SVD (``lowrank.factor``,
+A weight W (out x in) becomes A (out x r) @ B (r x in) by truncated SVD (``svd.factor``,
 the same rank rule as for Keras): ``linear(x, W, b)`` becomes ``linear(linear(x, B), A, b)``,
 and a 1x1 ``conv2d`` becomes a thin conv with B (doing the original stride and padding: the
 padded zeros stay zeros through a bias-free conv) followed by a 1x1 conv with A and the bias.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..lowrank import Factorization, factor
-from ..settings import LowRankSettings
+from ...config.structural import LowRankSettings
+from ..svd import Factorization, factor
 from . import graph as tg
 from .graph import Weighted
 

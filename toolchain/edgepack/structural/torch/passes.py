@@ -1,6 +1,6 @@
 """prune -> low-rank -> distill for a PyTorch ExportedProgram source, trained in PyTorch.
 
-Each stage edits the program's module (torch_graph.py), exports it again to a ``.pt2`` that is
+Each stage edits the program's module (graph.py), exports it again to a ``.pt2`` that is
 measured like the original, and reloads that file, so every pass sees the shapes the previous
 one left. The last ``.pt2`` is what the build converts. What the graph did not allow (a layer
 that keeps its width, a layer not worth factorizing) is in the stage's details and notes.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...config.structural import PruneSettings, Structural
 from ...data.dataset import Dataset
 from ...errors import UsageError
 from ...formats import detect
-from ..settings import PruneSettings, Structural
 from ..stages import UNSTRUCTURED_NOTE, Evaluation, StageReport, measure, sparsity_details
 from ..training import choose_student, require_data
 from . import graph as tg
@@ -60,9 +60,7 @@ def run_torch(source: Path, settings: Structural, ev: Evaluation, workdir: Path,
                 if plan.skipped:
                     notes.append(f"{len(plan.skipped)} layer(s) kept their width: "
                                  + "; ".join(f"{k}: {v}" for k, v in plan.skipped.items()))
-                stage("prune", notes, {"kept_channels": {k: len(v) for k, v in
-                                                         plan.outputs.items()},
-                                       "kept_width": plan.skipped})
+                stage("prune", notes, plan.details())
                 changed = bool(plan.outputs)
             else:
                 masks = prune_unstructured(model, p)

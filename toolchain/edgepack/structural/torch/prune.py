@@ -1,7 +1,7 @@
 """Magnitude pruning of a PyTorch graph (an ExportedProgram's module), in place.
 
 Unstructured: the smallest conv2d/linear weights become zeros; the masks are returned so
-fine-tuning keeps them zero (the same rule as the Keras pass, ``prune.magnitude_masks``).
+fine-tuning keeps them zero (the same rule as the Keras pass, ``magnitude.magnitude_masks``).
 
 Structured: the output channels (conv filters, linear units) with the smallest L1 norm are
 removed and the parameters sliced, so the exported model is genuinely narrower. It follows the
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..prune import ChannelPlan, magnitude_masks
-from ..settings import PruneSettings
+from ...config.structural import PruneSettings
+from ..magnitude import ChannelPlan, magnitude_masks, strongest_channels
 from . import graph as tg
 from .graph import Weighted, op
 
@@ -65,11 +65,8 @@ def prune_structured(gm: Any, settings: PruneSettings) -> ChannelPlan:
             plan.skipped[w.name] = chain
             continue
         weight = tg.get(gm, w.weight).detach().numpy()
-        width = weight.shape[0]
-        sparsity = settings.per_layer.get(w.name, settings.sparsity)
-        keep_n = max(1, int(round((1 - sparsity) * width)))
-        norms = np.abs(weight).reshape(width, -1).sum(axis=1)
-        keep = np.sort(np.argsort(-norms, kind="stable")[:keep_n])
+        keep = strongest_channels(np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1),
+                                  settings.per_layer.get(w.name, settings.sparsity))
         plan.outputs[w.name] = keep
         idx = keep
         for node in chain[:-1]:

@@ -1,65 +1,20 @@
-"""Low-rank factorization: a weight matrix W (m x n) becomes A (m x r) @ B (r x n) by truncated SVD.
+"""Low-rank factorization of Keras Dense and 1x1 Conv2D layers (the rank rule is ``svd.py``'s).
 
-A Keras Dense (or 1x1 Conv2D) becomes two layers: a thin one with r units, no bias and no
-activation (A = U_r * S_r), then the original layer with its bias and activation reading r
-inputs (B = V_r^T). The second keeps the original name, so a factorized output layer still
-names the model's output. The pair computes fewer multiply-adds only when r * (m + n) < m * n;
-any layer where that does not hold is left as it is and reported as skipped.
+A factorized layer becomes two: a thin one with r units, no bias and no activation
+(A = U_r * S_r), then the original layer with its bias and activation reading r inputs
+(B = V_r^T). The second keeps the original name, so a factorized output layer still names the
+model's output. Layers where the pair would not save multiply-adds are left and reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from .keras import graph as kg
-from .settings import LowRankSettings
-
-
-@dataclass
-class Factorization:
-    """One layer's decision, for the report."""
-
-    layer: str
-    shape: tuple[int, int]
-    rank: int | None  # None: left as it is
-    kept_energy: float
-    params_before: int
-    params_after: int
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def choose_rank(singular: np.ndarray, m: int, n: int,
-                settings: LowRankSettings) -> tuple[int, float]:
-    """(rank, energy it keeps): the smallest rank keeping ``energy`` of sum(s^2), or the rank
-    whose factor pair has ``param_ratio`` of the original parameters (at least 1)."""
-    energy = np.cumsum(singular.astype(np.float64) ** 2)
-    energy /= energy[-1] if energy[-1] > 0 else 1.0
-    if settings.energy is not None:
-        rank = int(np.searchsorted(energy, settings.energy - 1e-9)) + 1
-    else:
-        rank = max(1, int(settings.param_ratio * m * n / (m + n)))
-    rank = min(rank, len(singular))
-    return rank, float(energy[rank - 1])
-
-
-def factor(weight: np.ndarray, settings: LowRankSettings,
-           name: str) -> tuple[Factorization, np.ndarray | None, np.ndarray | None]:
-    """The decision for a 2-D ``weight`` and, when it pays, the two factors A and B."""
-    m, n = weight.shape
-    u, s, vt = np.linalg.svd(weight.astype(np.float64), full_matrices=False)
-    rank, kept = choose_rank(s, m, n, settings)
-    if rank * (m + n) >= m * n:
-        return Factorization(name, (m, n), None, kept, m * n, m * n,
-                             f"rank {rank} saves nothing (r*(m+n) >= m*n)"), None, None
-    a = (u[:, :rank] * s[:rank]).astype(weight.dtype)
-    b = vt[:rank].astype(weight.dtype)
-    return Factorization(name, (m, n), rank, kept, m * n, rank * (m + n)), a, b
+from ...config.structural import LowRankSettings
+from ..svd import Factorization, factor
+from . import graph as kg
 
 
 def _factorable(layer: Any) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError, model_validator
 
-from ..config.targets import Strict
 from ..errors import UsageError
+from .targets import Strict
 
 
 class PruneSettings(Strict):

@@ -14,14 +14,14 @@ would need the other branch to agree, which magnitude alone cannot decide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
-from .keras import graph as kg
-from .settings import PruneSettings
+from ...config.structural import PruneSettings
+from ...errors import UsageError
+from ..magnitude import ChannelPlan, magnitude_masks, strongest_channels
+from . import graph as kg
 
 #: layers a channel passes through unchanged in meaning (channel axis last)
 CHANNEL_WISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout2D",
@@ -44,28 +44,6 @@ def prune_unstructured(model: Any, settings: PruneSettings) -> dict[str, np.ndar
     return masks
 
 
-def magnitude_masks(kernels: dict[str, np.ndarray],
-                    settings: PruneSettings) -> dict[str, np.ndarray]:
-    """Masks (1 keep, 0 pruned) by name: one magnitude threshold over all ``kernels`` (global
-    scope), else each kernel's own sparsity (``per_layer`` overrides the default)."""
-    if not kernels:
-        return {}
-    if settings.scope == "global" and not settings.per_layer:
-        magnitudes = np.sort(np.concatenate([np.abs(k).ravel() for k in kernels.values()]))
-        count = int(round(settings.sparsity * magnitudes.size))
-        cut = magnitudes[count - 1] if count else -np.inf
-        return {n: (np.abs(k) > cut).astype(k.dtype) for n, k in kernels.items()}
-    return {n: _layer_mask(k, settings.per_layer.get(n, settings.sparsity))
-            for n, k in kernels.items()}
-
-
-def _layer_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
-    """Exactly round(sparsity * size) smallest-magnitude entries zero (ties broken by order)."""
-    mask = np.ones(kernel.size, kernel.dtype)
-    mask[np.argsort(np.abs(kernel).ravel(), kind="stable")[:int(round(sparsity * kernel.size))]] = 0
-    return mask.reshape(kernel.shape)
-
-
 def _check_names(model: Any, per_layer: dict[str, float]) -> None:
     names = {layer.name for layer in model.layers}
     unknown = sorted(set(per_layer) - names)
@@ -74,17 +52,6 @@ def _check_names(model: Any, per_layer: dict[str, float]) -> None:
     bad = [n for n, s in per_layer.items() if not 0 <= s < 1]
     if bad:
         raise UsageError(f"per-layer sparsity of {', '.join(bad)} is not in [0, 1)")
-
-
-@dataclass
-class ChannelPlan:
-    """Which channels survive: outputs of producers, inputs of consumers, and the (flattened)
-    indices seen by the layers in between."""
-
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    between: dict[str, np.ndarray] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # layer -> why it kept its width
 
 
 def prune_structured(model: Any, settings: PruneSettings) -> tuple[Any, ChannelPlan]:
@@ -119,10 +86,8 @@ def plan_channels(model: Any, settings: PruneSettings) -> ChannelPlan:
             continue
         kernel = layer.kernel.numpy()
         sparsity = settings.per_layer.get(layer.name, settings.sparsity)
-        width = kernel.shape[-1]
-        keep_n = max(1, int(round((1 - sparsity) * width)))
-        norms = np.abs(kernel).reshape(-1, width).sum(axis=0)
-        keep = np.sort(np.argsort(-norms, kind="stable")[:keep_n])
+        keep = strongest_channels(np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0),
+                                  sparsity)
         plan.outputs[layer.name] = keep
         idx = keep
         for between in chain[:-1]:

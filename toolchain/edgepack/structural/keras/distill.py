@@ -1,15 +1,9 @@
-"""Knowledge distillation in Keras: a student learns the teacher's output distribution.
-
-The loss is the classic one (Hinton et al.): KL(softmax(t/T) || softmax(s/T)) * T^2 on the
-teacher's and student's logits t and s, mixed as alpha * KL + (1 - alpha) * CE(labels) when the
-training data has labels. Models that end in a softmax give probabilities, not logits; log(p)
-is the logit vector up to a constant, which softmax ignores, so both kinds work unchanged. A
-non-classifier output (not a 2-D score vector) is matched with mean squared error instead.
+"""Knowledge distillation in Keras: the student is compiled with the distillation loss
+(loss.py) and trained with ``fit`` on the teacher's outputs.
 
 Training is seeded, holds out a fraction of the given data to stop early on the distillation
 loss (restoring the best epoch), and, after an unstructured prune, re-applies the pruning masks
-after every step so the zeros stay zeros. ``kd_loss`` is written in ``keras.ops`` so the
-SavedModel trainer (tf_distill.py), which has no Keras model, computes the same loss.
+after every step so the zeros stay zeros.
 """
 
 from __future__ import annotations
@@ -19,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.dataset import Dataset
-from ..errors import UsageError
-from .settings import DistillSettings
-from .training import DistillResult, Targets, holdout, soft_targets
+from ...config.structural import DistillSettings
+from ...data.dataset import Dataset
+from ...errors import UsageError
+from ..training import DistillResult, holdout, soft_targets
+from .loss import kd_loss
 
 
 def _inputs(model: Any, data: Dataset, idx: np.ndarray) -> Any:
@@ -58,28 +53,6 @@ def distill(teacher: Any, student: Any, data: Dataset, settings: DistillSettings
     val = history.history["val_loss"]
     return DistillResult(len(val), float(min(val)), len(train_idx), len(val_idx),
                          targets.labelled)
-
-
-def kd_loss(targets: Targets, settings: DistillSettings) -> Any:
-    """loss(y_true, y_pred) per sample, for ``y_true`` rows laid out as ``targets.values``."""
-    from keras import ops
-
-    t, classes, probs, labelled = (settings.temperature, targets.classes, targets.probs,
-                                   targets.labelled)
-
-    def loss(y_true: Any, y_pred: Any) -> Any:
-        student_logits = ops.log(ops.clip(y_pred, 1e-7, 1.0)) if probs else y_pred
-        soft = ops.softmax(y_true[:, :classes] / t)
-        kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-12, 1.0))
-                             - ops.log_softmax(student_logits / t)), axis=-1) * (t * t)
-        if not labelled:
-            return kl
-        labels = ops.cast(y_true[:, classes], "int32")
-        ce = -ops.take_along_axis(ops.log_softmax(student_logits),
-                                  ops.expand_dims(labels, -1), axis=-1)[:, 0]
-        return settings.alpha * kl + (1 - settings.alpha) * ce
-
-    return loss
 
 
 def _keep_zeros(model: Any, masks: dict[str, np.ndarray]) -> Any:
