@@ -62,6 +62,9 @@ class TensorSpec:
     layout: str = ""
     quantization: Quantization | None = None
     normalization: Normalization | None = None
+    #: what an output means when the user said so (project file, ``--metric``): "detector",
+    #: "classifier", ... (validate/roles.py); "" when not declared
+    role: str = ""
 
     @property
     def rank(self) -> int:
@@ -82,6 +85,7 @@ class TensorSpec:
             "layout": self.layout,
             "quantization": self.quantization.to_dict() if self.quantization else None,
             "normalization": self.normalization.to_dict() if self.normalization else None,
+            **({"role": self.role} if self.role else {}),
         }
 
     @classmethod
@@ -95,6 +99,7 @@ class TensorSpec:
             layout=d.get("layout", ""),
             quantization=Quantization(float(q["scale"]), int(q["zero_point"])) if q else None,
             normalization=Normalization.from_dict(n) if n else None,
+            role=str(d.get("role", "")),
         )
 
 
@@ -123,6 +128,18 @@ class Signature:
             return self
         return replace(self, inputs=tuple(
             replace(s, normalization=norm) if s.rank == 4 else s for s in self.inputs))
+
+    @property
+    def output_roles(self) -> list[str]:
+        """Each output's declared role, "" where none was declared."""
+        return [s.role for s in self.outputs]
+
+    def with_roles(self, roles: dict[str, str]) -> Signature:
+        """The same signature with ``roles`` (by output name) declared on its outputs."""
+        if not roles:
+            return self
+        return replace(self, outputs=tuple(replace(s, role=roles.get(s.name, s.role))
+                                           for s in self.outputs))
 
     def to_dict(self) -> dict[str, Any]:
         return {"inputs": [s.to_dict() for s in self.inputs],

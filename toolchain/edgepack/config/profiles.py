@@ -6,7 +6,7 @@ from targets because many devices share one recipe (every ARM CPU board wants in
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -32,17 +32,76 @@ class Quantization(Strict):
     calibration: Calibration = Calibration()
 
 
-class Budget(Strict):
+#: what an output means, as the project file, a profile or ``--metric`` may name it (the
+#: measures each role reports live in validate/roles.py, which has one class per name)
+RoleName = Literal["classifier", "detector", "embedding", "map", "generic"]
+ROLE_NAMES: tuple[str, ...] = get_args(RoleName)
+
+
+class Limits(Strict):
+    """Bounds on how closely an output follows the source model's; every one needs no labels.
+
+    Cosine, SNR and the error relative to the output's range judge each output, and each
+    channel group of an output whose channels mix meanings (a detector's boxes and scores);
+    the others judge the outputs whose role reports them (validate/roles.py).
+    """
+
+    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_snr_db: float | None = None
+    #: the largest deviation as a share of the output's range on the eval set
+    max_range_error: float | None = Field(default=None, ge=0)
+    #: detectors: the share of the source's detections (per anchor, before NMS) kept with
+    #: their class, and the artifact's extra detections per source detection
+    min_detections_kept: float | None = Field(default=None, ge=0, le=1)
+    max_extra_detections: float | None = Field(default=None, ge=0)
+    #: embeddings: the share of samples whose nearest neighbour among the others is the same
+    min_neighbour_agreement: float | None = Field(default=None, ge=0, le=1)
+    #: maps: intersection over union of the thresholded maps
+    min_iou: float | None = Field(default=None, ge=0, le=1)
+
+
+class OutputBudget(Limits):
+    """The limits for one output (keyed by its name) or every output of a role (keyed by
+    the role): what it sets replaces the profile-wide limit, the rest is inherited.
+    ``gating: false`` measures and shows the output without letting it fail the build (an
+    output nobody reads, such as a transformer's hidden states at padded positions)."""
+
+    gating: bool = True
+
+
+class Budget(Limits):
     """What "still computes what the original computed" means for this recipe.
 
-    ``max_top1_drop`` applies when the eval data has labels; the agreement and cosine bounds
-    compare the artifact to the source model and need no labels. With labels and a top-1 drop
-    stated, the drop decides and the other two are measured and reported only.
+    ``max_top1_drop`` applies when the eval data has labels; the other bounds compare the
+    artifact to the source model, every output of it, and need no labels. With labels and a
+    top-1 drop stated, the drop decides for the output the labels score (the first) and its
+    other bounds are measured and reported only. ``outputs`` states limits per output name
+    or per role (a name's entry over its role's, over the profile-wide limits).
     """
 
     max_top1_drop: float | None = Field(default=None, ge=0, le=1)
-    min_top1_agreement: float | None = Field(default=None, ge=0, le=1)
-    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    outputs: dict[str, OutputBudget] = Field(default_factory=dict)
+
+    def for_output(self, name: str, role: str) -> OutputBudget:
+        """The limits that apply to output ``name`` whose role is ``role``."""
+        merged = self.model_dump(include=set(Limits.model_fields), exclude_none=True)
+        for key in (role, name):
+            entry = self.outputs.get(key)
+            if entry is not None:
+                merged.update(entry.model_dump(exclude_unset=True))
+        return OutputBudget(**merged)
+
+    def with_outputs(self, entries: dict[str, OutputBudget]) -> Budget:
+        """This budget with ``entries`` laid over its per-output ones, field by field (the
+        project file's over the profile's)."""
+        if not entries:
+            return self
+        outputs = dict(self.outputs)
+        for key, entry in entries.items():
+            base = outputs[key].model_dump(exclude_unset=True) if key in outputs else {}
+            outputs[key] = OutputBudget(**{**base, **entry.model_dump(exclude_unset=True)})
+        return self.model_copy(update={"outputs": outputs})
 
 
 class Profile(Strict):
@@ -66,6 +125,12 @@ class Profile(Strict):
         if self.precision == "int8" and self.quantization is None:
             raise ValueError("precision int8 needs a 'quantization' section")
         return self
+
+    def with_output_budgets(self, entries: dict[str, OutputBudget]) -> Profile:
+        """This profile with per-output limits (the project file's) laid over its budget's."""
+        if not entries:
+            return self
+        return self.model_copy(update={"budget": self.budget.with_outputs(entries)})
 
     @property
     def needs_calibration(self) -> bool:

@@ -17,6 +17,7 @@ from ..data.preprocess import Preprocessing
 from ..errors import ConfigError
 from ..signature import Normalization
 from .catalog import load_yaml_model
+from .profiles import ROLE_NAMES, OutputBudget, RoleName
 from .targets import Strict
 
 PROJECT_FILE = "edgepack.yaml"
@@ -68,6 +69,13 @@ class PreprocessingSpec(Strict):
                              scale=self.scale, color_order=self.color_order, layout=self.layout)
 
 
+class OutputSpec(OutputBudget):
+    """One output of the model (keyed by its name) or every output of a role (keyed by the
+    role): what it means, and limits over the profile's budget (config/profiles.py)."""
+
+    role: RoleName | None = None
+
+
 class ModelSpec(Strict):
     """One model of a project: the file, its data and how its inputs are prepared."""
 
@@ -80,6 +88,16 @@ class ModelSpec(Strict):
     normalization: NormalizationSpec | None = None
     preprocessing: PreprocessingSpec | None = None
     targets: list[str] = Field(default_factory=list)
+    #: per output name (or role): its role and its limits, e.g. ``output0: {role: detector}``
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _roles_by_name(self) -> ModelSpec:
+        for key, spec in self.outputs.items():
+            if key in ROLE_NAMES and spec.role is not None and spec.role != key:
+                raise ValueError(f"outputs.{key}: an entry keyed by a role cannot give "
+                                 f"another role ({spec.role})")
+        return self
 
 
 class Project(ModelSpec):
@@ -149,6 +167,18 @@ class LoadedProject:
     @property
     def profiles_dirs(self) -> list[Path]:
         return [self.root / d for d in self.spec.profiles_dir]
+
+    def output_roles(self) -> dict[str, str]:
+        """The roles the project gives its outputs, by output name."""
+        return {key: spec.role for key, spec in self.spec.outputs.items()
+                if spec.role is not None and key not in ROLE_NAMES}
+
+    def output_budgets(self) -> dict[str, OutputBudget]:
+        """The project's limits per output name or role, to lay over the profile's budget
+        (an entry that only gives a role adds no limit, but a name matching no output is
+        still reported)."""
+        return {key: OutputBudget(**spec.model_dump(exclude_unset=True, exclude={"role"}))
+                for key, spec in self.spec.outputs.items()}
 
     def labels(self) -> list[str] | None:
         labels = self.spec.labels
