@@ -53,7 +53,7 @@ class Measurement:
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> Measurement:
-        return cls([OutputFidelity(**f) for f in r["fidelity"]],
+        return cls([OutputFidelity.from_dict(f) for f in r["fidelity"]],
                    Accuracy(**r["accuracy"]) if r["accuracy"] else None,
                    replace(LatencyStats(**r["latency"]), cached=True), r["runtime_version"],
                    Signature.from_dict(r["signature"]))
@@ -131,7 +131,7 @@ class BuildSteps:
         if hit is None:
             return None
         r = hit.record
-        return ([OutputFidelity(**f) for f in r["fidelity"]],
+        return ([OutputFidelity.from_dict(f) for f in r["fidelity"]],
                 Accuracy(**r["accuracy"]) if r["accuracy"] else None)
 
     def store_fidelity(self, key: str, fidelity: list[OutputFidelity],

@@ -50,8 +50,10 @@ from .options import (
 @device_option("Also run the deliverables on this board (see `edgepack devices`).")
 @trust_new_host_option("Accept an unknown device host key once (a changed key is always "
                        "refused).")
-@click.option("--metric", metavar="PKG.MODULE:FUNCTION",
-              help="Your accuracy metric, called as f(outputs, labels) -> float.")
+@click.option("--metric", metavar="PKG.MODULE:FUNCTION|ROLE",
+              help="Your accuracy metric, called as f(outputs, labels) -> float; or what the "
+                   "first output is (classifier, detector, embedding, map, generic), so it is "
+                   "judged by the measures that fit it.")
 @click.option("--allow-accuracy-drop", is_flag=True,
               help="Exit 0 even when an artifact is over its profile's accuracy budget.")
 @click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -170,7 +172,7 @@ def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
 def raise_budget(report: Any) -> None:
     from ..errors import BudgetError
 
-    failed = [f"{a.file}: " + ", ".join(f"{c.name} {c.reading()}"
+    failed = [f"{a.file}: " + ", ".join(f"{c.label()} {c.reading()}"
                                         for c in a.budget.failures())
               for a in report.artifacts if a.budget and not a.budget.passed]
     on_device = [f"{a.file} on {d['device']}: " + "; ".join(d["failures"])

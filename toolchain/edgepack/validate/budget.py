@@ -1,21 +1,50 @@
 """The accuracy budget gate: does an artifact still compute what the source computed?
 
-A profile states its limits (top-1 drop with labels; top-1 agreement and cosine without); every
-limit that can be evaluated on the data at hand is checked and recorded, pass or fail, so the
-report shows how close to the edge a build is and not only a verdict. When the eval data has
-labels and the profile states a top-1 drop, that drop decides: what the app loses is accuracy,
-and an int8 model that flips near-ties both ways (agreement below the bound) at the same
-accuracy is not worse. The fidelity checks are then recorded but do not gate.
+A profile states its limits (top-1 drop with labels; agreement, cosine and the like without);
+every limit is checked on every output it applies to (validate/fidelity.py measures each
+output, and each channel group of an output whose channels mix meanings), and the worst one
+gates: an int8 detector whose boxes hold while its class scores break fails. Each check is
+recorded, pass or fail, so the report shows how close to the edge each output is and not only
+a verdict. When the eval data has labels and the profile states a top-1 drop, that drop
+decides for the output the labels score (the first): what the app loses is accuracy, and an
+int8 model that flips near-ties both ways (agreement below the bound) at the same accuracy is
+not worse. That output's fidelity checks are then recorded but do not gate.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ..config.profiles import Budget
+from ..config.profiles import ROLE_NAMES, Budget, OutputBudget
 from .accuracy import Accuracy
 from .fidelity import OutputFidelity
+
+#: why a measured check does not gate, when it is the labels' top-1 drop that decides
+LABELS_DECIDE = "labelled top-1 drop decides"
+
+
+class Limit(NamedTuple):
+    """A limit of config/profiles.py Limits: its field, the reading it bounds, whether it is a
+    lower bound, and whether it reads each part of an output (its channel groups, else the
+    whole) or the output as a whole (a role's readings)."""
+
+    field: str
+    reading: str
+    at_least: bool
+    per_part: bool
+
+
+#: every limit, in the order the report lists them
+LIMITS: list[Limit] = [
+    Limit("min_top1_agreement", "top1_agreement", True, False),
+    Limit("min_cosine", "cosine", True, True), Limit("min_snr_db", "snr_db", True, True),
+    Limit("max_range_error", "range_error", False, True),
+    Limit("min_detections_kept", "detections_kept", True, False),
+    Limit("max_extra_detections", "extra_detections", False, False),
+    Limit("min_neighbour_agreement", "neighbour_agreement", True, False),
+    Limit("min_iou", "iou", True, False)]
 
 
 @dataclass
@@ -24,14 +53,30 @@ class BudgetCheck:
     limit: float
     value: float
     passed: bool
-    #: False: measured and shown, but labelled accuracy decides (a fidelity bound on data
-    #: that has labels)
+    #: False: measured and shown, but not deciding (``reason`` says why: labelled accuracy
+    #: decides, or the output's budget says it does not gate)
     gating: bool = True
     #: a share of samples (top-1 agreement): its 95% interval and the sample count, so the
     #: report shows whether an eval set of this size can settle the limit at all (a photo
     #: classifier's near-ties move its agreement 4 points between two sets of 312 crops)
     interval: tuple[float, float] | None = None
     samples: int | None = None
+    #: the output (and channel group, as ``name[group]``) it was read on: for a check of the
+    #: whole artifact, the output that is furthest from (or over) its limit
+    output: str | None = None
+    #: a lower bound (the value must reach the limit); False: an upper bound
+    at_least: bool = True
+    #: why it does not gate, when ``gating`` is False ("": the labels decide, as reports
+    #: written before outputs had budgets of their own mean)
+    reason: str = ""
+
+    def margin(self) -> float:
+        """How far inside its limit the value is (negative: outside)."""
+        return self.value - self.limit if self.at_least else self.limit - self.value
+
+    def label(self) -> str:
+        """Its name, and the output it was read on when known."""
+        return self.name + (f" of `{self.output}`" if self.output else "")
 
     def reading(self) -> str:
         """The value against its limit, with its interval where it has one."""
@@ -53,7 +98,17 @@ class BudgetCheck:
         """How the report says it: ok, FAIL, or missed without deciding anything."""
         if self.passed:
             return "ok"
-        return "FAIL" if self.gating else "missed, not gating (labelled top-1 drop decides)"
+        return "FAIL" if self.gating else f"missed, not gating ({self.reason or LABELS_DECIDE})"
+
+
+@dataclass
+class OutputVerdict:
+    """One output's checks against the limits that apply to it (role: validate/roles.py)."""
+
+    output: str
+    role: str
+    checks: list[BudgetCheck] = field(default_factory=list)
+    passed: bool = True  # every gating check passed
 
 
 @dataclass
@@ -61,40 +116,77 @@ class BudgetVerdict:
     profile: str
     checks: list[BudgetCheck] = field(default_factory=list)
     passed: bool = True  # every check passed (no check: nothing could be evaluated)
+    #: each output's verdict; ``checks`` holds the worst of them per measure
+    outputs: list[OutputVerdict] = field(default_factory=list)
+    #: keys of the budget's ``outputs`` that name no output of the model and no role
+    unmatched: list[str] = field(default_factory=list)
 
     def failures(self) -> list[BudgetCheck]:
         return [c for c in self.checks if c.gating and not c.passed]
 
     def shortfall(self) -> tuple[int, float]:
         """How far from passing, for choosing between attempts that all fail: the number of
-        failed checks, then by how much they miss their limits (0, 0.0: passed)."""
-        failed = self.failures()
+        failed checks over every output, then by how much they miss their limits (0, 0.0:
+        passed)."""
+        failed = [c for c in self.checks if c.name == "top1_drop" and c.gating and not c.passed]
+        failed += [c for o in self.outputs for c in o.checks if c.gating and not c.passed]
         return len(failed), sum(abs(c.value - c.limit) for c in failed)
 
 
 def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
              source: Accuracy | None, artifact: Accuracy | None) -> BudgetVerdict:
-    """Check the first output (the model's primary output) against each stated limit."""
+    """Check every output against the limits stated for it; per measure, the worst gates."""
     verdict = BudgetVerdict(profile=profile)
-    primary = fidelity[0] if fidelity else None
     labelled = budget.max_top1_drop is not None and source is not None \
         and artifact is not None and source.top1 is not None and artifact.top1 is not None
     if labelled:
         drop = source.top1 - artifact.top1
         verdict.checks.append(BudgetCheck("top1_drop", budget.max_top1_drop, drop,
                                           drop <= budget.max_top1_drop + 1e-12))
-    if budget.min_top1_agreement is not None and primary and primary.top1_agreement is not None:
-        verdict.checks.append(BudgetCheck(
-            "top1_agreement", budget.min_top1_agreement, primary.top1_agreement,
-            primary.top1_agreement >= budget.min_top1_agreement, gating=not labelled,
-            interval=wilson(primary.top1_agreement, primary.samples),
-            samples=primary.samples))
-    if budget.min_cosine is not None and primary:
-        verdict.checks.append(BudgetCheck("cosine", budget.min_cosine, primary.cosine,
-                                          primary.cosine >= budget.min_cosine,
-                                          gating=not labelled))
+    for i, f in enumerate(fidelity):
+        verdict.outputs.append(_judge_output(f, budget.for_output(f.name, f.role),
+                                             labels_decide=labelled and i == 0))
+    for lim in LIMITS:
+        verdict.checks += _worst([c for o in verdict.outputs for c in o.checks
+                                  if c.name == lim.reading])
+    names = {f.name for f in fidelity}
+    verdict.unmatched = [k for k in budget.outputs if k not in names and k not in ROLE_NAMES]
     verdict.passed = not verdict.failures()
     return verdict
+
+
+def _judge_output(f: OutputFidelity, limits: OutputBudget, labels_decide: bool) -> OutputVerdict:
+    """One output's checks: the part measures on each channel group (else the whole output),
+    the role's readings on the output."""
+    parts = [(f"{f.name}[{g.name}]", {"cosine": g.cosine, "snr_db": g.snr_db,
+                                       "range_error": g.range_error}) for g in f.groups] or \
+        [(f.name, {"cosine": f.cosine, "snr_db": f.snr_db, "range_error": f.range_error})]
+    whole = [(f.name, {"top1_agreement": f.top1_agreement, **f.readings})]
+    gating = limits.gating and not labels_decide
+    reason = "" if gating else LABELS_DECIDE if labels_decide \
+        else "this output's budget does not gate"
+    result = OutputVerdict(output=f.name, role=f.role)
+    for lim in LIMITS:
+        limit = getattr(limits, lim.field)
+        for where, values in parts if lim.per_part else whole:
+            value = values.get(lim.reading)
+            if limit is None or value is None:
+                continue
+            passed = value >= limit if lim.at_least else value <= limit
+            interval = wilson(value, f.samples) if lim.reading == "top1_agreement" else None
+            result.checks.append(BudgetCheck(
+                lim.reading, limit, value, passed, gating=gating, interval=interval,
+                samples=f.samples if interval else None, output=where,
+                at_least=lim.at_least, reason=reason))
+    result.passed = all(c.passed for c in result.checks if c.gating)
+    return result
+
+
+def _worst(checks: list[BudgetCheck]) -> list[BudgetCheck]:
+    """The check furthest from (or over) its limit, preferring gating ones; [] for none."""
+    if not checks:
+        return []
+    return [min(checks, key=lambda c: (not c.gating, c.margin()))]
 
 
 def wilson(share: float, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -1,17 +1,48 @@
-"""How closely an artifact's outputs follow the source model's, per output.
+"""How closely an artifact's outputs follow the source model's: every output, each by what it
+means.
 
-Max/mean abs error catch a broken kernel; cosine and SNR summarise quantization noise without
-depending on the output's scale; top-1 agreement and top-5 overlap say what a classifier's user
-will see. All are computed on the same eval inputs fed to both models.
+Max/mean abs error catch a broken kernel; cosine, SNR and the largest error relative to the
+output's range summarise quantization noise without depending on the output's scale. An output
+whose channels mix meanings (a detector's boxes next to its class scores) is also measured per
+channel group, and an output whose role is known (validate/roles.py) gets the readings its
+users see: a classifier's top-k, a detector's detections, an embedding's neighbours, a map's
+thresholded IoU. All are computed on the same eval inputs fed to both models.
+
+Cosine is taken per sample and averaged. A sample whose source output is flat (its rms at most
+FLAT of the output's range: an empty segmentation map, a detector's scores where nothing is)
+has no direction to compare, so there the sample scores one minus its rms error relative to
+the output's range: a good file is not failed by a zero reference, and a bad one still is.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .roles import role_for, topk_overlap
+
+#: a sample's source output is flat when its rms is at most this share of the output's range
+FLAT = 0.01
+
+__all__ = ["FLAT", "GroupFidelity", "OutputFidelity", "compare", "compare_all", "topk_overlap"]
+
+
+@dataclass
+class GroupFidelity:
+    """The closeness of one channel group of an output (``channels``: which)."""
+
+    name: str
+    channels: str
+    max_abs_error: float
+    mean_abs_error: float
+    cosine: float
+    snr_db: float | None
+    range_error: float | None = None
+    flat_samples: int = 0
 
 
 @dataclass
@@ -20,59 +51,77 @@ class OutputFidelity:
     samples: int
     max_abs_error: float
     mean_abs_error: float
-    cosine: float  # mean over samples of the per-sample cosine similarity
+    cosine: float  # mean over samples of the per-sample cosine (flat samples: see the module)
     snr_db: float | None  # None: undefined (identical outputs, or an all-zero reference)
     top1_agreement: float | None = None  # classifiers only
     top5_overlap: float | None = None
+    #: the output's role (validate/roles.py); "" in reports written before roles existed
+    role: str = ""
+    #: the largest absolute error over the source's range on the eval set (None: no range)
+    range_error: float | None = None
+    #: samples on which the source's output was flat, judged by error relative to its range
+    flat_samples: int = 0
+    #: channel groups of mixed meaning, each measured on its own
+    groups: list[GroupFidelity] = field(default_factory=list)
+    #: what the role reports besides top-k: detections kept, neighbour agreement, IoU, ...
+    readings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputFidelity:
+        return cls(**{**d, "groups": [GroupFidelity(**g) for g in d.get("groups", [])]})
 
-def is_classifier_output(ref: np.ndarray) -> bool:
-    """A (N, C) output with C >= 2: class scores, so agreement metrics apply."""
-    return ref.ndim == 2 and ref.shape[1] >= 2
 
-
-def compare(name: str, ref: np.ndarray, out: np.ndarray) -> OutputFidelity:
+def compare(name: str, ref: np.ndarray, out: np.ndarray, role: str = "",
+            primary: bool = True) -> OutputFidelity:
+    """Output ``name`` of the artifact (``out``) against the source's (``ref``), batch first.
+    ``role``: declared by the user ("" to find it from the name and the data); ``primary``:
+    the model's first output, which a bare (N, C) shape makes a classifier."""
     ref = np.asarray(ref, np.float64)
     out = np.asarray(out, np.float64).reshape(ref.shape)
     n = ref.shape[0] if ref.ndim else 1
+    kind = role_for(name, ref, role, primary)
+    readings = kind.readings(ref, out)
+    groups = [GroupFidelity(g.name, g.channels, **_closeness(g.take(ref).reshape(n, -1),
+                                                             g.take(out).reshape(n, -1)))
+              for g in kind.groups(ref)]
+    return OutputFidelity(name=name, samples=n,
+                          **_closeness(ref.reshape(n, -1), out.reshape(n, -1)),
+                          top1_agreement=readings.pop("top1_agreement", None),
+                          top5_overlap=readings.pop("top5_overlap", None), role=kind.name,
+                          groups=groups, readings=readings)
+
+
+def _closeness(ref: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+    """Errors, cosine, SNR and range error of (samples, values) arrays."""
     diff = out - ref
-    r = ref.reshape(n, -1)
-    o = out.reshape(n, -1)
-    norms = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
-    dots = np.sum(r * o, axis=1)
-    # two all-zero vectors are identical (cosine 1); one zero vector shares no direction (0)
-    both_zero = (np.linalg.norm(r, axis=1) == 0) & (np.linalg.norm(o, axis=1) == 0)
-    cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(both_zero, 1.0, 0.0))
+    span = float(ref.max() - ref.min())
+    flat = np.sqrt(np.mean(ref ** 2, axis=1)) <= FLAT * span
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cos = np.sum(ref * out, axis=1) / np.where(norms > 0, norms, 1)
+    rms_error = np.sqrt(np.mean(diff ** 2, axis=1))
+    if span > 0:
+        on_flat = 1 - np.minimum(1.0, rms_error / span)
+    else:  # every sample all zero: identical or not
+        on_flat = (rms_error == 0).astype(np.float64)
     noise = float(np.sum(diff ** 2))
     signal = float(np.sum(ref ** 2))
-    snr = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else None
-    result = OutputFidelity(name=name, samples=n, max_abs_error=float(np.max(np.abs(diff))),
-                            mean_abs_error=float(np.mean(np.abs(diff))),
-                            cosine=float(np.mean(cos)), snr_db=snr)
-    if is_classifier_output(ref):
-        result.top1_agreement = float(np.mean(ref.argmax(1) == out.argmax(1)))
-        result.top5_overlap = topk_overlap(ref, out, min(5, ref.shape[1]))
-    return result
+    return {"max_abs_error": float(np.max(np.abs(diff))),
+            "mean_abs_error": float(np.mean(np.abs(diff))),
+            "cosine": float(np.mean(np.where(flat, on_flat, cos))),
+            "snr_db": 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else None,
+            "range_error": float(np.max(np.abs(diff)) / span) if span > 0 else None,
+            "flat_samples": int(flat.sum())}
 
 
-def topk_overlap(ref: np.ndarray, out: np.ndarray, k: int) -> float:
-    """Mean share of the source's top-k classes that are also in the artifact's top-k.
-
-    Ties count as in: an int8 output maps many small scores to the same value, and which of the
-    tied classes an argsort puts first says nothing about the model.
-    """
-    top_ref = np.argsort(-ref, axis=1)[:, :k]
-    kth = -np.sort(-out, axis=1)[:, k - 1:k]  # the artifact's k-th largest score per sample
-    hits = np.take_along_axis(out, top_ref, axis=1) >= kth
-    return float(np.mean(hits.sum(axis=1) / k))
-
-
-def compare_all(names: list[str], refs: list[np.ndarray],
-                outs: list[np.ndarray]) -> list[OutputFidelity]:
-    """Per-output fidelity; outputs are matched by position (formats rename them)."""
+def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray],
+                roles: Sequence[str] | None = None) -> list[OutputFidelity]:
+    """Per-output fidelity; outputs are matched by position (formats rename them).
+    ``roles``: each output's declared role by position ("" where none was)."""
     if len(refs) != len(outs):
         raise ValueError(f"the artifact has {len(outs)} outputs, the source {len(refs)}")
-    return [compare(n, r, o) for n, r, o in zip(names, refs, outs, strict=True)]
+    declared = list(roles) if roles else [""] * len(refs)
+    return [compare(n, r, o, role, primary=i == 0) for i, (n, r, o, role)
+            in enumerate(zip(names, refs, outs, declared, strict=True))]
