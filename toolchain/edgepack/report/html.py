@@ -15,7 +15,7 @@ from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_repo
 from .formatting import fmt_bytes, fmt_pct
 from .model import Artifact, Report
 from .svg import Point, latency_plot, scatter_plot
-from .tables import fallback_table
+from .tables import fallback_table, fidelity_lines, output_verdicts
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}
 
@@ -70,6 +70,8 @@ def to_html(report: Report) -> str:
              ("Calibration data", escape(_calibration(report)))]
     if report.source_accuracy and report.source_accuracy.top1 is not None:
         facts.append(("Source top-1 accuracy", fmt_pct(report.source_accuracy.top1)))
+    if report.input_floor is not None:
+        facts.append(("Input-rounding floor", escape(report.input_floor.summary())))
     body = [f"<h1>edgepack build: {escape(m['name'])} for {escape(t['name'])}{badge}</h1>",
             _warnings(report.warnings), _facts(facts), *_comparison(c),
             "<h2>How each artifact was made</h2>", *(_artifact(a) for a in report.artifacts)]
@@ -186,13 +188,7 @@ def _artifact(a: Artifact) -> str:
                 + (f", peak RSS {lt.peak_rss_mb:.0f} MB" if lt.peak_rss_mb else "")
                 + (" (from the step cache, not measured again)" if lt.cached else ""))
         items.append(f"<li>{escape(text)}</li>")
-    if a.budget:
-        verdict = "passed" if a.budget.passed else "FAILED"
-        checks = "".join(f"<li>{escape(ch.name)}: {escape(ch.reading())} "
-                         + ("<b>FAIL</b>" if ch.gating and not ch.passed else escape(ch.outcome()))
-                         + (f"; {escape(ch.caveat())}" if ch.caveat() else "")
-                         + "</li>" for ch in a.budget.checks)
-        items.append(f"<li>Budget ({escape(a.budget.profile)}): {verdict}<ul>{checks}</ul></li>")
+    items += [_fidelity(a), _budget(a)]
     headers, rows = fallback_table(a)
     if rows:
         head = "".join(f"<th>{escape(h)}</th>" for h in headers)
@@ -203,6 +199,37 @@ def _artifact(a: Artifact) -> str:
     items += [f"<li>Note: {escape(n)}</li>" for n in a.notes]
     return (f"<section><h3>{escape(a.file)} <span class=\"muted\">({escape(a.role)}, "
             f"{escape(a.precision)})</span></h3><ul>{''.join(items)}</ul></section>")
+
+
+def _fidelity(a: Artifact) -> str:
+    """Each output's measures, its channel groups nested under it."""
+    items = []
+    for f in a.fidelity:
+        (_, head), *groups = fidelity_lines(f)
+        sub = "".join(f"<li>{escape(text)}</li>" for _, text in groups)
+        items.append(f"<li>{escape(head)}" + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
+    return "".join(items)
+
+
+def _budget(a: Artifact) -> str:
+    """The verdict, each limit's worst reading, then each output's checks when several."""
+    b = a.budget
+    if b is None:
+        return ""
+    per_output = output_verdicts(b)
+    checks = "".join(f"<li>{escape(ch.name)}: {escape(ch.reading())} "
+                     + ("<b>FAIL</b>" if ch.gating and not ch.passed else escape(ch.outcome()))
+                     + (f" (worst: <code>{escape(ch.output)}</code>)"
+                        if per_output and ch.output else "")
+                     + (f"; {escape(ch.caveat())}" if ch.caveat() else "")
+                     + "</li>" for ch in b.checks)
+    if per_output:
+        checks += "<li>Per output:<ul>" + "".join(
+            f"<li>{escape(line)}</li>" for line in per_output) + "</ul></li>"
+    checks += "".join(f"<li>budget entry <code>{escape(k)}</code> names no output of the "
+                      "model and no role</li>" for k in b.unmatched)
+    verdict = "passed" if b.passed else "FAILED"
+    return f"<li>Budget ({escape(b.profile)}): {verdict}<ul>{checks}</ul></li>"
 
 
 def _calibration(report: Report) -> str:

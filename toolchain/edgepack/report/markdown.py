@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..validate.budget import BudgetVerdict
-from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, rows
 from .formatting import fmt_bytes, fmt_num, fmt_pct
 from .model import Artifact, Hop, Report
-from .tables import fallback_table, summary_rows
+from .tables import fallback_table, fidelity_lines, output_verdicts, summary_rows
 
 #: the artifact summary's columns, in order
 _SUMMARY = ["artifact", "role", "precision", "size", "smaller", "max_abs_err", "cosine",
@@ -86,6 +85,8 @@ def _facts(report: Report) -> list[str]:
         lines.append(f"- Source model top-1 accuracy: {fmt_pct(src.top1)}")
     if src and src.metric:
         lines.append(f"- Source model {src.metric}: {src.value:.6g}")
+    if report.input_floor is not None:
+        lines.append(f"- Input-rounding floor: {report.input_floor.summary()}")
     lines += [f"- Note: {n}" for n in report.notes]
     if report.step_cache is not None:
         lines.append(f"- Step cache: {report.step_cache['reused']} steps reused, "
@@ -137,7 +138,8 @@ def _artifact(a: Artifact) -> list[str]:
     lines = ["", f"### {a.file} ({a.role}, {a.precision})", "",
              f"- Conversion path: {a.conversion_path}", *(_hop(h) for h in a.path),
              f"- Size: {a.size_bytes:,} bytes, sha256 `{a.sha256}`",
-             *(_fidelity(f) for f in a.fidelity)]
+             *("  " * depth + f"- {text}" for f in a.fidelity
+               for depth, text in fidelity_lines(f))]
     acc = a.accuracy
     if acc and acc.top1 is not None:
         lines.append(f"- Accuracy: top-1 {fmt_pct(acc.top1)}, top-5 {fmt_pct(acc.top5)} on "
@@ -163,15 +165,6 @@ def _hop(h: Hop) -> str:
             + (" (from the step cache)" if h.cached else ""))
 
 
-def _fidelity(f: OutputFidelity) -> str:
-    snr = "undefined" if f.snr_db is None else f"{f.snr_db:.1f} dB"
-    agree = "" if f.top1_agreement is None else (
-        f", top-1 agreement {fmt_pct(f.top1_agreement)}, top-5 overlap "
-        f"{fmt_pct(f.top5_overlap)}")
-    return (f"- Fidelity `{f.name}` ({f.samples} samples): max abs error {f.max_abs_error:.3g}, "
-            f"mean abs error {f.mean_abs_error:.3g}, cosine {f.cosine:.6f}, SNR {snr}{agree}")
-
-
 def _latency(lt: LatencyStats) -> str:
     return (f"- Host latency ({lt.runtime_version}, {lt.threads} threads, batch {lt.batch}, "
             f"{lt.warmup} warm-up + {lt.runs} runs, own process): p50 {lt.p50_ms:.3f} ms, "
@@ -183,9 +176,17 @@ def _latency(lt: LatencyStats) -> str:
 
 
 def _budget(b: BudgetVerdict) -> list[str]:
-    return [f"- Budget ({b.profile}): {'passed' if b.passed else 'FAILED'}",
-            *(f"  - {c.name}: {c.reading()} {c.outcome()}"
-              + (f"; {c.caveat()}" if c.caveat() else "") for c in b.checks)]
+    """The verdict, each limit's worst reading, then each output's checks when several."""
+    per_output = output_verdicts(b)
+    lines = [f"- Budget ({b.profile}): {'passed' if b.passed else 'FAILED'}"]
+    for c in b.checks:
+        where = f" (worst: `{c.output}`)" if per_output and c.output else ""
+        lines.append(f"  - {c.name}: {c.reading()} {c.outcome()}{where}"
+                     + (f"; {c.caveat()}" if c.caveat() else ""))
+    if per_output:
+        lines += ["  - per output:", *(f"    - {line}" for line in per_output)]
+    return lines + [f"  - budget entry `{k}` names no output of the model and no role"
+                    for k in b.unmatched]
 
 
 def _fallback(a: Artifact) -> list[str]:

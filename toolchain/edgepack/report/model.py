@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..validate.accuracy import Accuracy
 from ..validate.budget import BudgetVerdict
 from ..validate.fidelity import OutputFidelity
+from ..validate.floor import InputFloor
 from ..validate.latency import LatencyStats
 from . import decode
 
@@ -74,6 +75,9 @@ class Report:
     #: what the step cache gave this build: steps (hops, validations) "reused" and "built";
     #: None when it was built without the cache
     step_cache: dict[str, int] | None = None
+    #: the fp32 source fed its input rounded to int8 steps (validate/floor.py): how close an
+    #: int8 file can follow it at best; None when not measured (not an int8 build)
+    input_floor: InputFloor | None = None
     schema_version: int = REPORT_SCHEMA_VERSION
 
     @property

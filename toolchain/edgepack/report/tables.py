@@ -1,11 +1,14 @@
 """The build report's tables as text, shared by its renderings.
 
-The artifact summary (markdown and the terminal) and the accuracy fallback's attempts (markdown
-and HTML) are computed once here, so two renderings of one build show the same cells.
+The artifact summary (markdown and the terminal), the accuracy fallback's attempts and each
+output's verdict and measures (markdown and HTML) are computed once here, so two renderings of
+one build show the same cells.
 """
 
 from __future__ import annotations
 
+from ..validate.budget import BudgetVerdict, OutputVerdict
+from ..validate.fidelity import OutputFidelity
 from .formatting import fmt_bytes, fmt_num, fmt_pct
 from .model import Artifact, Report
 
@@ -62,3 +65,43 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
                      fmt_num(t.get("p50_ms"), ".3f"),
                      result + (" (shipped)" if t.get("chosen") else "")])
     return headers, rows
+
+
+def output_verdicts(b: BudgetVerdict) -> list[str]:
+    """One line per output with its checks and verdict, when the budget judged more than one
+    thing (several outputs, or the channel groups of one); [] when the budget's own checks
+    already say it all."""
+    parts = sum(max(1, len({c.output for c in o.checks})) for o in b.outputs)
+    return [_output_verdict(o) for o in b.outputs] if parts > 1 else []
+
+
+def _output_verdict(o: OutputVerdict) -> str:
+    if not o.checks:
+        return f"`{o.output}` ({o.role}): no limit applies, measured only"
+    checks = "; ".join(
+        c.name + ("" if c.output == o.output else " " + (c.output or "")[len(o.output):])
+        + f" {c.reading()} {c.outcome()}" for c in o.checks)
+    return f"`{o.output}` ({o.role}): {'passed' if o.passed else 'FAILED'}: {checks}"
+
+
+def fidelity_lines(f: OutputFidelity) -> list[tuple[int, str]]:
+    """An output's measures as (depth, text): the closeness of the whole and its role's
+    readings, then each channel group's closeness one level down."""
+    snr = "undefined" if f.snr_db is None else f"{f.snr_db:.1f} dB"
+    agree = "" if f.top1_agreement is None else (
+        f", top-1 agreement {fmt_pct(f.top1_agreement)}, top-5 overlap "
+        f"{fmt_pct(f.top5_overlap)}")
+    readings = "".join(f", {k.replace('_', ' ')} {v:.4f}" for k, v in f.readings.items())
+    flat = f", {f.flat_samples} flat reference sample(s)" if f.flat_samples else ""
+    lines = [(0, f"Fidelity `{f.name}` ({f.role + ', ' if f.role else ''}{f.samples} samples): "
+             f"max abs error {f.max_abs_error:.3g}, mean abs error {f.mean_abs_error:.3g}, "
+             f"cosine {f.cosine:.6f}, SNR {snr}"
+             + ("" if f.range_error is None else f", range error {f.range_error:.3g}")
+             + f"{flat}{agree}{readings}")]
+    for g in f.groups:
+        snr = "undefined" if g.snr_db is None else f"{g.snr_db:.1f} dB"
+        lines.append((1, f"{g.name} (channels {g.channels}): max abs error "
+                         f"{g.max_abs_error:.3g}, cosine {g.cosine:.6f}, SNR {snr}"
+                         + ("" if g.range_error is None
+                            else f", range error {g.range_error:.3g}")))
+    return lines
