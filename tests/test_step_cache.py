@@ -28,7 +28,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-STEPS = 8  # load, source outputs, three hops, the int8 file's judgment, two validations
+STEPS = 9  # load, source outputs (as given, and rounded to int8 input steps: the input-rounding
+#           floor), three hops, the int8 file's judgment, two validations
 
 
 class Recorder(Progress):
@@ -148,8 +149,8 @@ def test_changed_calibration_rebuilds_only_the_int8_hop(cold: Cold, cache: Path,
     assert any("calibrated on 40 samples" in n for n in int8.notes)
     assert int8.sha256 != by_precision(cold.report)["int8"].sha256
     # the source, the fp32 hops and validation reused; the int8 hop, its judgment and
-    # validation rebuilt
-    assert report.step_cache == {"reused": 5, "built": 3}
+    # validation rebuilt, and the input-rounding floor (its steps span the calibration data)
+    assert report.step_cache == {"reused": 5, "built": 4}
 
 
 def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_keras: Path,
@@ -169,9 +170,9 @@ def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_
             (cache / "steps" / key / ENTRY).write_text(json.dumps(e))
 
     report = tiny_build(tiny_keras, tiny_data, cold.targets, tmp_path / "out")
-    # reused: the source, the two good hops, and the judgment of the int8 file (rebuilt byte
-    # for byte)
-    assert report.passed and report.step_cache == {"reused": 5, "built": 3}
+    # reused: the source (its outputs, as given and at the input-rounding floor), the two
+    # good hops, and the judgment of the int8 file (rebuilt byte for byte)
+    assert report.passed and report.step_cache == {"reused": 6, "built": 3}
     before = by_precision(cold.report)
     for precision, art in by_precision(report).items():
         assert not art.latency.cached

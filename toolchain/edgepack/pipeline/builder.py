@@ -30,7 +30,7 @@ from ..cache.keys import build_key, file_digest, host_facts, model_files
 from ..cache.records import BuildSteps, Measurement
 from ..cache.store import StepCache
 from ..config.catalog import Catalog, load_catalog
-from ..config.profiles import Profile
+from ..config.profiles import ROLE_NAMES, Profile
 from ..config.project import LoadedProject, find_project
 from ..config.targets import Target
 from ..converters import plan_path
@@ -49,6 +49,7 @@ from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Normalization, Signature
 from ..validate import accuracy as acc
 from ..validate import budget as budget_gate
+from ..validate.floor import InputFloor, input_floor
 from ..validate.latency import measure_isolated
 from .fallback import Judge, fit_budget, measure_fidelity
 from .structural import StructuralRequest, run_step
@@ -166,7 +167,8 @@ class Builder:
         self.preprocessing: dict[str, Any] | None = None
         self.tools: dict[str, str] = {}
         self.name = req.name or req.model.stem or req.model.name
-        self.metric = (req.metric, acc.load_metric(req.metric)) if req.metric else None
+        self.metric = (req.metric, acc.load_metric(req.metric)) \
+            if req.metric and req.metric not in ROLE_NAMES else None  # a role: see _roles
         self.output = req.output or Path("build") / f"{self.name}-{self.target.name}"
         self.steps = BuildSteps(StepCache(req.cache_dir)) if req.cache else None
         self._source: Source | None = None  # the loaded model, when a step needed it
@@ -178,10 +180,13 @@ class Builder:
         self._check_output()
         fmt = detect(self.req.model)
         profile = self._effective_profile(has_calibration=self.req.calibration is not None)
+        if self.req.project is not None:  # the project file's limits per output
+            profile = profile.with_output_budgets(self.req.project.output_budgets())
         formats, skipped = self._choose_formats(fmt.name, profile)
         source = self._load_source(fmt.name)
         self.tools[source.runtime] = source.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
+        signature = signature.with_roles(self._roles(signature))
         shapes = self._fixed_shapes(signature)
         calib, evals, eval_meta = self._load_data(signature, profile)
 
@@ -189,6 +194,7 @@ class Builder:
         try:
             with tempfile.TemporaryDirectory(prefix="edgepack-work-") as work:
                 refs = self._reference_outputs(evals, Path(work))
+                floor = self._input_floor(profile, calib, evals, refs, signature, Path(work))
                 src, src_refs, structural = run_step(self, fmt.name, calib, evals, refs,
                                                      signature, Path(work))
                 converter = Converter(src, fmt.name, signature, evals, src_refs,
@@ -222,7 +228,7 @@ class Builder:
                 tools=self.tools, host=_host(), artifacts=artifacts,
                 source_accuracy=source_acc, output=str(self.output), warnings=self.warnings,
                 notes=self.notes, skipped=skipped, structural=structural,
-                step_cache=self.steps.summary() if self.steps else None)
+                step_cache=self.steps.summary() if self.steps else None, input_floor=floor)
             write_report(report, staging)
             self._publish(staging)
         except OSError as exc:
@@ -405,6 +411,26 @@ class Builder:
         if self.steps is not None and key:
             self.steps.store_outputs(key, out, scratch)
         return out
+
+    def _roles(self, signature: Signature) -> dict[str, str]:
+        """The roles the user gave outputs (validate/roles.py): the project file's by output
+        name, and ``--metric ROLE`` for the first output."""
+        roles = self.req.project.output_roles() if self.req.project is not None else {}
+        if self.req.metric in ROLE_NAMES and signature.outputs:
+            roles = {**roles, signature.outputs[0].name: self.req.metric}
+        return roles
+
+    def _input_floor(self, profile: Profile, calib: Dataset | None, evals: Dataset,
+                     refs: list[np.ndarray], signature: Signature,
+                     scratch: Path) -> InputFloor | None:
+        """The source on the eval inputs rounded to the int8 input's steps over the calibration
+        data's range (validate/floor.py); int8 builds only."""
+        if profile.precision != "int8":
+            return None
+        return input_floor(lambda rounded: self._reference_outputs(
+                               replace(evals, inputs=rounded), scratch),
+                           evals.inputs, (calib or evals).inputs, refs,
+                           signature.output_names, signature.output_roles)
 
     def _convert(self, converter: Converter, formats: list[str], profile: Profile,
                  calib: Dataset | None, staging: Path, skipped: list[dict[str, str]],

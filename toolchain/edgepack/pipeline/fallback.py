@@ -95,7 +95,8 @@ def measure_fidelity(produced: Produced, evals: Dataset, refs: list[np.ndarray],
         session, session.run(feed_for(session, evals.inputs, source_sig,
                                       produced.input_layouts)),
         source_sig, produced.output_layouts)
-    return session, compare_all(source_sig.output_names, refs, outs), accuracy_fn(outs, evals)
+    fidelity = compare_all(source_sig.output_names, refs, outs, source_sig.output_roles)
+    return session, fidelity, accuracy_fn(outs, evals)
 
 
 #: (what, formats whose tool honours it, how the profile's quantization changes)
