@@ -36,5 +36,5 @@ def test_ci_runs_the_readme_test_command():
     test_command = next(b for b in blocks if "pytest" in b)
     ci = (ROOT / ".ci" / "run").read_text().replace(" -q", "")
     steps = test_command.split(" && ")
-    assert len(steps) == 4
+    assert len(steps) == 3
     assert [s for s in steps if s not in ci] == []

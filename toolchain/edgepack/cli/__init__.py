@@ -4,13 +4,13 @@
 added to the root here, so no command module imports another.
 """
 
-from . import build, bundle, cache, catalog, convert, devices, inspect, measure
+from . import build, bundle, cache, catalog, convert, devices, doctor, inspect, measure
 from .app import cli, main
 
 for _command in (catalog.targets, catalog.profiles, inspect.inspect, build.build,
                  convert.convert_command, measure.bench, measure.compare, bundle.package_command,
                  bundle.verify_command, bundle.keygen_command, devices.devices_group,
-                 cache.cache_group):
+                 cache.cache_group, doctor.doctor):
     cli.add_command(_command)
 
 __all__ = ["cli", "main"]

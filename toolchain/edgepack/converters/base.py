@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
 
 from ..compress.context import ConvertContext
 from ..config.profiles import Precision
-from ..errors import ConversionError, first_line
+from ..errors import ConversionError
+from .provision import ToolSet
+from .root_cause import root_cause
 
 
 class Edge:
@@ -21,10 +24,14 @@ class Edge:
     precisions: tuple[Precision, ...] = ("fp32",)
     #: the hop turns channels-first inputs/outputs channels-last (onnx2tf does)
     channels_last: bool = False
+    #: the modules the tool imports beyond edgepack's core (``edgepack doctor`` names them)
+    requires: tuple[str, ...] = ()
+    #: tools that cannot share edgepack's pins, installed on first use (converters/provision.py)
+    tools: ToolSet | None = None
 
     def available(self) -> bool:
         """Whether the tool is installed here; the planner skips edges that are not."""
-        return True
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
 
     def tool_version(self) -> str:
         raise NotImplementedError
@@ -48,10 +55,15 @@ _OP_PATTERNS = [
 
 def converter_failed(what: str, exc: BaseException, log: str, path: Path) -> ConversionError:
     """The error for a converter that raised: names the unsupported operators when the tool's
-    message or log says which, else quotes the tool's first line."""
+    message or log says which, else the root cause of its exception in one line."""
+    return ConversionError(f"{what} failed: {failure_detail(exc, log)}", path=path)
+
+
+def failure_detail(exc: BaseException, log: str) -> str:
+    """The unsupported operators when the tool's message or log names them, else the root
+    cause of its exception, in one line."""
     ops = unsupported_ops(f"{exc}\n{log}")
-    detail = f"unsupported operator(s) {', '.join(ops)}" if ops else first_line(exc)
-    return ConversionError(f"{what} failed: {detail}", path=path)
+    return f"unsupported operator(s) {', '.join(ops)}" if ops else root_cause(exc)
 
 
 def unsupported_ops(text: str) -> list[str]:

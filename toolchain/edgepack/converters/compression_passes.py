@@ -7,7 +7,6 @@ that format exists: compression is a pass over it, not a conversion.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from pathlib import Path
 
 from ..compress import onnx as onnx_compress
@@ -48,6 +47,7 @@ class OnnxCompress(CompressionPass):
     src = dst = "onnx"
     tool = "onnxruntime.quantization"
     package = "onnxruntime"
+    requires = ("onnxruntime", "onnxconverter_common")
     suffix = ".onnx"
     precisions = ("int8", "dynamic-int8", "fp16")
 
@@ -61,11 +61,9 @@ class OpenVinoCompress(CompressionPass):
     src = dst = "openvino"
     tool = "nncf"
     package = "nncf"
+    requires = ("nncf", "openvino")
     suffix = ".xml"
     precisions = ("int8", "dynamic-int8")
-
-    def available(self) -> bool:
-        return importlib.util.find_spec("nncf") is not None
 
     def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
         openvino_compress.compress(src, out, ctx)

@@ -14,10 +14,12 @@ Across builds, a hop whose input, settings and tools did not change is taken fro
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,14 @@ from ..compress.context import ConvertContext
 from ..config.profiles import Precision, Quantization
 from ..data import layout
 from ..data.dataset import Dataset
-from ..errors import ConversionError, EdgepackError, ModelError
+from ..errors import (
+    ConversionError,
+    DataError,
+    EdgepackError,
+    MissingDependencyError,
+    ModelError,
+    ResourceLimitError,
+)
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
@@ -39,13 +48,14 @@ from ..validate.fidelity import compare
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
+from .root_cause import root_cause
 
 #: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
 FP32_TOLERANCE = 1e-4
 #: samples of the eval set each hop is checked on
 HOP_CHECK_SAMPLES = 32
 #: how many failing edges a build routes around before giving up on a format
-MAX_REPLANS = 4
+MAX_REPLANS = 6
 
 
 @dataclass
@@ -205,23 +215,38 @@ class Converter:
             if hit is not None:
                 with self.step(f"{label} (cached)"):
                     return self._cached(edge, prev, hit)
-        try:
+        self._install_tools(edge)
+        # the user's data (missing calibration) is the user's to fix, not the converter's
+        with fails_edge(edge, f"{edge.tool} ({edge.src} -> {edge.dst})", self.source,
+                        passes=(DataError,)):
             with self.step(label):
                 t0 = time.perf_counter()
                 out = edge.convert(prev.path, ctx)
                 seconds = time.perf_counter() - t0
-        except ConversionError as exc:
-            exc.edge = exc.edge or edge_id(edge)
-            raise
-        version = edge.tool_version()
+            version = edge.tool_version()
         self.tools[edge.tool] = version
         produced = self._after(edge, prev, out, ctx.notes)
         hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
-        self._check(edge, produced, hop, ctx.precision)
+        with fails_edge(edge, f"the check of {edge.tool}'s {edge.dst} file", self.source):
+            self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)
         if key is not None:  # checked: worth keeping
             produced.digest = store_hop(self.steps, key, out, ctx.stem, hop, ctx.notes)
         return produced
+
+    def _install_tools(self, edge: Edge) -> None:
+        """Install the edge's tools on first use, as a step of its own; failing (offline, pip
+        turned off) fails the edge with the command to run."""
+        if edge.tools is None or not edge.tools.missing():
+            return
+        what = ", ".join(edge.tools.missing())
+        try:
+            with self.step(f"Installing {edge.tools.name} on first use (pip install --no-deps "
+                           f"{what})"):
+                edge.tools.ensure()
+        except MissingDependencyError as exc:
+            raise ConversionError(f"{edge.tool} ({edge.src} -> {edge.dst}): {exc}",
+                                  path=self.source, edge=edge_id(edge)) from exc
 
     def _cached(self, edge: Edge, prev: Produced, hit: CachedHop) -> Produced:
         """The Produced a fresh hop would have returned, from a cache hit."""
@@ -279,6 +304,35 @@ class Converter:
                     f"output '{f.name}' max abs error {f.max_abs_error:.3g} > {limit:.3g}, "
                     f"cosine {f.cosine:.6f} on {len(self.check)} samples)", path=self.source,
                     edge=edge_id(edge))
+
+
+#: errno values of a full or read-only disk: the build's problem, not the converter's
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+@contextlib.contextmanager
+def fails_edge(edge: Edge, what: str, source: Path,
+               passes: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Any exception in the block fails ``edge`` with one line naming ``what`` failed and the
+    root cause, so the planner routes around it; only a time or memory limit, memory
+    exhaustion, a full disk (they would stop any other path too) and the ``passes`` types
+    stop the build."""
+    try:
+        yield
+    except ConversionError as exc:
+        exc.edge = exc.edge or edge_id(edge)
+        raise
+    except (ResourceLimitError, MemoryError, *passes):
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise
+        raise ConversionError(f"{what} failed: {root_cause(exc)}", path=source,
+                              edge=edge_id(edge)) from exc
+    except Exception as exc:
+        detail = _bare(exc) if isinstance(exc, EdgepackError) else root_cause(exc)
+        raise ConversionError(f"{what} failed: {detail}", path=source,
+                              edge=edge_id(edge)) from exc
 
 
 def _copy_to(produced: Produced, folder: Path, stem: str) -> Produced:

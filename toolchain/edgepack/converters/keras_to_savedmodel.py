@@ -19,6 +19,7 @@ class KerasToSavedModel(Edge):
     src = "keras"
     dst = "savedmodel"
     tool = "keras.Model.export"
+    requires = ("keras", "tensorflow")
     cost = 1.0
 
     def tool_version(self) -> str:

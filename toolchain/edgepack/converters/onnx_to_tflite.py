@@ -34,12 +34,15 @@ from ..data.layout import CHANNELS_LAST, in_layouts
 from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import Edge, converter_failed
+from .provision import ONNX2TF
 
 
 class _Onnx2tf(Edge):
     src = "onnx"
     tool = "onnx2tf"
     channels_last = True
+    requires = ("onnx2tf", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "sne4onnx")
+    tools = ONNX2TF
     #: let onnx2tf write its files (a SavedModel, then float32 and float16 TFLites, each a full
     #: TFLite conversion: most of its time)
     save = True
@@ -50,9 +53,7 @@ class _Onnx2tf(Edge):
         return f"onnx2tf {importlib.metadata.version('onnx2tf')}"
 
     def available(self) -> bool:
-        import importlib.util
-
-        return importlib.util.find_spec("onnx2tf") is not None
+        return True  # installed on first use; where it cannot be, the hop says what to run
 
     def _run(self, src: Path, ctx: ConvertContext, work: Path) -> Any:
         """onnx2tf's result: with ``save`` (the TFLite edge) its output folder, a SavedModel

@@ -23,6 +23,7 @@ class SavedModelToOnnx(Edge):
     src = "savedmodel"
     dst = "onnx"
     tool = "tf2onnx"
+    requires = ("tf2onnx", "tensorflow")
     cost = 2.0
 
     def tool_version(self) -> str:

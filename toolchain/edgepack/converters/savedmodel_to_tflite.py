@@ -26,6 +26,7 @@ class SavedModelToTFLite(Edge):
     src = "savedmodel"
     dst = "tflite"
     tool = "tf.lite.TFLiteConverter"
+    requires = ("tensorflow",)
     cost = 1.0
     precisions = ("fp32", "fp16", "dynamic-int8", "int8")
 

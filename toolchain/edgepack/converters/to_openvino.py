@@ -27,6 +27,7 @@ class ToOpenVino(Edge):
     def __init__(self, src: str, cost: float = 1.0):
         self.src = src
         self.cost = cost
+        self.requires = ("openvino", "torch") if src in ("torch", "torchscript") else ("openvino",)
 
     def tool_version(self) -> str:
         import openvino as ov

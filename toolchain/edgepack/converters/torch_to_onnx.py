@@ -22,6 +22,7 @@ class TorchToOnnx(Edge):
 
     def __init__(self, src: str):
         self.src = src
+        self.requires = ("torch", "onnxscript") if src == "torch" else ("torch", "onnx")
         self.tool = "torch.onnx.export" + (" (dynamo)" if src == "torch" else " (TorchScript)")
 
     def tool_version(self) -> str:
