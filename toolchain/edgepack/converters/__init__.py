@@ -32,6 +32,8 @@ EDGES: list[Edge] = [
     TorchToOnnx("torchscript"),
     OnnxToTFLite(),
     OnnxToSavedModel(),
+    OnnxToTFLite(static=True),
+    OnnxToSavedModel(static=True),
     OnnxCompress(),
     OpenVinoCompress(),
     Copy("onnx"),

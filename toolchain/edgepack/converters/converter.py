@@ -256,14 +256,35 @@ class Converter:
         produced.digest = hit.digest
         return produced
 
-    @staticmethod
-    def _after(edge: Edge, prev: Produced, out: Path, notes: list[str]) -> Produced:
+    def _after(self, edge: Edge, prev: Produced, out: Path, notes: list[str]) -> Produced:
         """``out`` made from ``prev`` by ``edge``: layouts moved as the edge moves them."""
         to_last = layout.CHANNELS_LAST if edge.channels_last else {}
+        outputs = [to_last.get(x, x) for x in prev.output_layouts]
+        if edge.channels_last:
+            outputs = self._outputs_as_made(out, edge.dst, prev.output_layouts, outputs)
         return Produced(
             out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
-            [to_last.get(x, x) for x in prev.output_layouts], [*prev.notes, *notes],
-            parent=prev.path)
+            outputs, [*prev.notes, *notes], parent=prev.path)
+
+    def _outputs_as_made(self, out: Path, fmt: str, before: list[str],
+                         after: list[str]) -> list[str]:
+        """onnx2tf moves most outputs channels-last, but leaves one channels-first where its
+        graph ends in the ONNX layout: an output whose shape in the file is the source's own,
+        not the channels-last one, kept its layout (a shape that reads the same both ways is
+        taken as moved)."""
+        try:
+            made = get_format(fmt).read_signature(out).outputs
+        except Exception:  # noqa: BLE001 - the check reports an unreadable file
+            return after
+        kept = list(after)
+        for i, (spec, old, new) in enumerate(zip(self.signature.outputs, before, after,
+                                                 strict=False)):
+            if old == new or i >= len(made):
+                continue
+            moved = layout.convert_shape(spec.shape, old, new)
+            if _same_dims(made[i].shape, spec.shape) and not _same_dims(made[i].shape, moved):
+                kept[i] = old
+        return kept
 
     def _digest_of_source(self) -> str | None:
         """The source's content digest, computed once per build (only with the step cache)."""
@@ -333,6 +354,12 @@ def fails_edge(edge: Edge, what: str, source: Path,
         detail = _bare(exc) if isinstance(exc, EdgepackError) else root_cause(exc)
         raise ConversionError(f"{what} failed: {detail}", path=source,
                               edge=edge_id(edge)) from exc
+
+
+def _same_dims(a: tuple, b: tuple) -> bool:
+    """Whether two shapes agree wherever both dimensions are known."""
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)
+                                    if isinstance(x, int) and isinstance(y, int))
 
 
 def _copy_to(produced: Produced, folder: Path, stem: str) -> Produced:

@@ -19,11 +19,13 @@ in the working directory instead, made from the build's own samples.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +36,8 @@ from ..data.layout import CHANNELS_LAST, in_layouts
 from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import Edge, converter_failed
+from .onnx2tf_log import failed_node, onnx2tf_failed
+from .onnx_fixes import prepare, static_shapes
 from .provision import ONNX2TF
 
 
@@ -46,6 +50,18 @@ class _Onnx2tf(Edge):
     #: let onnx2tf write its files (a SavedModel, then float32 and float16 TFLites, each a full
     #: TFLite conversion: most of its time)
     save = True
+    #: fix every dynamic input dimension to the check samples' shapes first (the variant the
+    #: planner routes to when onnx2tf fails on, or miscomputes, the dynamic graph)
+    static = False
+    #: onnx2tf failures while building the graph, by (source, settings): the SavedModel and
+    #: the TFLite edge build the same graph, so the second fails at once with the same reason
+    _failed_builds: ClassVar[dict[tuple[str, ...], ConversionError]] = {}
+
+    def __init__(self, static: bool = False):
+        self.static = static
+        if static:
+            self.tool = "onnx2tf (static shapes)"
+            self.cost = type(self).cost + 0.5
 
     def tool_version(self) -> str:
         import importlib.metadata
@@ -62,23 +78,45 @@ class _Onnx2tf(Edge):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         private = work / "input.onnx"
-        shutil.copyfile(src, private)
+        shapes = self._shapes(src, ctx)
+        key = (str(src), str(src.stat().st_mtime_ns), repr(sorted(shapes.items())))
+        if key in self._failed_builds:  # the same graph failed to build for the other edge
+            again = copy.copy(self._failed_builds[key])
+            again.edge = None
+            raise again
+        ctx.notes.extend(prepare(src, private, shapes))
         cap = None
         try:
-            with captured() as cap, _sample_images(work, ctx):
+            with captured() as cap, _sample_images(work, ctx), _prints_to_fds():
                 import onnx2tf
 
                 model = onnx2tf.convert(
                     input_onnx_file_path=str(private), output_folder_path=str(work / "out"),
                     copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
                     not_use_onnxsim=True, output_signaturedefs=True,
-                    disable_model_save=not self.save,
-                    overwrite_input_shape=[f"{n}:{','.join(map(str, s))}"
-                                           for n, s in (ctx.input_shapes or {}).items()] or None)
+                    disable_model_save=not self.save)
         except Exception as exc:
-            raise converter_failed(f"onnx2tf (onnx -> {self.dst})", exc,
-                                   cap.text if cap else "", src) from exc
+            error = onnx2tf_failed(f"{self.tool} (onnx -> {self.dst})", exc,
+                                   cap.text if cap else "", src, ctx.stem, private)
+            if failed_node(cap.text if cap else ""):
+                self._failed_builds[key] = error
+            raise error from exc
         return work / "out" if self.save else model
+
+    def _shapes(self, src: Path, ctx: ConvertContext) -> dict[str, tuple[int, ...]]:
+        """The input shapes to fix: the build's, and for the static variant every dynamic
+        dimension, from the check samples."""
+        shapes = dict(ctx.input_shapes or {})
+        if not self.static:
+            return shapes
+        import onnx
+
+        inputs = onnx.load(str(src), load_external_data=False).graph.input
+        fixed = {**static_shapes(inputs, ctx.samples), **shapes}
+        if fixed == shapes:
+            raise ConversionError(f"{self.tool} (onnx -> {self.dst}) not tried: every input "
+                                  "shape is already fixed", path=src)
+        return fixed
 
 
 class OnnxToTFLite(_Onnx2tf):
@@ -150,6 +188,18 @@ def _channels_last(ctx: ConvertContext) -> Dataset | None:
         return ctx.samples
     return in_layouts(ctx.samples, sig, [CHANNELS_LAST.get(s.layout, s.layout)
                                          for s in sig.inputs])
+
+
+@contextlib.contextmanager
+def _prints_to_fds() -> Iterator[None]:
+    """onnx2tf reports which ONNX node failed with print(): send sys.stdout and sys.stderr to
+    the process's own streams (fds 1 and 2, which ``captured`` holds) even where a caller has
+    replaced them (pytest, click's runner), so the report lands in onnx2tf's log."""
+    if sys.__stdout__ is None or sys.__stderr__ is None:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.__stdout__), contextlib.redirect_stderr(sys.__stderr__):
+        yield
 
 
 #: the file onnx2tf reads from the working directory before trying to download it
