@@ -52,3 +52,11 @@ def test_doctor_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(first_use) == 4 and all(e["state"] == "installed on first use" for e in first_use)
     assert all(e["install"].endswith("--no-deps --disable-pip-version-check --no-input "
                                      "--retries 2 edgepack-absent-tool==2.0") for e in first_use)
+
+
+def test_doctor_install_provisions_onnx2tf_now() -> None:
+    """``--install`` runs the first-use install ahead of time (e.g. before going offline);
+    with the set installed it says so and changes nothing."""
+    res = CliRunner().invoke(cli, ["doctor", "--install"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "onnx2tf: already installed" in res.output or "installed: onnx2tf==" in res.output

@@ -161,6 +161,8 @@ def static_shapes(model_inputs: Any, samples: Dataset | None) -> dict[str, tuple
         if data is None or data.ndim != len(dims) or all(d.HasField("dim_value") for d in dims):
             continue
         one = (1, *data.shape[1:])
+        if any(d.HasField("dim_value") and d.dim_value != one[i] for i, d in enumerate(dims)):
+            continue  # the samples are not laid out as the input (a batch not on axis 0)
         shapes[inp.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else one[i]
                                  for i, d in enumerate(dims))
     return shapes
