@@ -90,6 +90,9 @@ class ModelSpec(Strict):
     targets: list[str] = Field(default_factory=list)
     #: per output name (or role): its role and its limits, e.g. ``output0: {role: detector}``
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    #: the batch axis of inputs whose batch is not axis 0 (an RNN state ``[2, batch, 128]``:
+    #: ``{state: 1}``): where each row of the data goes
+    batch_axis: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _roles_by_name(self) -> ModelSpec:

@@ -35,7 +35,7 @@ from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
-from ..validate.fidelity import compare
+from ..validate.fidelity import compare, head_rows
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
@@ -118,7 +118,7 @@ class Converter:
         self.src_format = src_format
         self.signature = signature
         self.check = evals.head(HOP_CHECK_SAMPLES)
-        self.refs = [r[:len(self.check)] for r in refs]
+        self.refs = [head_rows(r, len(evals), len(self.check)) for r in refs]
         self.workdir = workdir
         self.step = step
         self.input_shapes = input_shapes

@@ -85,6 +85,8 @@ class BuildRequest:
     structural: StructuralRequest | None = None
     cache: bool = True  # reuse (and store) steps in the step cache
     cache_dir: Path | None = None  # the cache's root; None: cache.cache_root()
+    #: batch axes of inputs whose batch is not axis 0 (the project's ``batch_axis``)
+    batch_axes: dict[str, int] | None = None
 
 
 def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str | None = None,
@@ -153,6 +155,7 @@ def _apply_project(req: BuildRequest, project: LoadedProject) -> None:
     req.labels = project.labels()
     req.normalization = spec.normalization.to_normalization() if spec.normalization else None
     req.preprocessing = spec.preprocessing.to_preprocessing() if spec.preprocessing else None
+    req.batch_axes = spec.batch_axis or None
 
 
 class Builder:
@@ -273,7 +276,8 @@ class Builder:
     def _load_data(self, signature: Signature,
                    profile: Profile) -> tuple[Dataset | None, Dataset, dict[str, Any]]:
         settings = profile.quantization.calibration if profile.quantization else None
-        image_options = {"preprocessing": self.req.preprocessing, "class_names": self.req.labels}
+        image_options = {"preprocessing": self.req.preprocessing, "class_names": self.req.labels,
+                         "batch_axes": self.req.batch_axes}
         calib = load_dataset(self.req.calibration, signature, **image_options,
                              max_samples=settings.samples if settings else None,
                              seed=settings.seed if settings else 0) \

@@ -116,6 +116,15 @@ def _closeness(ref: np.ndarray, out: np.ndarray) -> dict[str, Any]:
             "flat_samples": int(flat.sum())}
 
 
+def head_rows(output: np.ndarray, total: int, k: int) -> np.ndarray:
+    """The first ``k`` samples of an output computed on ``total`` samples: taken on the axis
+    of size ``total`` (axis 0 when it is; an RNN's ``[2, N, 128]`` state has them on axis 1)."""
+    sizes = np.shape(output)
+    axis = 0 if sizes[:1] == (total,) else next(
+        (i for i, d in enumerate(sizes) if d == total), 0)
+    return output[(slice(None),) * axis + (slice(0, k),)] if sizes else output
+
+
 def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray],
                 roles: Sequence[str] | None = None) -> list[OutputFidelity]:
     """Per-output fidelity; outputs are matched by position (formats rename them).
