@@ -269,6 +269,11 @@ class Converter:
         hop.check_cosine = min(f.cosine for f in fids)
         agreements = [f.top1_agreement for f in fids if f.top1_agreement is not None]
         hop.check_top1_agreement = min(agreements) if agreements else None
+        for f in fids:
+            if f.mismatch:  # not the same output any more, whatever the precision
+                raise ConversionError(f"{edge.tool} changed output '{f.name}' ({edge.src} -> "
+                                      f"{edge.dst}): {f.mismatch}", path=self.source,
+                                      edge=edge_id(edge))
         if precision != "fp32":
             return  # quantized hops are judged by the profile's budget, on the whole eval set
         for ref, f in zip(self.refs, fids, strict=True):

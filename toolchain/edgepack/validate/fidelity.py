@@ -12,6 +12,10 @@ Cosine is taken per sample and averaged. A sample whose source output is flat (i
 FLAT of the output's range: an empty segmentation map, a detector's scores where nothing is)
 has no direction to compare, so there the sample scores one minus its rms error relative to
 the output's range: a good file is not failed by a zero reference, and a bad one still is.
+
+Outputs are compared as the models return them, whatever their signatures declare: shapes that
+differ only by axes of size 1 are the same values; shapes that hold different numbers of values
+are a failure of that output (``mismatch`` says what each returned), never an exception.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class OutputFidelity:
     groups: list[GroupFidelity] = field(default_factory=list)
     #: what the role reports besides top-k: detections kept, neighbour agreement, IoU, ...
     readings: dict[str, float] = field(default_factory=dict)
+    #: the source and the artifact return differently shaped values for this output (what
+    #: each returned); the errors are then the outputs' own magnitude and the cosine 0
+    mismatch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +87,11 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, role: str = "",
     ``role``: declared by the user ("" to find it from the name and the data); ``primary``:
     the model's first output, which a bare (N, C) shape makes a classifier."""
     ref = np.asarray(ref, np.float64)
-    out = np.asarray(out, np.float64).reshape(ref.shape)
+    out = np.asarray(out, np.float64)
+    if out.shape != ref.shape:
+        if not same_values_shape(ref.shape, out.shape):
+            return _mismatch(name, ref, out)
+        out = out.reshape(ref.shape)
     n = ref.shape[0] if ref.ndim else 1
     kind = role_for(name, ref, role, primary)
     readings = kind.readings(ref, out)
@@ -123,6 +134,22 @@ def head_rows(output: np.ndarray, total: int, k: int) -> np.ndarray:
     axis = 0 if sizes[:1] == (total,) else next(
         (i for i, d in enumerate(sizes) if d == total), 0)
     return output[(slice(None),) * axis + (slice(0, k),)] if sizes else output
+
+
+def same_values_shape(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two shapes hold the same values in the same order: equal once their axes of
+    size 1 are dropped (``(N, 1, C)`` and ``(N, C)``)."""
+    return tuple(d for d in a if d != 1) == tuple(d for d in b if d != 1)
+
+
+def _mismatch(name: str, ref: np.ndarray, out: np.ndarray) -> OutputFidelity:
+    """A failed output: the artifact returns values that cannot be matched with the source's
+    (errors as large as the values themselves, cosine 0, and what each returned)."""
+    size = max(float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(out), initial=0.0)))
+    return OutputFidelity(name=name, samples=ref.shape[0] if ref.ndim else 1,
+                          max_abs_error=size, mean_abs_error=size, cosine=0.0, snr_db=None,
+                          mismatch=f"the source returns shape {ref.shape}, the artifact "
+                                   f"{out.shape}")
 
 
 def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray],
