@@ -2,7 +2,9 @@
 
 Plain functions (the test modules wrap them in fixtures): TFLite fp32 and full-integer int8
 with int8 I/O from the ``tiny_savedmodel`` fixture, an ONNX graph written with ``onnx.helper``
-(optionally with dynamic height and width), and OpenVINO IR converted from that ONNX.
+(optionally with dynamic height and width), OpenVINO IR converted from that ONNX, a stateful
+RNN step shaped like silero-vad's (state batched on axis 1, a scalar sample rate), and
+``save_onnx`` for graphs a test writes itself.
 """
 
 from __future__ import annotations
@@ -105,3 +107,15 @@ def rnn_step_reference(x: np.ndarray, state: np.ndarray,
     """``onnx_rnn_step`` in numpy: x [N, 6], state [2, N, 3], sr [N] -> ([N, 1], [2, N, 3])."""
     new = np.tanh(0.5 * state + 0.1 * x.sum(axis=1)[None, :, None])
     return new.mean(axis=(0, 2))[:, None] * (np.asarray(sr, np.float32) / 16000)[:, None], new
+
+
+def save_onnx(graph: object, path: Path, opset: int = 17) -> Path:
+    """``graph`` (made with ``onnx.helper``) as a checked model file at ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path

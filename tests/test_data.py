@@ -153,3 +153,20 @@ def test_a_scalar_with_rows_of_values_is_refused(tmp_path: Path) -> None:
     np.savez(p, **{**rows, "sr": np.zeros((3, 2), np.int64)})
     with pytest.raises(DataError, match="'sr' is a scalar"):
         load_dataset(p, RNN)
+
+
+def test_fixed_shapes_share_named_dims_and_take_the_rest_from_the_data(tmp_path: Path) -> None:
+    """``--input-shape input_ids:1x128`` fixes the mask's ``batch`` and ``seq`` too; for a
+    static-shape target the dims nobody gave come from a data sample (batch 1)."""
+    from edgepack.data.dataset import fixed_shapes
+
+    tokens = Signature(inputs=(TensorSpec("input_ids", ("batch", "seq"), "int64"),
+                               TensorSpec("attention_mask", ("batch", "seq"), "int64"),
+                               TensorSpec("image", ("N", 3, "h", "w"), "float32")))
+    given = {"input_ids": (1, 128)}
+    assert fixed_shapes(tokens, given, None) == {"input_ids": (1, 128),
+                                                 "attention_mask": (1, 128)}
+    p = tmp_path / "d.npz"
+    np.savez(p, **_rnn_rows(3))
+    data = load_dataset(p, RNN)
+    assert fixed_shapes(RNN, {}, data) == {"input": (1, 6), "state": (2, 1, 3), "sr": ()}

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from edgepack.cli import cli
 from edgepack.errors import ModelError
 
+from tests.model_files import save_onnx
+
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -106,17 +108,6 @@ def test_onnx(onnx_model: Path) -> None:
     assert d["details"]["opsets"] == {"ai.onnx": 17}
 
 
-def _save_onnx(graph: object, path: Path, opset: int = 17) -> Path:
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
 def test_onnx_weights_in_constant_nodes_are_parameters(tmp_path: Path) -> None:
     """PP-OCR and silero-vad keep every weight in Constant nodes, some inside If branches:
     they count as parameters like initializers do."""
@@ -141,7 +132,7 @@ def test_onnx_weights_in_constant_nodes_are_parameters(tmp_path: Path) -> None:
     graph = helper.make_graph(
         nodes, "constants", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    d = _inspect(_save_onnx(graph, tmp_path / "constants.onnx"))
+    d = _inspect(save_onnx(graph, tmp_path / "constants.onnx"))
     assert d["parameters"] == 16 + 1 + 16 + 16
 
 
@@ -161,7 +152,7 @@ def test_onnx_symbolic_output_shape_is_named_by_the_input_dims(tmp_path: Path) -
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1, formula, "?x"]),
          helper.make_tensor_value_info("same", TensorProto.FLOAT,
                                        ["batch", 3, "Divsentence_embedding_dim_1", "width"])])
-    d = _inspect(_save_onnx(graph, tmp_path / "yolo.onnx", opset=17))
+    d = _inspect(save_onnx(graph, tmp_path / "yolo.onnx", opset=17))
     assert d["outputs"][0]["shape"] == ["batch", 1, "f(height,width)", "?"]
     assert d["outputs"][1]["shape"][2] == "Divsentence_embedding_dim_1"  # a name stays
     table = CliRunner().invoke(cli, ["inspect", str(tmp_path / "yolo.onnx")])
@@ -185,7 +176,7 @@ def test_onnx_token_inputs_have_no_layout(tmp_path: Path) -> None:
          for n in ("input_ids", "attention_mask")],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "seq", 8])],
         [table, axis])
-    d = _inspect(_save_onnx(graph, tmp_path / "encoder.onnx"))
+    d = _inspect(save_onnx(graph, tmp_path / "encoder.onnx"))
     assert [s["layout"] for s in d["inputs"]] == ["", ""]
     assert d["outputs"][0]["layout"] == ""
 
@@ -197,7 +188,7 @@ def test_onnx_state_with_batch_on_axis_1_has_no_layout(tmp_path: Path) -> None:
         [helper.make_node("Identity", ["state"], ["stateN"])], "rnn",
         [helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 128])],
         [helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", 128])])
-    d = _inspect(_save_onnx(graph, tmp_path / "rnn.onnx"))
+    d = _inspect(save_onnx(graph, tmp_path / "rnn.onnx"))
     assert d["inputs"][0]["layout"] == "" and d["outputs"][0]["layout"] == ""
 
 

@@ -648,7 +648,7 @@ def test_wrong_input_shape_onnx(runtime, onnx_models):
 # -- an RNN step: state with its batch on axis 1, a scalar sample rate -------------------------
 @pytest.fixture(scope="module")
 def rnn_step(tmp_path_factory) -> dict[str, Path]:
-    from model_files import onnx_rnn_step
+    from tests.model_files import onnx_rnn_step
 
     root = tmp_path_factory.mktemp("rnn")
     return {"dynamic": onnx_rnn_step(root / "rnn.onnx"),
@@ -669,7 +669,7 @@ def test_onnxruntime_state_on_axis_1_and_a_scalar_per_sample(rnn_step, kind, rat
     """N samples of a [2, N, 3] state and N values of a scalar sample rate: run at once when
     the rates agree and the batch is dynamic, else once per sample, split and joined on
     axis 1 for the state; the same numbers either way."""
-    from model_files import rnn_step_reference
+    from tests.model_files import rnn_step_reference
 
     feed = _rnn_feed(5, None if rates == "same" else [16000, 8000, 16000, 8000, 8000])
     s = get_runtime("onnxruntime").load(rnn_step[kind])

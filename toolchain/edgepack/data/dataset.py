@@ -163,6 +163,33 @@ def resolve_batch_axes(path: Path | None, signature: Signature,
     return axes
 
 
+def fixed_shapes(signature: Signature, given: dict[str, tuple[int, ...]],
+                 data: Dataset | None) -> dict[str, tuple[int, ...]]:
+    """Input shapes with every dimension fixed: the ``given`` ones as they are; in the other
+    inputs a dimension a given shape names (``batch``, ``seq`` shared by token ids and their
+    mask) takes that size, and with ``data`` every other dynamic dimension takes the size of
+    one of its samples (batch 1). Inputs still dynamic after that are left out."""
+    named: dict[str, int] = {}
+    for name, shape in given.items():
+        dims = signature.input(name).shape
+        if len(dims) == len(shape):
+            named.update((d, v) for d, v in zip(dims, shape, strict=True)
+                         if isinstance(d, str) and d != "?" and d not in named)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in signature.inputs:
+        if spec.name in given:
+            shapes[spec.name] = tuple(given[spec.name])
+            continue
+        dims = [named.get(d, d) if isinstance(d, str) else d for d in spec.shape]
+        if data is not None and spec.name in data.inputs:
+            row = data.sample(0)[spec.name].shape
+            dims = [row[i] if isinstance(d, str) and len(row) == len(dims) else d
+                    for i, d in enumerate(dims)]
+        if all(isinstance(d, int) for d in dims):
+            shapes[spec.name] = tuple(int(d) for d in dims)
+    return shapes
+
+
 def _declared_axes(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     """The ``<input>.batch_axis`` arrays of a data file, removed from ``arrays``."""
     declared = {}

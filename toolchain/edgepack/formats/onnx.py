@@ -128,3 +128,48 @@ def _size_with_external_data(path: Path, model: Any) -> int:
                 if ext.is_file():
                     size += ext.stat().st_size
     return size
+
+
+def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """``model`` (a ModelProto, changed in place and returned) with the inputs named in
+    ``shapes`` fixed to those shapes, and every shape inside re-inferred from them.
+
+    Shapes the exporter recorded inside the graph (value_info, outputs) were derived from the
+    dynamic dims; they are dropped and inferred again by ONNX's shape inference, so nothing
+    in the file contradicts the fixed inputs. Raises ModelError when a shape does not fit.
+    """
+    import onnx
+
+    for value in model.graph.input:
+        shape = shapes.get(value.name)
+        if shape is None:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(shape) or any(d.HasField("dim_value") and d.dim_value != s
+                                          for d, s in zip(dims, shape, strict=False)):
+            now = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                           for d in dims)
+            raise ModelError(f"input '{value.name}' is {now or 'a scalar'}: it cannot be fixed "
+                             f"to {'x'.join(map(str, shape))}",
+                             hint="--input-shape may only fix the dynamic dimensions")
+        for d, size in zip(dims, shape, strict=True):
+            d.Clear()
+            d.dim_value = size
+    del model.graph.value_info[:]
+    for value in model.graph.output:
+        for d in value.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.Clear()
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort: the fixed inputs are what counts
+        return model
+
+
+def write_with_shapes(src: Path, out: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A copy of the ONNX file ``src`` at ``out`` whose inputs have the fixed ``shapes``."""
+    import onnx
+
+    model = fix_input_shapes(onnx.load(str(src)), shapes)
+    onnx.save(model, str(out))
+    return out

@@ -106,6 +106,11 @@ def _providers(device: str) -> list[str]:
     return [device, "CPUExecutionProvider"]
 
 
+def dtype_of(ort_type: str) -> str:
+    """The numpy dtype name of an ONNX Runtime type string ("tensor(int64)" -> "int64")."""
+    return _TYPES.get(ort_type, "float32")
+
+
 def _spec(value: Any, input_dims: tuple[str, ...] = ()) -> TensorSpec:
     shape = tuple(int(d) if isinstance(d, int) else (readable_dim(d, input_dims) if d else "?")
                   for d in (value.shape or ()))
