@@ -141,6 +141,59 @@ def test_an_opset_12_graph_quantized_per_channel_loads(tmp_path: Path) -> None:
     assert any("opset 12 to 13" in n for n in notes)
 
 
+def _attention(path: Path) -> Path:
+    """A one-head self-attention over token embeddings, masked as Hugging Face exports do:
+    masked keys get float32's lowest value added before the softmax. ``input_ids`` and
+    ``attention_mask`` are int64 [batch, seq]; ``hidden`` is [batch, seq, 8]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    init = [numpy_helper.from_array(rng.standard_normal((50, 8)).astype(np.float32), "table"),
+            numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32) * 0.5, "wq"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+            numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), "lowest"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["emb"]),
+             helper.make_node("MatMul", ["emb", "wq"], ["q"], name="query"),
+             helper.make_node("Transpose", ["emb"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["one", "m"], ["masked"]),
+             helper.make_node("Mul", ["masked", "lowest"], ["bias2"], name="mask"),
+             helper.make_node("Unsqueeze", ["bias2", "axis1"], ["bias"]),
+             helper.make_node("Add", ["scores", "bias"], ["logits"], name="masked_scores"),
+             helper.make_node("Softmax", ["logits"], ["attn"], axis=-1, name="softmax"),
+             helper.make_node("MatMul", ["attn", "emb"], ["hidden"], name="context")]
+    tokens = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+              for n in ("input_ids", "attention_mask")]
+    graph = helper.make_graph(
+        nodes, "attention", tokens,
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "seq", 8])], init)
+    return save_onnx(graph, path)
+
+
+def _tokens(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Padded sentences: ids in 1..49, a mask of 1 on 4..12 of the 12 positions."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, 13, n)
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": rng.integers(1, 50, (n, 12)) * mask, "attention_mask": mask}
+
+
+def test_token_ids_calibrate_as_int64_and_an_attention_mask_stays_float(tmp_path: Path) -> None:
+    """int64 token ids and mask reach the calibrator as int64; the tensors that carry the
+    mask's -3.4e38 stay float (one int8 step of that range would zero every attention score
+    and flatten the softmax), and the int8 model follows the float one on real tokens."""
+    src = _attention(tmp_path / "attn.onnx")
+    notes = _int8(src, tmp_path / "attn.int8.onnx", _tokens(32, 0))
+    test = _tokens(8, 1)
+    ref, out = _run(src, test)[0], _run(tmp_path / "attn.int8.onnx", test)[0]
+    kept = test["attention_mask"].astype(bool)  # padded positions carry nothing anyone uses
+    assert _cosine(ref[kept], out[kept]) > 0.99
+    assert any("kept in float" in n and "masked_scores" in n for n in notes)
+    assert _op_count(tmp_path / "attn.int8.onnx", "QuantizeLinear") > 0
+
+
 def test_layers_of_a_graph_symbolic_shape_inference_gives_up_on_are_ranked(
         tmp_path: Path) -> None:
     """The accuracy fallback's ranking pre-processes the graph as the quantizer did."""
@@ -158,7 +211,6 @@ def test_an_rnn_step_builds_with_its_state_and_sample_rate(tmp_path: Path) -> No
     """silero-vad's inputs, end to end: the state's rows (stored [N, 2, 3]) go to axis 1 as
     the project says, the sample rate is a scalar stored [N]; the hop check, validation and
     latency run, and the delivered copy matches the source."""
-
     (tmp_path / "targets").mkdir()
     (tmp_path / "targets" / "onnx-board.yaml").write_text(TARGET)
     onnx_rnn_step(tmp_path / "rnn.onnx", batch="")  # unnamed dims, as silero-vad's

@@ -164,21 +164,56 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
     extra["CalibStridedMinMax"] = max(d for d in range(1, CALIBRATION_STRIDE[settings.method] + 1)
                                       if len(samples) % d == 0)
     activations = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[quant.activations]
-    ranges = _ranges_file(src, samples, settings.method, ctx)
+    ranges = _ranges_file(src, samples, settings.method, ctx) or pre.with_name("ranges.json")
 
-    quantize_static(str(pre), str(out), _Reader(samples.samples(), graph),
-                    quant_format=QuantFormat.QDQ, per_channel=quant.per_channel,
-                    activation_type=activations, weight_type=QuantType.QInt8,
-                    calibrate_method=method, nodes_to_exclude=keep, extra_options=extra,
-                    calibration_cache_path=ranges)
-    if keep:
-        float_inputs(out, set(keep))
+    def run(exclude: list[str]) -> None:
+        quantize_static(str(pre), str(out), _Reader(samples.samples(), graph),
+                        quant_format=QuantFormat.QDQ, per_channel=quant.per_channel,
+                        activation_type=activations, weight_type=QuantType.QInt8,
+                        calibrate_method=method, nodes_to_exclude=exclude,
+                        extra_options=extra, calibration_cache_path=ranges)
+
+    guard = beyond_int8_nodes(graph, ranges) if ranges.is_file() else []
+    run(keep + guard)
+    late = [n for n in beyond_int8_nodes(graph, ranges) if n not in guard and n not in keep]
+    if late:  # calibrated just now: quantize again from the saved ranges, without them
+        guard += late
+        run(keep + guard)
+    if guard:
+        ctx.notes.append(f"{len(guard)} node(s) kept in float because they read or write "
+                         f"values beyond +-{SENTINEL:g} on the calibration data (an attention "
+                         f"mask's -3.4e38, say), which no int8 step resolves: "
+                         + ", ".join(guard[:6]) + (", ..." if len(guard) > 6 else ""))
+    if keep or guard:
+        float_inputs(out, set(keep) | set(guard))
     bias_samples = samples.head(BIAS_SAMPLES)
     shifts = cached(
         ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
                          per_channel=quant.per_channel, activations=quant.activations),
         lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), graph)))
     return apply_shifts(out, shifts)
+
+
+#: an activation whose calibrated range reaches this far holds a sentinel (a mask's -inf made
+#: finite, -1e4 or -3.4e38), not a signal: one int8 step of its range would be wider than the
+#: values that matter (attention scores of +-10 all round to 0 and softmax goes uniform)
+SENTINEL = 1e4
+
+
+def beyond_int8_nodes(graph: Any, ranges: Path) -> list[str]:
+    """Nodes that read or write a tensor whose calibrated range (ONNX Runtime's calibration
+    cache at ``ranges``) reaches ``SENTINEL``: quantizing them would erase what they carry."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    big = set()
+    for name, data in load_tensors_data(ranges).data.items():
+        try:
+            low, high = data.range_value
+        except AttributeError:  # a histogram without its range: nothing to judge by
+            continue
+        if max(float(np.max(np.abs(low))), float(np.max(np.abs(high)))) >= SENTINEL:
+            big.add(name)
+    return [n.name for n in graph.node if n.name and big & {*n.input, *n.output}]
 
 
 def _graph(path: Path) -> Any:
