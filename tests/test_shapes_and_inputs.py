@@ -1,7 +1,8 @@
 """Real models' shapes and inputs: dynamic dims ONNX Runtime's symbolic shape inference gives
 up on, ``--input-shape`` for an ONNX source, an opset-12 graph quantized per channel, int64
-token ids with an attention mask, and an RNN step (state batched on axis 1, a scalar sample
-rate) built end to end. Every model is built here with ``onnx.helper``.
+token ids with an attention mask, a detector head joining boxes and scores, and an RNN step
+(state batched on axis 1, a scalar sample rate) built end to end. Every model is built here
+with ``onnx.helper``.
 
 Tolerances: int8 is judged by cosine against the float model (0.99: what the int8 profiles
 ask of a model with no near-ties); fp32 copies by float rounding (1e-5).
@@ -192,6 +193,39 @@ def test_token_ids_calibrate_as_int64_and_an_attention_mask_stays_float(tmp_path
     assert _cosine(ref[kept], out[kept]) > 0.99
     assert any("kept in float" in n and "masked_scores" in n for n in notes)
     assert _op_count(tmp_path / "attn.int8.onnx", "QuantizeLinear") > 0
+
+
+def _detector_head(path: Path) -> Path:
+    """A YOLO-style head: x[N,8,L] -> boxes (sigmoid x 320, pixels) and 2 class scores
+    (sigmoid, 0..1), joined on axis 1 into ``output0`` [N, 6, L], as Ultralytics exports."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    init = [numpy_helper.from_array(rng.standard_normal((4, 8, 1)).astype(np.float32), "wb"),
+            numpy_helper.from_array(rng.standard_normal((2, 8, 1)).astype(np.float32), "ws"),
+            numpy_helper.from_array(np.array(320.0, np.float32), "pixels")]
+    nodes = [helper.make_node("Conv", ["x", "wb"], ["b0"], name="box_conv"),
+             helper.make_node("Sigmoid", ["b0"], ["b1"], name="box_sigmoid"),
+             helper.make_node("Mul", ["b1", "pixels"], ["boxes"], name="box_scale"),
+             helper.make_node("Conv", ["x", "ws"], ["s0"], name="score_conv"),
+             helper.make_node("Sigmoid", ["s0"], ["scores"], name="score_sigmoid"),
+             helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1, name="head")]
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, "L"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 6, "L"])], init)
+    return save_onnx(graph, path)
+
+
+def test_a_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Path) -> None:
+    """Boxes (0..320) and scores (0..1) joined in one output share no int8 scale: the scores
+    would get one step or two. The Concat stays float, each input quantized on its own."""
+    src = _detector_head(tmp_path / "head.onnx")
+    x = np.random.default_rng(7).standard_normal((32, 8, 20)).astype(np.float32)
+    notes = _int8(src, tmp_path / "head.int8.onnx", {"x": x})
+    ref, out = _run(src, {"x": x[:8]})[0], _run(tmp_path / "head.int8.onnx", {"x": x[:8]})[0]
+    assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 0.02  # scores: a few 1/255 steps
+    assert np.abs(out[:, :4] - ref[:, :4]).mean() < 320 * 0.01  # boxes: int8 noise
+    assert any("kept in float" in n and "head" in n and "32x" in n for n in notes)
 
 
 def test_layers_of_a_graph_symbolic_shape_inference_gives_up_on_are_ranked(

@@ -38,6 +38,8 @@ from .context import ConvertContext
 from .fp16_range import FP16_MAX, beyond_fp16
 from .onnx_bias import apply as apply_shifts
 from .onnx_bias import measure as measure_shifts
+from .onnx_guard import blind_spots
+from .onnx_guard import notes as guard_notes
 from .onnx_prepare import prepare
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
@@ -173,47 +175,23 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
                         calibrate_method=method, nodes_to_exclude=exclude,
                         extra_options=extra, calibration_cache_path=ranges)
 
-    guard = beyond_int8_nodes(graph, ranges) if ranges.is_file() else []
-    run(keep + guard)
-    late = [n for n in beyond_int8_nodes(graph, ranges) if n not in guard and n not in keep]
+    # nodes int8 cannot represent (compress/onnx_guard.py) stay float, found in the ranges
+    found = blind_spots(graph, ranges) if ranges.is_file() else {}
+    run(keep + list(found))
+    late = {n: why for n, why in blind_spots(graph, ranges).items()
+            if n not in found and n not in keep}
     if late:  # calibrated just now: quantize again from the saved ranges, without them
-        guard += late
-        run(keep + guard)
-    if guard:
-        ctx.notes.append(f"{len(guard)} node(s) kept in float because they read or write "
-                         f"values beyond +-{SENTINEL:g} on the calibration data (an attention "
-                         f"mask's -3.4e38, say), which no int8 step resolves: "
-                         + ", ".join(guard[:6]) + (", ..." if len(guard) > 6 else ""))
-    if keep or guard:
-        float_inputs(out, set(keep) | set(guard))
+        found.update(late)
+        run(keep + list(found))
+    ctx.notes.extend(guard_notes(found))
+    if keep or found:
+        float_inputs(out, {*keep, *found})
     bias_samples = samples.head(BIAS_SAMPLES)
     shifts = cached(
         ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
                          per_channel=quant.per_channel, activations=quant.activations),
         lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), graph)))
     return apply_shifts(out, shifts)
-
-
-#: an activation whose calibrated range reaches this far holds a sentinel (a mask's -inf made
-#: finite, -1e4 or -3.4e38), not a signal: one int8 step of its range would be wider than the
-#: values that matter (attention scores of +-10 all round to 0 and softmax goes uniform)
-SENTINEL = 1e4
-
-
-def beyond_int8_nodes(graph: Any, ranges: Path) -> list[str]:
-    """Nodes that read or write a tensor whose calibrated range (ONNX Runtime's calibration
-    cache at ``ranges``) reaches ``SENTINEL``: quantizing them would erase what they carry."""
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
-    big = set()
-    for name, data in load_tensors_data(ranges).data.items():
-        try:
-            low, high = data.range_value
-        except AttributeError:  # a histogram without its range: nothing to judge by
-            continue
-        if max(float(np.max(np.abs(low))), float(np.max(np.abs(high)))) >= SENTINEL:
-            big.add(name)
-    return [n.name for n in graph.node if n.name and big & {*n.input, *n.output}]
 
 
 def _graph(path: Path) -> Any:
