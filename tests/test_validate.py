@@ -9,7 +9,7 @@ import pytest
 from edgepack.config.profiles import Budget
 from edgepack.report.tables import fidelity_lines
 from edgepack.validate import accuracy, budget
-from edgepack.validate.fidelity import compare, topk_overlap
+from edgepack.validate.fidelity import compare, compare_all, topk_overlap
 from edgepack.validate.latency import summarize
 
 
@@ -213,3 +213,13 @@ def test_a_declared_output_shape_the_model_does_not_return_is_validated_as_retur
     assert ref.shape == out.shape == (7, 4, 5)
     f = compare("y", ref, out)
     assert f.mismatch is None and f.max_abs_error == 0.0
+
+
+def test_an_output_batched_on_axis_1_is_compared_per_sample() -> None:
+    """An RNN's state [2, N, 3] next to its output [N, 1]: N samples, not 2."""
+    rng = np.random.default_rng(0)
+    out, state = rng.random((10, 1)), rng.standard_normal((2, 10, 3))
+    noisy = state.copy()
+    noisy[:, 4] *= -1  # one sample's state flipped: its cosine is -1, the others' 1
+    fids = compare_all(["output", "stateN"], [out, state], [out, noisy])
+    assert fids[1].samples == 10 and fids[1].cosine == pytest.approx((9 - 1) / 10)

@@ -15,7 +15,9 @@ the output's range: a good file is not failed by a zero reference, and a bad one
 
 Outputs are compared as the models return them, whatever their signatures declare: shapes that
 differ only by axes of size 1 are the same values; shapes that hold different numbers of values
-are a failure of that output (``mismatch`` says what each returned), never an exception.
+are a failure of that output (``mismatch`` says what each returned), never an exception. An
+output that holds the samples on another axis than 0 (an RNN state ``[2, N, 128]``) is compared
+per sample all the same.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from .roles import role_for, topk_overlap
 #: a sample's source output is flat when its rms is at most this share of the output's range
 FLAT = 0.01
 
-__all__ = ["FLAT", "GroupFidelity", "OutputFidelity", "compare", "compare_all", "topk_overlap"]
+__all__ = ["FLAT", "GroupFidelity", "OutputFidelity", "compare", "compare_all", "head_rows",
+           "same_values_shape", "sample_axis", "topk_overlap"]
 
 
 @dataclass
@@ -127,13 +130,19 @@ def _closeness(ref: np.ndarray, out: np.ndarray) -> dict[str, Any]:
             "flat_samples": int(flat.sum())}
 
 
+def sample_axis(shape: tuple[int, ...], total: int) -> int:
+    """The axis of an output computed on ``total`` samples that holds them: axis 0 when it has
+    that size, else the first that has (an RNN's ``[2, N, 128]`` state: axis 1), else 0."""
+    if shape[:1] == (total,):
+        return 0
+    return next((i for i, d in enumerate(shape) if d == total), 0)
+
+
 def head_rows(output: np.ndarray, total: int, k: int) -> np.ndarray:
-    """The first ``k`` samples of an output computed on ``total`` samples: taken on the axis
-    of size ``total`` (axis 0 when it is; an RNN's ``[2, N, 128]`` state has them on axis 1)."""
-    sizes = np.shape(output)
-    axis = 0 if sizes[:1] == (total,) else next(
-        (i for i, d in enumerate(sizes) if d == total), 0)
-    return output[(slice(None),) * axis + (slice(0, k),)] if sizes else output
+    """The first ``k`` samples of an output computed on ``total`` samples (``sample_axis``)."""
+    shape = np.shape(output)
+    axis = sample_axis(shape, total)
+    return output[(slice(None),) * axis + (slice(0, k),)] if shape else output
 
 
 def same_values_shape(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -159,5 +168,17 @@ def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray]
     if len(refs) != len(outs):
         raise ValueError(f"the artifact has {len(outs)} outputs, the source {len(refs)}")
     declared = list(roles) if roles else [""] * len(refs)
-    return [compare(n, r, o, role, primary=i == 0) for i, (n, r, o, role)
-            in enumerate(zip(names, refs, outs, declared, strict=True))]
+    total = np.shape(refs[0])[0] if refs and np.ndim(refs[0]) else 0
+    return [compare(n, *_samples_first(np.asarray(r), np.asarray(o), total), role,
+                    primary=i == 0)
+            for i, (n, r, o, role) in enumerate(zip(names, refs, outs, declared, strict=True))]
+
+
+def _samples_first(ref: np.ndarray, out: np.ndarray,
+                   total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays with the samples on axis 0, where an output holds them elsewhere (an RNN
+    state ``[2, N, 128]`` next to a primary output ``[N, 1]``: compared per sample, not as 2)."""
+    axis = sample_axis(ref.shape, total) if total and ref.shape == out.shape else 0
+    if axis == 0:
+        return ref, out
+    return np.moveaxis(ref, axis, 0), np.moveaxis(out, axis, 0)
