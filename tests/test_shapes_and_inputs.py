@@ -228,6 +228,40 @@ def test_a_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Path) -> N
     assert any("kept in float" in n and "head" in n and "32x" in n for n in notes)
 
 
+def test_a_graph_whose_weights_sit_in_if_branches_is_no_int8_deliverable(
+        tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer does not enter If bodies (silero-vad keeps every weight there):
+    a file with nothing quantized is refused, not delivered as int8 (it came out larger than
+    the float file), and nothing is left behind."""
+    from edgepack.compress.onnx import compress
+    from edgepack.errors import ConversionError
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(name: str, scale: float) -> object:
+        w = numpy_helper.from_array(np.full((4, 4), scale, np.float32), f"{name}_w")
+        return helper.make_graph(
+            [helper.make_node("Constant", [], [f"{name}_w"], value=w),
+             helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_y"])],
+            name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, ["N", 4])])
+
+    zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+         helper.make_node("Greater", ["total", "zero"], ["positive"]),
+         helper.make_node("If", ["positive"], ["y"], then_branch=branch("up", 0.5),
+                          else_branch=branch("down", -0.5))],
+        "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [zero])
+    src = save_onnx(graph, tmp_path / "branches.onnx")
+    x = np.random.default_rng(8).standard_normal((16, 4)).astype(np.float32)
+    out = tmp_path / "branches.int8.onnx"
+    with pytest.raises(ConversionError, match="quantized no tensor.*1 If/Loop/Scan"):
+        compress(src, out, ConvertContext(
+            workdir=tmp_path, stem="branches", precision="int8", quantization=Quantization(),
+            calibration=Dataset("calib", {"x": x})))
+    assert not out.exists()
+
+
 def test_layers_of_a_graph_symbolic_shape_inference_gives_up_on_are_ranked(
         tmp_path: Path) -> None:
     """The accuracy fallback's ranking pre-processes the graph as the quantizer did."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..errors import DataError
+from ..errors import ConversionError, DataError
 from ..formats.onnx import write_with_shapes
 from .bias import BIAS_SAMPLES, cached
 from .context import ConvertContext
@@ -134,11 +134,15 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
         pre = Path(tmp) / "pre.onnx"
         prepare(src, pre, ctx.notes)
         corrected = _quantize(src, pre, out, samples, ctx)
-    quantized = sum(n.op_type == "QuantizeLinear" for n in _graph(out).node)
-    if not quantized:
-        ctx.notes.append("ONNX Runtime's quantizer quantized no tensor of this graph (its "
-                         "weights may sit inside If/Loop bodies, which it does not enter): "
-                         "the file computes in float")
+    graph = _graph(out)
+    if not any(n.op_type == "QuantizeLinear" for n in graph.node):
+        out.unlink()  # a float file is no int8 deliverable, even one named so
+        bodies = sum(n.op_type in ("If", "Loop", "Scan") for n in graph.node)
+        raise ConversionError(
+            "ONNX Runtime's quantizer quantized no tensor of this graph"
+            + (f": its weights sit inside the bodies of {bodies} If/Loop/Scan node(s), which "
+               "it does not enter" if bodies else ""), path=src,
+            hint="export the model without If/Loop control flow to quantize it, or ship fp32")
     ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
                      f"(seed {settings.seed}, {settings.method}); QDQ, "
                      f"{'per-channel' if quant.per_channel else 'per-tensor'} int8 weights, "
