@@ -2,7 +2,9 @@
 
 Plain functions (the test modules wrap them in fixtures): TFLite fp32 and full-integer int8
 with int8 I/O from the ``tiny_savedmodel`` fixture, an ONNX graph written with ``onnx.helper``
-(optionally with dynamic height and width), and OpenVINO IR converted from that ONNX.
+(optionally with dynamic height and width), OpenVINO IR converted from that ONNX, a stateful
+RNN step shaped like silero-vad's (state batched on axis 1, a scalar sample rate), and
+``save_onnx`` for graphs a test writes itself.
 """
 
 from __future__ import annotations
@@ -62,3 +64,58 @@ def openvino_ir(onnx_path: Path, out: Path) -> Path:
 
     ov.save_model(ov.convert_model(str(onnx_path)), str(out), compress_to_fp16=False)
     return out
+
+
+def onnx_rnn_step(out: Path, batch: int | str = "batch") -> Path:
+    """One step of a tiny stateful model shaped like silero-vad: ``input`` [B, 6], ``state``
+    [2, B, 3] (batch on axis 1), ``sr`` an int64 scalar -> ``output`` [B, 1] (scaled by
+    sr / 16000) and ``stateN`` [2, B, 3]. ``rnn_step_reference`` computes it in numpy."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = [numpy_helper.from_array(np.array(v, np.float32), k)
+              for k, v in (("half", 0.5), ("tenth", 0.1), ("rate", 16000.0))]
+    consts += [numpy_helper.from_array(np.array(v, np.int64), k)
+               for k, v in (("one", [1]), ("zero", [0]), ("outer", [0, 2]))]
+    nodes = [helper.make_node("ReduceSum", ["input", "one"], ["s"], keepdims=1),
+             helper.make_node("Unsqueeze", ["s", "zero"], ["s3"]),
+             helper.make_node("Mul", ["s3", "tenth"], ["drive"]),
+             helper.make_node("Mul", ["state", "half"], ["kept"]),
+             helper.make_node("Add", ["kept", "drive"], ["pre"]),
+             helper.make_node("Tanh", ["pre"], ["stateN"]),
+             helper.make_node("ReduceMean", ["stateN", "outer"], ["m"], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["m2"]),
+             helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["srf", "rate"], ["k"]),
+             helper.make_node("Mul", ["m2", "k"], ["output"])]
+    graph = helper.make_graph(
+        nodes, "rnn_step",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 6]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, batch, 3]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 1]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, batch, 3])], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, out)
+    return out
+
+
+def rnn_step_reference(x: np.ndarray, state: np.ndarray,
+                       sr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``onnx_rnn_step`` in numpy: x [N, 6], state [2, N, 3], sr [N] -> ([N, 1], [2, N, 3])."""
+    new = np.tanh(0.5 * state + 0.1 * x.sum(axis=1)[None, :, None])
+    return new.mean(axis=(0, 2))[:, None] * (np.asarray(sr, np.float32) / 16000)[:, None], new
+
+
+def save_onnx(graph: object, path: Path, opset: int = 17) -> Path:
+    """``graph`` (made with ``onnx.helper``) as a checked model file at ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path

@@ -74,3 +74,99 @@ def test_not_an_npz(tmp_path: Path) -> None:
     p.write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_dataset(p, SIG)
+
+
+# -- inputs that are not a batch on axis 0: an RNN state, a scalar ---------------------------
+RNN = Signature(inputs=(TensorSpec("input", ("batch", 6), "float32"),
+                        TensorSpec("state", (2, "batch", 3), "float32"),
+                        TensorSpec("sr", (), "int64")))
+
+
+def _rnn_rows(n: int) -> dict[str, np.ndarray]:
+    """Rows as a data file stores them: one per sample on axis 0 (state [N, 2, 3], sr [N])."""
+    rng = np.random.default_rng(0)
+    return {"input": rng.standard_normal((n, 6)).astype(np.float32),
+            "state": rng.standard_normal((n, 2, 3)).astype(np.float32),
+            "sr": np.full(n, 16000, np.int64)}
+
+
+def test_state_rows_go_to_the_models_batch_axis_and_a_scalar_gets_one_value_each(
+        tmp_path: Path) -> None:
+    p = tmp_path / "rnn.npz"
+    rows = _rnn_rows(5)
+    np.savez(p, **rows, speech=np.ones(5, np.uint8))
+    ds = load_dataset(p, RNN)
+    assert len(ds) == 5
+    assert ds.inputs["state"].shape == (2, 5, 3) and ds.inputs["sr"].shape == (5,)
+    one = ds.sample(3)
+    assert one["input"].shape == (1, 6) and one["sr"].shape == ()
+    assert np.array_equal(one["state"][:, 0], rows["state"][3])
+    assert [s["state"].shape for s in ds.samples()] == [(2, 1, 3)] * 5
+    picked = ds.take(2, seed=0)
+    assert picked.inputs["state"].shape == (2, 2, 3) and picked.inputs["sr"].shape == (2,)
+    assert ds.head(4).inputs["state"].shape == (2, 4, 3)
+
+
+def test_a_scalar_stored_once_serves_every_sample(tmp_path: Path) -> None:
+    p = tmp_path / "rnn.npz"
+    rows = _rnn_rows(4)
+    np.savez(p, input=rows["input"], state=rows["state"], sr=np.int64(8000))
+    ds = load_dataset(p, RNN)
+    assert ds.inputs["sr"].tolist() == [8000] * 4
+
+
+@pytest.mark.parametrize("where", ["file", "project"])
+def test_a_declared_batch_axis_wins_over_the_shape(tmp_path: Path, where: str) -> None:
+    """A time-major state [T, batch, 3] with unnamed dims looks batch-first; the data file
+    (``state.batch_axis``) or the project (``batch_axis: {state: 1}``) says otherwise."""
+    sig = Signature(inputs=(TensorSpec("state", ("?", "?", 3), "float32"),))
+    rows = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)  # 5 samples of [T=4, 3]
+    p = tmp_path / "d.npz"
+    if where == "file":
+        np.savez(p, state=rows, **{"state.batch_axis": np.int64(1)})
+        ds = load_dataset(p, sig)
+    else:
+        np.savez(p, state=rows)
+        ds = load_dataset(p, sig, batch_axes={"state": 1})
+    assert ds.inputs["state"].shape == (4, 5, 3)
+    assert np.array_equal(ds.sample(2)["state"][:, 0], rows[2])
+
+
+def test_rows_that_fit_another_batch_axis_say_how_to_declare_it(tmp_path: Path) -> None:
+    p = tmp_path / "d.npz"
+    np.savez(p, state=np.zeros((4, 2, 3), np.float32), x=np.zeros((4, 6), np.float32))
+    sig = Signature(inputs=(TensorSpec("state", (2, 1, 3), "float32"),
+                            TensorSpec("x", (1, 6), "float32")))
+    assert load_dataset(p, sig).inputs["state"].shape == (2, 4, 3)  # [2, 1, 3]: axis 1 shows
+    np.savez(p, state=np.zeros((4, 7, 2, 3), np.float32))
+    sig = Signature(inputs=(TensorSpec("state", ("time", 2, "b2", 3), "float32"),))
+    with pytest.raises(DataError, match=r"'state.batch_axis' = 2 .* batch_axis: \{state: 2\}"):
+        load_dataset(p, sig)
+    assert load_dataset(p, sig, batch_axes={"state": 2}).inputs["state"].shape == (7, 2, 4, 3)
+    with pytest.raises(DataError, match="unknown input"):
+        load_dataset(p, sig, batch_axes={"nope": 1})
+
+
+def test_a_scalar_with_rows_of_values_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "rnn.npz"
+    rows = _rnn_rows(3)
+    np.savez(p, **{**rows, "sr": np.zeros((3, 2), np.int64)})
+    with pytest.raises(DataError, match="'sr' is a scalar"):
+        load_dataset(p, RNN)
+
+
+def test_fixed_shapes_share_named_dims_and_take_the_rest_from_the_data(tmp_path: Path) -> None:
+    """``--input-shape input_ids:1x128`` fixes the mask's ``batch`` and ``seq`` too; for a
+    static-shape target the dims nobody gave come from a data sample (batch 1)."""
+    from edgepack.data.dataset import fixed_shapes
+
+    tokens = Signature(inputs=(TensorSpec("input_ids", ("batch", "seq"), "int64"),
+                               TensorSpec("attention_mask", ("batch", "seq"), "int64"),
+                               TensorSpec("image", ("N", 3, "h", "w"), "float32")))
+    given = {"input_ids": (1, 128)}
+    assert fixed_shapes(tokens, given, None) == {"input_ids": (1, 128),
+                                                 "attention_mask": (1, 128)}
+    p = tmp_path / "d.npz"
+    np.savez(p, **_rnn_rows(3))
+    data = load_dataset(p, RNN)
+    assert fixed_shapes(RNN, {}, data) == {"input": (1, 6), "state": (2, 1, 3), "sr": ()}

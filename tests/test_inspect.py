@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from edgepack.cli import cli
 from edgepack.errors import ModelError
 
+from tests.model_files import save_onnx
+
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -104,6 +106,90 @@ def test_onnx(onnx_model: Path) -> None:
     assert d["parameters"] == 2 * 3 * 3 * 3 + 2 + 8 * 5
     assert d["operators"] == {"Conv": 1, "Relu": 1, "Flatten": 1, "Gemm": 1}
     assert d["details"]["opsets"] == {"ai.onnx": 17}
+
+
+def test_onnx_weights_in_constant_nodes_are_parameters(tmp_path: Path) -> None:
+    """PP-OCR and silero-vad keep every weight in Constant nodes, some inside If branches:
+    they count as parameters like initializers do."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def constant(name: str, shape: tuple[int, ...]) -> object:
+        value = numpy_helper.from_array(np.ones(shape, np.float32), name)
+        return helper.make_node("Constant", [], [name], value=value)
+
+    def branch(name: str) -> object:
+        return helper.make_graph(
+            [constant(f"{name}_w", (4, 4)), helper.make_node("MatMul", ["x", f"{name}_w"],
+                                                             [f"{name}_y"])],
+            name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 4])])
+
+    nodes = [constant("w", (4, 4)), constant("flag", ()),
+             helper.make_node("Cast", ["flag"], ["cond"], to=TensorProto.BOOL),
+             helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("If", ["cond"], ["b"], then_branch=branch("then"),
+                              else_branch=branch("else")),
+             helper.make_node("Add", ["h", "b"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "constants", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    d = _inspect(save_onnx(graph, tmp_path / "constants.onnx"))
+    assert d["parameters"] == 16 + 1 + 16 + 16
+
+
+def test_onnx_symbolic_output_shape_is_named_by_the_input_dims(tmp_path: Path) -> None:
+    """Ultralytics exports name an output dim by a 300-character formula of the input's
+    height and width: inspect shows which dims it comes from, not the formula."""
+    from onnx import TensorProto, helper
+
+    formula = "+".join(f"(floor(floor(height/{2 ** k} - 1/2)/2) + 1)*(floor(width/{2 ** k}) + 1)"
+                       for k in range(1, 5))
+    assert len(formula) > 200
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["images"], ["out"], axes=[1], keepdims=1),
+         helper.make_node("Identity", ["images"], ["same"])], "yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height",
+                                                                     "width"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 1, formula, "?x"]),
+         helper.make_tensor_value_info("same", TensorProto.FLOAT,
+                                       ["batch", 3, "Divsentence_embedding_dim_1", "width"])])
+    d = _inspect(save_onnx(graph, tmp_path / "yolo.onnx", opset=17))
+    assert d["outputs"][0]["shape"] == ["batch", 1, "f(height,width)", "?"]
+    assert d["outputs"][1]["shape"][2] == "Divsentence_embedding_dim_1"  # a name stays
+    table = CliRunner().invoke(cli, ["inspect", str(tmp_path / "yolo.onnx")])
+    assert "floor" not in table.output and "f(height,width)" in table.output
+
+
+def test_onnx_token_inputs_have_no_layout(tmp_path: Path) -> None:
+    """Token ids and a mask (int64 [batch, seq]) are not image or signal tensors, and the
+    [batch, seq, hidden] they become is one vector per token, not NCW."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.ones((10, 8), np.float32), "table")
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["emb"]),
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["m", "axis"], ["m3"]),
+             helper.make_node("Mul", ["emb", "m3"], ["hidden"])]
+    axis = numpy_helper.from_array(np.array([2], np.int64), "axis")
+    graph = helper.make_graph(
+        nodes, "encoder",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+         for n in ("input_ids", "attention_mask")],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [table, axis])
+    d = _inspect(save_onnx(graph, tmp_path / "encoder.onnx"))
+    assert [s["layout"] for s in d["inputs"]] == ["", ""]
+    assert d["outputs"][0]["layout"] == ""
+
+
+def test_onnx_state_with_batch_on_axis_1_has_no_layout(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["state"], ["stateN"])], "rnn",
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 128])],
+        [helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", 128])])
+    d = _inspect(save_onnx(graph, tmp_path / "rnn.onnx"))
+    assert d["inputs"][0]["layout"] == "" and d["outputs"][0]["layout"] == ""
 
 
 def test_tflite_int8_io(int8_tflite: Path) -> None:

@@ -643,3 +643,47 @@ def test_wrong_input_shape_onnx(runtime, onnx_models):
     s = get_runtime(runtime).load(onnx_models["fp32"], F32)
     with pytest.raises(InputError, match=r"input 'x' takes shape .*x16"):
         s.run({"x": np.zeros((2, 15), np.float32)})
+
+
+# -- an RNN step: state with its batch on axis 1, a scalar sample rate -------------------------
+@pytest.fixture(scope="module")
+def rnn_step(tmp_path_factory) -> dict[str, Path]:
+    from tests.model_files import onnx_rnn_step
+
+    root = tmp_path_factory.mktemp("rnn")
+    return {"dynamic": onnx_rnn_step(root / "rnn.onnx"),
+            "unnamed": onnx_rnn_step(root / "rnn_unnamed.onnx", batch=""),
+            "static": onnx_rnn_step(root / "rnn_b1.onnx", batch=1)}
+
+
+def _rnn_feed(n: int, sr: list[int] | None = None) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(RNG_SEED + 9)
+    return {"input": rng.normal(0, 1, (n, 6)).astype(np.float32),
+            "state": rng.normal(0, 1, (2, n, 3)).astype(np.float32),
+            "sr": np.array(sr or [16000] * n, np.int64)}
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "unnamed", "static"])
+@pytest.mark.parametrize("rates", ["same", "per-sample"])
+def test_onnxruntime_state_on_axis_1_and_a_scalar_per_sample(rnn_step, kind, rates):
+    """N samples of a [2, N, 3] state and N values of a scalar sample rate: run at once when
+    the rates agree and the batch is dynamic, else once per sample, split and joined on
+    axis 1 for the state; the same numbers either way."""
+    from tests.model_files import rnn_step_reference
+
+    feed = _rnn_feed(5, None if rates == "same" else [16000, 8000, 16000, 8000, 8000])
+    s = get_runtime("onnxruntime").load(rnn_step[kind])
+    out = s.run(feed)
+    want_out, want_state = rnn_step_reference(feed["input"], feed["state"], feed["sr"])
+    assert out["stateN"].shape == (2, 5, 3) and out["output"].shape == (5, 1)
+    np.testing.assert_allclose(out["stateN"], want_state, rtol=0, atol=FP32_ATOL)
+    np.testing.assert_allclose(out["output"], want_out, rtol=0, atol=FP32_ATOL)
+    single = s.run({"input": feed["input"][:1], "state": feed["state"][:, :1],
+                    "sr": np.int64(16000)})
+    assert single["stateN"].shape == (2, 1, 3)
+
+
+def test_a_scalar_input_refuses_rows_of_values(rnn_step):
+    s = get_runtime("onnxruntime").load(rnn_step["dynamic"])
+    with pytest.raises(InputError, match="'sr' is a scalar"):
+        s.run({**_rnn_feed(2), "sr": np.zeros((2, 2), np.int64)})

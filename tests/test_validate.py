@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 from edgepack.config.profiles import Budget
+from edgepack.report.tables import fidelity_lines
 from edgepack.validate import accuracy, budget
-from edgepack.validate.fidelity import compare, topk_overlap
+from edgepack.validate.fidelity import compare, compare_all, topk_overlap
 from edgepack.validate.latency import summarize
 
 
@@ -163,3 +164,62 @@ def test_validation_runs_every_runtime_on_every_core() -> None:
     assert exact_options("litert", 3).threads == 3
     assert exact_options("openvino").precision_hint == "f32"
     assert exact_options("litert").precision_hint is None
+
+
+def test_outputs_differing_only_by_unit_axes_are_compared() -> None:
+    ref = np.arange(12, dtype=np.float32).reshape(4, 1, 3)
+    f = compare("y", ref, ref.reshape(4, 3) + 1)
+    assert f.mismatch is None and f.max_abs_error == pytest.approx(1.0)
+
+
+def test_outputs_of_another_size_fail_that_output_without_raising() -> None:
+    """A model whose artifact returns other values than the source (here (T, 1, C) against
+    (1, T, 2C)) fails that output with what each returned; no reshape error escapes, and the
+    budget fails whatever its limits."""
+    ref = np.ones((1, 5, 8), np.float32)
+    f = compare("logits", ref, np.ones((5, 1, 4), np.float32))
+    assert f.mismatch == "the source returns shape (1, 5, 8), the artifact (5, 1, 4)"
+    assert f.cosine == 0.0 and f.max_abs_error == 1.0
+    v = budget.evaluate("p", Budget(), [f], None, None)
+    assert not v.passed and [c.label() for c in v.failures()] == ["output_shape of `logits`"]
+    assert fidelity_lines(f) == [(0, "Fidelity `logits`: FAILED, cannot be compared: the "
+                                     "source returns shape (1, 5, 8), the artifact (5, 1, 4)")]
+
+
+def test_a_declared_output_shape_the_model_does_not_return_is_validated_as_returned(
+        tmp_path) -> None:
+    """The graph declares ``1 x seqlen`` and returns (T, 1, C): a static-batch-1 run over N
+    samples joins the runs on the axis of size 1 the model returns (T, N, C), as its dynamic
+    twin returns it, and fidelity compares the two."""
+    import onnx
+    from edgepack.runtimes import get_runtime
+    from onnx import TensorProto, helper
+
+    def model(batch: int | str, declared: list) -> str:
+        graph = helper.make_graph(
+            [helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0, 2])], "seq",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 7, 5])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, declared)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        path = tmp_path / f"seq_{batch}.onnx"
+        onnx.save(m, path)
+        return str(path)
+
+    x = np.random.default_rng(0).standard_normal((4, 7, 5)).astype(np.float32)
+    ort = get_runtime("onnxruntime")
+    ref = ort.load(model("N", [7, "N", 5])).run({"x": x})["y"]
+    out = ort.load(model(1, [1, "seqlen"])).run({"x": x})["y"]
+    assert ref.shape == out.shape == (7, 4, 5)
+    f = compare("y", ref, out)
+    assert f.mismatch is None and f.max_abs_error == 0.0
+
+
+def test_an_output_batched_on_axis_1_is_compared_per_sample() -> None:
+    """An RNN's state [2, N, 3] next to its output [N, 1]: N samples, not 2."""
+    rng = np.random.default_rng(0)
+    out, state = rng.random((10, 1)), rng.standard_normal((2, 10, 3))
+    noisy = state.copy()
+    noisy[:, 4] *= -1  # one sample's state flipped: its cosine is -1, the others' 1
+    fids = compare_all(["output", "stateN"], [out, state], [out, noisy])
+    assert fids[1].samples == 10 and fids[1].cosine == pytest.approx((9 - 1) / 10)

@@ -11,6 +11,7 @@ say *which* dynamic dimension a target had to fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -151,12 +152,19 @@ class Signature:
                    outputs=tuple(TensorSpec.from_dict(s) for s in d["outputs"]))
 
 
-def guess_layout(shape: tuple[Dim, ...], channels_first: bool) -> str:
+def guess_layout(shape: tuple[Dim, ...], channels_first: bool, dtype: str | None = None) -> str:
     """Name the layout of a tensor from its shape and the framework's convention.
 
     Frameworks do not store layouts; this records the convention of the framework that produced
     the tensor (Keras/TFLite: channels last; ONNX from PyTorch: channels first) for rank 3 and 4.
+    Only image- or signal-like tensors have one: an integer tensor (token ids, a mask, a sample
+    rate) and a tensor whose batch is not its first axis (an RNN state) get none. ``dtype``
+    None (or "?"): not known, judged by the shape alone.
     """
+    if dtype not in (None, "", "?") and not dtype.startswith(("float", "bfloat")):
+        return ""
+    if batch_axis(shape) != 0:
+        return ""
     if len(shape) == 4:
         return "NCHW" if channels_first else "NHWC"
     if len(shape) == 3:
@@ -164,3 +172,48 @@ def guess_layout(shape: tuple[Dim, ...], channels_first: bool) -> str:
     if len(shape) == 2:
         return "NC"
     return ""
+
+
+#: dimension names that say "this axis is the batch" (compared in lower case)
+BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "num_samples")
+
+
+def batch_axis(shape: tuple[Dim, ...]) -> int | None:
+    """The axis a model stacks samples on, as its shape shows it; None for a scalar.
+
+    A dimension named like a batch wins; else axis 0 when it is dynamic or 1; else the first
+    dynamic axis, then the first axis of size 1 (an RNN state ``[layers, batch, hidden]`` is
+    ``[2, N, 128]`` or, exported for one sample, ``[2, 1, 128]``); else axis 0. Data files and
+    projects may declare it instead (``data.dataset``).
+    """
+    if not shape:
+        return None
+    for i, d in enumerate(shape):
+        if isinstance(d, str) and d.lower() in BATCH_NAMES:
+            return i
+    if isinstance(shape[0], str) or shape[0] == 1:
+        return 0
+    for wanted in (str, 1):
+        for i, d in enumerate(shape):
+            if (isinstance(d, str) if wanted is str else d == 1):
+                return i
+    return 0
+
+
+#: a dynamic dimension's name longer than this is not a name a person gave it
+MAX_DIM_NAME = 48
+
+
+def readable_dim(name: str, input_dims: tuple[str, ...] = ()) -> str:
+    """A dynamic dimension's name fit to print: an exporter's symbolic expression (Ultralytics'
+    300-character ``(floor(floor(height/2 - 1/2)/2) + 1)*...``) becomes ``f(height,width)``,
+    named by the input dimensions it is computed from, or ``?`` when it names none; a name
+    (``batch``, ``unk__12``, ``p2o.DynamicDimension.0``) stays as it is."""
+    if len(name) <= MAX_DIM_NAME and all(c.isalnum() or c in "_.-:" for c in name):
+        return name
+    used = [d for d in input_dims if _mentions(name, d)]
+    return f"f({','.join(used)})" if used else "?"
+
+
+def _mentions(expression: str, word: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(word)}(?![\w.])", expression) is not None

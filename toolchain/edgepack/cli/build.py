@@ -46,7 +46,8 @@ from .options import (
 @threads_option("Threads for host latency (default: the target's core count).")
 @runs_option("Timed runs for host latency.", default=100)
 @warmup_option
-@input_shape_option("Fix an input's shape (TorchScript sources, static-shape targets).")
+@input_shape_option("Fix an input's dynamic dimensions in every delivered file (needed for "
+                    "TorchScript sources).")
 @device_option("Also run the deliverables on this board (see `edgepack devices`).")
 @trust_new_host_option("Accept an unknown device host key once (a changed key is always "
                        "refused).")

@@ -4,14 +4,18 @@
   per-channel does not load in OpenVINO), int8 weights, int8 or uint8 activations as the profile
   says, per-channel weights as the profile says, calibrated on the profile's seeded sample with
   its method. ``quant_pre_process`` (shape inference, graph optimisation) runs first, as ONNX
-  Runtime recommends. Layers the accuracy fallback keeps in float really compute in float in
-  ONNX Runtime (see ``float_inputs``). Then each layer's bias is corrected for the shift its
+  Runtime recommends, as far as the graph allows (compress/onnx_prepare.py). Layers the
+  accuracy fallback keeps in float really compute in float in ONNX Runtime (see
+  ``float_inputs``). Then each layer's bias is corrected for the shift its
   weights' rounding makes (compress/onnx_bias.py).
 - dynamic-int8: ``quantize_dynamic``, int8 weights only.
 - fp16: ``convert_float_to_float16`` with float32 model I/O kept, so apps feed the same arrays,
   and an overflow guard: nodes whose weights or activations leave the fp16 range stay fp32.
   (ONNX Runtime's CPU provider runs many fp16 nodes in fp32 behind inserted casts, so a host
   run does not reveal an overflow a GPU would hit: the guard measures the fp32 activations.)
+
+Fixed input shapes (``--input-shape``, a static-shape target) are written into the model
+before any of these, so the compressed file has them; without them its dynamic dims are kept.
 
 Calibration samples are fed to ONNX Runtime's calibrator a few at a time
 (``CALIBRATION_STRIDE``), so neither min/max nor histogram calibration holds every sample's
@@ -20,18 +24,23 @@ activations at once.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..errors import DataError
+from ..errors import ConversionError, DataError
+from ..formats.onnx import write_with_shapes
 from .bias import BIAS_SAMPLES, cached
 from .context import ConvertContext
 from .fp16_range import FP16_MAX, beyond_fp16
 from .onnx_bias import apply as apply_shifts
 from .onnx_bias import measure as measure_shifts
+from .onnx_guard import blind_spots
+from .onnx_guard import notes as guard_notes
+from .onnx_prepare import prepare
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
 #: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples
@@ -45,6 +54,15 @@ CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 4}
 
 
 def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
+    if ctx.input_shapes:
+        with tempfile.TemporaryDirectory(prefix="edgepack-shapes-") as tmp:
+            fixed = write_with_shapes(src, Path(tmp) / src.name, ctx.input_shapes)
+            _compress(fixed, out, ctx)
+    else:
+        _compress(src, out, ctx)
+
+
+def _compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if ctx.precision == "fp16":
         _fp16(src, out, ctx)
     elif ctx.precision == "dynamic-int8":
@@ -78,8 +96,6 @@ def _fp16(src: Path, out: Path, ctx: ConvertContext) -> None:
 
 def fp16_overflow_nodes(src: Path, samples: Dataset | None) -> list[str]:
     """Nodes whose weights, or whose input/output activations on ``samples``, exceed fp16."""
-    import tempfile
-
     import onnx
     from onnx import numpy_helper
     from onnxruntime.quantization.qdq_loss_debug import (
@@ -91,21 +107,17 @@ def fp16_overflow_nodes(src: Path, samples: Dataset | None) -> list[str]:
     big: set[str] = {i.name for i in model.graph.initializer
                      if beyond_fp16(numpy_helper.to_array(i))}
     if samples is not None:
-        names = [i.name for i in model.graph.input]
         with tempfile.TemporaryDirectory(prefix="edgepack-fp16-") as tmp:
             aug = Path(tmp) / "all.onnx"
             modify_model_output_intermediate_tensors(str(src), str(aug))
-            acts = collect_activations(str(aug), _Reader(samples.head(32).samples(), names))
+            acts = collect_activations(str(aug), _Reader(samples.head(32).samples(),
+                                                         model.graph))
         big |= {t for t, values in acts.items() if any(beyond_fp16(v) for v in values)}
     return [n.name or n.output[0] for n in model.graph.node
             if big & set(n.input) or big & set(n.output)]
 
 
 def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     quant = ctx.quantization
     if ctx.calibration is None or quant is None:
         raise DataError("full-integer int8 needs calibration data")
@@ -117,12 +129,39 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
         ctx.notes.append(f"{settings.method} calibration on {len(samples)} of the "
                          f"{settings.samples} samples asked for: ONNX Runtime's histograms "
                          f"take about 0.3 s a sample on an ImageNet-size CNN")
+    # the pre-processed model is the quantizer's input only: it never reaches the output folder
+    with tempfile.TemporaryDirectory(prefix="edgepack-int8-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        prepare(src, pre, ctx.notes)
+        corrected = _quantize(src, pre, out, samples, ctx)
+    graph = _graph(out)
+    if not any(n.op_type == "QuantizeLinear" for n in graph.node):
+        out.unlink()  # a float file is no int8 deliverable, even one named so
+        bodies = sum(n.op_type in ("If", "Loop", "Scan") for n in graph.node)
+        raise ConversionError(
+            "ONNX Runtime's quantizer quantized no tensor of this graph"
+            + (f": its weights sit inside the bodies of {bodies} If/Loop/Scan node(s), which "
+               "it does not enter" if bodies else ""), path=src,
+            hint="export the model without If/Loop control flow to quantize it, or ship fp32")
+    ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
+                     f"(seed {settings.seed}, {settings.method}); QDQ, "
+                     f"{'per-channel' if quant.per_channel else 'per-tensor'} int8 weights, "
+                     f"{quant.activations} activations")
+    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected, measured on "
+                     f"{min(len(samples), BIAS_SAMPLES)} calibration samples")
+
+
+def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertContext) -> int:
+    """``quantize_static`` of the pre-processed ``pre`` to ``out``, then the layers the fallback
+    keeps in float and the bias correction; returns the number of layers corrected."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quant = ctx.quantization
+    assert quant is not None
+    settings = quant.calibration
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]
-    pre = out.with_name(out.stem + ".pre.onnx")
-    quant_pre_process(str(src), str(pre))
-    graph = onnx.load(str(pre)).graph
-    names = [i.name for i in graph.input]
+    graph = _graph(pre)
     keep = with_fused_activations(graph, ctx.keep_float)
     extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if keep:  # the float tensor before each Q must be the activation's output (see below)
@@ -131,27 +170,38 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
     extra["CalibStridedMinMax"] = max(d for d in range(1, CALIBRATION_STRIDE[settings.method] + 1)
                                       if len(samples) % d == 0)
     activations = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[quant.activations]
-    ranges = _ranges_file(src, samples, settings.method, ctx)
-    quantize_static(str(pre), str(out), _Reader(samples.samples(), names),
-                    quant_format=QuantFormat.QDQ, per_channel=quant.per_channel,
-                    activation_type=activations, weight_type=QuantType.QInt8,
-                    calibrate_method=method, nodes_to_exclude=keep, extra_options=extra,
-                    calibration_cache_path=ranges)
-    if keep:
-        float_inputs(out, set(keep))
+    ranges = _ranges_file(src, samples, settings.method, ctx) or pre.with_name("ranges.json")
+
+    def run(exclude: list[str]) -> None:
+        quantize_static(str(pre), str(out), _Reader(samples.samples(), graph),
+                        quant_format=QuantFormat.QDQ, per_channel=quant.per_channel,
+                        activation_type=activations, weight_type=QuantType.QInt8,
+                        calibrate_method=method, nodes_to_exclude=exclude,
+                        extra_options=extra, calibration_cache_path=ranges)
+
+    # nodes int8 cannot represent (compress/onnx_guard.py) stay float, found in the ranges
+    found = blind_spots(graph, ranges) if ranges.is_file() else {}
+    run(keep + list(found))
+    late = {n: why for n, why in blind_spots(graph, ranges).items()
+            if n not in found and n not in keep}
+    if late:  # calibrated just now: quantize again from the saved ranges, without them
+        found.update(late)
+        run(keep + list(found))
+    ctx.notes.extend(guard_notes(found))
+    if keep or found:
+        float_inputs(out, {*keep, *found})
     bias_samples = samples.head(BIAS_SAMPLES)
     shifts = cached(
         ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
                          per_channel=quant.per_channel, activations=quant.activations),
-        lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), names)))
-    corrected = apply_shifts(out, shifts)
-    pre.unlink(missing_ok=True)
-    ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
-                     f"(seed {settings.seed}, {settings.method}); QDQ, "
-                     f"{'per-channel' if quant.per_channel else 'per-tensor'} int8 weights, "
-                     f"{quant.activations} activations")
-    ctx.notes.append(f"bias correction: {corrected} layer(s) corrected, measured on "
-                     f"{len(bias_samples)} calibration samples")
+        lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), graph)))
+    return apply_shifts(out, shifts)
+
+
+def _graph(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
 
 
 def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) -> Path | None:
@@ -234,13 +284,21 @@ def _drop_unread(graph: Any) -> None:
 
 class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over per-sample feeds, renamed
-    positionally to the ONNX graph's input names (converters rename inputs); ``set_range``
-    lets the strided MinMax calibration read it a slice at a time."""
+    positionally to the ONNX graph's input names (converters rename inputs) and cast to their
+    element types (float images, int64 token ids and sample rates alike); ``set_range`` lets
+    the strided MinMax calibration read it a slice at a time."""
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]], names: list[str]):
+    def __init__(self, feeds: list[dict[str, np.ndarray]], graph: Any):
+        from onnx import helper
+
         self._feeds = feeds
         self._it = iter(feeds)
-        self._names = names
+        constants = {i.name for i in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in constants]
+        self._names = [i.name for i in inputs]
+        self._dtypes = [helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+                        if i.type.tensor_type.elem_type else np.dtype(np.float32)
+                        for i in inputs]
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -252,7 +310,8 @@ class _Reader:
         feed = next(self._it, None)
         if feed is None:
             return None
-        return {n: v.astype(np.float32) for n, v in zip(self._names, feed.values(), strict=True)}
+        return {n: np.asarray(v).astype(t, copy=False)
+                for n, t, v in zip(self._names, self._dtypes, feed.values(), strict=True)}
 
     def __iter__(self):  # the quantization debugger iterates readers
         return iter(self.get_next, None)

@@ -49,23 +49,26 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
     error every earlier layer made, and ranks far worse (docs/benchmarks.md).
     """
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..runtimes.onnxruntime import dtype_of
+    from .onnx_prepare import prepare
 
     with tempfile.TemporaryDirectory(prefix="edgepack-sens-") as tmp:
         # the QDQ model was made from the pre-processed graph: its float weights and node names
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre))
+        prepare(fp32, pre, [])
         model = onnx.load(str(int8))
         order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]  # not the twins
         probes = float_twins(model.graph, onnx.load(str(pre)).graph)
         session = twins_session(model)
         names = [i.name for i in session.get_inputs()]
+        types = [dtype_of(i.type) for i in session.get_inputs()]
         wanted = [t for p in probes for t in (p.twin, p.quantized)]
         squared = np.zeros(len(probes))
         counts = np.zeros(len(probes))
         for feed in samples.samples():
-            outs = session.run(wanted, {n: v.astype(np.float32)
-                                        for n, v in zip(names, feed.values(), strict=True)})
+            outs = session.run(wanted, {n: np.asarray(v).astype(t) for n, t, v in
+                                        zip(names, types, feed.values(), strict=True)})
             for i in range(len(probes)):
                 diff = outs[2 * i].astype(np.float64) - outs[2 * i + 1]
                 squared[i] += float(np.sum(diff ** 2))

@@ -90,6 +90,11 @@ class ModelSpec(Strict):
     targets: list[str] = Field(default_factory=list)
     #: per output name (or role): its role and its limits, e.g. ``output0: {role: detector}``
     outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    #: fixed input shapes by input name, as ``--input-shape`` gives them (which wins)
+    input_shape: dict[str, list[int]] = Field(default_factory=dict)
+    #: the batch axis of inputs whose batch is not axis 0 (an RNN state ``[2, batch, 128]``:
+    #: ``{state: 1}``): where each row of the data goes
+    batch_axis: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _roles_by_name(self) -> ModelSpec:
@@ -98,6 +103,14 @@ class ModelSpec(Strict):
                 raise ValueError(f"outputs.{key}: an entry keyed by a role cannot give "
                                  f"another role ({spec.role})")
         return self
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for name, dims in value.items():
+            if any(d < 1 for d in dims):
+                raise ValueError(f"input_shape of '{name}': every dimension must be >= 1")
+        return value
 
 
 class Project(ModelSpec):

@@ -44,7 +44,7 @@ from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
-from ..validate.fidelity import compare
+from ..validate.fidelity import compare, head_rows
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
@@ -128,7 +128,7 @@ class Converter:
         self.src_format = src_format
         self.signature = signature
         self.check = evals.head(HOP_CHECK_SAMPLES)
-        self.refs = [r[:len(self.check)] for r in refs]
+        self.refs = [head_rows(r, len(evals), len(self.check)) for r in refs]
         self.workdir = workdir
         self.step = step
         self.input_shapes = input_shapes
@@ -315,6 +315,11 @@ class Converter:
         hop.check_cosine = min(f.cosine for f in fids)
         agreements = [f.top1_agreement for f in fids if f.top1_agreement is not None]
         hop.check_top1_agreement = min(agreements) if agreements else None
+        for f in fids:
+            if f.mismatch:  # not the same output any more, whatever the precision
+                raise ConversionError(f"{edge.tool} changed output '{f.name}' ({edge.src} -> "
+                                      f"{edge.dst}): {f.mismatch}", path=self.source,
+                                      edge=edge_id(edge))
         if precision != "fp32":
             return  # quantized hops are judged by the profile's budget, on the whole eval set
         for ref, f in zip(self.refs, fids, strict=True):

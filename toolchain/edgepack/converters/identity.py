@@ -1,7 +1,8 @@
 """A source already in the deliverable's format: copied, then checked and tagged like any hop.
 
 Delivering an ONNX source as ONNX still runs it through the hop check and gets edgepack's
-metadata embedded, so every artifact in a build folder has passed the same checks.
+metadata embedded, so every artifact in a build folder has passed the same checks. An ONNX
+copy takes the fixed input shapes (``--input-shape``, a static-shape target) into the file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class Copy(Edge):
 
     def convert(self, src: Path, ctx: ConvertContext) -> Path:
         out = ctx.workdir / f"{ctx.stem}.{ctx.precision}{src.suffix}"
+        if self.src == "onnx" and ctx.input_shapes:
+            from ..formats.onnx import write_with_shapes
+
+            return write_with_shapes(src, out, ctx.input_shapes)
         shutil.copyfile(src, out)
         if src.suffix == ".xml":  # an OpenVINO IR is two files
             shutil.copyfile(src.with_suffix(".bin"), out.with_suffix(".bin"))

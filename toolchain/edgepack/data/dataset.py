@@ -1,10 +1,16 @@
 """Calibration and evaluation data: loading, checking against the model, seeded sampling.
 
 Accepted: an ``.npz`` with arrays named after the model's inputs (or ``x`` for a single input),
-optional labels ``y``; a folder of ``.npy`` files (one per input name, or samples/batches of
-the single input, plus an optional ``y.npy``); or a folder of images for a single image input,
-preprocessed by a recipe that is recorded on the Dataset (``images``, ``preprocess``). Arrays
-are never unpickled.
+one row per sample on axis 0, optional labels ``y``; a folder of ``.npy`` files (one per input
+name, or samples/batches of the single input, plus an optional ``y.npy``); or a folder of
+images for a single image input, preprocessed by a recipe that is recorded on the Dataset
+(``images``, ``preprocess``). Arrays are never unpickled.
+
+Not every input stacks samples on axis 0: an RNN state ``[layers, batch, hidden]`` has its
+batch on axis 1, and a scalar input (a sample rate, rank 0) has none. Stored rows go back to
+the model's batch axis, which the data file declares (an array ``<input>.batch_axis``), or
+the project (``batch_axis: {state: 1}``), or else the model's shape shows
+(``signature.batch_axis``); a scalar input's rows are one value per sample, shape (N,).
 
 Data that does not fit the model is refused with the reason, because a silently reshaped or
 mis-scaled calibration set is exactly how int8 accuracy collapses without anyone noticing.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import permutations
 from pathlib import Path
 from typing import Any
@@ -22,44 +28,70 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..signature import Signature, TensorSpec
+from ..signature import BATCH_NAMES, Signature, TensorSpec, batch_axis
 from .images import list_images, read_images
 from .preprocess import Preprocessing, resolve
 
 LABEL_KEYS = ("y", "labels", "label")
+#: an array ``<input>.batch_axis`` in a data file declares that input's batch axis
+AXIS_SUFFIX = ".batch_axis"
+
+#: an input's batch axis: where its samples lie in a batch; None for a scalar input
+BatchAxes = dict[str, int | None]
 
 
 @dataclass
 class Dataset:
-    """Model inputs (by input name, batch first) and optional integer class labels.
+    """Model inputs (by input name, as the model takes a batch of them) and optional labels.
 
-    ``preprocessing`` says what turned image files into these arrays (None for arrays given
-    as they are), so the report and artifact metadata can state it.
+    Each input holds its samples along its batch axis (``batch_axes``, 0 when not named
+    there): a ``[2, N, 128]`` state has them on axis 1; a scalar input (axis None) holds one
+    value per sample, shape (N,). ``preprocessing`` says what turned image files into these
+    arrays (None for arrays given as they are), so the report and artifact metadata can
+    state it.
     """
 
     source: str
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     preprocessing: dict[str, Any] | None = None
+    batch_axes: BatchAxes = field(default_factory=dict)
+
+    def axis(self, name: str) -> int:
+        """The axis of ``inputs[name]`` its samples lie on (0 for a scalar input's values)."""
+        return self.batch_axes.get(name, 0) or 0
+
+    def is_scalar(self, name: str) -> bool:
+        return name in self.batch_axes and self.batch_axes[name] is None
 
     def __len__(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        name, first = next(iter(self.inputs.items()))
+        return first.shape[self.axis(name)]
 
     def take(self, n: int, seed: int) -> Dataset:
         """At most ``n`` samples, drawn without replacement with ``seed`` (all if fewer)."""
         if n >= len(self):
             return self
-        idx = sample_indices(len(self), n, seed)
-        return Dataset(self.source, {k: v[idx] for k, v in self.inputs.items()},
-                       None if self.labels is None else self.labels[idx], self.preprocessing)
+        return self._rows(sample_indices(len(self), n, seed))
 
     def head(self, n: int) -> Dataset:
-        return Dataset(self.source, {k: v[:n] for k, v in self.inputs.items()},
-                       None if self.labels is None else self.labels[:n], self.preprocessing)
+        return self._rows(slice(0, n))
+
+    def _rows(self, rows: np.ndarray | slice) -> Dataset:
+        inputs = {k: v[(slice(None),) * self.axis(k) + (rows,)] for k, v in self.inputs.items()}
+        return Dataset(self.source, inputs, None if self.labels is None else self.labels[rows],
+                       self.preprocessing, self.batch_axes)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        """Sample ``i`` as a batch of one, at each input's batch axis (a scalar as a 0-d
+        array): what calibration and latency loops feed the model."""
+        return {k: np.asarray(v[i]) if self.is_scalar(k)
+                else v[(slice(None),) * self.axis(k) + (slice(i, i + 1),)]
+                for k, v in self.inputs.items()}
 
     def samples(self) -> list[dict[str, np.ndarray]]:
-        """One batch-of-one feed per sample, as calibration and latency loops want them."""
-        return [{k: v[i:i + 1] for k, v in self.inputs.items()} for i in range(len(self))]
+        """One batch-of-one feed per sample (``sample``)."""
+        return [self.sample(i) for i in range(len(self))]
 
 
 def sample_indices(n: int, k: int | None, seed: int) -> np.ndarray:
@@ -73,12 +105,14 @@ def sample_indices(n: int, k: int | None, seed: int) -> np.ndarray:
 def load_dataset(path: str | Path, signature: Signature, *,
                  preprocessing: Preprocessing | None = None,
                  class_names: list[str] | None = None, max_samples: int | None = None,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0, batch_axes: dict[str, int] | None = None) -> Dataset:
     """Read ``path`` and check it against ``signature``'s inputs.
 
     ``preprocessing`` and ``class_names`` (the project's labels, naming class subfolders) apply
     to a folder of images. At most ``max_samples`` samples are kept, drawn with ``seed``; image
-    files beyond them are never decoded.
+    files beyond them are never decoded. ``batch_axes`` (the project's ``batch_axis``) says
+    where inputs whose batch is not on axis 0 take their samples; the data file's own
+    ``<input>.batch_axis`` arrays say the same.
     """
     p = Path(path)
     if not p.exists():
@@ -91,17 +125,81 @@ def load_dataset(path: str | Path, signature: Signature, *,
         if key in arrays:
             labels = arrays.pop(key)
             break
-    inputs = _match_inputs(p, arrays, signature)
-    n = {len(v) for v in inputs.values()}
-    if len(n) != 1:
+    axes = resolve_batch_axes(p, signature, {**_declared_axes(p, arrays), **(batch_axes or {})})
+    inputs = _match_inputs(p, arrays, signature, axes)
+    n = {len(v) for v in inputs.values() if v.ndim}
+    if len(n) > 1:
         raise DataError(f"inputs have different sample counts {sorted(n)}", path=p)
-    count = n.pop()
+    count = n.pop() if n else 1
     if count == 0:
         raise DataError("no samples", path=p)
+    inputs = {k: np.full(count, v) if v.ndim == 0 else v for k, v in inputs.items()}
     if labels is not None:
         labels = _check_labels(p, labels, count)
-    data = Dataset(str(p), inputs, labels)
+    moved = {k: np.moveaxis(v, 0, axes[k]) if axes[k] else v for k, v in inputs.items()}
+    data = Dataset(str(p), moved, labels, None, {k: axes[k] for k in moved})
     return data if max_samples is None else data.take(max_samples, seed)
+
+
+def resolve_batch_axes(path: Path | None, signature: Signature,
+                       declared: dict[str, int]) -> BatchAxes:
+    """Each input's batch axis: None for a scalar (rank 0), else as ``declared``, else as the
+    model's shape shows it (``signature.batch_axis``)."""
+    names = signature.input_names
+    unknown = sorted(set(declared) - set(names))
+    if unknown:
+        raise DataError(f"batch_axis names unknown input(s) {', '.join(unknown)}", path=path,
+                        hint=f"the model's inputs: {', '.join(names)}")
+    axes: BatchAxes = {}
+    for spec in signature.inputs:
+        axis = declared.get(spec.name)
+        if spec.rank == 0 or axis is None:
+            axes[spec.name] = batch_axis(spec.shape)
+        elif -spec.rank <= axis < spec.rank:
+            axes[spec.name] = axis % spec.rank
+        else:
+            raise DataError(f"batch_axis {axis} of input '{spec.name}' is not one of its "
+                            f"{spec.rank} axes ({spec.shape_str()})", path=path)
+    return axes
+
+
+def fixed_shapes(signature: Signature, given: dict[str, tuple[int, ...]],
+                 data: Dataset | None) -> dict[str, tuple[int, ...]]:
+    """Input shapes with every dimension fixed: the ``given`` ones as they are; in the other
+    inputs a dimension a given shape names (``batch``, ``seq`` shared by token ids and their
+    mask) takes that size, and with ``data`` every other dynamic dimension takes the size of
+    one of its samples (batch 1). Inputs still dynamic after that are left out."""
+    named: dict[str, int] = {}
+    for name, shape in given.items():
+        dims = signature.input(name).shape
+        if len(dims) == len(shape):
+            named.update((d, v) for d, v in zip(dims, shape, strict=True)
+                         if isinstance(d, str) and d != "?" and d not in named)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in signature.inputs:
+        if spec.name in given:
+            shapes[spec.name] = tuple(given[spec.name])
+            continue
+        dims = [named.get(d, d) if isinstance(d, str) else d for d in spec.shape]
+        if data is not None and spec.name in data.inputs:
+            row = data.sample(0)[spec.name].shape
+            dims = [row[i] if isinstance(d, str) and len(row) == len(dims) else d
+                    for i, d in enumerate(dims)]
+        if all(isinstance(d, int) for d in dims):
+            shapes[spec.name] = tuple(int(d) for d in dims)
+    return shapes
+
+
+def _declared_axes(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """The ``<input>.batch_axis`` arrays of a data file, removed from ``arrays``."""
+    declared = {}
+    for key in [k for k in arrays if k.endswith(AXIS_SUFFIX)]:
+        value = arrays.pop(key)
+        if value.size != 1 or value.dtype.kind not in "iu":
+            raise DataError(f"'{key}' must hold one integer (the input's batch axis), got "
+                            f"{value.dtype} {_fmt(value.shape)}", path=path)
+        declared[key[:-len(AXIS_SUFFIX)]] = int(value.reshape(()))
+    return declared
 
 
 def _load_images(path: Path, signature: Signature, asked: Preprocessing | None,
@@ -136,8 +234,9 @@ def overlap(calib: Dataset, evals: Dataset) -> int:
 
 def _digest(data: Dataset, i: int) -> bytes:
     h = hashlib.sha1(usedforsecurity=False)
-    for name in sorted(data.inputs):
-        sample = np.ascontiguousarray(data.inputs[name][i])
+    row = data.sample(i)
+    for name in sorted(row):
+        sample = np.ascontiguousarray(row[name])
         h.update(f"{name}:{sample.dtype}:{sample.shape}".encode())
         h.update(sample.tobytes())
     return h.digest()
@@ -176,8 +275,9 @@ def _read_folder(path: Path) -> dict[str, np.ndarray]:
     return {f.stem: _load_npy(f) for f in sorted(path.glob("*.npy"))}
 
 
-def _match_inputs(path: Path, arrays: dict[str, np.ndarray],
-                  signature: Signature) -> dict[str, np.ndarray]:
+def _match_inputs(path: Path, arrays: dict[str, np.ndarray], signature: Signature,
+                  axes: BatchAxes) -> dict[str, np.ndarray]:
+    """The arrays for the model's inputs, checked, still one row per sample on axis 0."""
     names = signature.input_names
     if all(n in arrays for n in names):
         chosen = {n: arrays[n] for n in names}
@@ -191,7 +291,7 @@ def _match_inputs(path: Path, arrays: dict[str, np.ndarray],
         raise DataError(f"arrays {sorted(arrays)} do not name the model's inputs {names}",
                         path=path, hint="name each array after an input (or 'x' for a single "
                                         "input) and labels 'y'")
-    return {n: _check_array(path, signature.input(n), a) for n, a in chosen.items()}
+    return {n: _check_array(path, signature.input(n), a, axes[n]) for n, a in chosen.items()}
 
 
 def _stack_samples(path: Path, arrays: list[np.ndarray], spec: TensorSpec) -> np.ndarray:
@@ -203,7 +303,9 @@ def _stack_samples(path: Path, arrays: list[np.ndarray], spec: TensorSpec) -> np
         raise DataError(f"the .npy files do not share one shape: {exc}", path=path) from exc
 
 
-def _check_array(path: Path, spec: TensorSpec, a: np.ndarray) -> np.ndarray:
+def _check_array(path: Path, spec: TensorSpec, a: np.ndarray, axis: int | None = 0) -> np.ndarray:
+    """``a`` (one row per sample on axis 0) checked against ``spec`` whose batch is on
+    ``axis`` (None: a scalar input, one value per sample or one for all)."""
     want_float = spec.dtype.startswith("float")
     if want_float and a.dtype.kind not in "f":
         raise DataError(
@@ -212,18 +314,43 @@ def _check_array(path: Path, spec: TensorSpec, a: np.ndarray) -> np.ndarray:
     if not want_float and a.dtype.kind not in "iub":
         raise DataError(f"input '{spec.name}' is {a.dtype} but the model takes {spec.dtype}",
                         path=path)
+    if axis is None:
+        if a.ndim > 1:
+            raise DataError(f"input '{spec.name}' is a scalar but the data has shape "
+                            f"{_fmt(a.shape)}", path=path,
+                            hint="store one value per sample (shape (N,)) or one for all")
+        return a.astype(spec.dtype, copy=False)
     if a.ndim != spec.rank:
         raise DataError(
             f"input '{spec.name}' has shape {_fmt(a.shape)} but the model expects "
             f"{_fmt(spec.shape)} (rank {spec.rank})", path=path,
             hint="the first dimension is the sample index")
-    expected = spec.shape[1:]
+    expected = spec.shape[:axis] + spec.shape[axis + 1:]
     got = a.shape[1:]
-    if not all(isinstance(e, str) or e == g for e, g in zip(expected, got, strict=True)):
-        hint = _layout_hint(expected, got, spec.layout)
+    if not _fits(expected, got):
+        hint = _layout_hint(expected, got, spec.layout) or _axis_hint(spec, got)
         raise DataError(f"input '{spec.name}' has shape {_fmt(a.shape)} but the model expects "
-                        f"{_fmt(spec.shape)}", path=path, hint=hint)
+                        f"{_fmt(spec.shape)}" + (f" (batch on axis {axis})" if axis else ""),
+                        path=path, hint=hint)
     return a.astype(spec.dtype, copy=False)
+
+
+def _fits(expected: tuple, got: tuple) -> bool:
+    return all(isinstance(e, str) or e == g for e, g in zip(expected, got, strict=True))
+
+
+def _axis_hint(spec: TensorSpec, got: tuple) -> str | None:
+    """How to declare the batch axis when the rows fit the model with the batch on another
+    axis that could hold one (dynamic or 1, and no dimension named as the batch left)."""
+    for k in range(spec.rank):
+        rest = spec.shape[:k] + spec.shape[k + 1:]
+        plausible = (isinstance(spec.shape[k], str) or spec.shape[k] == 1) and not any(
+            isinstance(d, str) and d.lower() in BATCH_NAMES for d in rest)
+        if plausible and _fits(rest, got):
+            return (f"rows fit the model with its batch on axis {k}: declare it with an array "
+                    f"'{spec.name}{AXIS_SUFFIX}' = {k} in the data file, or "
+                    f"batch_axis: {{{spec.name}: {k}}} in edgepack.yaml")
+    return None
 
 
 def _layout_hint(expected: tuple, got: tuple, layout: str) -> str | None:

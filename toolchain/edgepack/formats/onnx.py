@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ModelError, first_line
-from ..signature import Signature, TensorSpec, guess_layout
+from ..signature import Dim, Signature, TensorSpec, guess_layout, readable_dim
 from .base import Format, ModelInfo, file_size, histogram
 from .metadata import KEY, annotate
 
@@ -37,19 +38,21 @@ class OnnxFormat(Format):
         model = self.load(path)
         graph = model.graph
         initializers = {init.name for init in graph.initializer}
-        params = sum(int(np.prod(init.dims)) if init.dims else 1 for init in graph.initializer)
         opsets = {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import}
         custom = sorted(d for d in opsets if d not in ("ai.onnx", "ai.onnx.ml", "com.microsoft"))
         props = {p.key: p.value for p in model.metadata_props}
         # tf2onnx keeps TensorFlow's channels-last layout; other producers are channels-first
         first = model.producer_name != "tf2onnx"
+        inputs = tuple(_spec(v, onnx, first) for v in graph.input if v.name not in initializers)
+        named = tuple(d for spec in inputs for d in spec.shape if isinstance(d, str))
         signature = Signature(
-            inputs=tuple(_spec(v, onnx, first) for v in graph.input if v.name not in initializers),
-            outputs=tuple(_spec(v, onnx, first) for v in graph.output))
+            inputs=inputs,
+            outputs=_sequence_outputs(inputs, tuple(_spec(v, onnx, first, named)
+                                                    for v in graph.output)))
         return ModelInfo(
             path=str(path), format=self.name,
             signature=annotate(signature, props.get(KEY)),
-            parameters=params, size_bytes=_size_with_external_data(path, model),
+            parameters=parameter_count(graph), size_bytes=_size_with_external_data(path, model),
             operators=histogram(_op_types(graph)),
             details={"opsets": opsets, "ir_version": int(model.ir_version),
                      "producer": f"{model.producer_name} {model.producer_version}".strip(),
@@ -57,18 +60,47 @@ class OnnxFormat(Format):
                      "metadata": props})
 
 
-def _spec(value: Any, onnx: Any, channels_first: bool) -> TensorSpec:
+def _spec(value: Any, onnx: Any, channels_first: bool,
+          input_dims: tuple[str, ...] = ()) -> TensorSpec:
+    """A graph input's or output's spec; an output's dimension that is a symbolic expression
+    is named by the input dimensions it comes from (``readable_dim``)."""
     ttype = value.type.tensor_type
-    dims: list[int | str] = []
+    dims: list[Dim] = []
     for d in ttype.shape.dim:
         if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
         else:
-            dims.append(d.dim_param or "?")
+            dims.append(readable_dim(d.dim_param, input_dims) if d.dim_param else "?")
     shape = tuple(dims)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name if ttype.elem_type else "?"
     return TensorSpec(name=value.name, shape=shape, dtype=dtype,
-                      layout=guess_layout(shape, channels_first=channels_first))
+                      layout=guess_layout(shape, channels_first=channels_first, dtype=dtype))
+
+
+def _sequence_outputs(inputs: tuple[TensorSpec, ...],
+                      outputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """Outputs ``[batch, seq, hidden]`` of a model fed token ids ``[batch, seq]`` hold one
+    vector per token, not channels by width: they get no layout (NCW would be a wrong guess)."""
+    seq = {s.shape[1] for s in inputs
+           if s.rank == 2 and s.dtype != "?" and not s.dtype.startswith("float")} - {"?"}
+    return tuple(replace(o, layout="") if o.rank == 3 and o.shape[1] in seq else o
+                 for o in outputs)
+
+
+def parameter_count(graph: Any) -> int:
+    """Elements of every weight tensor: initializers and ``Constant`` nodes (PP-OCR and
+    silero-vad store all their weights as Constant nodes), inside If/Loop/Scan bodies too."""
+    from onnx import helper
+
+    count = sum(int(np.prod(init.dims)) if init.dims else 1 for init in graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.name == "value":
+                count += int(np.prod(attr.t.dims)) if attr.t.dims else 1
+            for sub in [*([attr.g] if attr.type == helper.AttributeProto.GRAPH else []),
+                        *attr.graphs]:
+                count += parameter_count(sub)
+    return count
 
 
 def _op_types(graph: Any) -> list[str]:
@@ -96,3 +128,48 @@ def _size_with_external_data(path: Path, model: Any) -> int:
                 if ext.is_file():
                     size += ext.stat().st_size
     return size
+
+
+def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """``model`` (a ModelProto, changed in place and returned) with the inputs named in
+    ``shapes`` fixed to those shapes, and every shape inside re-inferred from them.
+
+    Shapes the exporter recorded inside the graph (value_info, outputs) were derived from the
+    dynamic dims; they are dropped and inferred again by ONNX's shape inference, so nothing
+    in the file contradicts the fixed inputs. Raises ModelError when a shape does not fit.
+    """
+    import onnx
+
+    for value in model.graph.input:
+        shape = shapes.get(value.name)
+        if shape is None:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(shape) or any(d.HasField("dim_value") and d.dim_value != s
+                                          for d, s in zip(dims, shape, strict=False)):
+            now = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                           for d in dims)
+            raise ModelError(f"input '{value.name}' is {now or 'a scalar'}: it cannot be fixed "
+                             f"to {'x'.join(map(str, shape))}",
+                             hint="--input-shape may only fix the dynamic dimensions")
+        for d, size in zip(dims, shape, strict=True):
+            d.Clear()
+            d.dim_value = size
+    del model.graph.value_info[:]
+    for value in model.graph.output:
+        for d in value.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.Clear()
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort: the fixed inputs are what counts
+        return model
+
+
+def write_with_shapes(src: Path, out: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A copy of the ONNX file ``src`` at ``out`` whose inputs have the fixed ``shapes``."""
+    import onnx
+
+    model = fix_input_shapes(onnx.load(str(src)), shapes)
+    onnx.save(model, str(out))
+    return out

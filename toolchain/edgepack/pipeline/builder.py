@@ -35,7 +35,7 @@ from ..config.project import LoadedProject, find_project
 from ..config.targets import Target
 from ..converters import plan_path
 from ..converters.converter import Converter, Produced, exact_options, feed_for
-from ..data.dataset import Dataset, is_class_labels, load_dataset, overlap
+from ..data.dataset import Dataset, fixed_shapes, is_class_labels, load_dataset, overlap
 from ..data.preprocess import Preprocessing
 from ..errors import ConversionError, DataError, EdgepackError, OutputError, UsageError
 from ..formats import detect, get_format, metadata
@@ -85,6 +85,8 @@ class BuildRequest:
     structural: StructuralRequest | None = None
     cache: bool = True  # reuse (and store) steps in the step cache
     cache_dir: Path | None = None  # the cache's root; None: cache.cache_root()
+    #: batch axes of inputs whose batch is not axis 0 (the project's ``batch_axis``)
+    batch_axes: dict[str, int] | None = None
 
 
 def build(model: str | Path | Any, target: str = "raspberrypi", *, profile: str | None = None,
@@ -153,6 +155,9 @@ def _apply_project(req: BuildRequest, project: LoadedProject) -> None:
     req.labels = project.labels()
     req.normalization = spec.normalization.to_normalization() if spec.normalization else None
     req.preprocessing = spec.preprocessing.to_preprocessing() if spec.preprocessing else None
+    req.input_shapes = req.input_shapes or {n: tuple(s) for n, s in spec.input_shape.items()} \
+        or None
+    req.batch_axes = spec.batch_axis or None
 
 
 class Builder:
@@ -187,8 +192,8 @@ class Builder:
         self.tools[source.runtime] = source.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
         signature = signature.with_roles(self._roles(signature))
-        shapes = self._fixed_shapes(signature)
         calib, evals, eval_meta = self._load_data(signature, profile)
+        shapes = self._fixed_shapes(signature, calib if calib is not None else evals)
 
         staging = staging_mod.staging_dir(self.output)
         try:
@@ -273,7 +278,8 @@ class Builder:
     def _load_data(self, signature: Signature,
                    profile: Profile) -> tuple[Dataset | None, Dataset, dict[str, Any]]:
         settings = profile.quantization.calibration if profile.quantization else None
-        image_options = {"preprocessing": self.req.preprocessing, "class_names": self.req.labels}
+        image_options = {"preprocessing": self.req.preprocessing, "class_names": self.req.labels,
+                         "batch_axes": self.req.batch_axes}
         calib = load_dataset(self.req.calibration, signature, **image_options,
                              max_samples=settings.samples if settings else None,
                              seed=settings.seed if settings else 0) \
@@ -343,28 +349,31 @@ class Builder:
                      f"profile {profile.name} produces {', '.join(profile.formats)}")
         return chosen, skipped
 
-    def _fixed_shapes(self, signature: Signature) -> dict[str, tuple[int, ...]] | None:
-        """Static input shapes when the target needs them or the user gave them, else None."""
+    def _fixed_shapes(self, signature: Signature,
+                      data: Dataset) -> dict[str, tuple[int, ...]] | None:
+        """Static input shapes when the target needs them or the user gave them, else None.
+
+        A dimension the user fixed by name (``seq`` of ``input_ids``) is fixed in every input
+        that has it; for a static-shape target the batch becomes 1 and the rest is taken from
+        the data's samples. Inputs left with dynamic dimensions keep them where the target
+        allows it.
+        """
         given = self.req.input_shapes or {}
-        if not self.target.constraints.static_shapes and not given:
+        static = self.target.constraints.static_shapes
+        if not static and not given:
             return None
-        shapes: dict[str, tuple[int, ...]] = {}
+        shapes = fixed_shapes(signature, given, data if static else None)
         for spec in signature.inputs:
-            if spec.name in given:
-                shapes[spec.name] = given[spec.name]
-                continue
-            dims = [1 if (i == 0 and isinstance(d, str)) else d for i, d in enumerate(spec.shape)]
-            if any(isinstance(d, str) for d in dims):
+            if static and spec.name not in shapes:
                 raise UsageError(
                     f"{self.target.name} needs static shapes and input '{spec.name}' has dynamic "
                     f"dimensions ({spec.shape_str()})",
                     hint=f"pass --input-shape {spec.name}:" + "x".join(
                         str(d) if isinstance(d, int) else "N" for d in spec.shape))
-            shapes[spec.name] = tuple(int(d) for d in dims)
-        why = "the target needs static shapes" if self.target.constraints.static_shapes \
-            else "given with --input-shape"
+        why = "the target needs static shapes" if static else "given with --input-shape"
         self.notes.append("input shapes fixed to " + ", ".join(
-            f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items()) + f" ({why})")
+            f"{n} {'x'.join(map(str, s)) or 'scalar'}" for n, s in shapes.items())
+            + f" ({why})")
         return shapes
 
     def _source_key(self, step: str, **more: Any) -> str | None:

@@ -87,6 +87,8 @@ def _output_verdict(o: OutputVerdict) -> str:
 def fidelity_lines(f: OutputFidelity) -> list[tuple[int, str]]:
     """An output's measures as (depth, text): the closeness of the whole and its role's
     readings, then each channel group's closeness one level down."""
+    if f.mismatch:
+        return [(0, f"Fidelity `{f.name}`: FAILED, cannot be compared: {f.mismatch}")]
     snr = "undefined" if f.snr_db is None else f"{f.snr_db:.1f} dB"
     agree = "" if f.top1_agreement is None else (
         f", top-1 agreement {fmt_pct(f.top1_agreement)}, top-5 overlap "

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from ..signature import Signature, TensorSpec, guess_layout
+from ..signature import Signature, TensorSpec, guess_layout, readable_dim
 from .base import Runtime, RuntimeOptions
 from .session import AdapterSession, InputError
 
@@ -79,8 +79,10 @@ class OnnxRuntime(Runtime):
 class OnnxSession(AdapterSession):
     def __init__(self, session: Any, version: str):
         self.native = session
-        signature = Signature(inputs=tuple(_spec(v) for v in session.get_inputs()),
-                              outputs=tuple(_spec(v) for v in session.get_outputs()))
+        inputs = tuple(_spec(v) for v in session.get_inputs())
+        named = tuple(d for spec in inputs for d in spec.shape if isinstance(d, str))
+        signature = Signature(inputs=inputs,
+                              outputs=tuple(_spec(v, named) for v in session.get_outputs()))
         super().__init__(signature, runtime="onnxruntime", runtime_version=version)
         self._feed_names = signature.input_names
         self._fetch_names = signature.output_names
@@ -104,7 +106,14 @@ def _providers(device: str) -> list[str]:
     return [device, "CPUExecutionProvider"]
 
 
-def _spec(value: Any) -> TensorSpec:
-    shape = tuple(int(d) if isinstance(d, int) else (d or "?") for d in (value.shape or ()))
-    return TensorSpec(name=value.name, shape=shape, dtype=_TYPES.get(value.type, "?"),
-                      layout=guess_layout(shape, channels_first=True))
+def dtype_of(ort_type: str) -> str:
+    """The numpy dtype name of an ONNX Runtime type string ("tensor(int64)" -> "int64")."""
+    return _TYPES.get(ort_type, "float32")
+
+
+def _spec(value: Any, input_dims: tuple[str, ...] = ()) -> TensorSpec:
+    shape = tuple(int(d) if isinstance(d, int) else (readable_dim(d, input_dims) if d else "?")
+                  for d in (value.shape or ()))
+    dtype = _TYPES.get(value.type, "?")
+    return TensorSpec(name=value.name, shape=shape, dtype=dtype,
+                      layout=guess_layout(shape, channels_first=True, dtype=dtype))

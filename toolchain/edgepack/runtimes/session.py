@@ -14,11 +14,15 @@ python3, numpy and one runtime and nothing else.
 * real-valued inputs quantized into int8/uint8 inputs with the tensor's scale and zero point,
   int8/uint8 outputs dequantized to float32 (``base.quantize`` / ``base.dequantize``);
 * a model with a STATIC batch of 1 given N > 1 samples is run once per sample and the outputs
-  concatenated. Resizing a static dimension is not something every runtime allows (LiteRT
+  concatenated, each input split and each output joined on its own batch axis
+  (``signature.batch_axis``: an RNN state ``[2, 1, 128]`` on axis 1). Resizing a static
+  dimension is not something every runtime allows (LiteRT
   refuses with ``strict=True``, ORT and OpenVINO reject the shape, and a converted graph may
   have the batch baked into Reshape constants), whereas the per-sample loop is always correct;
   static-batch models are what ``static_shapes`` targets get, so validation must still be able
-  to feed them a whole evaluation batch.
+  to feed them a whole evaluation batch;
+* a scalar (rank-0) input takes a 0-d array, or one value per sample (shape (N,), as a data
+  set holds it): equal values are fed once, different ones make a run per sample.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..signature import Signature, TensorSpec
+from ..signature import Signature, TensorSpec, batch_axis
 from .base import Session, dequantize, quantize
 
 _QUANTIZED = ("int8", "uint8")
@@ -44,7 +48,7 @@ class InputError(DataError, ValueError):
 class _Plan:
     """What run() needs to know about one input, computed once at load time."""
 
-    __slots__ = ("spec", "dtype", "quant", "static")
+    __slots__ = ("spec", "dtype", "quant", "static", "axis")
 
     def __init__(self, spec: TensorSpec):
         self.spec = spec
@@ -52,6 +56,19 @@ class _Plan:
         self.quant = spec.quantization if spec.dtype in _QUANTIZED else None
         # (axis, size) of every static dimension
         self.static = tuple((i, d) for i, d in enumerate(spec.shape) if isinstance(d, int))
+        self.axis = batch_axis(spec.shape)  # None: a scalar input
+
+    def rows(self, a: np.ndarray) -> int | None:
+        """How many samples ``a`` holds (None: one value for every sample)."""
+        if self.axis is None:
+            return len(a) if a.ndim == 1 else None
+        return a.shape[self.axis]
+
+    def row(self, a: np.ndarray, i: int) -> np.ndarray:
+        """Sample ``i`` of ``a`` as a batch of one (a scalar's value as a 0-d array)."""
+        if self.axis is None:
+            return np.asarray(a[i]) if a.ndim == 1 else a
+        return a[(slice(None),) * self.axis + (slice(i, i + 1),)]
 
 
 class AdapterSession(Session):
@@ -66,7 +83,8 @@ class AdapterSession(Session):
                            for s in signature.outputs]
         self._out_names = signature.output_names
         # inputs whose batch dimension is a static 1: they may be fed N samples one at a time
-        self._batch1 = [i for i, p in enumerate(self._plans) if p.spec.shape[:1] == (1,)]
+        self._batch1 = [i for i, p in enumerate(self._plans)
+                        if p.axis is not None and p.spec.shape[p.axis] == 1]
 
     # -- what adapters implement ---------------------------------------------------------------
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -82,8 +100,10 @@ class AdapterSession(Session):
         prepared = [self._prepare(p, a) for p, a in zip(self._plans, arrays, strict=True)]
         loop_n = self._loop_batch(prepared)
         if loop_n:
-            per_sample = [self._invoke([a[i:i + 1] for a in prepared]) for i in range(loop_n)]
-            raw = [np.concatenate(outs, axis=0) for outs in zip(*per_sample, strict=True)]
+            per_sample = [self._invoke([p.row(a, i) for p, a in zip(self._plans, prepared,
+                                                                      strict=True)])
+                          for i in range(loop_n)]
+            raw = [self._join(k, outs) for k, outs in enumerate(zip(*per_sample, strict=True))]
         else:
             raw = self._invoke(prepared)
         return {name: (dequantize(out, q) if q is not None else out)
@@ -92,12 +112,16 @@ class AdapterSession(Session):
     def _prepare(self, plan: _Plan, value: Any) -> np.ndarray:
         spec = plan.spec
         a = np.asarray(value)
-        if spec.shape:
+        if plan.axis is None:
+            if a.ndim > 1:
+                raise InputError(f"input '{spec.name}' is a scalar: give a 0-d array or one "
+                                 f"value per sample, got an array of shape {a.shape}")
+        elif spec.shape:
             if a.ndim != len(spec.shape):
                 raise InputError(f"input '{spec.name}' takes rank {len(spec.shape)} "
                                  f"({spec.shape_str()}), got an array of shape {a.shape}")
             for axis, size in plan.static:
-                if a.shape[axis] != size and not (axis == 0 and size == 1):
+                if a.shape[axis] != size and not (axis == plan.axis and size == 1):
                     raise InputError(
                         f"input '{spec.name}' takes shape {spec.shape_str()}, got {a.shape} "
                         f"(dimension {axis} must be {size})")
@@ -105,19 +129,38 @@ class AdapterSession(Session):
             a = quantize(a, plan.quant, spec.dtype)  # real values -> the tensor's integers
         elif plan.dtype is not None and a.dtype != plan.dtype:
             a = a.astype(plan.dtype)
-        return np.ascontiguousarray(a)
+        if plan.axis is None and a.ndim == 1 and len(a) and (a == a[0]).all():
+            a = a[0]  # one value for every sample: fed once
+        return np.require(a, requirements="C")  # (ascontiguousarray makes a scalar 1-d)
 
     def _loop_batch(self, arrays: list[np.ndarray]) -> int:
-        """N when N > 1 samples must go one at a time through a static batch of 1, else 0."""
-        if not self._batch1:
+        """N when N > 1 samples must go one at a time (a static batch of 1, or a scalar input
+        with a different value per sample), else 0."""
+        counts = [p.rows(a) for p, a in zip(self._plans, arrays, strict=True)]
+        per_sample = [c for p, c in zip(self._plans, counts, strict=True)
+                      if p.axis is None and c is not None]
+        n = counts[self._batch1[0]] if self._batch1 else (per_sample or [0])[0]
+        if n <= 1 or not (self._batch1 or per_sample):
             return 0
-        n = arrays[self._batch1[0]].shape[0]
-        if n == 1:
-            return 0
-        sizes = {a.shape[0] for a in arrays if a.ndim > 0}
+        sizes = {c for c in counts if c is not None}
         if sizes != {n}:
             raise InputError(f"inputs disagree on the batch size: {sorted(sizes)}")
         return n
+
+    def _join(self, k: int, outs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Output ``k`` of every per-sample run, joined on its batch axis: an axis of size 1 in
+        every run, the one the signature shows when it is one of them (a declared
+        ``[?, ?, ?]`` state returned ``[2, 1, 128]`` joins on axis 1; a declared ``1 x seqlen``
+        returned ``(T, 1, C)`` on axis 1)."""
+        first = np.asarray(outs[0])
+        if first.ndim == 0:
+            return np.stack(outs)
+        ones = [i for i in range(first.ndim) if all(np.shape(o)[i:i + 1] == (1,) for o in outs)]
+        spec = self.signature.outputs[k] if k < len(self.signature.outputs) else None
+        declared = batch_axis(spec.shape) if spec is not None and spec.rank == first.ndim \
+            else None
+        axis = declared if declared in ones or not ones else ones[0]
+        return np.concatenate(outs, axis=axis or 0)
 
 
 def _is_dtype(name: str) -> bool:

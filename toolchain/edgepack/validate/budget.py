@@ -146,6 +146,11 @@ def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
     for i, f in enumerate(fidelity):
         verdict.outputs.append(_judge_output(f, budget.for_output(f.name, f.role),
                                              labels_decide=labelled and i == 0))
+        if f.mismatch:  # an output that cannot even be compared fails whatever the limits
+            check = BudgetCheck("output_shape", 0, 1, False, output=f.name, at_least=False)
+            verdict.outputs[-1].checks.append(check)
+            verdict.outputs[-1].passed = False
+            verdict.checks.append(check)
     for lim in LIMITS:
         verdict.checks += _worst([c for o in verdict.outputs for c in o.checks
                                   if c.name == lim.reading])

@@ -12,6 +12,12 @@ Cosine is taken per sample and averaged. A sample whose source output is flat (i
 FLAT of the output's range: an empty segmentation map, a detector's scores where nothing is)
 has no direction to compare, so there the sample scores one minus its rms error relative to
 the output's range: a good file is not failed by a zero reference, and a bad one still is.
+
+Outputs are compared as the models return them, whatever their signatures declare: shapes that
+differ only by axes of size 1 are the same values; shapes that hold different numbers of values
+are a failure of that output (``mismatch`` says what each returned), never an exception. An
+output that holds the samples on another axis than 0 (an RNN state ``[2, N, 128]``) is compared
+per sample all the same.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from .roles import role_for, topk_overlap
 #: a sample's source output is flat when its rms is at most this share of the output's range
 FLAT = 0.01
 
-__all__ = ["FLAT", "GroupFidelity", "OutputFidelity", "compare", "compare_all", "topk_overlap"]
+__all__ = ["FLAT", "GroupFidelity", "OutputFidelity", "compare", "compare_all", "head_rows",
+           "same_values_shape", "sample_axis", "topk_overlap"]
 
 
 @dataclass
@@ -65,6 +72,9 @@ class OutputFidelity:
     groups: list[GroupFidelity] = field(default_factory=list)
     #: what the role reports besides top-k: detections kept, neighbour agreement, IoU, ...
     readings: dict[str, float] = field(default_factory=dict)
+    #: the source and the artifact return differently shaped values for this output (what
+    #: each returned); the errors are then the outputs' own magnitude and the cosine 0
+    mismatch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +90,11 @@ def compare(name: str, ref: np.ndarray, out: np.ndarray, role: str = "",
     ``role``: declared by the user ("" to find it from the name and the data); ``primary``:
     the model's first output, which a bare (N, C) shape makes a classifier."""
     ref = np.asarray(ref, np.float64)
-    out = np.asarray(out, np.float64).reshape(ref.shape)
+    out = np.asarray(out, np.float64)
+    if out.shape != ref.shape:
+        if not same_values_shape(ref.shape, out.shape):
+            return _mismatch(name, ref, out)
+        out = out.reshape(ref.shape)
     n = ref.shape[0] if ref.ndim else 1
     kind = role_for(name, ref, role, primary)
     readings = kind.readings(ref, out)
@@ -116,6 +130,37 @@ def _closeness(ref: np.ndarray, out: np.ndarray) -> dict[str, Any]:
             "flat_samples": int(flat.sum())}
 
 
+def sample_axis(shape: tuple[int, ...], total: int) -> int:
+    """The axis of an output computed on ``total`` samples that holds them: axis 0 when it has
+    that size, else the first that has (an RNN's ``[2, N, 128]`` state: axis 1), else 0."""
+    if shape[:1] == (total,):
+        return 0
+    return next((i for i, d in enumerate(shape) if d == total), 0)
+
+
+def head_rows(output: np.ndarray, total: int, k: int) -> np.ndarray:
+    """The first ``k`` samples of an output computed on ``total`` samples (``sample_axis``)."""
+    shape = np.shape(output)
+    axis = sample_axis(shape, total)
+    return output[(slice(None),) * axis + (slice(0, k),)] if shape else output
+
+
+def same_values_shape(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two shapes hold the same values in the same order: equal once their axes of
+    size 1 are dropped (``(N, 1, C)`` and ``(N, C)``)."""
+    return tuple(d for d in a if d != 1) == tuple(d for d in b if d != 1)
+
+
+def _mismatch(name: str, ref: np.ndarray, out: np.ndarray) -> OutputFidelity:
+    """A failed output: the artifact returns values that cannot be matched with the source's
+    (errors as large as the values themselves, cosine 0, and what each returned)."""
+    size = max(float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(out), initial=0.0)))
+    return OutputFidelity(name=name, samples=ref.shape[0] if ref.ndim else 1,
+                          max_abs_error=size, mean_abs_error=size, cosine=0.0, snr_db=None,
+                          mismatch=f"the source returns shape {ref.shape}, the artifact "
+                                   f"{out.shape}")
+
+
 def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray],
                 roles: Sequence[str] | None = None) -> list[OutputFidelity]:
     """Per-output fidelity; outputs are matched by position (formats rename them).
@@ -123,5 +168,17 @@ def compare_all(names: list[str], refs: list[np.ndarray], outs: list[np.ndarray]
     if len(refs) != len(outs):
         raise ValueError(f"the artifact has {len(outs)} outputs, the source {len(refs)}")
     declared = list(roles) if roles else [""] * len(refs)
-    return [compare(n, r, o, role, primary=i == 0) for i, (n, r, o, role)
-            in enumerate(zip(names, refs, outs, declared, strict=True))]
+    total = np.shape(refs[0])[0] if refs and np.ndim(refs[0]) else 0
+    return [compare(n, *_samples_first(np.asarray(r), np.asarray(o), total), role,
+                    primary=i == 0)
+            for i, (n, r, o, role) in enumerate(zip(names, refs, outs, declared, strict=True))]
+
+
+def _samples_first(ref: np.ndarray, out: np.ndarray,
+                   total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays with the samples on axis 0, where an output holds them elsewhere (an RNN
+    state ``[2, N, 128]`` next to a primary output ``[N, 1]``: compared per sample, not as 2)."""
+    axis = sample_axis(ref.shape, total) if total and ref.shape == out.shape else 0
+    if axis == 0:
+        return ref, out
+    return np.moveaxis(ref, axis, 0), np.moveaxis(out, axis, 0)

@@ -1,0 +1,75 @@
+"""Nodes no int8 scale can represent, found in ONNX Runtime's calibrated ranges: kept float.
+
+Two patterns of real models defeat a per-tensor int8 scale whatever the calibration method:
+
+- a sentinel: an attention mask made finite (-1e4 or float32's lowest, -3.4e38) added to the
+  attention scores. One int8 step of that range is wider than every score (+-10), so all of
+  them round to 0 and the softmax goes uniform (MiniLM-L6: cosine 0.44). Every node that reads
+  or writes such a tensor stays float.
+- a Concat of tensors whose ranges differ by orders of magnitude: a YOLO head joins boxes in
+  pixels (0..320) with class scores (0..1) in one output, and the scores get one or two int8
+  steps (nudenet: 5% of the detections kept). The Concat stays float; its inputs are still
+  quantized, each on its own range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: an activation whose calibrated range reaches this far holds a sentinel, not a signal
+SENTINEL = 1e4
+#: a Concat whose inputs' ranges differ by more than this factor cannot share one scale: the
+#: smaller input would get fewer than 256 / 32 = 8 steps (nudenet's head: 369x; its feature
+#: pyramid's Concats: at most 4.2x)
+MIXED_RANGE = 32.0
+
+
+def blind_spots(graph: Any, ranges: Path) -> dict[str, str]:
+    """Node name -> why int8 cannot represent it ("sentinel" or "mixed"), from the calibration
+    cache ``ranges`` that ``quantize_static`` wrote for ``graph``."""
+    spans = _spans(ranges)
+    big = {t for t, s in spans.items() if s >= SENTINEL}
+    found: dict[str, str] = {}
+    for node in graph.node:
+        if not node.name:
+            continue
+        if big & {*node.input, *node.output}:
+            found[node.name] = "sentinel"
+        elif node.op_type == "Concat":
+            parts = [spans[t] for t in node.input if spans.get(t, 0.0) > 0]
+            if len(parts) > 1 and max(parts) > MIXED_RANGE * min(parts):
+                found[node.name] = "mixed"
+    return found
+
+
+def notes(found: dict[str, str]) -> list[str]:
+    """What the report says about the nodes kept float, one line per reason."""
+    why = {"sentinel": f"they read or write values beyond +-{SENTINEL:g} on the calibration "
+                       "data (an attention mask's -3.4e38, say), which no int8 step resolves",
+           "mixed": f"they join tensors whose ranges differ more than {MIXED_RANGE:g}x (a "
+                    "detector's boxes in pixels and its scores in 0..1), which one int8 scale "
+                    "cannot hold"}
+    lines = []
+    for reason, text in why.items():
+        names = [n for n, r in found.items() if r == reason]
+        if names:
+            lines.append(f"{len(names)} node(s) kept in float because {text}: "
+                         + ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
+    return lines
+
+
+def _spans(ranges: Path) -> dict[str, float]:
+    """Each calibrated tensor's largest magnitude (tensors without a range left out)."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    spans = {}
+    for name, data in load_tensors_data(ranges).data.items():
+        try:
+            low, high = data.range_value
+        except AttributeError:  # a histogram without its range: nothing to judge by
+            continue
+        spans[name] = max(float(np.max(np.abs(low))), float(np.max(np.abs(high))))
+    return spans
