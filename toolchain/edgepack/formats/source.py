@@ -111,6 +111,7 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
     fmt = detect(path)
     if fmt.runtime is None:
         raise ModelError(f"{fmt.name} models cannot be run here", path=path)
+    note = fmt.checked_note(path)  # refused here, before anything reads it, if it runs code
     info = fmt.inspect(path)
     signature = info.signature
     options = RuntimeOptions()
@@ -124,4 +125,4 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
         raise UsageError(f"--input-shape names unknown input(s) {', '.join(sorted(unknown))}",
                          hint=f"the model's inputs: {', '.join(signature.input_names)}")
     session = get_runtime(fmt.runtime).load(str(path), options)
-    return Source(path, fmt.name, info, signature, session, [])
+    return Source(path, fmt.name, info, signature, session, [note] if note else [])
