@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from edgepack.cli.main import cli
+from edgepack.cli import cli
 from fuzzlib import tally
 
 BUILD = ["-t", "x86-host", "--runs", "2", "--warmup", "0"]
@@ -374,7 +374,8 @@ def _entry(store, key: str, files: dict[str, str], record: object = None) -> Pat
 
 def test_cache_entries_cannot_be_smuggled_into(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgepack.cache.store import ENTRY, KEY_FILE, CacheWarning, StepCache, json_digest
+    from edgepack.cache.keys import json_digest
+    from edgepack.cache.store import ENTRY, KEY_FILE, CacheWarning, StepCache
 
     monkeypatch.delenv("EDGEPACK_CACHE_KEY", raising=False)
     store = StepCache(tmp_path / "cache")

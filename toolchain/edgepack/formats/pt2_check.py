@@ -181,9 +181,8 @@ def _sample_inputs(archive: Pt2Archive) -> str | None:
     they must pass the safe one."""
     if not archive.sample_inputs:
         return None
-    from .torch import import_torch
+    import torch
 
-    torch = import_torch()
     try:
         torch.load(io.BytesIO(archive.sample_inputs), weights_only=True)
     except Exception as exc:  # the safe unpickler's refusal, whatever its type
