@@ -30,6 +30,7 @@ import pytest
 from click.testing import CliRunner
 from edgepack.cli import cli
 from fuzzlib import tally
+from hostile_files import evil_torchscript, smuggled
 
 BUILD = ["-t", "x86-host", "--runs", "2", "--warmup", "0"]
 BENCH = ["--runs", "1", "--warmup", "0"]
@@ -65,35 +66,6 @@ def exists(*paths: Path) -> Callable[[], list[str]]:
 
 
 # ----------------------------------------------------------------------------- TorchScript
-
-def evil_torchscript(folder: Path, victim: Path, planted: Path) -> Path:
-    """A scripted module whose __setstate__ (run by torch.jit.load) overwrites the first bytes
-    of ``victim`` with 'XXXX' and creates ``planted``."""
-    import torch
-
-    class Evil(torch.nn.Module):
-        def __init__(self, victim: str, planted: str):
-            super().__init__()
-            self.victim, self.planted, self.n = victim, planted, 0
-
-        @torch.jit.export
-        def __getstate__(self) -> tuple[str, str, bool]:
-            return (self.victim, self.planted, self.training)
-
-        @torch.jit.export
-        def __setstate__(self, state: tuple[str, str, bool]) -> None:
-            self.victim, self.planted, self.training = state[0], state[1], state[2]
-            self.n = int(torch.from_file(state[0], shared=True, size=4,
-                                         dtype=torch.uint8).fill_(88).sum()) + int(
-                torch.from_file(state[1], shared=True, size=8, dtype=torch.uint8).sum())
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * 2
-
-    path = folder / "evil.pt"
-    torch.jit.script(Evil(str(victim), str(planted))).save(str(path))
-    return path
-
 
 def test_torchscript_setstate_never_runs_untrusted(tmp_path: Path) -> None:
     victim, planted = tmp_path / "victim.txt", tmp_path / "planted.pth"
@@ -229,38 +201,6 @@ def _rewrite(src: Path, dst: Path, change: Callable[[str, dict[str, bytes]], Non
     return dst
 
 
-def _prepend(entry: bytes, archive: bytes) -> bytes:
-    """``archive`` with a whole local entry in front, every offset moved so that random-access
-    readers still find their way (what a smuggler does)."""
-    import struct
-
-    out = bytearray(entry + archive)
-    shift = len(entry)
-    eocd = out.rfind(b"PK\x05\x06")
-    cd_offset = struct.unpack_from("<I", out, eocd + 16)[0] + shift
-    struct.pack_into("<I", out, eocd + 16, cd_offset)
-    locator = eocd - 20
-    if out[locator:locator + 4] == b"PK\x06\x07":
-        record = struct.unpack_from("<Q", out, locator + 8)[0] + shift
-        struct.pack_into("<Q", out, locator + 8, record)
-        struct.pack_into("<Q", out, record + 48, struct.unpack_from("<Q", out, record + 48)[0]
-                         + shift)
-    pos = cd_offset
-    while out[pos:pos + 4] == b"PK\x01\x02":
-        struct.pack_into("<I", out, pos + 42, struct.unpack_from("<I", out, pos + 42)[0] + shift)
-        n, m, k = struct.unpack_from("<HHH", out, pos + 28)
-        pos += 46 + n + m + k
-    return bytes(out)
-
-
-def _local_entry(name: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(name, data)
-    raw = buf.getvalue()
-    return raw[:raw.index(b"PK\x01\x02")]
-
-
 def _program(change: Callable[[dict], None]) -> Callable[[str, dict[str, bytes]], None]:
     def edit(root: str, files: dict[str, bytes]) -> None:
         name = f"{root}/models/model.json"
@@ -317,8 +257,8 @@ def _pt2_variants(plain: Path, folder: Path, mark: Path) -> dict[str, Path]:
     with zipfile.ZipFile(plain) as zf:
         root = zf.namelist()[0].split("/")[0]
     made["entry smuggled in front"] = folder / "smuggled.pt2"
-    made["entry smuggled in front"].write_bytes(_prepend(
-        _local_entry(f"{root}/models/model.json", b"{}"), plain.read_bytes()))
+    made["entry smuggled in front"].write_bytes(smuggled(
+        plain.read_bytes(), "in front", f"{root}/models/model.json", b"{}"))
     return made
 
 

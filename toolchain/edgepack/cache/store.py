@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import EdgepackWarning
 from .keys import file_digest
 
 ENTRY = "cache-entry.json"
@@ -46,7 +47,7 @@ MIN_KEY_CHARS = 16
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(EdgepackWarning):
     """A cache entry or key that was not used, and why; the build goes on without it."""
 
 

@@ -215,6 +215,9 @@ def _local(fh: BinaryIO, record: _Central) -> tuple[ZipEntry, int]:
     data_at = at + _LOCAL.size + n + m
     end = data_at + record.compress_size
     if flags & _DESCRIPTOR_FLAG:
+        if crc or (csize, usize) not in ((0, 0), (0xFFFFFFFF, 0xFFFFFFFF)):
+            raise ZipLayoutError(f"{shown!r}: its local header holds a size or CRC although "
+                                 "they follow in a data descriptor")
         end = _descriptor(fh, end, record, zip64 or record.compress_size >= 0xFFFFFFFF)
     else:
         usize, csize = _zip64_values(extra, [usize, csize], [0xFFFFFFFF] * 2)

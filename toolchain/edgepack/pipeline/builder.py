@@ -514,7 +514,8 @@ class Builder:
             size_bytes=sum(p.stat().st_size for p in shipped), sha256=file_digest(file),
             path=produced.hops, signature=art_sig.to_dict(), fidelity=m.fidelity,
             accuracy=m.accuracy, latency=m.latency, notes=notes,
-            extra_files=sorted(p.name for p in extra))
+            extra_files=sorted(p.name for p in extra),
+            extra_sha256={p.name: file_digest(p) for p in sorted(extra)})
         if role == "deliverable":
             art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
                                               source_acc, m.accuracy)
