@@ -60,6 +60,7 @@ class EdgepackGroup(click.Group):
         warnings (a cache entry discarded, ...) as one line each."""
         try:
             with warnings.catch_warnings():
+                warnings.simplefilter("always", EdgepackWarning)  # each one, not once a line
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
