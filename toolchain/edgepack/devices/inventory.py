@@ -158,6 +158,11 @@ def parse_url(url: str) -> tuple[str, str, int]:
         port = parts.port or 22
     except ValueError as exc:
         raise ValueError(f"'{url}': bad port") from exc
+    # both go into known_hosts lines and messages: names and addresses only
+    if not re.fullmatch(r"[A-Za-z0-9._:%-]+", parts.hostname) or \
+            not re.fullmatch(r"[A-Za-z0-9._-]*", parts.username or ""):
+        raise ValueError(f"'{url}': the user and host may hold letters, digits, '.', '_', "
+                         "'-' (and ':' in an IPv6 address) only")
     return parts.username or getpass.getuser(), parts.hostname, port
 
 
