@@ -29,10 +29,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edgepack.cli import cli
-from fuzzlib import tally
+from fuzzlib import TARGETS_DIR, tally
 from hostile_files import evil_torchscript, smuggled
 
 BUILD = ["-t", "x86-host", "--runs", "2", "--warmup", "0"]
+T = ["--targets-dir", str(TARGETS_DIR)]
 BENCH = ["--runs", "1", "--warmup", "0"]
 
 
@@ -151,16 +152,33 @@ def test_savedmodel_that_touches_files_is_refused_and_inspected_as_data(
     assert mark.read_text() == "written when run"
 
 
+def test_a_cached_load_does_not_skip_the_check(
+        evil_savedmodels: tuple[dict[str, Path], Path], tmp_path: Path) -> None:
+    """A trusted build caches what the source is; an untrusted build of the same file is
+    still refused, not served from the cache."""
+    made, mark = evil_savedmodels
+    argv = [*T, "build", str(made["write_file"]), "-t", "fuzz-onnx", "--runs", "2",
+            "--warmup", "0", "-o"]
+    CliRunner().invoke(cli, ["--trust-model-code", *argv, str(tmp_path / "trusted")])
+    mark.unlink(missing_ok=True)
+    attempt("hostile/savedmodel", "write_file, load cached", [*argv, str(tmp_path / "b")],
+            {5}, exists(mark), says=("--trust-model-code",))
+    assert_clean("hostile/savedmodel")
+
+
 def test_a_plain_savedmodel_builds_untrusted_and_says_it_was_checked(
-        tiny_savedmodel: Path) -> None:
+        tiny_savedmodel: Path, tmp_path: Path) -> None:
     out = attempt("hostile/savedmodel", "plain model", ["inspect", str(tiny_savedmodel),
                                                         "--json"], {0}, list)
     assert json.loads(out)["details"]["code_check"].startswith("only computation")
     attempt("hostile/savedmodel", "plain model", ["bench", str(tiny_savedmodel), *BENCH], {0},
             list)
-    from edgepack.formats.source import open_source
-
-    assert "SavedModel checked without running it" in open_source(tiny_savedmodel, None).notes[0]
+    for run in ("built", "cached"):
+        attempt("hostile/savedmodel", f"plain model, {run}",
+                [*T, "build", str(tiny_savedmodel), "-t", "fuzz-tflite", "--runs", "2",
+                 "--warmup", "0", "-o", str(tmp_path / run)], {0}, list)
+        notes = json.loads((tmp_path / run / "report.json").read_text())["notes"]
+        assert any("SavedModel checked without running it" in n for n in notes), notes
     assert_clean("hostile/savedmodel")
 
 

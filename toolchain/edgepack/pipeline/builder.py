@@ -184,6 +184,7 @@ class Builder:
             profile = profile.with_output_budgets(self.req.project.output_budgets())
         formats, skipped = self._choose_formats(fmt.name, profile)
         source = self._load_source(fmt.name)
+        self.notes.extend(source.notes)  # e.g. a SavedModel checked and loaded untrusted
         self.tools[source.runtime] = source.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
         signature = signature.with_roles(self._roles(signature))
@@ -384,6 +385,7 @@ class Builder:
         key = self._source_key("load", format=fmt)
         record = self.steps.fetch_facts(key) if self.steps is not None and key else None
         if record is not None:
+            get_format(fmt).checked_note(self.req.model)  # refused untrusted, as when loaded
             with self.progress.step(f"Loading {fmt} model (cached)"):
                 return SourceFacts.from_record(record)
         with self.progress.step(f"Loading {fmt} model"):
