@@ -155,7 +155,8 @@ def _product(sizes: list[int]) -> int:
 
 
 def _target_name(target: str) -> str:
-    """``_op_name`` of a serialized target: torch.ops.aten.conv2d.default -> conv2d."""
+    """The operator's name in the histogram: torch.ops.aten.conv2d.default -> conv2d,
+    _operator.getitem -> getitem."""
     parts = target.split(".")
     return parts[3] if parts[:2] == ["torch", "ops"] and len(parts) > 3 else parts[-1]
 
@@ -195,11 +196,6 @@ def example_inputs(sig: Signature, shapes: dict[str, tuple[int, ...]] | None = N
     return tuple(torch.from_numpy(np.zeros(
         shapes.get(s.name) or [d if isinstance(d, int) else 1 for d in s.shape], s.dtype))
         for s in sig.inputs)
-
-
-def _op_name(target: Any) -> str:
-    name = getattr(target, "__name__", str(target))
-    return name.split(".")[0]
 
 
 class TorchScriptFormat(Format):
