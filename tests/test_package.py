@@ -324,3 +324,16 @@ def test_sidecar_files_are_hashed_and_checked(tmp_path: Path) -> None:
     assert result.exit_code == 5, result.output
     assert weights.name in result.stderr and "sha256" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_per_output_budgets_fit_the_manifest(tiny_build: Path, tmp_path: Path) -> None:
+    """A profile's per-output limits (by name or role, with gating) travel into the manifest."""
+    build = shutil.copytree(tiny_build, tmp_path / "build")
+    report = json.loads((build / "report.json").read_text())
+    report["profile"]["budget"]["outputs"] = {"probs": {"min_cosine": 0.99, "gating": False},
+                                              "classifier": {"min_top1_agreement": 0.9}}
+    (build / "report.json").write_text(json.dumps(report))
+    manifest = json.loads(members(package(build, tmp_path / "z"))["manifest.json"])
+    assert manifest["profile"]["budget"]["outputs"]["probs"] == {"min_cosine": 0.99,
+                                                                 "gating": False}
