@@ -178,7 +178,6 @@ class FakeDevice:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        rng = random.Random(self.port)
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -186,19 +185,24 @@ class FakeDevice:
                 return
             self.conns.append(conn)
             try:
-                if self.mode == "garbage":
-                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
-                elif self.mode == "banner-then-garbage":
-                    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
-                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
-                elif self.mode == "http":
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-                    conn.close()
-                elif self.mode == "drop":
-                    conn.close()
-                # "hang": accept, say nothing, keep it open
+                self._answer(conn)
             except OSError:
                 pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        """What this fake says to one connection (by ``mode``)."""
+        rng = random.Random(self.port)
+        if self.mode == "garbage":
+            conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+        elif self.mode == "banner-then-garbage":
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+            conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+        elif self.mode == "http":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            conn.close()
+        elif self.mode == "drop":
+            conn.close()
+        # "hang": accept, say nothing, keep it open
 
     def close(self) -> None:
         self.stop.set()
@@ -244,23 +248,17 @@ def test_ssh_device_that_misbehaves_is_timed_out_and_reported(mode: str, device_
     assert not [f for f in t.failures if f.startswith(f"{mode} ")], t.failures
 
 
-class GreedyBoard:
+class GreedyBoard(FakeDevice):
     """A real SSH server (paramiko, on loopback) that logs anyone in, then misbehaves: every
-    SFTP open is left unanswered, and the command ``flood`` sends stdout without end."""
+    SFTP open is left unanswered, and any command sends stdout without end."""
 
     def __init__(self) -> None:
         import paramiko
 
         self.host_key = paramiko.ECDSAKey.generate()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.transports: list = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__("greedy")
 
-    def _serve(self) -> None:
+    def _answer(self, conn: socket.socket) -> None:
         import paramiko
 
         board = self
@@ -285,16 +283,10 @@ class GreedyBoard:
                 board.stop.wait(120)  # never answers within any test's deadline
                 return paramiko.sftp.SFTP_FAILURE
 
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            transport = paramiko.Transport(conn)
-            transport.add_server_key(self.host_key)
-            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, Silent)
-            self.transports.append(transport)
-            transport.start_server(server=Server())
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(self.host_key)
+        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, Silent)
+        transport.start_server(server=Server())
 
     def _flood(self, channel: object) -> None:
         chunk = b"x" * (1 << 16)
@@ -303,12 +295,6 @@ class GreedyBoard:
                 channel.sendall(chunk)  # type: ignore[attr-defined]
         except (OSError, EOFError):
             pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        for t in self.transports:
-            t.close()
 
 
 def test_a_board_that_stalls_an_upload_or_floods_output_is_stopped(device_env: Path,
