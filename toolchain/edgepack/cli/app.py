@@ -61,7 +61,7 @@ class EdgepackGroup(click.Group):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", EdgepackWarning)  # each one, not once a line
-                warnings.showwarning = _show_warning
+                warnings.showwarning = _ShowWarning(warnings.showwarning)
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -81,15 +81,19 @@ class EdgepackGroup(click.Group):
             ctx.exit(1)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    """An EdgepackWarning as ``edgepack: warning: ...`` on stderr; others as Python shows
-    them."""
-    if issubclass(category, EdgepackWarning):
-        click.echo(f"edgepack: warning: {message}", err=True)
-    else:
-        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(),
-                   err=True)
+class _ShowWarning:
+    """Shows an EdgepackWarning as ``edgepack: warning: ...`` on stderr; hands any other
+    warning to whoever showed warnings before (Python, or a test's recorder)."""
+
+    def __init__(self, previous: Any):
+        self.previous = previous
+
+    def __call__(self, message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, EdgepackWarning):
+            click.echo(f"edgepack: warning: {message}", err=True)
+        else:
+            self.previous(message, category, filename, lineno, file, line)
 
 
 def _debug(ctx: click.Context) -> bool:
