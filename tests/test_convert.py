@@ -278,7 +278,8 @@ def test_onnx_tflite_and_openvino_sources(tmp_path: Path) -> None:
 
 
 def test_cli_torch_files(tmp_path: Path) -> None:
-    """.pt2 needs nothing more; TorchScript needs --input-shape, and says so without it."""
+    """.pt2 needs nothing more; TorchScript is a program: it needs --trust-model-code, and
+    --input-shape, and says so without either."""
     import torch
 
     net = _torch_cnn()
@@ -292,9 +293,12 @@ def test_cli_torch_files(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["convert", str(pt2), "--to", "onnx", "-o", str(tmp_path / "a.onnx")])
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["convert", str(ts), "--to", "openvino"])
+    assert res.exit_code == 5 and "--trust-model-code" in res.output
+    res = runner.invoke(cli, ["--trust-model-code", "convert", str(ts), "--to", "openvino"])
     assert res.exit_code == 5 and "--input-shape" in res.output
-    res = runner.invoke(cli, ["build", str(ts), "-t", "x86-host", "--input-shape", "x:1x3x8x8",
-                              "-o", str(tmp_path / "b"), "--runs", "3", "--json"])
+    res = runner.invoke(cli, ["--trust-model-code", "build", str(ts), "-t", "x86-host",
+                              "--input-shape", "x:1x3x8x8", "-o", str(tmp_path / "b"),
+                              "--runs", "3", "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output[res.output.index("{"):])
     assert sorted(a["format"] for a in rep["artifacts"]) == ["onnx", "openvino", "tflite"]

@@ -133,7 +133,9 @@ def inventory_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_parse_url() -> None:
     assert parse_url("ssh://pi@10.0.0.2") == ("pi", "10.0.0.2", 22)
     assert parse_url("ssh://pi@[::1]:2200") == ("pi", "::1", 2200)
-    for bad in ("http://pi@h", "ssh://pi:secret@h", "ssh://pi@h/path", "pi@h"):
+    # a user or host that is not a name (they go into known_hosts lines and messages)
+    for bad in ("http://pi@h", "ssh://pi:secret@h", "ssh://pi@h/path", "pi@h",
+                "ssh://p;i@h", "ssh://pi@h%0Aevil ssh-ed25519", "ssh://pi@a b"):
         with pytest.raises(ValueError):
             parse_url(bad)
 

@@ -292,3 +292,48 @@ def test_schema_ships_inside_the_package() -> None:
     shipped = REPO / "toolchain" / "edgepack" / "schemas" / "manifest-v1.json"
     assert schema() == json.loads(shipped.read_text())
     assert schema()["$id"] == "urn:edgepack:manifest:v1"
+
+
+# ------------------------------------------------------------------------------- sidecars
+
+@pytest.mark.slow
+def test_sidecar_files_are_hashed_and_checked(tmp_path: Path) -> None:
+    """OpenVINO's weights live in the .bin beside the .xml: report.json records its sha256, the
+    manifest lists it as the model's sidecar, and a .bin changed after the build is refused."""
+    from tests import model_files
+
+    model = model_files.onnx_cnn(tmp_path / "cnn.onnx")
+    build = tmp_path / "build"
+    done = invoke("--targets-dir", REPO / "tests" / "hardening" / "targets", "build", model,
+                  "-t", "fuzz-openvino", "-o", build, "--runs", "2", "--warmup", "0")
+    assert done.exit_code == 0, done.output
+    report = json.loads((build / "report.json").read_text())
+    (artifact,) = [a for a in report["artifacts"] if a["format"] == "openvino"]
+    weights = build / next(f for f in artifact["extra_files"] if f.endswith(".bin"))
+    assert artifact["extra_sha256"][weights.name] == hashlib.sha256(
+        weights.read_bytes()).hexdigest()
+    manifest = json.loads(members(package(build, tmp_path / "z"))["manifest.json"])
+    (entry,) = [m for m in manifest["models"] if m["format"] == "openvino"]
+    assert weights.name in entry["sidecars"]
+    assert weights.name in {f["path"] for f in manifest["files"]}
+
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one weight changed after the build
+    weights.write_bytes(bytes(data))
+    result = invoke("package", build, "--version", "1.2.3", "-o", tmp_path / "x")
+    assert result.exit_code == 5, result.output
+    assert weights.name in result.stderr and "sha256" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_per_output_budgets_fit_the_manifest(tiny_build: Path, tmp_path: Path) -> None:
+    """A profile's per-output limits (by name or role, with gating) travel into the manifest."""
+    build = shutil.copytree(tiny_build, tmp_path / "build")
+    report = json.loads((build / "report.json").read_text())
+    report["profile"]["budget"]["outputs"] = {"probs": {"min_cosine": 0.99, "gating": False},
+                                              "classifier": {"min_top1_agreement": 0.9}}
+    (build / "report.json").write_text(json.dumps(report))
+    manifest = json.loads(members(package(build, tmp_path / "z"))["manifest.json"])
+    assert manifest["profile"]["budget"]["outputs"]["probs"] == {"min_cosine": 0.99,
+                                                                 "gating": False}

@@ -2,14 +2,19 @@
 code and a one-line message naming what is wrong; a valid bundle's models all load and run.
 
 Crafted archives (path traversal, absolute paths, links, device files, duplicates, zip and gzip
-bombs) are made here with zipfile/tarfile; each must be refused before anything is extracted,
-with nothing written outside verify's own temporary folder, which must be gone afterwards.
+bombs, entries only a streaming unzipper sees) are made here with zipfile/tarfile; each must be
+refused before anything is extracted, with nothing written outside verify's own temporary
+folder, which must be gone afterwards. Forged bundles (rewritten manifest, old signature; an
+older or another signed bundle; a manifest naming TorchScript) fail once a signature or an
+expectation is asked for, and nothing is written to disk before the signature checks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -26,6 +31,8 @@ from edgepack.bundle import ArchiveLimits, verify
 from edgepack.bundle import archive_safety as safety
 from edgepack.cli import cli
 from edgepack.errors import UnsafeArchiveError
+
+from tests.hostile_files import evil_torchscript, smuggled
 
 TAMPERED, SIGNATURE_REQUIRED, UNSAFE = 10, 11, 12
 
@@ -364,3 +371,133 @@ def test_a_model_that_does_not_match_its_manifest(signed: Path, tmp_path: Path) 
     err = one_line(result)
     assert "input 'image': shape is batchx8x8x1 in the model, batchx9x8x1 in the manifest" \
         in err
+
+
+# ------------------------------------------------------------------------ smuggling, forgery
+
+def recorded_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names verify writes to disk from now on."""
+    written: list[str] = []
+    real_write = safety._write
+    monkeypatch.setattr(safety, "_write", lambda b, r, m, s: (written.append(m.name),
+                                                              real_write(b, r, m, s))[1])
+    return written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["in front", "between", "hidden", "gap"])
+def test_an_entry_only_a_streaming_unzipper_sees_is_refused(
+        signed: Path, keys: dict[str, Path], tmp_path: Path, how: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signed bundle plus one local entry with the model's name and no central record: the
+    signature and every sha256 still check (they are read through the central directory), but
+    an app's ZipInputStream would install the smuggled model."""
+    bad = tmp_path / "smuggled.zip"
+    bad.write_bytes(smuggled(signed.read_bytes(), how, "tiny.int8.tflite", b"TFL3 evil model"))
+    with zipfile.ZipFile(bad) as zf:  # what a random-access reader sees: the genuine bundle
+        assert zf.testzip() is None and "manifest.json.sig" in zf.namelist()
+    written = recorded_writes(monkeypatch)
+    result = invoke("verify", bad, "--key", keys["public"])
+    assert result.exit_code == UNSAFE, result.output
+    assert "local entries do not match its central directory" in one_line(result)
+    assert written == []
+
+
+def forged(signed: Path, dest: Path) -> Path:
+    """The signed bundle with MODEL_CARD.md changed and its sha256 recomputed in the manifest;
+    the old signature kept."""
+    def change(files: dict[str, bytes]) -> None:
+        files["MODEL_CARD.md"] += b"\nTrust me.\n"
+        manifest = json.loads(files["manifest.json"])
+        entry = next(f for f in manifest["files"] if f["path"] == "MODEL_CARD.md")
+        entry["size"] = len(files["MODEL_CARD.md"])
+        entry["sha256"] = hashlib.sha256(files["MODEL_CARD.md"]).hexdigest()
+        files["manifest.json"] = json.dumps(manifest).encode()
+
+    return rewrite(signed, dest, change)
+
+
+@pytest.fixture(scope="module")
+def trusted_dir(keys: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("trusted")
+    shutil.copyfile(keys["public"], folder / "release.pub")
+    shutil.copyfile(keys["other"], folder / "other.pub")
+    return folder
+
+
+@pytest.mark.slow
+def test_a_forged_bundle_is_not_authenticated_and_fails_when_a_signature_is_required(
+        signed: Path, keys: dict[str, Path], trusted_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = forged(signed, tmp_path / "forged.zip")
+    plain = invoke("verify", bad)
+    assert plain.exit_code == 0, plain.output  # consistent with its own (rewritten) manifest
+    assert "NOT AUTHENTICATED" in plain.stdout and "not checked" in plain.stdout
+    assert invoke("verify", bad, "--require-signature").exit_code == 2  # no key to check with
+    written = recorded_writes(monkeypatch)
+    for args, env in ((["--trusted-keys", trusted_dir], {}),
+                      (["--require-signature", "--trusted-keys", trusted_dir], {}),
+                      ([], {"EDGEPACK_TRUSTED_KEYS": str(trusted_dir)})):
+        result = CliRunner().invoke(cli, ["verify", str(bad), *map(str, args)], env=env)
+        assert result.exit_code == SIGNATURE_REQUIRED, result.output
+        assert "modified after signing" in one_line(result)
+    assert written == []  # nothing reached the disk before the signature was refused
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "edgepack.yaml").write_text(
+        f"model: m.onnx\nverify:\n  require_signature: true\n  trusted_keys: {trusted_dir}\n")
+    monkeypatch.chdir(project)
+    assert invoke("verify", bad).exit_code == SIGNATURE_REQUIRED
+    genuine = invoke("verify", signed, "--trusted-keys", trusted_dir)
+    assert genuine.exit_code == 0, genuine.output
+    assert "signature: verified, trusted key" in genuine.stdout
+    assert written  # a genuine bundle is extracted once its signature checks
+
+
+@pytest.mark.slow
+def test_an_unsigned_bundle_fails_when_a_signature_is_required(
+        tiny_build: Path, trusted_dir: Path, tmp_path: Path) -> None:
+    unsigned = package(tiny_build, tmp_path / "u")
+    result = invoke("verify", unsigned, "--require-signature", "--trusted-keys", trusted_dir)
+    assert result.exit_code == SIGNATURE_REQUIRED and "unsigned" in one_line(result)
+    assert "none: the bundle is unsigned" in invoke("verify", unsigned).stdout
+
+
+@pytest.mark.slow
+def test_another_signed_bundle_is_not_a_substitute(signed: Path, keys: dict[str, Path]) -> None:
+    """A valid bundle of another version, model or target, signed by the same key, is refused
+    when the caller says what it expects."""
+    ok = invoke("verify", signed, "--key", keys["public"], "--expect-name", "tiny",
+                "--expect-version", "1.0.0", "--expect-target", "raspberrypi4")
+    assert ok.exit_code == 0, ok.output
+    for flag, value in (("--expect-version", "1.0.1"), ("--expect-name", "other"),
+                        ("--expect-target", "jetson")):
+        result = invoke("verify", signed, "--key", keys["public"], flag, value)
+        assert result.exit_code == TAMPERED, result.output
+        assert f"not the expected {flag.split('-')[-1]} {value!r}" in one_line(result)
+
+
+@pytest.mark.slow
+def test_verify_never_loads_a_model_that_can_carry_code(signed: Path, tmp_path: Path) -> None:
+    """A manifest (no key asked for) that names a TorchScript file: verify refuses it instead
+    of loading it, so its __setstate__ never runs."""
+    victim, planted = tmp_path / "victim.txt", tmp_path / "planted.pth"
+    victim.write_bytes(b"hello world")
+    evil = evil_torchscript(tmp_path, victim, planted).read_bytes()
+
+    def add_torchscript(files: dict[str, bytes]) -> None:
+        manifest = json.loads(files["manifest.json"])
+        model = dict(manifest["models"][0], file="evil.pt", format="torchscript",
+                     runtime="torch", sidecars=[])
+        manifest["models"].insert(0, model)
+        manifest["files"].append({"path": "evil.pt", "role": "model", "format": "torchscript",
+                                  "precision": "fp32", "size": len(evil),
+                                  "sha256": hashlib.sha256(evil).hexdigest()})
+        files["evil.pt"] = evil
+        files["manifest.json"] = json.dumps(manifest).encode()
+        files.pop("manifest.json.sig")
+
+    result = invoke("verify", rewrite(signed, tmp_path / "ts.zip", add_torchscript))
+    assert result.exit_code == TAMPERED, result.output
+    assert "verify loads only tflite, onnx, openvino models" in one_line(result)
+    assert victim.read_bytes() == b"hello world" and not planted.exists()

@@ -178,7 +178,6 @@ class FakeDevice:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        rng = random.Random(self.port)
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
@@ -186,19 +185,24 @@ class FakeDevice:
                 return
             self.conns.append(conn)
             try:
-                if self.mode == "garbage":
-                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
-                elif self.mode == "banner-then-garbage":
-                    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
-                    conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
-                elif self.mode == "http":
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-                    conn.close()
-                elif self.mode == "drop":
-                    conn.close()
-                # "hang": accept, say nothing, keep it open
+                self._answer(conn)
             except OSError:
                 pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        """What this fake says to one connection (by ``mode``)."""
+        rng = random.Random(self.port)
+        if self.mode == "garbage":
+            conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+        elif self.mode == "banner-then-garbage":
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+            conn.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+        elif self.mode == "http":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            conn.close()
+        elif self.mode == "drop":
+            conn.close()
+        # "hang": accept, say nothing, keep it open
 
     def close(self) -> None:
         self.stop.set()
@@ -242,6 +246,140 @@ def test_ssh_device_that_misbehaves_is_timed_out_and_reported(mode: str, device_
     finally:
         fake.close()
     assert not [f for f in t.failures if f.startswith(f"{mode} ")], t.failures
+
+
+class GreedyBoard(FakeDevice):
+    """A real SSH server (paramiko, on loopback) that logs anyone in, then misbehaves: every
+    SFTP open is left unanswered, and any command sends stdout without end."""
+
+    def __init__(self) -> None:
+        import paramiko
+
+        self.host_key = paramiko.ECDSAKey.generate()
+        super().__init__("greedy")
+
+    def _answer(self, conn: socket.socket) -> None:
+        import paramiko
+
+        board = self
+
+        class Server(paramiko.ServerInterface):
+            def get_allowed_auths(self, username: str) -> str:
+                return "publickey"
+
+            def check_auth_publickey(self, username: str, key: object) -> int:
+                return paramiko.AUTH_SUCCESSFUL
+
+            def check_channel_request(self, kind: str, chanid: int) -> int:
+                return paramiko.OPEN_SUCCEEDED
+
+            def check_channel_exec_request(self, channel: paramiko.Channel,
+                                           command: bytes) -> bool:
+                threading.Thread(target=board._flood, args=(channel,), daemon=True).start()
+                return True
+
+        class Silent(paramiko.SFTPServerInterface):
+            def open(self, path: str, flags: int, attr: object) -> int:
+                board.stop.wait(120)  # never answers within any test's deadline
+                return paramiko.sftp.SFTP_FAILURE
+
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(self.host_key)
+        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, Silent)
+        transport.start_server(server=Server())
+
+    def _flood(self, channel: object) -> None:
+        chunk = b"x" * (1 << 16)
+        try:
+            while not self.stop.is_set():
+                channel.sendall(chunk)  # type: ignore[attr-defined]
+        except (OSError, EOFError):
+            pass
+
+
+def test_a_board_that_stalls_an_upload_or_floods_output_is_stopped(device_env: Path,
+                                                                   tmp_path: Path) -> None:
+    """SFTP uploads have a deadline; a command's stdout is capped instead of filling this
+    machine's memory."""
+    from edgepack.devices.inventory import Device, DeviceSpec
+    from edgepack.devices.ssh import CommandTimeout, connect
+    from edgepack.errors import DeviceError
+
+    board = GreedyBoard()
+    t = tally("faults/ssh device")
+    local = tmp_path / "model.tflite"
+    local.write_bytes(b"TFL3" * 1000)
+    device = Device("greedy", DeviceSpec(url=f"ssh://pi@127.0.0.1:{board.port}",
+                                         key=str(device_env),
+                                         known_hosts=str(tmp_path / "known_hosts")), tmp_path)
+    try:
+        with connect(device, trust_new_host=True, timeout=10) as conn:
+            for what, action, error in (
+                    ("stalled upload", lambda: conn.put(local, "/tmp/x", timeout=2),
+                     CommandTimeout),
+                    ("flooding command", lambda: conn.run("flood", timeout=30,
+                                                          max_stdout=1 << 20), DeviceError)):
+                t.cases += 1
+                start = time.monotonic()
+                try:
+                    action()
+                    t.failures.append(f"{what}: no error")
+                except error as exc:
+                    took = time.monotonic() - start
+                    if took > 15 or "greedy" not in str(exc):
+                        t.failures.append(f"{what}: after {took:.1f} s: {exc}")
+    finally:
+        board.close()
+    assert not [f for f in t.failures if f.startswith(("stalled", "flooding"))], t.failures
+
+
+# ------------------------------------------------------------------------------ convert
+
+def test_an_interrupted_convert_never_leaves_a_model_beside_other_weights(
+        tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`convert --force` over an earlier OpenVINO IR, stopped after its first file is in
+    place: the .xml and .bin left are the old pair, the new pair, or no .xml at all."""
+    import hashlib
+
+    import onnx
+    from edgepack.pipeline import convert_file
+    from onnx import numpy_helper
+
+    model = onnx.load(tiny_onnx)
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
+    other = tmp_path / "other.onnx"
+    onnx.save(model, other)
+
+    def pair(xml: Path) -> tuple[str, str] | None:
+        if not xml.exists():
+            return None
+        return tuple(hashlib.sha256(p.read_bytes()).hexdigest()  # type: ignore[return-value]
+                     for p in (xml, xml.with_suffix(".bin")))
+
+    runner = CliRunner()
+    for src, dest in ((tiny_onnx, "old.xml"), (other, "new.xml"), (tiny_onnx, "m.xml")):
+        done = runner.invoke(cli, ["convert", str(src), "--to", "openvino", "-o",
+                                   str(tmp_path / dest)])
+        assert done.exit_code == 0, done.output
+    old, new = pair(tmp_path / "old.xml"), pair(tmp_path / "new.xml")
+    real_place, placed = convert_file._place, []
+
+    def place_then_fail(produced: Path, out: Path) -> Path:
+        if placed:
+            raise OSError(28, "No space left on device")
+        placed.append(produced)
+        return real_place(produced, out)
+
+    monkeypatch.setattr(convert_file, "_place", place_then_fail)
+    t = tally("faults/convert interrupted")
+    t.cases += 1
+    done = runner.invoke(cli, ["convert", str(other), "--to", "openvino", "-o",
+                               str(tmp_path / "m.xml"), "--force"])
+    left = pair(tmp_path / "m.xml")
+    if done.exit_code != 7 or left not in (None, old, new):
+        t.failures.append(f"exit {done.exit_code}; left a model beside other weights: {left}")
+    assert not t.failures, t.failures
 
 
 # ------------------------------------------------------------------------------ caps

@@ -1,5 +1,9 @@
 """Fuzzing: mutated model, data and bundle files fed to inspect, build, convert, bench, verify.
 
+Bundles are also fuzzed structurally: entries only a streaming unzipper sees (in front, between,
+hidden after the last) and local headers that disagree with the central directory, each of
+which must be refused (exit 12, or 10 when corrupt), never accepted.
+
 Each valid seed file (tiny, made by fixtures) is mutated by hypothesis (derandomized: the same
 cases on every run) with truncation, byte flips, a wrong magic, a huge 32-bit size/offset/count
 field and spliced chunks; crafted structural cases add what random bytes rarely reach (cyclic
@@ -12,6 +16,7 @@ terminal summary; ``scripts/fuzz.sh`` multiplies them for long sessions.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +25,7 @@ import numpy as np
 import pytest
 from fuzzlib import TARGETS_DIR, cases, check_case, mutations, tally
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 T = ["--targets-dir", str(TARGETS_DIR)]
 
@@ -138,6 +144,54 @@ def bundle(seeds, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_fuzz_verify(fuzz_worker, bundle: Path, tmp_path) -> None:
     fuzz(fuzz_worker, "verify/zip", bundle, tmp_path,
          lambda p, o: ["verify", str(p), "--extract", str(o / "x")], 60, bound_s=60)
+
+
+def _layout_mutations(data: bytes) -> st.SearchStrategy[tuple[str, bytes]]:
+    """(what, bytes): an entry smuggled where only a streaming reader finds it, or one field
+    of a local header changed so that it disagrees with its central record."""
+    import zipfile
+
+    from hostile_files import entry_offsets, smuggled
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+    offsets = entry_offsets(data)[:-1]
+    smuggle = st.tuples(st.sampled_from(["in front", "between", "hidden", "gap"]),
+                        st.sampled_from([*names, "evil.tflite"]),
+                        st.binary(min_size=1, max_size=200)).map(
+        lambda c: (f"{c[0]} {c[1]} +{len(c[2])}", smuggled(data, *c)))
+    fields = {"method": 8, "crc": 14, "compressed size": 18, "size": 22, "name": 30}
+    local = st.tuples(st.integers(0, len(offsets) - 1), st.sampled_from(sorted(fields)),
+                      st.integers(1, 255)).map(
+        lambda c: (f"local {c[1]} of entry {c[0]} ^{c[2]}",
+                   _flip_at(data, offsets[c[0]] + fields[c[1]], c[2])))
+    return st.one_of(smuggle, local)
+
+
+def _flip_at(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ value]) + data[at + 1:]
+
+
+def test_fuzz_verify_zip_layout(fuzz_worker, bundle: Path, tmp_path) -> None:
+    """Every layout mutation is refused (12, or 10 for a corrupt archive), never verified."""
+    out, target = tmp_path / "out", tmp_path / "bundle.zip"
+    out.mkdir()
+    name = "verify/zip-layout"
+
+    @settings(max_examples=cases(40), derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(_layout_mutations(bundle.read_bytes()))
+    def case(mutation: tuple[str, bytes]) -> None:
+        what, payload = mutation
+        target.write_bytes(payload)
+        answer = check_case(fuzz_worker, name, what, ["verify", str(target), "--extract",
+                                                      str(out / "x")], tmp_path, out, set(), 60)
+        if answer["exit_code"] not in (10, 12, None):
+            tally(name).failures.append(f"{what}: exit {answer['exit_code']}, not refused")
+
+    case()
+    failures = tally(name).failures
+    assert not failures, f"{len(failures)} failing cases:\n" + "\n".join(failures[:10])
 
 
 # -------------------------------------------------------------------- crafted structural cases

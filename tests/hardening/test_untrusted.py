@@ -1,8 +1,10 @@
-"""Untrusted model files never run code unless the user says --trust-model-code (Keras only)."""
+"""Untrusted model files never run code unless the user says --trust-model-code (or the project
+does); see test_hostile.py for files built to run code."""
 
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -125,3 +127,37 @@ def test_openvino_extensions_are_never_loaded_implicitly(tmp_path: Path,
     done = CliRunner().invoke(cli, ["inspect", str(xml)])
     assert done.exit_code == 5, done.output
     assert "not a readable OpenVINO IR" in done.output
+
+
+def test_a_project_can_trust_its_own_model_files(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trust_model_code: true`` in edgepack.yaml is --trust-model-code for that folder."""
+    import torch
+
+    path = tmp_path / "net.pt"
+    torch.jit.script(torch.nn.Linear(4, 2)).save(str(path))
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["inspect", str(path)]).exit_code == 5
+    (tmp_path / "edgepack.yaml").write_text("model: net.pt\ntrust_model_code: true\n")
+    done = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert done.exit_code == 0, done.output
+    (tmp_path / "edgepack.yaml").write_text("model: net.pt\ntrust_model_code: false\n")
+    assert CliRunner().invoke(cli, ["inspect", str(path)]).exit_code == 5
+
+
+def test_a_cache_warning_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared cache key too short to be secret: the build runs without the cache and the
+    CLI says why in one line."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import model_files
+    from fuzzlib import TARGETS_DIR
+
+    monkeypatch.setenv("EDGEPACK_CACHE_KEY", "short")
+    model = model_files.onnx_cnn(tmp_path / "m.onnx")
+    done = CliRunner().invoke(cli, ["--targets-dir", str(TARGETS_DIR), "build", str(model),
+                                    "-t", "fuzz-onnx", "-o", str(tmp_path / "b"), "--runs", "2",
+                                    "--warmup", "0"])
+    assert done.exit_code == 0, done.output
+    lines = [ln for ln in done.stderr.splitlines() if "EDGEPACK_CACHE_KEY" in ln]
+    assert lines == ["edgepack: warning: EDGEPACK_CACHE_KEY is shorter than 16 characters: the "
+                     "cache is not used (choose a long random secret)"]

@@ -29,6 +29,11 @@ class EdgepackError(Exception):
         return str(self)
 
 
+class EdgepackWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI shows it as
+    one line, ``edgepack: warning: ...``)."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """One line of an exception for a ModelError message."""
     text = str(exc).strip()
@@ -160,7 +165,8 @@ EXIT_CODES: dict[int, str] = {
     8: "conversion impossible or failed, or a hop changed the model's outputs",
     9: "a runtime or tool the step needs is not installed",
     10: "bundle tampered or corrupt: a checksum, the file list or the manifest does not match",
-    11: "signature required (--key) but the bundle is unsigned or the signature is invalid",
+    11: "signature required (--key, --trusted-keys, --require-signature) but the bundle is "
+        "unsigned or not signed by a trusted key",
     12: "unsafe archive refused before extraction (links, '..' or absolute paths, zip bomb)",
     13: "a time or memory limit was reached (--max-seconds, --max-memory-mb)",
 }

@@ -1,5 +1,7 @@
 """Open an untrusted zip or tar.gz without letting it write anywhere it should not.
 
+A zip is first read as a layout (``formats.zip_layout``): its local entries must match its
+central directory one to one, so a streaming unzipper sees exactly the files checked here.
 Every member is inspected before anything is extracted: absolute paths, '..' components,
 backslashes, links (zip marks them in the mode bits of ``external_attr``), device files, FIFOs,
 sparse files, encrypted members, duplicate names (also ignoring case and Unicode normalisation,
@@ -10,12 +12,17 @@ a fresh private temporary folder, each created exclusively (``O_EXCL | O_NOFOLLO
 with a cap: a member may not hold more than it declared, and a tar.gz is decompressed through a
 counter that stops at ``max_ratio`` times its size, because a gzip stream declares no size of
 its own. The temporary folder is removed when the caller is done, whatever happened.
+
+Opening is two steps, so a caller decides before anything large reaches the disk: ``opened``
+checks every header and keeps a few small members in memory (a bundle's manifest and its
+signature); ``Archive.extract`` then writes the regular files, hashing each as it is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import shutil
 import stat
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import IO, NoReturn
 
 from ..errors import BundleTamperedError, UnsafeArchiveError
+from ..formats.zip_layout import ZipLayoutError, ZipTruncatedError, check_layout
 
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile,
             NotImplementedError)
@@ -55,27 +63,71 @@ class Member:
     is_dir: bool
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """A regular file written by ``Archive.extract``: where, and the sha256 of what was
+    written."""
+
+    path: Path
+    sha256: str
+
+
+class Archive:
+    """An archive whose every header passed the checks; small members kept in ``kept``."""
+
+    def __init__(self, path: Path, kind: str, limits: ArchiveLimits, members: list[Member],
+                 kept: dict[str, bytes], root: Path):
+        self.path, self.kind, self.limits = path, kind, limits
+        self.members, self.kept, self._root = members, kept, root
+
+    @property
+    def root(self) -> Path:
+        """The private folder ``extract`` writes into."""
+        return self._root
+
+    def extract(self) -> dict[str, Extracted]:
+        """Write every regular file into a private temporary folder (removed when the ``with
+        opened(...)`` block ends); name -> where it is and its sha256."""
+        with _corrupt_is_tampering(self.path, self.kind):
+            if self.kind == "zip":
+                return _extract_zip(self.path, self._root, self.members)
+            return _extract_tar_gz(self.path, self._root, self.members, self.limits)
+
+
 @contextlib.contextmanager
-def extracted(path: Path, limits: ArchiveLimits | None = None
-              ) -> Iterator[tuple[Path, list[Member]]]:
-    """Check ``path``'s members, extract its files into a private temporary folder, yield
-    (folder, members); the folder is removed afterwards."""
+def opened(path: Path, limits: ArchiveLimits | None = None, keep: frozenset[str] = frozenset(),
+           keep_max_bytes: int = 16 << 20) -> Iterator[Archive]:
+    """Check ``path``'s layout and every member's header, read the regular members named in
+    ``keep`` (each up to ``keep_max_bytes``, else BundleTamperedError) into memory, and yield
+    the Archive; nothing is written to disk until ``Archive.extract``."""
     limits = limits or ArchiveLimits()
     kind = archive_kind(path)
+    with _corrupt_is_tampering(path, kind):
+        if kind == "zip":
+            members, kept = _check_zip(path, limits, keep, keep_max_bytes)
+        else:
+            members, kept = _check_tar_gz(path, limits, keep, keep_max_bytes)
     root = Path(tempfile.mkdtemp(prefix="edgepack-verify-"))
     try:
-        try:
-            if kind == "zip":
-                members = _extract_zip(path, root, limits)
-            else:
-                members = _extract_tar_gz(path, root, limits)
-        except _CORRUPT as exc:
-            raise BundleTamperedError(f"corrupt {kind} archive: {exc}", path=path,
-                                      hint="the download is truncated or was modified; get it "
-                                           "again") from exc
-        yield root, members
+        yield Archive(path, kind, limits, members, kept, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _corrupt_is_tampering(path: Path, kind: str) -> Iterator[None]:
+    try:
+        yield
+    except _CORRUPT as exc:
+        raise BundleTamperedError(f"corrupt {kind} archive: {exc}", path=path,
+                                  hint="the download is truncated or was modified; get it "
+                                       "again") from exc
+
+
+def _kept_too_large(path: Path, member: Member, limit: int) -> BundleTamperedError:
+    return BundleTamperedError(f"{member.name} declares {member.size:,} bytes, more than the "
+                               f"{limit:,} a bundle's {member.name} may hold", path=path,
+                               hint="do not use this bundle")
 
 
 def archive_kind(path: Path) -> str:
@@ -95,22 +147,53 @@ def archive_kind(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------ zip
 
-def _extract_zip(path: Path, root: Path, limits: ArchiveLimits) -> list[Member]:
+def _check_zip(path: Path, limits: ArchiveLimits, keep: frozenset[str],
+               keep_max: int) -> tuple[list[Member], dict[str, bytes]]:
+    try:
+        with path.open("rb") as fh:
+            check_layout(fh, path.stat().st_size)
+    except ZipTruncatedError as exc:
+        raise zipfile.BadZipFile(str(exc)) from exc
+    except ZipLayoutError as exc:
+        raise UnsafeArchiveError(f"unsafe archive: its local entries do not match its central "
+                                 f"directory ({exc}), so a streaming unzipper would read "
+                                 "other files than the ones checked; refused before extracting "
+                                 "anything", path=path, hint="do not use this archive") from exc
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         checker = _Checker(path, limits)
         members = [checker.add(_zip_member(path, info, limits)) for info in infos]
         checker.check_names()
+        kept = {}
+        for info, member in zip(infos, members, strict=True):
+            if member.name in keep and not member.is_dir:
+                if member.size > keep_max:
+                    raise _kept_too_large(path, member, keep_max)
+                with _open_zip_member(zf, info, member) as src:
+                    kept[member.name] = _read_capped(path, member, src)
+    return members, kept
+
+
+def _extract_zip(path: Path, root: Path, members: list[Member]) -> dict[str, Extracted]:
+    written = {}
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if [_zip_member(path, i, ArchiveLimits()).name for i in infos] != \
+                [m.name for m in members]:
+            raise BundleTamperedError("the archive changed while it was being read", path=path)
         for info, member in zip(infos, members, strict=True):
             if not member.is_dir:
-                try:
-                    src = zf.open(info)
-                except OSError as exc:  # a header offset before the file's start: seek fails
-                    raise zipfile.BadZipFile(f"member {member.name}: header offset "
-                                             f"{info.header_offset} ({exc.strerror})") from exc
-                with src:
-                    _write(path, root, member, src)
-    return members
+                with _open_zip_member(zf, info, member) as src:
+                    written[member.name] = _write(path, root, member, src)
+    return written
+
+
+def _open_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member) -> IO[bytes]:
+    try:
+        return zf.open(info)
+    except OSError as exc:  # a header offset before the file's start: seek fails
+        raise zipfile.BadZipFile(f"member {member.name}: header offset "
+                                 f"{info.header_offset} ({exc.strerror})") from exc
 
 
 def _zip_member(bundle: Path, info: zipfile.ZipInfo, limits: ArchiveLimits) -> Member:
@@ -131,12 +214,30 @@ def _zip_member(bundle: Path, info: zipfile.ZipInfo, limits: ArchiveLimits) -> M
 
 # ------------------------------------------------------------------------------------ tar.gz
 
-def _extract_tar_gz(path: Path, root: Path, limits: ArchiveLimits) -> list[Member]:
-    """Two passes over the stream: check every header, then extract the regular files."""
+def _check_tar_gz(path: Path, limits: ArchiveLimits, keep: frozenset[str],
+                  keep_max: int) -> tuple[list[Member], dict[str, bytes]]:
+    """One pass over the stream: every header checked, the ``keep`` members read."""
     checker = _Checker(path, limits)
+    kept = {}
     with _tar_stream(path, limits) as tar:
-        members = [checker.add(_tar_member(path, info)) for info in tar]
+        members = []
+        for info in tar:
+            member = checker.add(_tar_member(path, info))
+            members.append(member)
+            if member.name in keep and info.isreg():
+                if member.size > keep_max:
+                    raise _kept_too_large(path, member, keep_max)
+                src = tar.extractfile(info)
+                assert src is not None  # regular members always have data
+                kept[member.name] = _read_capped(path, member, src)
     checker.check_names()
+    return members, kept
+
+
+def _extract_tar_gz(path: Path, root: Path, members: list[Member],
+                    limits: ArchiveLimits) -> dict[str, Extracted]:
+    """A second pass over the stream, extracting the regular files."""
+    written = {}
     with _tar_stream(path, limits) as tar:
         for index, info in enumerate(tar):
             # the file is read twice: it must say the same thing the second time
@@ -146,8 +247,8 @@ def _extract_tar_gz(path: Path, root: Path, limits: ArchiveLimits) -> list[Membe
             if info.isreg():
                 src = tar.extractfile(info)
                 assert src is not None  # regular members always have data
-                _write(path, root, members[index], src)
-    return members
+                written[members[index].name] = _write(path, root, members[index], src)
+    return written
 
 
 @contextlib.contextmanager
@@ -246,21 +347,34 @@ class _Checker:
                 _refuse(self.bundle, m.name, "is both a file and a folder")
 
 
-def _write(bundle: Path, root: Path, member: Member, src: IO[bytes]) -> None:
+def _write(bundle: Path, root: Path, member: Member, src: IO[bytes]) -> Extracted:
     """Create ``member`` under ``root`` exclusively and copy at most its declared size."""
     target = root.joinpath(*member.name.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    written = 0
+    digest = hashlib.sha256()
     with os.fdopen(fd, "wb") as out:
-        for chunk in iter(lambda: src.read(1 << 20), b""):
-            written += len(chunk)
-            if written > member.size:
-                raise UnsafeArchiveError(
-                    f"unsafe archive: member {member.name!r} holds more than the "
-                    f"{member.size:,} bytes it declares; extraction stopped, nothing kept",
-                    path=bundle, hint="do not use this archive")
+        for chunk in _capped_chunks(bundle, member, src):
+            digest.update(chunk)
             out.write(chunk)
+    return Extracted(target, digest.hexdigest())
+
+
+def _read_capped(bundle: Path, member: Member, src: IO[bytes]) -> bytes:
+    return b"".join(_capped_chunks(bundle, member, src))
+
+
+def _capped_chunks(bundle: Path, member: Member, src: IO[bytes]) -> Iterator[bytes]:
+    """``src`` in chunks, refusing a member that holds more than it declares."""
+    written = 0
+    for chunk in iter(lambda: src.read(1 << 20), b""):
+        written += len(chunk)
+        if written > member.size:
+            raise UnsafeArchiveError(
+                f"unsafe archive: member {member.name!r} holds more than the "
+                f"{member.size:,} bytes it declares; extraction stopped, nothing kept",
+                path=bundle, hint="do not use this archive")
+        yield chunk
 
 
 def _refuse(bundle: Path, name: str, why: str) -> NoReturn:

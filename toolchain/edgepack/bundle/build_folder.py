@@ -3,8 +3,9 @@
 ``report.json`` is read as plain JSON rather than through ``edgepack.report.model``: a bundle
 must be made from exactly what the build recorded, and packaging must not depend on the build's
 classes.
-Before anything is packaged, every artifact is checked against the sha256 the build recorded, so
-a file changed after the build is never shipped under the build's measured numbers.
+Before anything is packaged, every artifact and every file it needs beside it (OpenVINO's .bin
+with the weights, a metadata sidecar) is checked against the sha256 the build recorded, so a
+file changed after the build is never shipped under the build's measured numbers.
 """
 
 from __future__ import annotations
@@ -93,10 +94,18 @@ def read_build_folder(path: Path) -> BuildFolder:
                           path=path, hint="see report.md, then rebuild within the budget")
     folder = BuildFolder(path, report)
     for artifact in folder.artifacts(include_reference=True):
-        file = folder.artifact_files(artifact)[0]
-        if sha256_file(file) != artifact["sha256"]:
-            raise ModelError("does not match the sha256 report.json recorded (changed after "
-                             "the build?)", path=file, hint="rebuild with edgepack build")
+        main, *sidecars = folder.artifact_files(artifact)
+        recorded = artifact.get("extra_sha256") or {}
+        for file, digest in [(main, artifact["sha256"]),
+                             *((s, recorded.get(s.name)) for s in sidecars)]:
+            if digest is None:
+                raise ModelError(f"report.json records no sha256 for this file of "
+                                 f"{main.name} (built by an older edgepack), so it cannot be "
+                                 "checked", path=file, hint="rebuild with edgepack build")
+            if sha256_file(file) != digest:
+                raise ModelError("does not match the sha256 report.json recorded (changed "
+                                 "after the build?)", path=file,
+                                 hint="rebuild with edgepack build")
     return folder
 
 

@@ -97,11 +97,14 @@ def describe(report: dict[str, Any], version: str, layout: str, models: list[dic
 def model_entry(report: dict[str, Any], artifact: dict[str, Any], *, file: str, runtime: str,
                 min_runtime_version: dict[str, dict[str, str]],
                 validated_with: dict[str, str],
-                operator_versions: dict[str, list[int]] | None) -> dict[str, Any]:
-    """One model of the bundle: its tensors, what runs it, and every number the build measured."""
+                operator_versions: dict[str, list[int]] | None,
+                sidecars: list[str] | None = None) -> dict[str, Any]:
+    """One model of the bundle: its tensors, its sidecar files, what runs it, and every number
+    the build measured."""
     signature = artifact["signature"]
     entry: dict[str, Any] = {
-        "file": file, "role": artifact["role"], "format": artifact["format"],
+        "file": file, "sidecars": sidecars or [], "role": artifact["role"],
+        "format": artifact["format"],
         "precision": artifact["precision"], "runtime": runtime,
         "conversion_path": artifact["conversion_path"],
         "converters": [{"src": h["src"], "dst": h["dst"], "tool": h["tool"],

@@ -122,7 +122,8 @@ def bundle_files(folder: BuildFolder, version: str, layout: str, include_referen
             folder.report, artifact, file=place(role, main.name), runtime=runtime,
             min_runtime_version=min_runtime_versions(main, fmt),
             validated_with=validated_with(runtime, folder.report["tools"]),
-            operator_versions=inspect(main).details.get("operator_versions")))
+            operator_versions=inspect(main).details.get("operator_versions"),
+            sidecars=[place("model-sidecar", s.name) for s in sidecars]))
     labels_path = None
     if folder.labels:
         if any("\n" in label or "\r" in label for label in folder.labels):

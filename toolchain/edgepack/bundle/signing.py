@@ -8,7 +8,10 @@ byte-for-byte reproducible.
 Keys are PEM files: PKCS#8 for the private key (written owner-only, unencrypted: keep it in a
 secret store) and SubjectPublicKeyInfo for the public one, readable by OpenSSL and every
 mainstream crypto library. ``manifest.json.sig`` is a small JSON document naming the algorithm
-and the key (sha256 of the raw public key), so a mismatch can say *which* key signed.
+and the key (sha256 of the raw public key), so a mismatch can say *which* key signed. That
+name is only a label: anyone can copy a signature file into a forged bundle, so a signature
+counts only once it verifies against a key the caller trusts (``--key``, or every ``*.pub`` in
+``--trusted-keys DIR``), and the label is never used to choose whether to check.
 """
 
 from __future__ import annotations
@@ -91,6 +94,22 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     return key
 
 
+def load_trusted_keys(folder: str | Path) -> dict[str, Ed25519PublicKey]:
+    """Every ``*.pub`` in ``folder`` by key id; a UsageError for a missing or empty folder or
+    a file that is not an ed25519 public key (a trust list that silently skips a key is
+    worse than one that refuses to load)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError("no such folder of trusted keys", path=path,
+                         hint=f"a folder of ed25519 public keys ({PUBLIC_SUFFIX} files from "
+                              "edgepack keygen)")
+    keys = {key_id(k): k for k in map(load_public_key, sorted(path.glob(f"*{PUBLIC_SUFFIX}")))}
+    if not keys:
+        raise UsageError(f"no {PUBLIC_SUFFIX} files in the folder of trusted keys", path=path,
+                         hint=f"copy the publisher's {PUBLIC_SUFFIX} file there")
+    return keys
+
+
 def key_id(public_key: Ed25519PublicKey) -> str:
     """A short, stable name of a public key: the first 16 hex digits of sha256(raw key)."""
     from cryptography.hazmat.primitives import serialization
@@ -115,16 +134,17 @@ def signed_by(signature_doc: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def check(manifest: bytes, signature_doc: bytes | None, public_key: Ed25519PublicKey,
-          bundle: str | Path) -> str:
+def check(manifest: bytes, signature_doc: bytes | None,
+          trusted: dict[str, Ed25519PublicKey], bundle: str | Path) -> str:
     """Raise SignatureRequiredError unless ``signature_doc`` is a valid ed25519 signature of
-    ``manifest`` by ``public_key``; return the key id."""
+    ``manifest`` by one of the ``trusted`` keys (key id -> key); return that key's id. Every
+    trusted key is tried: the key id the document names is not evidence of anything."""
     from cryptography.exceptions import InvalidSignature
 
-    expected = key_id(public_key)
+    ids = ", ".join(sorted(trusted))
     if signature_doc is None:
-        raise SignatureRequiredError("the bundle is unsigned but a signature is required "
-                                     f"(--key, key {expected})", path=bundle,
+        raise SignatureRequiredError(f"the bundle is unsigned but a signature is required "
+                                     f"(trusted {_keys(trusted)} {ids})", path=bundle,
                                      hint="package it with --sign PRIVATE_KEY")
     try:
         doc = json.loads(signature_doc)
@@ -135,16 +155,25 @@ def check(manifest: bytes, signature_doc: bytes | None, public_key: Ed25519Publi
         raise SignatureRequiredError(f"manifest.json.sig is not an {ALGORITHM} signature "
                                      f"document ({exc})", path=bundle,
                                      hint="the bundle was modified; get it again") from exc
-    try:
-        public_key.verify(signature, manifest)
-    except InvalidSignature:
-        signer = doc.get("key_id")
-        why = f"it was signed by key {signer}, not {expected}" if signer != expected else \
-            "manifest.json or its signature was modified after signing"
-        raise SignatureRequiredError(f"invalid signature: {why}", path=bundle,
-                                     hint="do not ship it; get the bundle again from its "
-                                          "publisher") from None
-    return expected
+    for kid, public_key in sorted(trusted.items()):
+        try:
+            public_key.verify(signature, manifest)
+            return kid
+        except InvalidSignature:
+            continue
+    signer = doc.get("key_id")
+    if signer in trusted:
+        why = "manifest.json or its signature was modified after signing"
+    elif len(trusted) == 1:
+        why = f"it was signed by key {signer}, not {ids}"
+    else:
+        why = f"it was signed by key {signer}, which is not among the trusted keys {ids}"
+    raise SignatureRequiredError(f"invalid signature: {why}", path=bundle,
+                                 hint="do not ship it; get the bundle again from its publisher")
+
+
+def _keys(trusted: dict[str, object]) -> str:
+    return "key" if len(trusted) == 1 else "keys"
 
 
 def _read_key_file(path: str | Path) -> bytes:

@@ -1,16 +1,27 @@
 """``edgepack verify``: is this bundle exactly what was packaged, and does it work here?
 
 In order, each failure with its own exit code:
-1. the archive is safe to open (``archive_safety``; otherwise 12, before anything is extracted);
-2. with a public key, ``manifest.json.sig`` is a valid signature of the manifest by that key
-   (otherwise 11: unsigned, other key, or modified) — checked before the manifest is trusted;
-3. the manifest matches its JSON Schema, the archive holds exactly the files it lists, and each
-   has the listed size and sha256 (otherwise 10);
-4. every model loads in its runtime and its inputs and outputs (names, shapes, dtypes,
+1. the archive is safe to open (``archive_safety``: local entries matching the central
+   directory, safe names, no links or bombs; otherwise 12, before anything is extracted);
+2. with trusted keys (``key``, every ``*.pub`` of ``trusted_keys``, or ``$EDGEPACK_TRUSTED_KEYS``)
+   ``manifest.json.sig`` must be a valid signature of the manifest by one of them (otherwise
+   11: unsigned, another key, or modified). ``require_signature`` (or
+   ``EDGEPACK_REQUIRE_SIGNATURE=1``) refuses to verify without such keys. Only the manifest and
+   its signature have been read at this point, into memory: nothing is written to disk before
+   the signature checks out;
+3. the manifest matches its JSON Schema and the caller's expectations (name, version, target:
+   a different or older signed bundle is not a substitute), names only models verify may load
+   (ONNX, TFLite, OpenVINO IR: formats that carry no code), and the archive holds exactly the
+   files it lists with the listed sizes (otherwise 10);
+4. only then are the files extracted, each hashed as it is written and compared with the
+   manifest (otherwise 10);
+5. every model loads in its runtime and its inputs and outputs (names, shapes, dtypes,
    quantization) are the ones the manifest promises (otherwise 10; 5 when a model does not
    load, 9 when no runtime for it is installed).
 With ``extract_to`` the verified files are then copied out, so unpacking goes through the same
-checks rather than through a tool that follows links.
+checks rather than through a tool that follows links. Without trusted keys a bundle is checked
+against its own manifest only, which anyone can rewrite: the result says it is not
+authenticated.
 """
 
 from __future__ import annotations
@@ -27,9 +38,25 @@ from ..runtimes import RuntimeOptions, get_runtime, runtime_for_format
 from ..runtimes.base import Runtime
 from ..signature import Signature, TensorSpec
 from . import signing
-from .archive_safety import ArchiveLimits, extracted
-from .build_folder import sha256_file
+from .archive_safety import Archive, ArchiveLimits, Extracted, Member, opened
 from .manifest import MANIFEST, SIGNATURE, schema_errors
+
+#: the only model formats verify loads: their files are data, not programs (see trust.py)
+LOADABLE_FORMATS = ("tflite", "onnx", "openvino")
+TRUSTED_KEYS_ENV = "EDGEPACK_TRUSTED_KEYS"
+REQUIRE_SIGNATURE_ENV = "EDGEPACK_REQUIRE_SIGNATURE"
+#: a manifest or signature larger than this is not read
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the caller expects the bundle to be; None: anything. A validly signed bundle of
+    another model, an older version or another target is refused, not taken in its place."""
+
+    name: str | None = None
+    version: str | None = None
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,8 +73,8 @@ class VerifyResult:
     version: str
     target: str
     files: int
-    signed_by: str | None  # the key id manifest.json.sig names; None: unsigned
-    signature_verified: bool  # checked against the key the caller gave
+    signed_by: str | None  # verified: the trusted key's id; else the id the .sig names
+    signature_verified: bool  # checked against a key the caller trusts
     models: list[ModelCheck] = field(default_factory=list)
     extracted_to: Path | None = None
 
@@ -59,31 +86,112 @@ class VerifyResult:
 
 
 def verify(bundle: str | Path, key: str | Path | None = None, *,
-           extract_to: str | Path | None = None,
+           trusted_keys: str | Path | None = None, require_signature: bool = False,
+           expect: Expectations | None = None, extract_to: str | Path | None = None,
            limits: ArchiveLimits | None = None) -> VerifyResult:
-    """Verify ``bundle``; with ``key`` (a public key file) also require a valid signature."""
+    """Verify ``bundle``. With ``key`` (a public key file) or ``trusted_keys`` (a folder of
+    them) a valid signature by one of those keys is required; ``require_signature`` refuses
+    to go on without such keys; ``expect`` names what the bundle must be."""
     path = Path(bundle)
     if not path.is_file():
         raise UsageError("no such bundle file", path=path)
-    public_key = signing.load_public_key(key) if key else None
+    trusted = _trusted(key, trusted_keys, require_signature)
     dest = _destination(Path(extract_to)) if extract_to else None
-    with extracted(path, limits) as (root, members):
-        names = {m.name for m in members if not m.is_dir}
-        if MANIFEST not in names:
+    with opened(path, limits, keep=frozenset({MANIFEST, SIGNATURE}),
+                keep_max_bytes=MAX_MANIFEST_BYTES) as archive:
+        if MANIFEST not in archive.kept:
             raise BundleTamperedError(f"no {MANIFEST}: not an edgepack bundle", path=path)
-        manifest_bytes = (root / MANIFEST).read_bytes()
-        signature = (root / SIGNATURE).read_bytes() if SIGNATURE in names else None
-        if public_key is not None:
-            signing.check(manifest_bytes, signature, public_key, path)
-        manifest = _manifest(manifest_bytes, path)
-        _check_files(root, names, manifest, path)
-        models = [_check_model(root, m, path) for m in manifest["models"]]
+        signature = archive.kept.get(SIGNATURE)
+        signer = signing.check(archive.kept[MANIFEST], signature, trusted, path) \
+            if trusted else (signing.signed_by(signature) if signature else None)
+        manifest = _manifest(archive.kept[MANIFEST], path)
+        _check_expectations(manifest, expect or Expectations(), path)
+        _check_listing(archive, manifest)
+        files = archive.extract()
+        _check_digests(files, manifest, path)
+        models = [_check_model(files[m["file"]].path, m, path) for m in manifest["models"]]
         if dest is not None:
-            _copy_out(root, dest)
+            _copy_out(archive.root, dest)
     b = manifest["bundle"]
     return VerifyResult(path, b["name"], b["version"], b["target"], len(manifest["files"]),
-                        signing.signed_by(signature) if signature else None,
-                        public_key is not None, models, dest)
+                        signer, bool(trusted), models, dest)
+
+
+def _trusted(key: str | Path | None, folder: str | Path | None,
+             require: bool) -> dict[str, Any]:
+    """The keys a signature must verify with (key id -> key); empty: none asked for."""
+    folder = folder or os.environ.get(TRUSTED_KEYS_ENV) or None
+    trusted = dict(signing.load_trusted_keys(folder)) if folder else {}
+    if key:
+        public_key = signing.load_public_key(key)
+        trusted[signing.key_id(public_key)] = public_key
+    require = require or os.environ.get(REQUIRE_SIGNATURE_ENV, "").strip().lower() in (
+        "1", "true", "yes")
+    if require and not trusted:
+        raise UsageError("a signature is required but no key to check it with was given",
+                         hint=f"pass --key PUBLIC_KEY or --trusted-keys DIR (or set "
+                              f"{TRUSTED_KEYS_ENV})")
+    return trusted
+
+
+def _check_expectations(manifest: dict[str, Any], expect: Expectations, bundle: Path) -> None:
+    """The bundle is the one the caller asked for, and holds only models verify may load."""
+    b = manifest["bundle"]
+    for field_name in ("name", "version", "target"):
+        wanted = getattr(expect, field_name)
+        if wanted is not None and b[field_name] != wanted:
+            raise BundleTamperedError(
+                f"this bundle is {b['name']} {b['version']} for {b['target']}, not the expected "
+                f"{field_name} {wanted!r} (another or an older bundle in its place?)",
+                path=bundle, hint="get the bundle you meant; do not use this one")
+    for model in manifest["models"]:
+        if model["format"] not in LOADABLE_FORMATS:
+            raise BundleTamperedError(
+                f"model {model['file']} is a {model['format']!r} model; verify loads only "
+                f"{', '.join(LOADABLE_FORMATS)} models, which carry no code", path=bundle,
+                hint="edgepack packages only those formats: the manifest was not made by it")
+
+
+def _check_listing(archive: Archive, manifest: dict[str, Any]) -> None:
+    """Exactly the listed files, each of its listed size: checked on the archive's headers,
+    before anything is extracted."""
+    bundle = archive.path
+    listed = {f["path"]: f for f in manifest["files"]}
+    if len(listed) != len(manifest["files"]):
+        raise BundleTamperedError(f"{MANIFEST} lists a file twice", path=bundle)
+    members: dict[str, Member] = {m.name: m for m in archive.members if not m.is_dir}
+    extra = sorted(set(members) - set(listed) - {MANIFEST, SIGNATURE})
+    if extra:
+        raise BundleTamperedError(f"{extra[0]} is in the bundle but not in {MANIFEST} (added "
+                                  "after packaging)", path=bundle, hint="do not use this bundle")
+    missing = sorted(set(listed) - set(members))
+    if missing:
+        raise BundleTamperedError(f"{missing[0]} is listed in {MANIFEST} but missing",
+                                  path=bundle, hint="do not use this bundle")
+    for name, entry in sorted(listed.items()):
+        if members[name].size != entry["size"]:
+            raise _modified(name, bundle)
+    for model in manifest["models"]:
+        if model["file"] not in listed:
+            raise BundleTamperedError(f"model {model['file']} is not among the files of "
+                                      f"{MANIFEST}", path=bundle)
+        for sidecar in model.get("sidecars", []):
+            if sidecar not in listed:
+                raise BundleTamperedError(f"{sidecar}, a file of model {model['file']}, is not "
+                                          f"among the files of {MANIFEST}", path=bundle)
+
+
+def _check_digests(files: dict[str, Extracted], manifest: dict[str, Any], bundle: Path) -> None:
+    """Each extracted file has the sha256 the manifest lists (hashed as it was written)."""
+    for entry in manifest["files"]:
+        if files[entry["path"]].sha256 != entry["sha256"]:
+            raise _modified(entry["path"], bundle)
+
+
+def _modified(name: str, bundle: Path) -> BundleTamperedError:
+    return BundleTamperedError(f"{name} does not match its sha256 in {MANIFEST} (modified after "
+                               "packaging)", path=bundle, hint="do not use this bundle; get it "
+                                                               "again")
 
 
 def _manifest(data: bytes, bundle: Path) -> dict[str, Any]:
@@ -101,36 +209,11 @@ def _manifest(data: bytes, bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def _check_files(root: Path, names: set[str], manifest: dict[str, Any], bundle: Path) -> None:
-    """Exactly the listed files, each with its listed size and sha256."""
-    listed = {f["path"]: f for f in manifest["files"]}
-    if len(listed) != len(manifest["files"]):
-        raise BundleTamperedError(f"{MANIFEST} lists a file twice", path=bundle)
-    extra = sorted(names - set(listed) - {MANIFEST, SIGNATURE})
-    if extra:
-        raise BundleTamperedError(f"{extra[0]} is in the bundle but not in {MANIFEST} (added "
-                                  "after packaging)", path=bundle, hint="do not use this bundle")
-    missing = sorted(set(listed) - names)
-    if missing:
-        raise BundleTamperedError(f"{missing[0]} is listed in {MANIFEST} but missing",
-                                  path=bundle, hint="do not use this bundle")
-    for name, entry in sorted(listed.items()):
-        file = root / name
-        if file.stat().st_size != entry["size"] or sha256_file(file) != entry["sha256"]:
-            raise BundleTamperedError(f"{name} does not match its sha256 in {MANIFEST} "
-                                      "(modified after packaging)", path=bundle,
-                                      hint="do not use this bundle; get it again")
-    for model in manifest["models"]:
-        if model["file"] not in listed:
-            raise BundleTamperedError(f"model {model['file']} is not among the files of "
-                                      f"{MANIFEST}", path=bundle)
-
-
-def _check_model(root: Path, model: dict[str, Any], bundle: Path) -> ModelCheck:
+def _check_model(file: Path, model: dict[str, Any], bundle: Path) -> ModelCheck:
     """Load the model in its runtime; its signature must be the manifest's."""
     runtime = _runtime(model["runtime"], model["format"])
     try:
-        session = runtime.load(str(root / model["file"]), RuntimeOptions(threads=1))
+        session = runtime.load(str(file), RuntimeOptions(threads=1))
     except ModelError as exc:
         raise ModelError(f"{model['file']} does not load in {runtime.name}: "
                          f"{first_line(exc.__cause__ or exc)}", path=bundle) from exc

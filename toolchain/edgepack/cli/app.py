@@ -8,6 +8,7 @@ level; rich, pydantic and every framework are imported inside the command that n
 from __future__ import annotations
 
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import EXIT_CODES, EdgepackError
+from ..errors import EXIT_CODES, EdgepackError, EdgepackWarning
 
 
 @dataclass
@@ -27,13 +28,18 @@ class State:
     profiles_dirs: list[Path] = field(default_factory=list)
     project: Path | None = None
 
+    def loaded_project(self) -> Any:
+        """The project (--project, else ./edgepack.yaml if present), or None."""
+        from ..config.project import find_project, load_project
+
+        return load_project(self.project) if self.project else find_project(Path.cwd())
+
     def catalog(self) -> Any:
         """Built-in targets and profiles, plus the project's folders and --targets-dir/
         --profiles-dir (the project is --project, else ./edgepack.yaml if present)."""
         from ..config.catalog import load_catalog
-        from ..config.project import find_project, load_project
 
-        project = load_project(self.project) if self.project else find_project(Path.cwd())
+        project = self.loaded_project()
         tdirs = [*(project.targets_dirs if project else []), *self.targets_dirs]
         pdirs = [*(project.profiles_dirs if project else []), *self.profiles_dirs]
         return load_catalog(tdirs, pdirs)
@@ -50,9 +56,13 @@ class EdgepackGroup(click.Group):
     """Turns EdgepackError into one line on stderr and its exit code (traceback with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Runs the command; errors end as one line on stderr and an exit code."""
+        """Runs the command; errors end as one line on stderr and an exit code, edgepack's
+        warnings (a cache entry discarded, ...) as one line each."""
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", EdgepackWarning)  # each one, not once a line
+                warnings.showwarning = _ShowWarning(warnings.showwarning)
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except EdgepackError as exc:
@@ -69,6 +79,21 @@ class EdgepackGroup(click.Group):
             click.echo(f"edgepack: internal error: {type(exc).__name__}: {exc} "
                        "(run with --debug for the traceback and please report it)", err=True)
             ctx.exit(1)
+
+
+class _ShowWarning:
+    """Shows an EdgepackWarning as ``edgepack: warning: ...`` on stderr; hands any other
+    warning to whoever showed warnings before (Python, or a test's recorder)."""
+
+    def __init__(self, previous: Any):
+        self.previous = previous
+
+    def __call__(self, message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, EdgepackWarning):
+            click.echo(f"edgepack: warning: {message}", err=True)
+        else:
+            self.previous(message, category, filename, lineno, file, line)
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -92,8 +117,10 @@ def _exit_codes_help() -> str:
 @click.option("--project", type=click.Path(path_type=Path),
               help="An edgepack.yaml project file (default: ./edgepack.yaml if present).")
 @click.option("--trust-model-code", is_flag=True,
-              help="Load Keras files with safe_mode off: Lambda layers and custom objects in "
-                   "the file RUN on this machine. Only for files you trust like a script.")
+              help="Load model files that carry code as their frameworks do: Keras Lambda "
+                   "layers and custom objects, TorchScript, SavedModels and .pt2 files that "
+                   "edgepack's check refuses. Their code RUNS on this machine. Only for files "
+                   "you trust like a script (or trust_model_code: true in edgepack.yaml).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Stop with exit 13 after S seconds (calibration, validation, everything; "
                    "or EDGEPACK_MAX_SECONDS).")
@@ -116,6 +143,10 @@ def cli(ctx: click.Context, debug: bool, targets_dir: tuple[Path, ...],
     from ..limits import applied
     from ..trust import environment
 
+    # config.project.PROJECT_FILE, named here so that a folder without one imports no pydantic
+    if not trust_model_code and (project or (Path.cwd() / "edgepack.yaml").is_file()):
+        loaded = ctx.obj.loaded_project()  # a project that trusts its own model files
+        trust_model_code = bool(loaded and loaded.spec.trust_model_code)
     # in the environment, so worker processes inherit them; restored after the command
     ctx.with_resource(environment(
         EDGEPACK_TRUST_MODEL_CODE="1" if trust_model_code else None,

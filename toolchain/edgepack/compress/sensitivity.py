@@ -196,10 +196,12 @@ def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
                 quantization: Quantization | None) -> list[str]:
     """``parent``: the SavedModel the int8 file was converted from (the debugger needs the
     converter, configured as for the int8 file)."""
+    from ..formats.savedmodel import SavedModelFormat
     from ..quiet import captured, import_tensorflow
     from .context import ConvertContext
     from .tflite import configure, debug_options
 
+    SavedModelFormat().checked_note(parent)  # the converter runs its init functions
     tf = import_tensorflow()
     with captured():
         converter = tf.lite.TFLiteConverter.from_saved_model(str(parent))

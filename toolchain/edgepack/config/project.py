@@ -113,6 +113,15 @@ class ModelSpec(Strict):
         return value
 
 
+class VerifySettings(Strict):
+    """How ``edgepack verify`` treats bundles in this project (flags add to it)."""
+
+    #: refuse a bundle without a valid signature by one of ``trusted_keys``
+    require_signature: bool = False
+    #: a folder of ed25519 public keys (.pub), relative to the project file
+    trusted_keys: str | None = None
+
+
 class Project(ModelSpec):
     """A project: one model (the fields of ModelSpec) or a zoo of them (``models``), the
     targets they ship to, and where the project's own targets and profiles live."""
@@ -123,6 +132,10 @@ class Project(ModelSpec):
     profiles_dir: list[str] = Field(default_factory=list)
     # boards to validate on, as in the user's device inventory; checked by edgepack.devices
     devices: dict[str, dict] = Field(default_factory=dict)
+    #: the project's model files are the team's own: load them as --trust-model-code does
+    #: (their code RUNS; see edgepack/trust.py)
+    trust_model_code: bool = False
+    verify: VerifySettings = Field(default_factory=VerifySettings)
 
     @model_validator(mode="after")
     def _one_or_many(self) -> Project:

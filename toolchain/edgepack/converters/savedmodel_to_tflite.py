@@ -62,6 +62,7 @@ class SavedModelToTFLite(Edge):
         return converter.convert()
 
     def _converter(self, tf: Any, src: Path, ctx: ConvertContext) -> Any:
+        SavedModelFormat().checked_note(src)  # the converter runs its init functions
         if not ctx.input_shapes:
             return tf.lite.TFLiteConverter.from_saved_model(str(src))
         loaded, fn = SavedModelFormat().load(src)

@@ -51,7 +51,7 @@ def probe_device(conn: Connection, timeout: float = PROBE_TIMEOUT_S) -> DeviceFa
     """Run the probe on the device behind ``conn``."""
     device = conn.device
     source = (Path(__file__).with_name("probe.py")).read_bytes()
-    done = conn.run(f"{device.spec.python} -", stdin=source, timeout=timeout)
+    done = conn.run(f"{device.python_command} -", stdin=source, timeout=timeout)
     if done.exit_status == 127:
         raise DeviceCompatibilityError(
             f"{device.name}: no '{device.spec.python}' on the board",

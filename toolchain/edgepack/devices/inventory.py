@@ -15,6 +15,12 @@ the same mapping::
         runtimes: {tflite-runtime: "2.14"}  # optional: what the fleet runs (checked too)
 
 No secret is ever stored here: login is by key or agent only.
+
+Device names become file names (the per-device lock) and appear in messages, so every name is
+checked wherever it is read (the user's file, a project's ``edgepack.yaml``, ``devices add``):
+letters, digits, '.', '_' and '-', starting with a letter or digit. ``python`` is split into
+words like a shell would and every word is quoted when it is sent to the board, so it names a
+program and its arguments (``env PYTHONPATH=/opt/x python3`` works), never shell code.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import difflib
 import getpass
 import os
 import re
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +46,18 @@ RUNTIME_PACKAGES: dict[str, str] = {
     "ai-edge-litert": "litert", "tflite-runtime": "litert", "tensorflow": "litert",
     "onnxruntime": "onnxruntime", "openvino": "openvino",
 }
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_HINT = "letters, digits, '.', '_' and '-', starting with a letter or digit (64 at most)"
+
+
+def check_name(name: object, path: Path | None = None) -> str:
+    """``name`` if it is a valid device name; else a ConfigError (from a file) or UsageError."""
+    if isinstance(name, str) and re.match(NAME_PATTERN, name):
+        return name
+    if path is not None:
+        raise ConfigError(f"devices: bad device name {str(name)[:80]!r}", path=path,
+                          hint=NAME_HINT)
+    raise UsageError(f"bad device name {str(name)[:80]!r}", hint=NAME_HINT)
 
 
 class DeviceSpec(Strict):
@@ -57,6 +75,12 @@ class DeviceSpec(Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         parse_url(value)
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        python_argv(value)
         return value
 
     @field_validator("runtimes")
@@ -97,12 +121,28 @@ class Device:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
     @property
+    def python_command(self) -> str:
+        """The board's python as a command line, every word quoted for the remote shell."""
+        return " ".join(shlex.quote(w) for w in python_argv(self.spec.python))
+
+    @property
     def key(self) -> Path | None:
         return Path(self.spec.key).expanduser() if self.spec.key else None
 
     @property
     def known_hosts(self) -> Path:
         return Path(self.spec.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+
+def python_argv(python: str) -> list[str]:
+    """A device's ``python`` split into words as a shell would (program, then arguments)."""
+    try:
+        words = shlex.split(python)
+    except ValueError as exc:
+        raise ValueError(f"python: {exc}") from exc
+    if not words or any(c in w for w in words for c in "\0\n\r"):
+        raise ValueError("python must name a program (e.g. python3 or /usr/bin/python3)")
+    return words
 
 
 def parse_url(url: str) -> tuple[str, str, int]:
@@ -118,6 +158,11 @@ def parse_url(url: str) -> tuple[str, str, int]:
         port = parts.port or 22
     except ValueError as exc:
         raise ValueError(f"'{url}': bad port") from exc
+    # both go into known_hosts lines and messages: names and addresses only
+    if not re.fullmatch(r"[A-Za-z0-9._:%-]+", parts.hostname) or \
+            not re.fullmatch(r"[A-Za-z0-9._-]*", parts.username or ""):
+        raise ValueError(f"'{url}': the user and host may hold letters, digits, '.', '_', "
+                         "'-' (and ':' in an IPv6 address) only")
     return parts.username or getpass.getuser(), parts.hostname, port
 
 
@@ -159,9 +204,7 @@ def load_inventory(user_file: Path | None = None, project_file: Path | None = No
 def add_device(name: str, spec: DeviceSpec, user_file: Path | None = None,
                replace: bool = False) -> Device:
     """Write ``name`` into the user's inventory (atomically); refuse to overwrite unless asked."""
-    if not re.match(NAME_PATTERN, name):
-        raise UsageError(f"bad device name '{name}'",
-                         hint="letters, digits, '.', '_' and '-', starting with a letter or digit")
+    check_name(name)
     path = user_file or user_inventory_path()
     data = _raw(path)
     if name in data["devices"] and not replace:
@@ -204,6 +247,7 @@ def _read(path: Path, section_required: bool = True) -> dict[str, Device]:
         raise ConfigError("devices: expected a mapping of device names", path=path)
     devices = {}
     for name, entry in section.items():
+        check_name(name, path)
         try:
             spec = DeviceSpec.model_validate(entry)
         except ValidationError as exc:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DeviceBusyError
+from .inventory import check_name
 
 
 def state_dir() -> Path:
@@ -27,11 +28,13 @@ def state_dir() -> Path:
 
 @contextlib.contextmanager
 def device_lock(name: str, wait_s: float = 600, poll_s: float = 0.2) -> Iterator[Path]:
-    """Hold ``name``'s lock for the block; DeviceBusyError after ``wait_s`` seconds of waiting."""
+    """Hold ``name``'s lock for the block; DeviceBusyError after ``wait_s`` seconds of waiting.
+    The name is checked first: it becomes a file name in the lock folder."""
+    check_name(name)
     folder = state_dir() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         deadline = time.monotonic() + wait_s
         while True:

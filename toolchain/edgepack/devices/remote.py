@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shlex
 import tempfile
 import time
@@ -38,7 +39,7 @@ from ..validate.latency import LatencyStats
 from . import compat
 from .agreement import agree
 from .facts import DeviceFacts, probe_device
-from .inventory import Device, load_inventory
+from .inventory import Device, load_inventory, python_argv
 from .lock import device_lock
 from .quant_steps import output_steps
 from .runner import build_runner
@@ -58,6 +59,10 @@ wait $!
 """
 #: seconds the host waits beyond the board's own deadline before calling a run lost
 _GRACE_S = 20
+#: what `mktemp -d` may answer: a plain absolute path (it goes into SFTP paths and commands)
+_REMOTE_DIR = re.compile(r"/[A-Za-z0-9._/-]+")
+#: stdout the runner may send beyond its outputs (base64 grows them by a third)
+_ANSWER_OVERHEAD = 16 << 20
 
 
 @dataclass
@@ -198,7 +203,9 @@ class _Run:
             check = compat.check_artifact(self.device, facts, self.artifact,
                                           sum(p.stat().st_size for p in uploads),
                                           self._memory_limit())
-            answer = self._upload_and_run(conn, uploads, check.runtime)
+            answer = self._upload_and_run(conn, uploads, check.runtime,
+                                          _ANSWER_OVERHEAD + 2 * sum(r.nbytes
+                                                                     for r in reference))
         except DroppedError as exc:
             raise self._after_drop(exc) from None
         finally:
@@ -222,25 +229,28 @@ class _Run:
         return [self.tmp / "runner.pyz", self.tmp / "inputs.npz", self.tmp / "spec.json",
                 *compat.artifact_files(self.artifact)]
 
-    def _upload_and_run(self, conn: Connection, uploads: list[Path],
-                        runtime: str) -> dict[str, Any]:
-        made = conn.run('mktemp -d "${TMPDIR:-/tmp}/edgepack.XXXXXXXX"', timeout=60)
-        folder = made.stdout.decode().strip()
-        if made.exit_status != 0 or not folder.startswith("/"):
+    def _upload_and_run(self, conn: Connection, uploads: list[Path], runtime: str,
+                        max_answer: int) -> dict[str, Any]:
+        made = conn.run('mktemp -d "${TMPDIR:-/tmp}/edgepack.XXXXXXXX"', timeout=60,
+                        max_stdout=4096)
+        folder = made.stdout.decode("utf-8", "replace").strip()
+        if made.exit_status != 0 or not _REMOTE_DIR.fullmatch(folder) or ".." in folder:
             raise DeviceError(f"{self.device.name}: cannot make a temporary folder on the "
                               f"board: {made.stderr.decode(errors='replace').strip()[:200]}")
         self.remote_dir = folder
         t0 = time.perf_counter()
+        deadline = time.monotonic() + self.timeout
         for local in uploads:
-            conn.put(local, f"{folder}/{local.name}")
+            conn.put(local, f"{folder}/{local.name}",
+                     timeout=max(1.0, deadline - time.monotonic()))
         self.seconds["upload"] = _since(t0)
         limit = int(self.timeout)
         command = " ".join(shlex.quote(a) for a in [
-            "sh", "-c", _WRAPPER, "sh", folder, str(limit), *shlex.split(
-                self.device.spec.python), "runner.pyz", "spec.json"])
+            "sh", "-c", _WRAPPER, "sh", folder, str(limit),
+            *python_argv(self.device.spec.python), "runner.pyz", "spec.json"])
         t0 = time.perf_counter()
         try:
-            done = conn.run(command, timeout=limit + _GRACE_S)
+            done = conn.run(command, timeout=limit + _GRACE_S, max_stdout=max_answer)
         except CommandTimeout:
             raise DeviceError(f"{self.device.name}: the run of {self.artifact.name} did not "
                               f"finish within {limit} s", hint="raise --timeout") from None

@@ -6,8 +6,10 @@ appends the key to that file once. A key that differs from the recorded one is a
 either someone is in the middle or the board was reinstalled, and only a person can tell which.
 Login is by key file or agent; there is no password path.
 
-Commands run with a deadline. A connection that drops mid-command (sshd killed, cable pulled)
-is told apart from a command that fails, so the caller can clean up and say what happened.
+Commands and SFTP uploads run with a deadline, and a command's captured output is capped (a
+board that floods stdout fails the command instead of filling this machine's memory; stderr
+keeps its last lines). A connection that drops mid-command (sshd killed, cable pulled) is told
+apart from a command that fails, so the caller can clean up and say what happened.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DeviceConnectionError, HostKeyError
+from ..errors import DeviceConnectionError, DeviceError, HostKeyError
 from .inventory import Device
 
 #: seconds between keepalives: a dead peer is noticed while a long benchmark runs
 KEEPALIVE_S = 5
+#: stdout a command may send back unless its caller allows more
+MAX_STDOUT_BYTES = 64 << 20
+#: the tail of stderr kept (for error messages)
+STDERR_TAIL_BYTES = 64 << 10
 
 
 @dataclass
@@ -62,11 +68,13 @@ class Connection:
         transport = self._client.get_transport()
         return transport is not None and transport.is_active()
 
-    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60) -> Completed:
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60,
+            max_stdout: int = MAX_STDOUT_BYTES) -> Completed:
         """Run ``command`` through the login shell; its exit status is returned, not raised.
 
-        Raises DroppedError if the connection goes away before the command exits, and
-        CommandTimeout after ``timeout`` seconds (the command may still be running then).
+        Raises DroppedError if the connection goes away before the command exits,
+        CommandTimeout after ``timeout`` seconds (the command may still be running then), and
+        DeviceError when it sends more than ``max_stdout`` bytes on stdout (it is stopped).
         """
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
@@ -91,8 +99,10 @@ class Connection:
                 if channel.recv_ready():
                     out += channel.recv(1 << 16)
                     busy = True
+                    self._check_size(out, max_stdout, command)
                 if channel.recv_stderr_ready():
                     err += channel.recv_stderr(1 << 16)
+                    del err[:-STDERR_TAIL_BYTES]
                     busy = True
                 if busy:
                     continue
@@ -107,32 +117,57 @@ class Connection:
                 time.sleep(0.01)
             while channel.recv_ready():  # the tail that arrived with the exit status
                 out += channel.recv(1 << 16)
+                self._check_size(out, max_stdout, command)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(1 << 16)
+                del err[:-STDERR_TAIL_BYTES]
             status = channel.exit_status
         # a closed channel without an exit status: sshd died or the network went away
         if status == -1 or not transport.is_active():
             raise self._dropped(command)
         return Completed(status, bytes(out), bytes(err))
 
-    def put(self, local: Path, remote: str) -> None:
-        """Upload one file over SFTP (the connection's SFTP session is reused)."""
+    def _check_size(self, out: bytearray, limit: int, command: str) -> None:
+        if len(out) > limit:
+            raise DeviceError(f"{self.device.name}: `{_short(command)}` sent more than "
+                              f"{limit >> 20} MB of output; stopped",
+                              hint="the board is not running edgepack's runner as expected")
+
+    def put(self, local: Path, remote: str, timeout: float = 120) -> None:
+        """Upload one file over SFTP within ``timeout`` seconds (the connection's SFTP session
+        is reused; after a timeout it is dropped, as its state is unknown)."""
+        deadline = time.monotonic() + timeout
+
+        def on_the_clock(sent: int, total: int) -> None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sent:,} of {total:,} bytes sent")
+
         try:
             if self._sftp is None:
                 self._sftp = self._client.open_sftp()
-            self._sftp.put(str(local), remote)
+            self._sftp.get_channel().settimeout(max(1.0, timeout))  # a board that stops answering
+            self._sftp.put(str(local), remote, callback=on_the_clock)
+        except TimeoutError as exc:  # socket.timeout too: the channel's own deadline
+            self._drop_sftp()
+            raise CommandTimeout(f"{self.device.name}: the upload of {local.name} did not finish "
+                                 f"within {timeout:.0f} s ({exc or 'no answer'})",
+                                 hint="raise --timeout for slow links") from exc
         except (OSError, EOFError) as exc:
             if not self.active:
                 raise self._dropped(f"upload {local.name}") from exc
             raise DeviceConnectionError(f"{self.device.name}: cannot upload {local.name} to "
                                         f"{remote}: {exc}") from exc
 
-    def close(self) -> None:
+    def _drop_sftp(self) -> None:
         if self._sftp is not None:
             try:
                 self._sftp.close()
-            except Exception:  # a dead connection: nothing to close politely
+            except Exception:  # a session stuck mid-transfer: nothing to close politely
                 pass
+            self._sftp = None
+
+    def close(self) -> None:
+        self._drop_sftp()
         self._client.close()
 
     def __enter__(self) -> Connection:

@@ -54,6 +54,12 @@ class Format:
     def inspect(self, path: Path) -> ModelInfo:
         raise NotImplementedError
 
+    def checked_note(self, path: Path) -> str | None:
+        """For formats whose files can run code (see trust.py): raises the exit-5 refusal
+        when ``path`` would and model code is not trusted; else None, or, when the file was
+        checked and loads untrusted, a note saying so for the report."""
+        return None
+
     def read_signature(self, path: Path) -> Signature:
         return self.inspect(path).signature
 
@@ -63,6 +69,14 @@ def file_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+def code_check(reason: str | None) -> str:
+    """What ``inspect`` says of a file that can carry code (``details.code_check``): whether
+    it loads without ``--trust-model-code``, and if not, why."""
+    if reason is None:
+        return "only computation: loads without --trust-model-code"
+    return f"needs --trust-model-code: {reason}"
 
 
 def histogram(names: list[str]) -> dict[str, int]:

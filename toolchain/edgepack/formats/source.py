@@ -7,7 +7,7 @@ every source is a file with a format, a signature and a runtime to compute refer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,25 @@ class SourceFacts:
     size_bytes: int
     runtime: str
     runtime_version: str
+    #: what loading it relied on (a file that can carry code, checked and loaded untrusted)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, source: Source) -> SourceFacts:
         return cls(source.format, source.signature, source.info.parameters,
                    source.info.size_bytes, source.session.runtime,
-                   source.session.runtime_version)
+                   source.session.runtime_version, list(source.notes))
 
     def to_record(self) -> dict[str, Any]:
         return {"format": self.format, "signature": self.signature.to_dict(),
                 "parameters": self.parameters, "size_bytes": self.size_bytes,
-                "runtime": self.runtime, "runtime_version": self.runtime_version}
+                "runtime": self.runtime, "runtime_version": self.runtime_version,
+                "notes": self.notes}
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> SourceFacts:
         return cls(r["format"], Signature.from_dict(r["signature"]), r["parameters"],
-                   r["size_bytes"], r["runtime"], r["runtime_version"])
+                   r["size_bytes"], r["runtime"], r["runtime_version"], r.get("notes", []))
 
 
 @dataclass
@@ -111,6 +114,7 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
     fmt = detect(path)
     if fmt.runtime is None:
         raise ModelError(f"{fmt.name} models cannot be run here", path=path)
+    note = fmt.checked_note(path)  # refused here, before anything reads it, if it runs code
     info = fmt.inspect(path)
     signature = info.signature
     options = RuntimeOptions()
@@ -124,4 +128,4 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
         raise UsageError(f"--input-shape names unknown input(s) {', '.join(sorted(unknown))}",
                          hint=f"the model's inputs: {', '.join(signature.input_names)}")
     session = get_runtime(fmt.runtime).load(str(path), options)
-    return Source(path, fmt.name, info, signature, session, [])
+    return Source(path, fmt.name, info, signature, session, [note] if note else [])

@@ -1,13 +1,16 @@
 """PyTorch sources: ExportedProgram files (.pt2) and TorchScript archives.
 
-Neither is loaded by unpickling arbitrary Python objects: an ExportedProgram is a serialized
-graph whose weights torch reads with ``weights_only`` semantics, and TorchScript is TorchScript
-code run by torch's own interpreter. A plain ``torch.save`` pickle (a checkpoint or a whole
-pickled module) is refused: loading it would execute whatever the pickle says.
+Both can run code (see trust.py). A TorchScript file is a program whose ``__setstate__`` runs
+when it loads: it is loaded only with ``--trust-model-code``. A ``.pt2`` is read as data by
+``inspect`` (``pt2_check.read_archive``: its JSON program, never torch.export.load) and loaded
+untrusted only when ``pt2_check`` finds nothing in it but raw tensors and known computation;
+torch then loads the very bytes that were checked. A plain ``torch.save`` pickle (a checkpoint
+or a whole pickled module) is refused even with trust: export with torch.export.save instead.
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -15,7 +18,14 @@ from typing import Any
 
 from ..errors import ModelError, first_line
 from ..signature import Signature, TensorSpec, guess_layout
-from .base import Format, ModelInfo, file_size
+from ..trust import model_code_trusted, refused
+from . import pt2_check
+from .base import Format, ModelInfo, code_check, file_size
+
+#: torch.export's serialized ScalarType -> dtype name (torch._export.serde.schema)
+_SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16",
+                 7: "float32", 8: "float64", 9: "complex32", 10: "complex64", 11: "complex128",
+                 12: "bool", 13: "bfloat16", 28: "uint16", 34: "uint32", 35: "uint64"}
 
 
 def import_torch() -> Any:
@@ -45,26 +55,110 @@ class TorchExportFormat(Format):
     suffixes = (".pt2",)
     runtime = "torch"
 
+    def checked_note(self, path: Path) -> str | None:
+        """What an untrusted load relies on (None when model code is trusted); raises the
+        exit-5 refusal when the archive could run more than its graph's computation."""
+        if model_code_trusted():
+            return None
+        reason = pt2_check.unsafe_reason(pt2_check.read_archive(path))
+        if reason:
+            raise refused(path, f"in this .pt2, {reason}")
+        return (".pt2 checked without running it: raw tensors and aten operators only; "
+                "loaded without --trust-model-code")
+
     def load(self, path: Path) -> Any:
-        names = _zip_names(path)
-        if not any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-            raise ModelError("not an ExportedProgram archive (no archive_format entry)", path=path,
-                             hint="save models with torch.export.save(torch.export.export(...))")
+        if model_code_trusted():
+            source: Any = str(path)
+            if not any(n.split("/")[-1] == "archive_format" for n in _zip_names(path)):
+                raise ModelError("not an ExportedProgram archive (no archive_format entry)",
+                                 path=path, hint="save models with "
+                                                 "torch.export.save(torch.export.export(...))")
+        else:
+            archive = pt2_check.read_archive(path)
+            reason = pt2_check.unsafe_reason(archive)
+            if reason:
+                raise refused(path, f"in this .pt2, {reason}")
+            source = io.BytesIO(archive.data)  # the bytes that were checked, not the file again
         torch = import_torch()
         try:
-            return torch.export.load(str(path))
+            return torch.export.load(source)
         except Exception as exc:
             raise ModelError(f"not a loadable ExportedProgram: {first_line(exc)}",
                              path=path) from exc
 
     def inspect(self, path: Path) -> ModelInfo:
-        ep = self.load(path)
-        state = ep.state_dict
-        params = sum(int(state[n].numel()) for n in ep.graph_signature.parameters if n in state)
-        ops = Counter(_op_name(n.target) for n in ep.graph.nodes if n.op == "call_function")
-        return ModelInfo(path=str(path), format=self.name, signature=signature_of(ep),
+        """Read from the archive's JSON program without loading it (nothing in it runs)."""
+        archive = pt2_check.read_archive(path)
+        graph_module = archive.program.get("graph_module") or {}
+        try:
+            signature, params = _program_signature(graph_module, archive.weights)
+            ops = Counter(_target_name(n["target"]) for n in graph_module["graph"]["nodes"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ModelError(f"corrupt ExportedProgram: its program lacks {exc}",
+                             path=path) from exc
+        reason = pt2_check.unsafe_reason(archive)
+        return ModelInfo(path=str(path), format=self.name, signature=signature,
                          parameters=params, size_bytes=file_size(path), operators=dict(ops),
-                         details={"torch_export": True})
+                         details={"torch_export": True, "code_check": code_check(reason)})
+
+
+def _program_signature(graph_module: dict[str, Any],
+                       weights: dict[str, Any]) -> tuple[Signature, int]:
+    """The signature (as ``signature_of`` gives it for the loaded program) and parameter count
+    of a serialized ExportedProgram."""
+    values = graph_module["graph"]["tensor_values"]
+    specs = graph_module["signature"]
+    inputs = [s["user_input"]["arg"]["as_tensor"]["name"] for s in specs["input_specs"]
+              if "user_input" in s]
+    outputs = [s["user_output"]["arg"].get("as_tensor", {}).get("name")
+               for s in specs["output_specs"] if "user_output" in s]
+    config = weights.get("config", {}) if isinstance(weights, dict) else {}
+    params = 0
+    for s in specs["input_specs"]:
+        meta = config.get(s.get("parameter", {}).get("parameter_name"), {})
+        sizes = [d.get("as_int", 0) for d in meta.get("tensor_meta", {}).get("sizes", [])]
+        params += _product(sizes) if meta else 0
+    signature = Signature(
+        inputs=tuple(_value_spec(n, values[n]) for n in inputs),
+        outputs=tuple(_value_spec(n or f"output_{i}", values.get(n, {}))
+                      for i, n in enumerate(outputs)))
+    return signature, params
+
+
+def _value_spec(name: str, value: dict[str, Any]) -> TensorSpec:
+    dims: list[int | str] = []
+    for i, d in enumerate(value.get("sizes", [])):
+        if "as_int" in d:
+            dims.append(int(d["as_int"]))
+        else:  # symbolic, as signature_of names it: "batch" first, else the expression
+            dims.append("batch" if i == 0 else _expression_text(d["as_expr"]["expr_str"]))
+    shape = tuple(dims)
+    return TensorSpec(name=name, shape=shape, dtype=_SCALAR_TYPES.get(value.get("dtype"), "?"),
+                      layout=guess_layout(shape, channels_first=True))
+
+
+def _expression_text(expr: str) -> str:
+    """How torch prints a serialized shape expression; '?' for one outside the grammar
+    edgepack evaluates (pt2_check), which is never evaluated here."""
+    if pt2_check.expression_problem(expr) is not None:
+        return "?"
+    import sympy
+
+    return str(sympy.sympify(expr))
+
+
+def _product(sizes: list[int]) -> int:
+    count = 1
+    for s in sizes:
+        count *= int(s)
+    return count
+
+
+def _target_name(target: str) -> str:
+    """The operator's name in the histogram: torch.ops.aten.conv2d.default -> conv2d,
+    _operator.getitem -> getitem."""
+    parts = target.split(".")
+    return parts[3] if parts[:2] == ["torch", "ops"] and len(parts) > 3 else parts[-1]
 
 
 def signature_of(ep: Any) -> Signature:
@@ -104,11 +198,6 @@ def example_inputs(sig: Signature, shapes: dict[str, tuple[int, ...]] | None = N
         for s in sig.inputs)
 
 
-def _op_name(target: Any) -> str:
-    name = getattr(target, "__name__", str(target))
-    return name.split(".")[0]
-
-
 class TorchScriptFormat(Format):
     name = "torchscript"
     description = "TorchScript archive (torch.jit.save); input shapes via --input-shape"
@@ -122,12 +211,21 @@ class TorchScriptFormat(Format):
                 "refused: a pickled PyTorch file (torch.save), not TorchScript; loading it would "
                 "run arbitrary code", path=path,
                 hint="export the model with torch.export.save (.pt2) or torch.jit.save")
+        self.checked_note(path)
         torch = import_torch()
         try:
             return torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:
             raise ModelError(f"not a loadable TorchScript archive: {first_line(exc)}",
                              path=path) from exc
+
+    def checked_note(self, path: Path) -> str | None:
+        """TorchScript has no safe path: without trust it is refused."""
+        if not model_code_trusted():
+            raise refused(path, "a TorchScript file is a program: its __setstate__ and methods "
+                                "run when it loads and can read and write files, and edgepack "
+                                "cannot check them", "export it with torch.export.save (.pt2)")
+        return None
 
     def signature_with_shapes(self, path: Path, shapes: dict[str, tuple[int, ...]]) -> Signature:
         """The signature given input shapes: TorchScript stores none, so run it once to learn

@@ -189,6 +189,7 @@ class Builder:
             profile = profile.with_output_budgets(self.req.project.output_budgets())
         formats, skipped = self._choose_formats(fmt.name, profile)
         source = self._load_source(fmt.name)
+        self.notes.extend(source.notes)  # e.g. a SavedModel checked and loaded untrusted
         self.tools[source.runtime] = source.runtime_version
         signature = source.signature.with_normalization(self.req.normalization)
         signature = signature.with_roles(self._roles(signature))
@@ -393,6 +394,7 @@ class Builder:
         key = self._source_key("load", format=fmt)
         record = self.steps.fetch_facts(key) if self.steps is not None and key else None
         if record is not None:
+            get_format(fmt).checked_note(self.req.model)  # refused untrusted, as when loaded
             with self.progress.step(f"Loading {fmt} model (cached)"):
                 return SourceFacts.from_record(record)
         with self.progress.step(f"Loading {fmt} model"):
@@ -523,7 +525,8 @@ class Builder:
             size_bytes=sum(p.stat().st_size for p in shipped), sha256=file_digest(file),
             path=produced.hops, signature=art_sig.to_dict(), fidelity=m.fidelity,
             accuracy=m.accuracy, latency=m.latency, notes=notes,
-            extra_files=sorted(p.name for p in extra))
+            extra_files=sorted(p.name for p in extra),
+            extra_sha256={p.name: file_digest(p) for p in sorted(extra)})
         if role == "deliverable":
             art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
                                               source_acc, m.accuracy)

@@ -1,8 +1,9 @@
 """``edgepack convert``: one model to one format at fp32, for users who want a single file.
 
 The same planner, hop checks and metadata as a build, without a target, compression or report
-folder: the result is the file (plus OpenVINO's .bin, or a TFLite metadata sidecar), written
-atomically next to where the user asked for it.
+folder: the result is the file (plus OpenVINO's .bin, or a TFLite metadata sidecar), each file
+written atomically next to where the user asked for it, the model file last (and a replaced
+model file removed first), so a model never stands beside another model's weights.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ def convert(model: str | Path, to: str, output: str | Path | None = None, *,
                                zip(source.signature.inputs, produced.input_layouts, strict=True)],
                     "output_layouts": produced.output_layouts, "labels": None}
             extra = metadata.embed(to, produced.path, meta)
-            files = [_place(produced.path, out)] + [_place(f, out) for f in extra]
+            # the old model goes first and the new one last: a crash between the renames
+            # leaves no model file, never a model beside another model's .bin or sidecar
+            out.unlink(missing_ok=True)
+            sidecars = [_place(f, out) for f in extra]
+            files = [_place(produced.path, out), *sidecars]
     except (OSError, ConversionError) as exc:
         # a full disk: converters fail to write (OpenVINO: "iostream error"); say so, exit 7
         if isinstance(exc, ConversionError) and not out_of_space(parent):

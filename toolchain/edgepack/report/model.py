@@ -41,6 +41,8 @@ class Artifact:
     notes: list[str] = field(default_factory=list)
     #: files that belong to the artifact: OpenVINO's .bin, a TFLite metadata sidecar
     extra_files: list[str] = field(default_factory=list)
+    #: sha256 of each extra file (packaging refuses one that changed after the build)
+    extra_sha256: dict[str, str] = field(default_factory=dict)
     #: the accuracy fallback's attempts: layers kept in float and what each attempt measured
     fallback: list[dict[str, Any]] = field(default_factory=list)
     #: on-device runs (edgepack build --device): latency there and fidelity vs the host
