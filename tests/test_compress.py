@@ -995,3 +995,52 @@ def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     assert "past 1.1x plain int8: layer0, layer1, layer2, layer3, layer4 and 34 lower-ranked" \
         in note and "layer5" not in note
     assert unaffordable_note(["fc"], 1.5).endswith("past 1.5x plain int8: fc")
+
+
+def test_attention_mask_sentinel_stays_float_and_outliers_do_not(tmp_path: Path,
+                                                                outlier_onnx: dict[str, Path]
+                                                                ) -> None:
+    """An attention mask made finite (-3.4e38 where a token is padding) flows into the softmax
+    without passing a weighted op: the nodes around it stay float, or every score rounds to 0.
+    The outlier model's large activation feeds a Gemm first: it is left to the fallback."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    wq, wk = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2))
+    init = [numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(wk, "wk"),
+            numpy_helper.from_array(np.array([1.0], np.float32), "one"),
+            numpy_helper.from_array(np.array([-3.4e38], np.float32), "lowest"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"], name="q"),
+             helper.make_node("MatMul", ["x", "wk"], ["k"], name="k"),
+             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+             helper.make_node("Sub", ["one", "mask"], ["pad"], name="pad"),
+             helper.make_node("Mul", ["pad", "lowest"], ["neg"], name="neg"),
+             helper.make_node("Unsqueeze", ["neg", "axis1"], ["bias"], name="bias"),
+             helper.make_node("Add", ["scores", "bias"], ["masked"], name="masked"),
+             helper.make_node("Softmax", ["masked"], ["attn"], name="softmax", axis=-1)]
+    graph = helper.make_graph(
+        nodes, "masked_attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 8]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("attn", TensorProto.FLOAT, ["N", 6, 6])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "attention.onnx")
+    mask = np.ones((96, 6), np.float32)
+    mask[:, 4:] = 0.0  # the last two tokens are padding
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((48, 6, 8)).astype(np.float32),
+             mask=mask[:48])
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((48, 6, 8)).astype(np.float32),
+             mask=mask[48:])
+    report = edgepack.build(tmp_path / "attention.onnx", "onnx-board",
+                            calibration=tmp_path / "calib.npz", eval=tmp_path / "eval.npz",
+                            output=tmp_path / "out", runs=3,
+                            targets_dirs=(outlier_onnx["targets"],),
+                            profiles_dirs=(outlier_onnx["profiles"],))
+    art = report.deliverables[0]
+    sentinel = [n for n in art.notes if "values beyond" in n]
+    assert sentinel and "masked" in sentinel[0] and "scores" not in sentinel[0], art.notes
+    assert art.fidelity[0].cosine > 0.99, art.fidelity

@@ -3,9 +3,11 @@
 Two patterns of real models defeat a per-tensor int8 scale whatever the calibration method:
 
 - a sentinel: an attention mask made finite (-1e4 or float32's lowest, -3.4e38) added to the
-  attention scores. One int8 step of that range is wider than every score (+-10), so all of
-  them round to 0 and the softmax goes uniform (MiniLM-L6: cosine 0.44). Every node that reads
-  or writes such a tensor stays float.
+  attention scores. One int8 step of that range is wider than every score, so all of them round
+  to 0 and the softmax goes uniform. Every node that reads or writes such a tensor stays float.
+  Only tensors that flow into a Softmax without passing a weighted op (MatMul, Gemm, Conv) can be
+  masks: a large activation elsewhere is an outlier, which the accuracy fallback handles layer by
+  layer instead of keeping the whole network float.
 - a Concat of tensors whose ranges differ by orders of magnitude: a YOLO head joins boxes in
   pixels (0..320) with class scores (0..1) in one output, and the scores get one or two int8
   steps (nudenet: 5% of the detections kept). The Concat stays float; its inputs are still
@@ -31,7 +33,7 @@ def blind_spots(graph: Any, ranges: Path) -> dict[str, str]:
     """Node name -> why int8 cannot represent it ("sentinel" or "mixed"), from the calibration
     cache ``ranges`` that ``quantize_static`` wrote for ``graph``."""
     spans = _spans(ranges)
-    big = {t for t, s in spans.items() if s >= SENTINEL}
+    big = {t for t in _mask_paths(graph) if spans.get(t, 0.0) >= SENTINEL}
     found: dict[str, str] = {}
     for node in graph.node:
         if not node.name:
@@ -59,6 +61,26 @@ def notes(found: dict[str, str]) -> list[str]:
             lines.append(f"{len(names)} node(s) kept in float because {text}: "
                          + ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
     return lines
+
+
+#: ops that compute with weights: a mask never passes through one on its way to the softmax
+_WEIGHTED = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "MatMulInteger"}
+
+
+def _mask_paths(graph: Any) -> set[str]:
+    """Tensors that reach a Softmax's input through elementwise and shape ops only."""
+    producer = {out: node for node in graph.node for out in node.output}
+    frontier = [t for node in graph.node if node.op_type == "Softmax" for t in node.input[:1]]
+    seen: set[str] = set()
+    while frontier:
+        tensor = frontier.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        node = producer.get(tensor)
+        if node is not None and node.op_type not in _WEIGHTED:
+            frontier.extend(t for t in node.input if t)
+    return seen
 
 
 def _spans(ranges: Path) -> dict[str, float]:
