@@ -12,6 +12,7 @@ from typing import Any
 from ..cache.keys import build_key, dataset_digest, file_digest
 from ..config.profiles import Precision, Quantization
 from ..data.dataset import Dataset
+from ..errors import DataError
 from ..signature import Signature
 
 
@@ -42,6 +43,22 @@ class ConvertContext:
     #: accuracy fallback's attempts (ONNX Runtime's calibrated ranges); None: nothing kept
     scratch: Path | None = None
     notes: list[str] = field(default_factory=list)  # what the hop wants the report to say
+
+    def minmax_sample(self, tool: str) -> Dataset:
+        """The profile's seeded sample of the calibration data, for a quantizer (``tool``) that
+        edgepack calibrates with min/max, with the report's notes on it; DataError when the
+        build has no calibration data."""
+        quant = self.quantization
+        if self.calibration is None or quant is None:
+            raise DataError("full-integer int8 needs calibration data")
+        settings = quant.calibration
+        samples = self.calibration.take(settings.samples, settings.seed)
+        self.notes.append(f"calibrated on {len(samples)} samples of {self.calibration.source} "
+                          f"(seed {settings.seed}, min/max, {tool})")
+        if settings.method != "minmax":
+            self.notes.append(f"edgepack calibrates {tool} with min/max; profile method "
+                              f"'{settings.method}' does not apply to it")
+        return samples
 
     def scratch_file(self, kind: str, model: Path, samples: Dataset | None,
                      suffix: str, **settings: Any) -> Path | None:

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from .context import ConvertContext
 
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16
@@ -56,11 +55,8 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if ctx.precision == "dynamic-int8":
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     elif ctx.precision == "int8":
+        samples = ctx.minmax_sample("NNCF post-training quantization")
         quant = ctx.quantization
-        if ctx.calibration is None or quant is None:
-            raise DataError("full-integer int8 needs calibration data")
-        settings = quant.calibration
-        samples = ctx.calibration.take(settings.samples, settings.seed)
         names = [p.get_any_name() for p in model.inputs]
         feeds = [{n: v.astype(np.float32) for n, v in zip(names, f.values(), strict=True)}
                  for f in samples.samples()]
@@ -73,14 +69,9 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         stats = ctx.scratch_file("openvino-statistics", src, samples, ".pickle",
                                  per_channel=quant.per_channel)
         model = _quantize(model, nncf.Dataset(feeds), scope, ranges, stats)
-        ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
-                         f"(seed {settings.seed}, min/max, NNCF post-training quantization)")
         ctx.notes.append(f"first layer's weights on the full int8 range: the target has {vnni[0]}"
                          if vnni else "first layer's weights on 7 bits (NNCF's overflow fix: "
                          "the target declares no int8 dot-product instruction such as VNNI)")
-        if settings.method != "minmax":
-            ctx.notes.append(f"edgepack calibrates NNCF with min/max; profile method "
-                             f"'{settings.method}' does not apply to OpenVINO")
     else:
         raise ValueError(f"OpenVINO compression has no precision {ctx.precision}")
     ov.save_model(model, str(out), compress_to_fp16=False)

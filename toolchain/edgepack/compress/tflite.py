@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from .bias import BIAS_SAMPLES, Shifts, cached
 from .context import ConvertContext
 from .tflite_bias import apply as apply_shifts
@@ -41,16 +40,8 @@ def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
     if ctx.precision == "dynamic-int8":
         return
     # full integer
+    samples = ctx.minmax_sample("the TFLite converter")
     quant = ctx.quantization
-    if ctx.calibration is None or quant is None:
-        raise DataError("full-integer int8 needs calibration data")
-    settings = quant.calibration
-    samples = ctx.calibration.take(settings.samples, settings.seed)
-    ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
-                     f"(seed {settings.seed}, min/max)")
-    if settings.method != "minmax":
-        ctx.notes.append(f"the TFLite converter calibrates with min/max; profile method "
-                         f"'{settings.method}' does not apply to TFLite")
     converter.representative_dataset = lambda: _representative(samples.samples())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter._experimental_disable_per_channel = not quant.per_channel
