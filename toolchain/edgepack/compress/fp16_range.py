@@ -1,4 +1,5 @@
-"""What half precision can hold, shared by the fp16 overflow guards of every format."""
+"""What half precision can hold, shared by the fp16 overflow guards of every format and by the
+passes that expand fp16-stored weights before quantizing."""
 
 from __future__ import annotations
 
@@ -15,3 +16,9 @@ def beyond_fp16(values: np.ndarray) -> bool:
         return False
     return bool(not np.isfinite(values).all()
                 or np.abs(values).max(initial=0) > FP16_MAX)
+
+
+def expanded_note(count: int) -> str:
+    """The report's note for a quantizer pass that expanded ``count`` fp16-stored weights."""
+    return (f"{count} fp16-stored weight tensor(s) expanded to float32 before quantizing "
+            f"(the values are unchanged)")

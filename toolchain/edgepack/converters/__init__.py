@@ -8,7 +8,7 @@ from collections.abc import Collection
 from ..config.profiles import Precision
 from ..errors import ConversionError
 from .base import Edge
-from .compression_passes import OnnxCompress, OpenVinoCompress
+from .compression_passes import OnnxCompress, OpenVinoCompress, TFLiteCompress
 from .identity import Copy
 from .keras_to_savedmodel import KerasToSavedModel
 from .onnx_to_tflite import OnnxToSavedModel, OnnxToTFLite
@@ -36,6 +36,7 @@ EDGES: list[Edge] = [
     OnnxToSavedModel(static=True),
     OnnxCompress(),
     OpenVinoCompress(),
+    TFLiteCompress(),
     Copy("onnx"),
     Copy("tflite"),
     Copy("openvino"),

@@ -1,4 +1,5 @@
-"""Same-format final hops that compress with the format's own tool (ONNX Runtime, NNCF).
+"""Same-format final hops that compress with the format's own tool (ONNX Runtime, NNCF,
+ai-edge-quantizer).
 
 The planner allows a same-format edge only as the last hop of a path, after the fp32 model in
 that format exists: compression is a pass over it, not a conversion.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ..compress import onnx as onnx_compress
 from ..compress import openvino as openvino_compress
+from ..compress import tflite_quantizer
 from ..compress.context import ConvertContext
 from ..errors import ConversionError, DataError
 from ..quiet import captured
@@ -67,3 +69,20 @@ class OpenVinoCompress(CompressionPass):
 
     def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
         openvino_compress.compress(src, out, ctx)
+
+
+class TFLiteCompress(CompressionPass):
+    """int8, dynamic int8 and fp16 TFLite from a float TFLite file (compress/tflite_quantizer.py):
+    how a TFLite source, which has no SavedModel for the TFLite converter, gets compressed."""
+
+    src = dst = "tflite"
+    tool = "ai-edge-quantizer"
+    package = "ai-edge-quantizer"
+    suffix = ".tflite"
+    precisions = ("int8", "dynamic-int8", "fp16")
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("ai_edge_quantizer") is not None
+
+    def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
+        tflite_quantizer.compress(src, out, ctx)

@@ -1,0 +1,246 @@
+"""A float TFLite file as the source: int8 and fp16 TFLite by ai-edge-quantizer.
+
+The source mirrors MediaPipe's float models: float32 activations, weights stored as fp16 and
+expanded by DEQUANTIZE ops, no SignatureDef, operator codes in the schema's deprecated field.
+
+Tolerances: int8 by the profile's budget (cosine >= 0.99 to the source) and fp16 by cosine >=
+0.999; the expanded fp16 weights must reproduce the source exactly (fp16 is exact in fp32).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import edgepack
+import numpy as np
+import pytest
+from edgepack.compress.context import ConvertContext
+from edgepack.config.profiles import Quantization
+from edgepack.converters import plan_path
+from edgepack.converters.compression_passes import TFLiteCompress
+from edgepack.data.dataset import Dataset
+
+pytestmark = pytest.mark.slow
+
+#: the weighted ops whose weight tensors (input 1) say how a file was quantized
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+
+
+def _keras_segmenter():
+    """A small MobileNet-style segmenter, 32x32x3 -> 32x32x1 (about 30k parameters): a strided
+    stem, depthwise and pointwise convolutions with BatchNorm, an upsampling transpose conv."""
+    from edgepack.quiet import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), batch_size=1, name="image")
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="hard_swish")(inp)
+    for channels in (32, 64, 96):
+        x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(channels, 1, activation="hard_swish")(x)
+        x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2DTranspose(32, 2, strides=2)(x)
+    out = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    model = keras.Model(inp, out)
+    model.compile("adam", "mse")  # non-trivial BatchNorm statistics
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((32, 32, 32, 3), np.float32), rng.random((32, 32, 32, 1), np.float32),
+              epochs=1, verbose=0)
+    return model
+
+
+def _as_mediapipe_ships_it(flatbuffer: bytes) -> bytes:
+    """No SignatureDef and every operator code in the deprecated field only (older converters)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    model.signatureDefs = []
+    for code in model.operatorCodes:
+        if code.builtinCode < 127:
+            code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``fp16``: the segmenter as MediaPipe ships float models (fp16-stored weights);
+    ``fp32``: the same with float32 weights; calibration.npz (48) and eval.npz (16)."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    folder = tmp_path_factory.mktemp("tflite-sources")
+    model = _keras_segmenter()
+    files = {}
+    for kind in ("fp32", "fp16"):
+        with captured():
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            if kind == "fp16":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            flatbuffer = converter.convert()
+        files[kind] = folder / f"seg_{kind}.tflite"
+        files[kind].write_bytes(_as_mediapipe_ships_it(flatbuffer))
+    rng = np.random.default_rng(1)
+    name = _input_name(files["fp16"])
+    for split, n in (("calibration", 48), ("eval", 16)):
+        files[split] = folder / f"{split}.npz"
+        np.savez(files[split], **{name: rng.random((n, 32, 32, 3), np.float32)})
+    return files
+
+
+def _input_name(path: Path) -> str:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path)).get_input_details()[0]["name"]
+
+
+def _weight_types(path: Path) -> dict[str, set[str]]:
+    """The dtype names of the weights each kind of weighted op reads in a TFLite file (the
+    tensor a DEQUANTIZE expands, when the op reads one)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    tensors = interp.get_tensor_details()
+    ops = interp._get_ops_details()  # noqa: SLF001 (no public accessor)
+    made_by = {int(t): op for op in ops for t in op["outputs"]}
+    types: dict[str, set[str]] = {}
+    for op in ops:
+        if op["op_name"] in WEIGHTED:
+            weight = int(op["inputs"][1])
+            producer = made_by.get(weight)
+            if producer is not None and producer["op_name"] == "DEQUANTIZE":
+                weight = int(producer["inputs"][0])
+            types.setdefault(op["op_name"], set()).add(np.dtype(tensors[weight]["dtype"]).name)
+    return types
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+def _deliverable(report: edgepack.Report) -> edgepack.report.model.Artifact:
+    (artifact,) = report.deliverables
+    return artifact
+
+
+# ------------------------------------------------------------------------------ builds
+
+def test_float_tflite_source_builds_int8_tflite_for_raspberrypi(sources: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """Full-integer int8 with float I/O, every weight int8, within the int8-arm budget."""
+    report = edgepack.build(sources["fp16"], "raspberrypi", calibration=sources["calibration"],
+                            eval=sources["eval"], output=tmp_path / "out", runs=5)
+    art = _deliverable(report)
+    assert (art.format, art.precision) == ("tflite", "int8"), report.skipped
+    assert [h.tool for h in art.path] == ["ai-edge-quantizer"]
+    assert report.passed, art.budget
+    path = tmp_path / "out" / art.file
+    assert _weight_types(path) == {k: {"int8"} for k in WEIGHTED}
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    assert interp.get_input_details()[0]["dtype"] == np.float32  # the profile's io_dtype
+    assert interp.get_input_details()[0]["name"] == _input_name(sources["fp16"])
+    assert art.size_bytes < 0.8 * sources["fp16"].stat().st_size  # int8 vs fp16 weights
+    assert any("calibrated on 48 samples" in n for n in art.notes), art.notes
+
+
+def test_float_tflite_source_builds_fp16_tflite_for_android_gpu(sources: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """fp16 weights read through DEQUANTIZE, about half the float32 file, cosine >= 0.999."""
+    report = edgepack.build(sources["fp32"], "android-gpu", eval=sources["eval"],
+                            output=tmp_path / "out", runs=5)
+    art = _deliverable(report)
+    assert (art.format, art.precision) == ("tflite", "fp16"), report.skipped
+    assert report.passed, art.budget
+    assert min(f.cosine for f in art.fidelity) >= 0.999
+    assert _weight_types(tmp_path / "out" / art.file) == {k: {"float16"} for k in WEIGHTED}
+    assert art.size_bytes < 0.6 * sources["fp32"].stat().st_size
+
+
+# ------------------------------------------------------------------------------ the pass
+
+def _compress(src: Path, data: Path, folder: Path, precision: str,
+              keep_float: tuple[str, ...] = (), **settings: object) -> Path:
+    """``src`` through the ai-edge-quantizer pass, as a build's last hop runs it."""
+    samples = Dataset("calibration", dict(np.load(data)))
+    folder.mkdir(exist_ok=True)
+    ctx = ConvertContext(workdir=folder, stem="seg", precision=precision,
+                         quantization=Quantization(**settings), calibration=samples,
+                         samples=samples.head(4), scratch=folder, keep_float=keep_float)
+    return TFLiteCompress().convert(src, ctx)
+
+
+def test_tflite_sources_plan_the_quantizer_pass() -> None:
+    """A TFLite file reaches int8, dynamic int8 and fp16 TFLite in one ai-edge-quantizer pass;
+    a SavedModel still goes through the TFLite converter."""
+    for precision in ("int8", "dynamic-int8", "fp16"):
+        assert [e.tool for e in plan_path("tflite", "tflite", precision)] == \
+            ["ai-edge-quantizer"]
+    assert [e.tool for e in plan_path("savedmodel", "tflite", "int8")] == \
+        ["tf.lite.TFLiteConverter"]
+
+
+def test_fp16_weights_are_expanded_exactly(sources: dict[str, Path]) -> None:
+    """The expanded file holds no DEQUANTIZE and computes bit for bit what the source does."""
+    from edgepack.compress import tflite_graph
+
+    model = tflite_graph.read(sources["fp16"].read_bytes())
+    # 9 weighted ops (weights and biases) and 3 BatchNorms (scale and shift)
+    assert tflite_graph.fold_fp16_weights(model) == 24
+    tflite_graph.fill_builtin_codes(model)
+    expanded = sources["fp16"].with_name("expanded.tflite")
+    expanded.write_bytes(tflite_graph.write(model))
+    assert _weight_types(expanded) == {k: {"float32"} for k in WEIGHTED}
+    x = np.load(sources["eval"])[_input_name(sources["fp16"])][:1]
+    np.testing.assert_array_equal(_run(expanded, x), _run(sources["fp16"], x))
+
+
+def test_int8_follows_the_profiles_io_type_and_per_tensor_weights(sources: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """uint8 I/O (the QUANTIZE/DEQUANTIZE at the edges removed) and one scale per weight."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = _compress(sources["fp16"], sources["calibration"], tmp_path / "q", "int8",
+                    io_dtype="uint8", per_channel=False)
+    interp = Interpreter(model_path=str(out))
+    assert interp.get_input_details()[0]["dtype"] == np.uint8
+    assert interp.get_output_details()[0]["dtype"] == np.uint8
+    tensors = interp.get_tensor_details()
+    for op in interp._get_ops_details():  # noqa: SLF001
+        if op["op_name"] in WEIGHTED:
+            scales = tensors[op["inputs"][1]]["quantization_parameters"]["scales"]
+            assert len(scales) == 1, op
+
+
+def test_layers_kept_in_float_stay_float(sources: dict[str, Path], tmp_path: Path) -> None:
+    """The accuracy fallback's denylist: the named layer keeps float32 weights, the rest int8."""
+    from edgepack.compress.layer_order import tflite_layers
+
+    plain = _compress(sources["fp16"], sources["calibration"], tmp_path / "plain", "int8")
+    first = tflite_layers(plain)[0]
+    kept = _compress(sources["fp16"], sources["calibration"], tmp_path / "kept", "int8",
+                     keep_float=(first,))
+    types = _weight_types(kept)
+    assert types["CONV_2D"] == {"float32", "int8"} and types["DEPTHWISE_CONV_2D"] == {"int8"}
+    assert tflite_layers(kept)[0] == first  # the name survives, so the fallback can grow it
+
+
+def test_dynamic_int8_quantizes_weights_only(sources: dict[str, Path], tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = _compress(sources["fp16"], sources["calibration"], tmp_path / "q", "dynamic-int8")
+    assert _weight_types(out)["CONV_2D"] == {"int8"}
+    interp = Interpreter(model_path=str(out))
+    assert interp.get_input_details()[0]["dtype"] == np.float32
+    x = np.load(sources["eval"])[_input_name(sources["fp16"])][:1]
+    a, b = _run(out, x).ravel(), _run(sources["fp16"], x).ravel()
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99

@@ -1,0 +1,172 @@
+"""A float TFLite file compressed with ai-edge-quantizer, Google's quantizer for LiteRT models.
+
+A TFLite source (MediaPipe's models, a file someone else converted) has no SavedModel the TFLite
+converter could quantize again; ai-edge-quantizer quantizes the flatbuffer itself:
+
+- int8: static-range int8, every op it has an int8 kernel configuration for: weights symmetric,
+  per channel unless the profile says per tensor; activations asymmetric per tensor, their
+  min/max calibrated on the profile's seeded sample of the build's calibration data. Inputs and
+  outputs stay float32 (a QUANTIZE / DEQUANTIZE at the edges) unless the profile asks for
+  int8 or uint8, which TensorFlow's own I/O rewrite then gives them. Layers the accuracy
+  fallback chose stay float (matched by their output tensor's name). The calibration is kept
+  for the build, so the fallback's re-quantizations cost a quantizer pass only.
+- dynamic-int8: int8 weights read by the op with float activations quantized on the fly.
+- fp16: float16 weights (fp32 compute), through the fp16 overflow guard (tflite_fp16.py).
+
+Weights stored as fp16 and expanded by DEQUANTIZE ops (MediaPipe's float models) are made float32
+constants first (tflite_graph.py): the quantizer quantizes only the constants an op reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from . import tflite_graph as graph
+from .context import ConvertContext
+from .fp16_range import expanded_note
+from .tflite_fp16 import guard
+
+
+def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
+    """Write ``src`` quantized at ``ctx.precision`` to ``out``."""
+    from ai_edge_quantizer import quantizer
+
+    model = graph.read(src.read_bytes())
+    folded = graph.fold_fp16_weights(model)
+    if folded:
+        ctx.notes.append(expanded_note(folded))
+    graph.fill_builtin_codes(model)
+    names = graph.io_names(model)
+    added = graph.add_signature(model)
+    flatbuffer = graph.write(model)
+    tool = quantizer.Quantizer(flatbuffer, _recipe(ctx))
+    calibration = _calibration(tool, flatbuffer, src, ctx) if tool.need_calibration else None
+    result = graph.read(tool.quantize(calibration, enable_progress_report=False).quantized_model)
+    graph.rename_io(result, names)
+    if added:
+        result.signatureDefs = []
+    quantized = graph.write(result)
+    if ctx.precision == "int8":
+        quantized = _io_types(quantized, ctx)
+        floats = _float_ops(result, ctx.keep_float)
+        if floats:
+            ctx.notes.append("ai-edge-quantizer kept op(s) it has no int8 kernel for in float: "
+                             + ", ".join(f"{name} x{n}" for name, n in floats.items()))
+    if ctx.precision == "fp16":
+        # the float32 file, the true values of weights the cast clamped to the fp16 range
+        quantized = guard(quantized, lambda: flatbuffer, ctx.samples, ctx.notes)
+    out.write_bytes(quantized)
+
+
+def _recipe(ctx: ConvertContext) -> list[dict[str, Any]]:
+    """The quantization recipe for the context's precision and profile settings."""
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    quant = ctx.quantization
+    granularity = qtyping.QuantGranularity.CHANNELWISE \
+        if quant is None or quant.per_channel else qtyping.QuantGranularity.TENSORWISE
+    manager = recipe_manager.RecipeManager()
+    everything = ".*"
+    if ctx.precision == "int8":
+        manager.add_static_config(everything, qtyping.TFLOperationName.ALL_SUPPORTED, 8, 8,
+                                  granularity)
+        for edge in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+            # float I/O; int8/uint8 I/O is made from it by TensorFlow's rewrite (_io_types)
+            manager.add_quantization_config(everything, edge,
+                                            algorithm_key=AlgorithmName.NO_QUANTIZE)
+    elif ctx.precision == "dynamic-int8":
+        manager.add_dynamic_config(everything, qtyping.TFLOperationName.ALL_SUPPORTED, 8,
+                                   granularity)
+    elif ctx.precision == "fp16":
+        manager.add_quantization_config(
+            everything, qtyping.TFLOperationName.ALL_SUPPORTED,
+            qtyping.OpQuantizationConfig(
+                weight_tensor_config=qtyping.TensorQuantizationConfig(
+                    num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+                compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
+            algorithm_key=AlgorithmName.FLOAT_CASTING)
+    else:
+        raise ValueError(f"ai-edge-quantizer has no precision {ctx.precision}")
+    for name in ctx.keep_float:  # an op's scope is its output tensors' names, each with ';'
+        manager.add_quantization_config(f"^{re.escape(name)};",
+                                        qtyping.TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return manager.get_quantization_recipe()
+
+
+def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -> dict[str, Any]:
+    """Each tensor's min/max over the profile's sample of the calibration data, kept in the
+    build's scratch folder by the source's bytes and the samples' (the accuracy fallback
+    quantizes the same file again with other layers in float: the ranges are the same)."""
+    samples = ctx.minmax_sample("ai-edge-quantizer")
+    path = ctx.scratch_file("tflite-aeq-ranges", src, samples, ".json",
+                            shapes=ctx.input_shapes)
+    if path is not None and path.is_file():
+        return {name: {k: np.asarray(v, np.float32) for k, v in qsv.items()}
+                for name, qsv in json.loads(path.read_text()).items()}
+    ranges = tool.calibrate(_feeds(flatbuffer, samples))
+    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps({name: {k: np.asarray(v).tolist() for k, v in qsv.items()}
+                                    for name, qsv in ranges.items()}))
+        part.replace(path)
+    return ranges
+
+
+def _feeds(flatbuffer: bytes, samples: Dataset) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The samples as ai-edge-quantizer takes them: under the serving signature's key (else
+    the first signature's, as formats/tflite.py reads a file), keyed by its input names: by
+    name when the data's names are the signature's, else in order (a file an earlier hop
+    renamed the inputs of)."""
+    signatures = graph.read(flatbuffer).signatureDefs
+    signature = next((s for s in signatures if s.signatureKey.decode() == graph.SERVING_KEY),
+                     signatures[0])
+    names = [item.name.decode() for item in signature.inputs]
+    feeds = []
+    for feed in samples.samples():
+        by_name = set(feed) == set(names)
+        feeds.append({name: feed[name] if by_name else value
+                      for name, value in zip(names, feed.values(), strict=True)})
+    return {signature.signatureKey.decode(): feeds}
+
+
+def _io_types(flatbuffer: bytes, ctx: ConvertContext) -> bytes:
+    """Integer inputs and outputs when the profile asks for them (the QUANTIZE and DEQUANTIZE
+    at the edges removed, as the TFLite converter does for its own int8 files)."""
+    quant = ctx.quantization
+    if quant is None or quant.io_dtype == "float32":
+        return flatbuffer
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    from ..quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    io = {"int8": tf.int8, "uint8": tf.uint8}[quant.io_dtype]
+    return bytes(modify_model_io_type(flatbuffer, io, io))
+
+
+def _float_ops(model: Any, kept: tuple[str, ...]) -> dict[str, int]:
+    """How many ops of each kind compute in float in the quantized model (their outputs are
+    float32), QUANTIZE and DEQUANTIZE and the layers ``kept`` in float aside."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, TensorType
+
+    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    counts: Counter[str] = Counter()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            custom = model.operatorCodes[op.opcodeIndex].customCode
+            kind = custom.decode() if custom else names.get(graph.op_code(model, op), "?")
+            outputs = [subgraph.tensors[t] for t in op.outputs if t >= 0]
+            if kind not in ("QUANTIZE", "DEQUANTIZE") and outputs \
+                    and outputs[0].type == TensorType.FLOAT32 \
+                    and outputs[0].name.decode() not in kept:
+                counts[kind] += 1
+    return dict(counts)
