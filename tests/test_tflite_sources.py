@@ -1,4 +1,4 @@
-"""A float TFLite file as the source: int8 and fp16 TFLite by ai-edge-quantizer.
+"""A float TFLite file as the source: int8 and fp16 TFLite by ai-edge-quantizer, int8 OpenVINO.
 
 The source mirrors MediaPipe's float models: float32 activations, weights stored as fp16 and
 expanded by DEQUANTIZE ops, no SignatureDef, operator codes in the schema's deprecated field.
@@ -164,6 +164,25 @@ def test_float_tflite_source_builds_fp16_tflite_for_android_gpu(sources: dict[st
     assert min(f.cosine for f in art.fidelity) >= 0.999
     assert _weight_types(tmp_path / "out" / art.file) == {k: {"float16"} for k in WEIGHTED}
     assert art.size_bytes < 0.6 * sources["fp32"].stat().st_size
+
+
+def test_float_tflite_source_builds_openvino_int8_smaller_than_fp32(sources: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """NNCF quantizes every weight of an IR whose weights the source stored in fp16 (they are
+    expanded first): the int8 IR is smaller than the fp32 one and keeps no fp16 constant."""
+    import openvino as ov
+
+    report = edgepack.build(sources["fp16"], "intel-cpu", calibration=sources["calibration"],
+                            eval=sources["eval"], output=tmp_path / "out", runs=5)
+    by_precision = {a.precision: a for a in report.artifacts if a.format == "openvino"}
+    int8, fp32 = by_precision["int8"], by_precision["fp32"]
+    assert report.passed, int8.budget
+    assert int8.size_bytes < 0.9 * fp32.size_bytes, (int8.size_bytes, fp32.size_bytes)
+    model = ov.Core().read_model(str(tmp_path / "out" / int8.file))
+    constants = {op.get_output_element_type(0).get_type_name() for op in model.get_ordered_ops()
+                 if op.get_type_name() == "Constant"}
+    assert "f16" not in constants
+    assert any("expanded to float32" in n for n in int8.notes), int8.notes
 
 
 # ------------------------------------------------------------------------------ the pass

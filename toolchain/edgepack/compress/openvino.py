@@ -15,6 +15,9 @@
 
 - dynamic-int8: ``nncf.compress_weights`` (int8 weights, float activations), which needs no data.
 - fp16 is not here: ``save_model(compress_to_fp16=True)`` does it in the conversion edge.
+
+Weights the IR stores in fp16 are made float32 constants first (openvino_weights.py), so NNCF
+quantizes every one of them and the int8 IR carries no decompression ops.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from .context import ConvertContext
+from .fp16_range import expanded_note
+from .openvino_weights import expand_fp16_weights
 
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16
 #: saturation, so no overflow fix (AVX-VNNI on Alder Lake, AVX512-VNNI, AMX on Xeons)
@@ -52,6 +57,9 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     model = ov.Core().read_model(str(src))
+    expanded = expand_fp16_weights(model)
+    if expanded:
+        ctx.notes.append(expanded_note(expanded))
     if ctx.precision == "dynamic-int8":
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     elif ctx.precision == "int8":

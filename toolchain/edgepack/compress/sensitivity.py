@@ -31,6 +31,7 @@ import numpy as np
 
 from ..config.profiles import Quantization
 from ..data.dataset import Dataset
+from .openvino_weights import expand_fp16_weights
 
 #: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
 RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
@@ -249,7 +250,9 @@ def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
 
     core = ov.Core()
     model = core.read_model(str(int8))
-    weights = {op.get_friendly_name(): op for op in core.read_model(str(fp32)).get_ordered_ops()
+    reference = core.read_model(str(fp32))
+    expand_fp16_weights(reference)  # as the int8 IR was quantized: weights as constants
+    weights = {op.get_friendly_name(): op for op in reference.get_ordered_ops()
                if op.get_type_name() in OPENVINO_RANKED}
     probes = _openvino_twins(model, weights)
     if not probes:
@@ -309,9 +312,7 @@ def _openvino_twins(model: Any, float_ops: dict[str, Any]) -> list[tuple[str, fl
 
 
 def _constant(node: Any) -> np.ndarray | None:
-    """A weight's float values: a Constant, possibly behind a Convert (fp16-compressed IR)."""
-    if node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
+    """A weight's float values (a Constant: fp16-stored weights were expanded), or None."""
     if node.get_type_name() != "Constant":
         return None
     return np.asarray(node.get_data(), np.float32)
