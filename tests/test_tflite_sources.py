@@ -263,3 +263,37 @@ def test_dynamic_int8_quantizes_weights_only(sources: dict[str, Path], tmp_path:
     x = np.load(sources["eval"])[_input_name(sources["fp16"])][:1]
     a, b = _run(out, x).ravel(), _run(sources["fp16"], x).ravel()
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99
+
+
+def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path) -> None:
+    """Layer "bad" has a huge weight on an input channel that is always zero: nothing changes
+    in float, but its per-channel int8 scale rounds its real weights to zero. The float twins
+    in the flatbuffer (no SavedModel, so no TFLite debugger) find it, named as the quantizer's
+    denylist takes it."""
+    import keras
+    from edgepack.compress.sensitivity import RANKERS
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(6)
+    inp = keras.Input((6, 6, 3), batch_size=1, name="x")
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="first")
+    bad = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="bad")
+    last = keras.layers.Conv2D(4, 1, use_bias=False, name="last")
+    model = keras.Model(inp, last(bad(first(inp))))
+    w1, b1 = rng.standard_normal((3, 3, 3, 4)).astype(np.float32), np.zeros(4, np.float32)
+    w1[..., 0], b1[0] = 0.0, -1.0  # channel 0 of the first layer is always relu(-1) = 0
+    w2 = rng.standard_normal((3, 3, 4, 4)).astype(np.float32) * 0.1
+    w2[1, 1, 0, :] = 1000.0  # reads that dead channel
+    first.set_weights([w1, b1])
+    bad.set_weights([w2])
+    last.set_weights([rng.standard_normal((1, 1, 4, 4)).astype(np.float32)])
+    with captured():
+        src = tmp_path / "bad.tflite"
+        src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    calibration = tmp_path / "calibration.npz"
+    np.savez(calibration, **{_input_name(src): rng.standard_normal((32, 6, 6, 3), np.float32)})
+    int8 = _compress(src, calibration, tmp_path / "q", "int8")
+    order = RANKERS["tflite"](src, src, int8, Dataset("c", dict(np.load(calibration))),
+                              Quantization())
+    assert "/bad" in order[0] and len(order) == 3, order

@@ -11,7 +11,9 @@ One ranker per format, each with the format's own tooling:
   on the calibration samples; layers are ranked by RMSE of the quantized output over its
   quantization step (about 0.29 for pure rounding noise; much more means the layer's range or
   its inputs quantize badly). Returned as tensor names, which is what the converter's
-  quantizer (``mlir_quantize(denylisted_nodes=...)``) takes to keep those ops in float.
+  quantizer (``mlir_quantize(denylisted_nodes=...)``) takes to keep those ops in float. A file
+  ai-edge-quantizer quantized from a TFLite source (no SavedModel, no debugger) gets float twins
+  in the flatbuffer instead, the ONNX ranker's measure (compress/tflite_twins.py).
 
 - OpenVINO: every Convolution/MatMul of NNCF's int8 IR gets a float twin (the fp32 IR's
   weights) on the same FakeQuantize'd input; scored by the RMSE between them over the step of
@@ -196,7 +198,12 @@ def _linear_range(act: Any, floats: dict[str, Any]) -> tuple[float, float] | Non
 def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
                 quantization: Quantization | None) -> list[str]:
     """``parent``: the SavedModel the int8 file was converted from (the debugger needs the
-    converter, configured as for the int8 file)."""
+    converter, configured as for the int8 file), or the float TFLite file ai-edge-quantizer
+    quantized (compress/tflite_twins.py ranks those)."""
+    if parent.suffix == ".tflite":
+        from .tflite_twins import rank_tflite_file
+
+        return rank_tflite_file(parent, int8, samples)
     from ..formats.savedmodel import SavedModelFormat
     from ..quiet import captured, import_tensorflow
     from .context import ConvertContext
