@@ -144,11 +144,11 @@ def _io_types(flatbuffer: bytes, ctx: ConvertContext) -> bytes:
     quant = ctx.quantization
     if quant is None or quant.io_dtype == "float32":
         return flatbuffer
-    from tensorflow.lite.python.util import modify_model_io_type
-
     from ..quiet import import_tensorflow
 
-    tf = import_tensorflow()
+    tf = import_tensorflow()  # quietly, before its submodules
+    from tensorflow.lite.python.util import modify_model_io_type
+
     io = {"int8": tf.int8, "uint8": tf.uint8}[quant.io_dtype]
     return bytes(modify_model_io_type(flatbuffer, io, io))
 
