@@ -399,8 +399,11 @@ def test_planner_skips_excluded_edges() -> None:
     # int8 TFLite from ONNX: through onnx2tf's SavedModel, quantized by the TFLite converter
     assert [(e.src, e.dst) for e in plan_path("onnx", "tflite", "int8")] == [
         ("onnx", "savedmodel"), ("savedmodel", "tflite")]
-    with pytest.raises(ConversionError, match="no converter path from tflite to onnx"):
-        plan_path("tflite", "onnx", "fp32")
+    with pytest.raises(ConversionError, match="no converter path from openvino to onnx"):
+        plan_path("openvino", "onnx", "fp32")
+    # a TFLite source reaches ONNX through tf2onnx's TFLite frontend
+    assert [(e.src, e.dst, e.tool) for e in plan_path("tflite", "onnx", "fp32")] == [
+        ("tflite", "onnx", "tf2onnx")]
 
 
 def test_an_artifact_made_by_another_path_says_why(tmp_path: Path) -> None:

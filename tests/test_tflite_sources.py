@@ -126,19 +126,18 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
     return interp.get_tensor(interp.get_output_details()[0]["index"])
 
 
-def _deliverable(report: edgepack.Report) -> edgepack.report.model.Artifact:
-    (artifact,) = report.deliverables
-    return artifact
-
-
 # ------------------------------------------------------------------------------ builds
 
 def test_float_tflite_source_builds_int8_tflite_for_raspberrypi(sources: dict[str, Path],
                                                                  tmp_path: Path) -> None:
-    """Full-integer int8 with float I/O, every weight int8, within the int8-arm budget."""
+    """Full-integer int8 with float I/O, every weight int8, within the int8-arm budget; the
+    board's other format, ONNX, through tf2onnx's TFLite frontend."""
     report = edgepack.build(sources["fp16"], "raspberrypi", calibration=sources["calibration"],
                             eval=sources["eval"], output=tmp_path / "out", runs=5)
-    art = _deliverable(report)
+    assert sorted(a.format for a in report.deliverables) == ["onnx", "tflite"], report.skipped
+    onnx_art = next(a for a in report.deliverables if a.format == "onnx")
+    assert [h.tool for h in onnx_art.path] == ["tf2onnx", "onnxruntime.quantization"]
+    art = next(a for a in report.deliverables if a.format == "tflite")
     assert (art.format, art.precision) == ("tflite", "int8"), report.skipped
     assert [h.tool for h in art.path] == ["ai-edge-quantizer"]
     assert report.passed, art.budget
@@ -158,7 +157,7 @@ def test_float_tflite_source_builds_fp16_tflite_for_android_gpu(sources: dict[st
     """fp16 weights read through DEQUANTIZE, about half the float32 file, cosine >= 0.999."""
     report = edgepack.build(sources["fp32"], "android-gpu", eval=sources["eval"],
                             output=tmp_path / "out", runs=5)
-    art = _deliverable(report)
+    (art,) = report.deliverables
     assert (art.format, art.precision) == ("tflite", "fp16"), report.skipped
     assert report.passed, art.budget
     assert min(f.cosine for f in art.fidelity) >= 0.999
@@ -297,3 +296,29 @@ def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path)
     order = RANKERS["tflite"](src, src, int8, Dataset("c", dict(np.load(calibration))),
                               Quantization())
     assert "/bad" in order[0] and len(order) == 3, order
+
+
+def test_tflite_to_onnx_keeps_the_names_edgepack_reads(tmp_path: Path) -> None:
+    """A TFLite file with a SignatureDef is read under the signature's names: the ONNX made
+    from it takes and gives the same names, and computes the same values (fp32: 1e-5)."""
+    import keras
+    import onnxruntime as ort
+    from edgepack.converters.tflite_to_onnx import TFLiteToOnnx
+    from edgepack.formats import get_format
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,), name="x")
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="probs")(inp))
+    with captured():
+        src = tmp_path / "mlp.tflite"
+        src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    signature = get_format("tflite").read_signature(src)
+    onnx_file = TFLiteToOnnx().convert(src, ConvertContext(workdir=tmp_path, stem="mlp"))
+    session = ort.InferenceSession(str(onnx_file))
+    assert [i.name for i in session.get_inputs()] == signature.input_names
+    assert [o.name for o in session.get_outputs()] == signature.output_names
+    x = np.random.default_rng(0).standard_normal((1, 6)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {signature.input_names[0]: x})[0],
+                               _run(src, x), atol=1e-5)

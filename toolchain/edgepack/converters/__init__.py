@@ -14,6 +14,7 @@ from .keras_to_savedmodel import KerasToSavedModel
 from .onnx_to_tflite import OnnxToSavedModel, OnnxToTFLite
 from .savedmodel_to_onnx import SavedModelToOnnx
 from .savedmodel_to_tflite import SavedModelToTFLite
+from .tflite_to_onnx import TFLiteToOnnx
 from .to_openvino import ToOpenVino
 from .torch_to_onnx import TorchToOnnx
 
@@ -23,6 +24,7 @@ EDGES: list[Edge] = [
     KerasToSavedModel(),
     SavedModelToTFLite(),
     SavedModelToOnnx(),
+    TFLiteToOnnx(),
     ToOpenVino("savedmodel"),
     ToOpenVino("onnx"),
     ToOpenVino("tflite", cost=1.5),

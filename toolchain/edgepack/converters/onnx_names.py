@@ -12,8 +12,13 @@ from typing import Any
 
 def rename_outputs(model: Any, names: list[str]) -> None:
     """Rename graph outputs, positionally, everywhere they are referenced."""
+    rename(model, {o.name: n for o, n in zip(model.graph.output, names, strict=False)})
+
+
+def rename(model: Any, mapping: dict[str, str]) -> None:
+    """Rename the graph's values named in ``mapping`` everywhere they are referenced."""
     graph = model.graph
-    mapping = {o.name: n for o, n in zip(graph.output, names, strict=False) if o.name != n}
+    mapping = {old: new for old, new in mapping.items() if old != new}
     if not mapping:
         return
     for node in graph.node:
@@ -23,7 +28,7 @@ def rename_outputs(model: Any, names: list[str]) -> None:
         for i, name in enumerate(node.input):
             if name in mapping:
                 node.input[i] = mapping[name]
-    for value in [*graph.output, *graph.value_info]:
+    for value in [*graph.input, *graph.output, *graph.value_info]:
         if value.name in mapping:
             value.name = mapping[value.name]
 

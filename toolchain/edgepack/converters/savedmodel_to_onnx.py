@@ -19,8 +19,9 @@ from .onnx_names import name_batch_dim, rename_outputs
 OPSET = 17
 
 
-class SavedModelToOnnx(Edge):
-    src = "savedmodel"
+class Tf2onnx(Edge):
+    """The tf2onnx edges (from SavedModels here, from TFLite files in tflite_to_onnx.py)."""
+
     dst = "onnx"
     tool = "tf2onnx"
     requires = ("tf2onnx", "tensorflow")
@@ -30,6 +31,10 @@ class SavedModelToOnnx(Edge):
         import tf2onnx
 
         return f"tf2onnx {tf2onnx.__version__} (opset {OPSET})"
+
+
+class SavedModelToOnnx(Tf2onnx):
+    src = "savedmodel"
 
     def convert(self, src: Path, ctx: ConvertContext) -> Path:
         tf = import_tensorflow()
