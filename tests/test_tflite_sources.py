@@ -63,10 +63,37 @@ def _as_mediapipe_ships_it(flatbuffer: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def _with_mediapipe_custom_op(flatbuffer: bytes) -> bytes:
+    """The TRANSPOSE_CONV made MediaPipe's custom op Convolution2DTransposeBias (inputs: input,
+    weights, bias; options: padding and strides as raw int32s), which LiteRT runs only through
+    its default XNNPACK delegate."""
+    import struct
+
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, OperatorCodeT
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    code = OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = BuiltinOperator.CUSTOM
+    code.customCode, code.version = b"Convolution2DTransposeBias", 1
+    model.operatorCodes.append(code)
+    for op in model.subgraphs[0].operators:
+        kind = model.operatorCodes[op.opcodeIndex]
+        if max(kind.builtinCode, kind.deprecatedBuiltinCode) == BuiltinOperator.TRANSPOSE_CONV:
+            o = op.builtinOptions
+            op.customOptions = np.frombuffer(struct.pack("<iii", o.padding, o.strideW,
+                                                         o.strideH), np.uint8)
+            op.builtinOptions, op.builtinOptionsType = None, 0
+            op.inputs = [op.inputs[2], op.inputs[1], op.inputs[3]]
+            op.opcodeIndex = len(model.operatorCodes) - 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``fp16``: the segmenter as MediaPipe ships float models (fp16-stored weights);
-    ``fp32``: the same with float32 weights; calibration.npz (48) and eval.npz (16)."""
+    ``fp32``: the same with float32 weights; ``custom``: ``fp16`` with MediaPipe's custom
+    transpose convolution; calibration.npz (48) and eval.npz (16)."""
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -82,6 +109,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             flatbuffer = converter.convert()
         files[kind] = folder / f"seg_{kind}.tflite"
         files[kind].write_bytes(_as_mediapipe_ships_it(flatbuffer))
+    files["custom"] = folder / "seg_custom.tflite"
+    files["custom"].write_bytes(_with_mediapipe_custom_op(files["fp16"].read_bytes()))
     rng = np.random.default_rng(1)
     name = _input_name(files["fp16"])
     for split, n in (("calibration", 48), ("eval", 16)):
@@ -322,3 +351,21 @@ def test_tflite_to_onnx_keeps_the_names_edgepack_reads(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((1, 6)).astype(np.float32)
     np.testing.assert_allclose(session.run(None, {signature.input_names[0]: x})[0],
                                _run(src, x), atol=1e-5)
+
+
+def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) -> None:
+    """A custom op only LiteRT's XNNPACK delegate runs: fp16 TFLite is built (the overflow
+    guard watches the activations through that delegate); OpenVINO and ONNX cannot hold it,
+    and the build says so in one line naming the op for each converter."""
+    from edgepack.errors import ConversionError
+
+    report = edgepack.build(sources["custom"], "android-gpu", eval=sources["eval"],
+                            output=tmp_path / "gpu", runs=3)
+    (art,) = report.deliverables
+    assert (art.format, art.precision) == ("tflite", "fp16") and report.passed, art.budget
+    with pytest.raises(ConversionError) as failed:
+        edgepack.build(sources["custom"], "intel-cpu", calibration=sources["calibration"],
+                       eval=sources["eval"], output=tmp_path / "cpu", runs=3)
+    for tool in ("OpenVINO conversion (tflite -> openvino)", "tf2onnx (tflite -> onnx)"):
+        assert f"{tool} failed: unsupported operator(s) Convolution2DTransposeBias" in \
+            str(failed.value), failed.value

@@ -138,9 +138,15 @@ def overflow_ops(flatbuffer: bytes, samples: Dataset | None) -> list[str]:
 
     # the builtin kernels without XNNPACK: a delegated graph keeps no intermediate values
     builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=builtin)
-    interp.allocate_tensors()
+    try:
+        interp = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=builtin)
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError):
+        # a custom op only the default delegate provides (MediaPipe's
+        # Convolution2DTransposeBias): LiteRT 2.3 keeps the intermediate values with it too
+        interp = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True)
+        interp.allocate_tensors()
     ops = interp._get_ops_details()  # noqa: SLF001 (no public accessor; see sensitivity.py)
     made = {int(t) for op in ops for t in op["outputs"]}
     read = {int(t) for op in ops for t in op["inputs"] if t >= 0}

@@ -48,6 +48,7 @@ class Edge:
 _OP_PATTERNS = [
     re.compile(r"Unsupported ops: Counter\(\{([^}]*)\}\)"),  # tf2onnx
     re.compile(r"No conversion rule found for operations?: ([^\n]+)"),  # OpenVINO frontends
+    re.compile(r"No translator found for ([\w.:]+) node"),  # OpenVINO's TFLite frontend
     re.compile(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op"),  # TFLite
     re.compile(r"[Uu]nsupported (?:op|operator|OP)s?[:= ]+'([\w.:]+)'"),  # quoted names
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..compress import tflite_graph
 from ..compress.context import ConvertContext
+from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import converter_failed
 from .onnx_names import name_batch_dim, rename
@@ -33,6 +34,12 @@ class TFLiteToOnnx(Tf2onnx):
         except Exception as exc:
             raise converter_failed("tf2onnx (tflite -> onnx)", exc, cap.text if cap else "",
                                    src) from exc
+        # an op tf2onnx has no handler for stays in the graph as a TFL_<name> node
+        left = sorted({n.op_type.removeprefix("TFL_") for n in model.graph.node
+                       if n.op_type.startswith("TFL_")})
+        if left:
+            raise ConversionError(f"tf2onnx (tflite -> onnx) failed: unsupported operator(s) "
+                                  f"{', '.join(left)}", path=src)
         rename(model, _signature_names(src))
         name_batch_dim(model)
         import onnx
