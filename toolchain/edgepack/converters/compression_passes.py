@@ -80,9 +80,8 @@ class TFLiteCompress(CompressionPass):
     package = "ai-edge-quantizer"
     suffix = ".tflite"
     precisions = ("int8", "dynamic-int8", "fp16")
-
-    def available(self) -> bool:
-        return importlib.util.find_spec("ai_edge_quantizer") is not None
+    #: TensorFlow: the fp16 guard's and the integer I/O rewrite's flatbuffer tools
+    requires = ("ai_edge_quantizer", "tensorflow")
 
     def compress(self, src: Path, out: Path, ctx: ConvertContext) -> None:
         tflite_quantizer.compress(src, out, ctx)
