@@ -7,7 +7,9 @@
   Runtime recommends, as far as the graph allows (compress/onnx_prepare.py). Layers the
   accuracy fallback keeps in float really compute in float in ONNX Runtime (see
   ``float_inputs``). Then each layer's bias is corrected for the shift its
-  weights' rounding makes (compress/onnx_bias.py).
+  weights' rounding makes (compress/onnx_bias.py). Method ``mse`` sets each activation's range
+  to its least-squared-error clipping (compress/onnx_ranges.py); a transformer gets its own
+  recipe (compress/onnx_transformer.py).
 - dynamic-int8: ``quantize_dynamic``, int8 weights only.
 - fp16: ``convert_float_to_float16`` with float32 model I/O kept, so apps feed the same arrays,
   and an overflow guard: nodes whose weights or activations leave the fp16 range stay fp32.
@@ -33,6 +35,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..errors import ConversionError, DataError
 from ..formats.onnx import write_with_shapes
+from . import onnx_transformer
 from .bias import BIAS_SAMPLES, cached
 from .context import ConvertContext
 from .fp16_range import FP16_MAX, beyond_fp16
@@ -41,6 +44,8 @@ from .onnx_bias import measure as measure_shifts
 from .onnx_guard import blind_spots
 from .onnx_guard import notes as guard_notes
 from .onnx_prepare import prepare
+from .onnx_ranges import own_calibration
+from .qdq import drop_unread
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
 #: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples
@@ -50,7 +55,10 @@ HISTOGRAM_MAX_SAMPLES = 32
 #: sample before building histograms (gigabytes for ImageNet-size images); ``CalibStridedMinMax``
 #: makes ``quantize_static`` feed any calibrator a stride at a time, which the histogram ones
 #: fold into their histograms before the next (docs/benchmarks.md)
-CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 4}
+CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 4, "mse": 16}
+
+#: methods that see every sample asked for: min/max, and edgepack's streamed mse histograms
+STREAMED = ("minmax", "mse")
 
 
 def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
@@ -122,7 +130,7 @@ def _static_int8(src: Path, out: Path, ctx: ConvertContext) -> None:
     if ctx.calibration is None or quant is None:
         raise DataError("full-integer int8 needs calibration data")
     settings = quant.calibration
-    wanted = settings.samples if settings.method == "minmax" \
+    wanted = settings.samples if settings.method in STREAMED \
         else min(settings.samples, HISTOGRAM_MAX_SAMPLES)
     samples = ctx.calibration.take(wanted, settings.seed)
     if len(samples) < min(settings.samples, len(ctx.calibration)):
@@ -159,9 +167,12 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
     quant = ctx.quantization
     assert quant is not None
     settings = quant.calibration
+    # mse: edgepack's own ranges (compress/onnx_ranges.py), handed over as min/max ones
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[settings.method]
+              "percentile": CalibrationMethod.Percentile,
+              "mse": CalibrationMethod.MinMax}[settings.method]
     graph = _graph(pre)
+    recipe = onnx_transformer.recipe(graph, quant.model_type)
     keep = with_fused_activations(graph, ctx.keep_float)
     extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if keep:  # the float tensor before each Q must be the activation's output (see below)
@@ -170,14 +181,18 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
     extra["CalibStridedMinMax"] = max(d for d in range(1, CALIBRATION_STRIDE[settings.method] + 1)
                                       if len(samples) % d == 0)
     activations = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[quant.activations]
-    ranges = _ranges_file(src, samples, settings.method, ctx) or pre.with_name("ranges.json")
+    ranges = _ranges_file(src, samples, settings.method, recipe.model_type, ctx) \
+        or pre.with_name("ranges.json")
+    coarse = own_calibration(pre, _Reader(samples.samples(), graph), settings.method, recipe,
+                             ranges, ctx.scratch_file("onnx-coarse", src, samples, ".json"))
 
     def run(exclude: list[str]) -> None:
         quantize_static(str(pre), str(out), _Reader(samples.samples(), graph),
                         quant_format=QuantFormat.QDQ, per_channel=quant.per_channel,
                         activation_type=activations, weight_type=QuantType.QInt8,
-                        calibrate_method=method, nodes_to_exclude=exclude,
-                        extra_options=extra, calibration_cache_path=ranges)
+                        calibrate_method=method, nodes_to_exclude=exclude + recipe.exclude,
+                        op_types_to_quantize=recipe.op_types, extra_options=extra,
+                        calibration_cache_path=ranges)
 
     # nodes int8 cannot represent (compress/onnx_guard.py) stay float, found in the ranges
     found = blind_spots(graph, ranges) if ranges.is_file() else {}
@@ -188,12 +203,16 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
         found.update(late)
         run(keep + list(found))
     ctx.notes.extend(guard_notes(found))
+    if recipe.transformer:
+        floated = onnx_transformer.float_outputs(out, coarse - {*keep, *found})
+        ctx.notes.append(onnx_transformer.describe(recipe, floated))
     if keep or found:
         float_inputs(out, {*keep, *found})
     bias_samples = samples.head(BIAS_SAMPLES)
     shifts = cached(
         ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
-                         per_channel=quant.per_channel, activations=quant.activations),
+                         per_channel=quant.per_channel, activations=quant.activations,
+                         model_type=recipe.model_type),
         lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), graph)))
     return apply_shifts(out, shifts)
 
@@ -204,12 +223,14 @@ def _graph(path: Path) -> Any:
     return onnx.load(str(path), load_external_data=False).graph
 
 
-def _ranges_file(src: Path, samples: Dataset, method: str, ctx: ConvertContext) -> Path | None:
+def _ranges_file(src: Path, samples: Dataset, method: str, model_type: str,
+                 ctx: ConvertContext) -> Path | None:
     """Where this build keeps the activation ranges calibrated for ``src`` on ``samples``:
     the accuracy fallback quantizes the same model again with other layers kept in float, and
     calibration (a pass over every sample) is the same each time. Keyed by the model's and the
-    samples' bytes and the method."""
-    path = ctx.scratch_file("onnx-ranges", src, samples, ".json", method=method)
+    samples' bytes, the method and the recipe (which says what is calibrated)."""
+    path = ctx.scratch_file("onnx-ranges", src, samples, ".json", method=method,
+                            model_type=model_type)
     if path is not None and path.is_file():
         import json
 
@@ -263,23 +284,8 @@ def float_inputs(path: Path, nodes: set[str]) -> None:
             q = producer.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[k] = q.input[0]
-    _drop_unread(graph)
+    drop_unread(graph)
     onnx.save(model, str(path))
-
-
-def _drop_unread(graph: Any) -> None:
-    """Remove Q/DQ nodes whose outputs nothing reads (repeatedly: a DQ's Q goes next), then
-    the scales and zero points only they read."""
-    while True:
-        read = {t for n in graph.node for t in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    for init in [i for i in graph.initializer if i.name not in read]:
-        graph.initializer.remove(init)
 
 
 class _Reader:

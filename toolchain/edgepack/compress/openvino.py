@@ -9,15 +9,20 @@
     estimates it and skips layers whose shift is large next to the bias.
   * activation ranges per tensor, the min/max over every sample (the profile's ``minmax``):
     NNCF averages per-sample ranges, and its per-channel ranges on a depthwise input clip
-    channels that were quiet on the calibration data. Other methods are reported, not mapped.
+    channels that were quiet on the calibration data. With ``mse`` each range is then
+    narrowed to its least-squared-error clipping (compress/openvino_ranges.py); entropy and
+    percentile are ONNX Runtime's and are reported, not mapped.
   * the overflow fix (the first layer's weights on 7 bits, so CPUs summing u8 x s8 pairs into
     int16 cannot saturate) only on targets without an int8 dot-product instruction (VNNI, AMX).
 
+  A transformer (compress/transformer.py, or the profile's ``model_type``) gets NNCF's
+  transformer model type: SmoothQuant moves activation outliers into the weights, and
+  normalization, softmax and the residual adds stay float. Its bias correction is NNCF's
+  fast one, as NNCF's transformer default: BiasCorrection measured far worse there
+  (docs/benchmarks.md).
+
 - dynamic-int8: ``nncf.compress_weights`` (int8 weights, float activations), which needs no data.
 - fp16 is not here: ``save_model(compress_to_fp16=True)`` does it in the conversion edge.
-
-Weights the IR stores in fp16 are made float32 constants first (openvino_weights.py), so NNCF
-quantizes every one of them and the int8 IR carries no decompression ops.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .context import ConvertContext
 from .fp16_range import expanded_note
+from .openvino_ranges import apply_mse_ranges
 from .openvino_weights import expand_fp16_weights
+from .transformer import openvino_graph, resolve
 
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16
 #: saturation, so no overflow fix (AVX-VNNI on Alder Lake, AVX512-VNNI, AMX on Xeons)
@@ -50,12 +58,6 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     import openvino as ov
 
     nncf = _nncf()
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters,
-        QuantizationParameters,
-    )
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
     model = ov.Core().read_model(str(src))
     expanded = expand_fp16_weights(model)
     if expanded:
@@ -63,30 +65,60 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if ctx.precision == "dynamic-int8":
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     elif ctx.precision == "int8":
-        samples = ctx.minmax_sample("NNCF post-training quantization")
-        quant = ctx.quantization
-        names = [p.get_any_name() for p in model.inputs]
-        feeds = [{n: v.astype(np.float32) for n, v in zip(names, f.values(), strict=True)}
-                 for f in samples.samples()]
-        scope = nncf.IgnoredScope(names=list(ctx.keep_float)) if ctx.keep_float else None
-        vnni = sorted(INT8_DOT_PRODUCT_ISA & set(ctx.isa))
-        ranges = AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-            activations_quantization_params=QuantizationParameters(per_channel=False),
-            overflow_fix=nncf.OverflowFix.DISABLE if vnni else nncf.OverflowFix.FIRST_LAYER)
-        stats = ctx.scratch_file("openvino-statistics", src, samples, ".pickle",
-                                 per_channel=quant.per_channel)
-        model = _quantize(model, nncf.Dataset(feeds), scope, ranges, stats)
-        ctx.notes.append(f"first layer's weights on the full int8 range: the target has {vnni[0]}"
-                         if vnni else "first layer's weights on 7 bits (NNCF's overflow fix: "
-                         "the target declares no int8 dot-product instruction such as VNNI)")
+        model = _static_int8(model, src, ctx)
     else:
         raise ValueError(f"OpenVINO compression has no precision {ctx.precision}")
     ov.save_model(model, str(out), compress_to_fp16=False)
 
 
+def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
+    nncf = _nncf()
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        QuantizationParameters,
+    )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    quant = ctx.quantization
+    if ctx.calibration is None or quant is None:
+        raise DataError("full-integer int8 needs calibration data")
+    settings = quant.calibration
+    samples = ctx.calibration.take(settings.samples, settings.seed)
+    # each input as the model takes it: float images, int64 token ids
+    types = [(p.get_any_name(), p.get_element_type().to_dtype()) for p in model.inputs]
+    feeds = [{n: np.asarray(v).astype(t) for (n, t), v in zip(types, f.values(), strict=True)}
+             for f in samples.samples()]
+    scope = nncf.IgnoredScope(names=list(ctx.keep_float)) if ctx.keep_float else None
+    vnni = sorted(INT8_DOT_PRODUCT_ISA & set(ctx.isa))
+    ranges = AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+        activations_quantization_params=QuantizationParameters(per_channel=False),
+        overflow_fix=nncf.OverflowFix.DISABLE if vnni else nncf.OverflowFix.FIRST_LAYER)
+    model_type = resolve(quant.model_type, openvino_graph(model))
+    stats = ctx.scratch_file("openvino-statistics", src, samples, ".pickle",
+                             per_channel=quant.per_channel, model_type=model_type)
+    model = _quantize(model, nncf.Dataset(feeds), scope, ranges, stats,
+                      nncf.ModelType.TRANSFORMER if model_type == "transformer" else None)
+    ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
+                     f"(seed {settings.seed}, min/max, NNCF post-training quantization)")
+    if model_type == "transformer":
+        ctx.notes.append("transformer recipe: NNCF's transformer model type (SmoothQuant; "
+                         "normalization, softmax and residual adds left float)")
+    ctx.notes.append(f"first layer's weights on the full int8 range: the target has {vnni[0]}"
+                     if vnni else "first layer's weights on 7 bits (NNCF's overflow fix: "
+                     "the target declares no int8 dot-product instruction such as VNNI)")
+    if settings.method == "mse":
+        changed = apply_mse_ranges(model, feeds)
+        ctx.notes.append(f"activation ranges: {changed} narrowed to their least-squared-error "
+                         f"clipping on the same samples (mse)")
+    elif settings.method != "minmax":
+        ctx.notes.append(f"edgepack calibrates NNCF with min/max or mse; profile method "
+                         f"'{settings.method}' does not apply to OpenVINO")
+    return model
+
+
 def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
-              statistics: Path | None) -> Any:
+              statistics: Path | None, model_type: Any = None) -> Any:
     """What ``nncf.quantize`` does to an OpenVINO model, with the calibration statistics
     collected once per build.
 
@@ -105,10 +137,11 @@ def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
 
     preset = nncf.QuantizationPreset.PERFORMANCE
     subset = dataset.get_length()
+    fast = model_type is not None  # see the module's docstring
     if statistics is None or get_number_if_op(model) > 0:
         return nncf.quantize(model, dataset, subset_size=subset, ignored_scope=scope,
-                             preset=preset, fast_bias_correction=False,
-                             advanced_parameters=advanced)
+                             preset=preset, fast_bias_correction=fast,
+                             model_type=model_type, advanced_parameters=advanced)
     from nncf.openvino.graph.nncf_graph_builder import GraphConverter
     from nncf.openvino.quantization.backend_parameters import is_weight_compression_needed
     from nncf.openvino.rt_info import dump_parameters
@@ -119,8 +152,8 @@ def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
 
     model = remove_friendly_name_duplicates(model)
     algorithm = PostTrainingQuantization(preset=preset, subset_size=subset,
-                                         fast_bias_correction=False, ignored_scope=scope,
-                                         advanced_parameters=advanced)
+                                         fast_bias_correction=fast, ignored_scope=scope,
+                                         model_type=model_type, advanced_parameters=advanced)
     graph = GraphConverter.create_nncf_graph(model)
     points = _statistics(algorithm.get_statistic_points(model, graph), model, graph, dataset,
                          statistics)
@@ -130,7 +163,7 @@ def _quantize(model: Any, dataset: Any, scope: Any, advanced: Any,
     # the IR's rt_info records how it was quantized, as nncf.quantize writes it
     dump_parameters(quantized, {
         "preset": preset, "target_device": TargetDevice.ANY.value, "subset_size": subset,
-        "fast_bias_correction": False, "model_type": None, "ignored_scope": scope,
+        "fast_bias_correction": fast, "model_type": model_type, "ignored_scope": scope,
         "advanced_parameters": convert_to_dict_recursively(advanced)})
     return quantized
 

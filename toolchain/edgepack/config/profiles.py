@@ -17,7 +17,10 @@ Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]
 
 
 class Calibration(Strict):
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    #: how each activation's int8 range is set: ``minmax`` covers every calibration value;
+    #: ``mse`` clips where the tensor's own squared int8 error is least (ONNX, OpenVINO);
+    #: ``entropy`` and ``percentile`` are ONNX Runtime's histogram methods (ONNX only)
+    method: Literal["minmax", "mse", "entropy", "percentile"] = "minmax"
     samples: int = Field(default=200, ge=1, description="at most this many, drawn with seed")
     seed: int = 0
 
@@ -30,6 +33,11 @@ class Quantization(Strict):
     #: CPUs without VNNI, while ARM kernels take int8/int8; TFLite and NNCF decide themselves
     activations: Literal["int8", "uint8"] = "int8"
     calibration: Calibration = Calibration()
+    #: the recipe's model family: ``transformer`` quantizes the matrix multiplications with
+    #: weights and leaves attention, normalization and the residual adds in float (NNCF's
+    #: transformer model type, with SmoothQuant, for OpenVINO); ``auto`` chooses it when the
+    #: graph has attention (a Softmax over a product of two activations) and a normalization
+    model_type: Literal["auto", "transformer", "generic"] = "auto"
 
 
 #: what an output means, as the project file, a profile or ``--metric`` may name it (the

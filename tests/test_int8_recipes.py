@@ -1,0 +1,252 @@
+"""int8 recipes beyond min/max: MSE-optimal activation ranges and the transformer recipe, in
+the ONNX (ONNX Runtime's quantizer) and OpenVINO (NNCF) formats.
+
+Tolerances: int8 is judged as the profiles judge it, by the error or cosine against the fp32
+model on data the calibration never saw; where two recipes are compared, by a margin well
+outside the run-to-run noise of these seeded tiny models (which is nil: same data, same file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgepack.compress.context import ConvertContext
+from edgepack.config.profiles import Calibration, Quantization
+from edgepack.data.dataset import Dataset
+
+from tests import model_files
+
+pytestmark = pytest.mark.slow
+
+
+def _classifier(path: Path) -> Path:
+    """x[N,4,32,32] -> Conv -> Relu -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm ->
+    logits[N,10]: a small CNN classifier."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.standard_normal((8, 4, 3, 3)) / 6,
+               "w2": rng.standard_normal((8, 8, 3, 3)) / 8,
+               "w3": rng.standard_normal((8, 10)), "b3": rng.standard_normal(10) * 0.1}
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+             n("Relu", ["c1"], ["r1"], name="relu1"),
+             n("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1] * 4),
+             n("Relu", ["c2"], ["r2"], name="relu2"),
+             n("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+             n("Flatten", ["pooled"], ["flat"], name="flatten"),
+             n("Gemm", ["flat", "w3", "b3"], ["logits"], name="head")]
+    graph = helper.make_graph(
+        nodes, "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 64, 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(w.astype(np.float32), k) for k, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _images(n: int, seed: int, glitch: float | None = None) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, 4, 64, 64)).astype(np.float32)
+    if glitch is not None:
+        x[7, 0, 16, 16] = glitch  # one value in a million: a hot pixel, a corrupt sample
+    return x
+
+
+def _quantize(fmt: str, src: Path, out: Path, method: str, data: dict[str, np.ndarray],
+              model_type: str = "auto") -> list[str]:
+    from edgepack.compress import onnx as onnx_compress
+    from edgepack.compress import openvino as openvino_compress
+
+    quant = Quantization(model_type=model_type,
+                         calibration=Calibration(method=method, samples=64))
+    ctx = ConvertContext(workdir=out.parent, stem=out.stem, precision="int8",
+                         quantization=quant, calibration=Dataset("calib", data))
+    (onnx_compress if fmt == "onnx" else openvino_compress).compress(src, out, ctx)
+    return ctx.notes
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    n = len(next(iter(feeds.values())))
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, {k: v[i:i + 1] for k, v in feeds.items()})[0]
+                               for i in range(n)])
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.concatenate([compiled({k: v[i:i + 1] for k, v in feeds.items()})[0]
+                           for i in range(n)])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_mse_ranges_beat_min_max_on_an_outlier_activation(tmp_path: Path, fmt: str) -> None:
+    """One calibration value 300 times the others' spread stretches the min/max ranges of the
+    input and the activations after it: every other value rounds on steps tens of times too
+    coarse. ``mse`` clips it (one value among a million costs less clipped than the rounding
+    it saves everywhere else), and the int8 classifier follows the float one far more closely
+    on new data."""
+    src = _classifier(tmp_path / "cnn.onnx")
+    if fmt == "openvino":
+        src = model_files.openvino_ir(src, tmp_path / "cnn.xml")
+    feeds = {"x": _images(32, 2)}
+    ref = _run(src, feeds)
+    errors = {}
+    for method in ("minmax", "mse"):
+        out = tmp_path / f"cnn-{method}{src.suffix}"
+        notes = _quantize(fmt, src, out, method, {"x": _images(64, 1, glitch=300.0)})
+        errors[method] = float(np.sqrt(np.mean((_run(out, feeds) - ref) ** 2)))
+    assert errors["mse"] < errors["minmax"] / 2, errors
+    if fmt == "openvino":
+        assert any("least-squared-error" in n for n in notes), notes
+
+
+def _tiny_transformer(path: Path) -> Path:
+    """A one-layer transformer encoder: x[N,8,16] -> embedding MatMul -> LayerNorm ->
+    single-head attention (query x key, scaled, an additive -1e9 padding mask from
+    ``mask``[N,8], Softmax, x value) -> output MatMul -> residual Add -> LayerNorm -> MatMul ->
+    GELU (Erf) -> MatMul -> residual Add -> LayerNorm -> y[N,8,32].
+
+    Its feed-forward unit 0 fires only on a marker token (x[..., 0] = 12), and writes a value
+    hundreds of times the others' into one output channel: the sparse "massive activation"
+    real transformers have."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    dims, hidden, inner = 16, 32, 64
+
+    def dense(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape) / np.sqrt(shape[0])
+
+    embed = dense(dims, hidden)
+    w1, b1, w2 = dense(hidden, inner), np.zeros(inner), dense(inner, hidden)
+    w1[:, 0] = embed[0] / np.linalg.norm(embed[0]) * 30  # reads the marker's direction
+    b1[0], w2[0, 1] = -105, 10  # off unless the marker is there, then huge in channel 1
+    weights = {"we": embed, "wq": dense(hidden, hidden), "wk": dense(hidden, hidden),
+               "wv": dense(hidden, hidden), "wo": dense(hidden, hidden), "w1": w1, "b1": b1,
+               "w2": w2, "gamma": np.ones(hidden), "beta": np.zeros(hidden),
+               "scale": np.sqrt(hidden), "one": 1.0, "neg": -1e9, "half": 0.5,
+               "root2": np.sqrt(2)}
+    n = helper.make_node
+
+    def norm(x: str, y: str) -> object:
+        return n("LayerNormalization", [x, "gamma", "beta"], [y], name=f"norm_{y}", axis=-1)
+
+    nodes = [n("MatMul", ["x", "we"], ["e"], name="embed"), norm("e", "h"),
+             n("MatMul", ["h", "wq"], ["q"], name="query"),
+             n("MatMul", ["h", "wk"], ["k"], name="key"),
+             n("MatMul", ["h", "wv"], ["v"], name="value"),
+             n("Transpose", ["k"], ["kt"], name="key_t", perm=[0, 2, 1]),
+             n("MatMul", ["q", "kt"], ["s"], name="scores"),
+             n("Div", ["s", "scale"], ["s_scaled"], name="scaled"),
+             n("Sub", ["one", "mask"], ["pad"], name="pad"),
+             n("Mul", ["pad", "neg"], ["pad_bias"], name="pad_bias"),
+             n("Unsqueeze", ["pad_bias", "axis1"], ["pad_bias3"], name="pad_bias3"),
+             n("Add", ["s_scaled", "pad_bias3"], ["s_masked"], name="masked"),
+             n("Softmax", ["s_masked"], ["p"], name="softmax", axis=-1),
+             n("MatMul", ["p", "v"], ["a"], name="context"),
+             n("MatMul", ["a", "wo"], ["o"], name="attention_out"),
+             n("Add", ["h", "o"], ["r1"], name="residual1"), norm("r1", "h1"),
+             n("MatMul", ["h1", "w1"], ["f1"], name="ffn1"),
+             n("Add", ["f1", "b1"], ["f1b"], name="ffn1_bias"),
+             n("Div", ["f1b", "root2"], ["f1s"], name="gelu_div"),
+             n("Erf", ["f1s"], ["erf"], name="gelu_erf"),
+             n("Add", ["erf", "one"], ["erf1"], name="gelu_add"),
+             n("Mul", ["f1b", "erf1"], ["gm"], name="gelu_mul"),
+             n("Mul", ["gm", "half"], ["gelu"], name="gelu"),
+             n("MatMul", ["gelu", "w2"], ["f2"], name="ffn2"),
+             n("Add", ["h1", "f2"], ["r2"], name="residual2"), norm("r2", "y")]
+    init = [numpy_helper.from_array(np.asarray(w, np.float32), k) for k, w in weights.items()]
+    init.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    graph = helper.make_graph(
+        nodes, "tiny_transformer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, dims]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, hidden])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _sentences(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Token vectors and a padding mask (1 to 3 padded positions); one marker token."""
+    x = np.random.default_rng(seed).standard_normal((n, 8, 16)).astype(np.float32)
+    x[5, 3, 0] = 12.0
+    mask = np.ones((n, 8), np.float32)
+    for i in range(n):
+        mask[i, 8 - i % 4:] = 0
+    return {"x": x, "mask": mask}
+
+
+def _cosine(path: Path, src: Path, feeds: dict[str, np.ndarray]) -> float:
+    ref, got = (_run(p, feeds).reshape(len(feeds["x"]), -1) for p in (src, path))
+    return float(np.mean(np.sum(ref * got, axis=1)
+                         / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)))
+
+
+def test_a_transformer_is_recognised_by_its_ops(tmp_path: Path) -> None:
+    """Attention (a Softmax over a product of two activations) and a normalization make a
+    transformer, in either format; a CNN classifier is none."""
+    import openvino as ov
+    from edgepack.compress.transformer import is_transformer, onnx_graph, openvino_graph
+
+    for src, expected in ((_tiny_transformer(tmp_path / "t.onnx"), True),
+                          (_classifier(tmp_path / "cnn.onnx"), False)):
+        assert is_transformer(onnx_graph(src)) is expected
+        ir = model_files.openvino_ir(src, src.with_suffix(".xml"))
+        assert is_transformer(openvino_graph(ov.Core().read_model(str(ir)))) is expected
+
+
+def test_onnx_transformer_recipe_keeps_attention_and_massive_outputs_float(
+        tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer on every op (the generic recipe; the mask's nodes kept float by
+    the sentinel guard) rounds the feed-forward's massive activation with everything else:
+    cosine 0.966. The transformer recipe, chosen from the graph, quantizes the products with
+    weights only, leaves attention's products float, and lets the one product whose output
+    int8 cannot hold (ffn2: 18 dB at its best range) write it in float: 0.988."""
+    src = _tiny_transformer(tmp_path / "t.onnx")
+    feeds, calib = _sentences(64, 1), _sentences(64, 0)
+    notes = _quantize("onnx", src, tmp_path / "t-auto.onnx", "minmax", calib)
+    assert _cosine(tmp_path / "t-auto.onnx", src, feeds) >= 0.98
+    recipe = next(n for n in notes if n.startswith("transformer recipe"))
+    assert "2 attention product(s)" in recipe and "1 product(s) write float outputs" in recipe
+    assert recipe.endswith(": ffn2"), recipe
+    _quantize("onnx", src, tmp_path / "t-generic.onnx", "minmax", calib, model_type="generic")
+    assert _cosine(tmp_path / "t-generic.onnx", src, feeds) < 0.975
+
+
+def test_openvino_transformer_recipe_is_nncfs_transformer_model_type(tmp_path: Path) -> None:
+    """The same transformer as an OpenVINO IR: NNCF's transformer model type (SmoothQuant,
+    normalization and softmax float, its fast bias correction) where edgepack's CNN settings
+    give cosine 0.92."""
+    src = model_files.openvino_ir(_tiny_transformer(tmp_path / "t.onnx"), tmp_path / "t.xml")
+    feeds, calib = _sentences(64, 1), _sentences(64, 0)
+    notes = _quantize("openvino", src, tmp_path / "t-auto.xml", "minmax", calib)
+    assert _cosine(tmp_path / "t-auto.xml", src, feeds) >= 0.99
+    assert any(n.startswith("transformer recipe: NNCF's transformer model type") for n in notes)
+    _quantize("openvino", src, tmp_path / "t-generic.xml", "minmax", calib,
+              model_type="generic")
+    assert _cosine(tmp_path / "t-generic.xml", src, feeds) < 0.95
+
+
+def test_profiles_choose_the_range_method_and_the_model_type() -> None:
+    from edgepack.config.profiles import Profile
+    from pydantic import ValidationError
+
+    base = {"name": "int8-x", "title": "t", "precision": "int8", "formats": ["onnx"]}
+    profile = Profile.model_validate({**base, "quantization": {
+        "model_type": "transformer", "calibration": {"method": "mse"}}})
+    assert profile.quantization.calibration.method == "mse"
+    assert profile.quantization.model_type == "transformer"
+    assert Profile.model_validate({**base, "quantization": {}}).quantization.model_type == "auto"
+    for bad in ({"calibration": {"method": "median"}}, {"model_type": "cnn"}):
+        with pytest.raises(ValidationError):
+            Profile.model_validate({**base, "quantization": bad})
