@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .sensitivity import OPENVINO_RANKED, RANKED_OPS
+#: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
+RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
+#: the same layers as OpenVINO names their ops
+OPENVINO_RANKED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
 
 #: TFLite's layers with weights, whose output tensor names the converter's denylist takes
 TFLITE_LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")

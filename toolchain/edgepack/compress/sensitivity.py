@@ -33,10 +33,8 @@ import numpy as np
 
 from ..config.profiles import Quantization
 from ..data.dataset import Dataset
+from .layer_order import OPENVINO_RANKED, RANKED_OPS
 from .openvino_weights import expand_fp16_weights
-
-#: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
-RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
 
 
 def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
@@ -240,9 +238,6 @@ def rank_tflite(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         score = -np.sqrt(mse) / scale if scale > 0 and mse > 0 else 0.0
         scored.append((score, order, name))
     return [name for _, _, name in sorted(scored)]
-
-
-OPENVINO_RANKED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
 
 
 def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
