@@ -92,6 +92,6 @@ def tiny_build(tiny_keras: Path, tiny_data: dict[str, Path],
 
     out = tmp_path_factory.mktemp("tiny-build") / "tiny-rpi"
     report = edgepack.build(tiny_keras, "raspberrypi", calibration=tiny_data["calibration"],
-                            eval=tiny_data["eval"], output=out, runs=5)
+                            evaluation=tiny_data["eval"], output=out, runs=5)
     assert report.passed, "the tiny model must pass its budget to be packaged"
     return out

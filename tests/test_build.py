@@ -110,7 +110,7 @@ def test_savedmodel_source_and_python_api(tiny_savedmodel: Path, tiny_data: dict
     import edgepack
 
     report = edgepack.build(tiny_savedmodel, "raspberrypi5", calibration=tiny_data["calibration"],
-                            eval=tiny_data["eval"], output=tmp_path / "sm", runs=5)
+                            evaluation=tiny_data["eval"], output=tmp_path / "sm", runs=5)
     assert isinstance(report, edgepack.Report)
     d = report.deliverables[0]
     assert d.conversion_path == "savedmodel -> tflite" and d.precision == "int8"

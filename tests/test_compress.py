@@ -77,7 +77,7 @@ def outlier_onnx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_fallback_keeps_the_fewest_layers_in_float(outlier_onnx: dict[str, Path],
                                                    tmp_path: Path) -> None:
     report = edgepack.build(outlier_onnx["model"], "onnx-board",
-                            calibration=outlier_onnx["calib"], eval=outlier_onnx["eval"],
+                            calibration=outlier_onnx["calib"], evaluation=outlier_onnx["eval"],
                             output=tmp_path / "out", runs=3,
                             targets_dirs=(outlier_onnx["targets"],),
                             profiles_dirs=(outlier_onnx["profiles"],))
@@ -150,7 +150,7 @@ def test_fp16_overflow_guard_keeps_offending_nodes_in_fp32(tmp_path: Path) -> No
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "gpu-board.yaml").write_text(
         TARGET.format(name="gpu-board", profile="fp16-gpu"))
-    report = edgepack.build(src, "gpu-board", eval=tmp_path / "eval.npz",
+    report = edgepack.build(src, "gpu-board", evaluation=tmp_path / "eval.npz",
                             output=tmp_path / "out", runs=3, targets_dirs=(tmp_path / "t",))
     art = report.deliverables[0]
     assert art.precision == "fp16" and art.fidelity[0].cosine >= 0.999
@@ -360,7 +360,7 @@ def test_tflite_fallback_denylists_layers_in_the_converter(outlier_onnx: dict[st
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "int8-strict.yaml").write_text(profile)
     report = edgepack.build(path, "tfl-board", calibration=outlier_onnx["calib"],
-                            eval=outlier_onnx["eval"], output=tmp_path / "out", runs=3,
+                            evaluation=outlier_onnx["eval"], output=tmp_path / "out", runs=3,
                             targets_dirs=(tmp_path / "t",), profiles_dirs=(tmp_path / "p",))
     art = report.deliverables[0]
     assert art.format == "tflite"
@@ -388,7 +388,7 @@ def test_openvino_fallback_ignores_layers_in_nncf(outlier_onnx: dict[str, Path],
     (tmp_path / "p" / "int8-strict.yaml").write_text(
         PROFILE.replace("formats: [onnx]", "formats: [openvino]"))
     report = edgepack.build(outlier_onnx["model"], "ov-board", calibration=outlier_onnx["calib"],
-                            eval=outlier_onnx["eval"], output=tmp_path / "out", runs=3,
+                            evaluation=outlier_onnx["eval"], output=tmp_path / "out", runs=3,
                             targets_dirs=(tmp_path / "t",), profiles_dirs=(tmp_path / "p",))
     art = report.deliverables[0]
     attempts = art.fallback
@@ -1036,7 +1036,7 @@ def test_attention_mask_sentinel_stays_float_and_outliers_do_not(tmp_path: Path,
     np.savez(tmp_path / "eval.npz", x=rng.standard_normal((48, 6, 8)).astype(np.float32),
              mask=mask[48:])
     report = edgepack.build(tmp_path / "attention.onnx", "onnx-board",
-                            calibration=tmp_path / "calib.npz", eval=tmp_path / "eval.npz",
+                            calibration=tmp_path / "calib.npz", evaluation=tmp_path / "eval.npz",
                             output=tmp_path / "out", runs=3,
                             targets_dirs=(outlier_onnx["targets"],),
                             profiles_dirs=(outlier_onnx["profiles"],))

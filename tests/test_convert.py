@@ -145,7 +145,7 @@ def test_keras_to_all_three(keras_cnn: Path, tmp_path: Path) -> None:
 
 
 def test_savedmodel_to_all_three(tiny_savedmodel: Path, tiny_data: dict, tmp_path: Path) -> None:
-    report = edgepack.build(tiny_savedmodel, "x86-host", eval=tiny_data["eval"],
+    report = edgepack.build(tiny_savedmodel, "x86-host", evaluation=tiny_data["eval"],
                             output=tmp_path / "out", runs=5)
     _check_all_three(report)
     assert report.deliverables[0].accuracy is not None
@@ -184,7 +184,7 @@ def test_torch_model_to_int8_tflite(tmp_path: Path) -> None:
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 3, 8, 8)).astype(np.float32))
     np.savez(tmp_path / "eval.npz", x=rng.standard_normal((100, 3, 8, 8)).astype(np.float32))
     report = edgepack.build(_torch_cnn(), "raspberrypi", example_inputs=(torch.randn(2, 3, 8, 8),),
-                            calibration=tmp_path / "calib.npz", eval=tmp_path / "eval.npz",
+                            calibration=tmp_path / "calib.npz", evaluation=tmp_path / "eval.npz",
                             output=tmp_path / "out", runs=3, name="net")
     tfl = next(a for a in report.deliverables if a.format == "tflite")
     assert tfl.precision == "int8"
@@ -221,7 +221,7 @@ def test_static_shapes_reach_the_nhwc_savedmodel(tmp_path: Path) -> None:
     torch.onnx.export(_torch_cnn(), (torch.randn(1, 3, 8, 8),), str(onnx_file), dynamo=True,
                       external_data=False, dynamic_shapes={"x": {0: "batch"}}, verbose=False)
     report = edgepack.build(onnx_file, "android-arm64", calibration=tmp_path / "calib.npz",
-                            eval=tmp_path / "eval.npz", output=tmp_path / "out", runs=3)
+                            evaluation=tmp_path / "eval.npz", output=tmp_path / "out", runs=3)
     tfl = report.deliverables[0]
     assert tfl.format == "tflite" and tfl.precision == "int8", report.skipped
     assert tfl.conversion_path == "onnx -> savedmodel -> tflite"

@@ -42,7 +42,7 @@ def _fp16_build(tmp_path: Path, src: Path, x: np.ndarray, fmt: str, runtime: str
     """Build ``src`` for a board taking ``fmt`` at fp16, checked on ``x``: the deliverable,
     within the fp16-gpu budget's cosine."""
     np.savez(tmp_path / "eval.npz", x=x)
-    report = edgepack.build(src, "gpu-board", eval=tmp_path / "eval.npz",
+    report = edgepack.build(src, "gpu-board", evaluation=tmp_path / "eval.npz",
                             output=tmp_path / "out", runs=3,
                             targets_dirs=(_targets(tmp_path, fmt, runtime, version),))
     art = report.deliverables[0]

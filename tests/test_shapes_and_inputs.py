@@ -122,7 +122,7 @@ def test_input_shape_fixes_the_delivered_onnx_of_an_onnx_source(tmp_path: Path) 
     (tmp_path / "targets" / "onnx-board.yaml").write_text(TARGET)
     src = _unet(tmp_path / "unet.onnx")
     np.savez(tmp_path / "eval.npz", x=np.ones((4, 1, 16), np.float32))
-    report = edgepack.build(src, "onnx-board", eval=tmp_path / "eval.npz", runs=2, warmup=0,
+    report = edgepack.build(src, "onnx-board", evaluation=tmp_path / "eval.npz", runs=2, warmup=0,
                             output=tmp_path / "out", input_shapes={"x": (1, 1, 16)},
                             targets_dirs=(tmp_path / "targets",))
     assert _dims(tmp_path / "out" / "unet.fp32.onnx") == [[1, 1, 16]]

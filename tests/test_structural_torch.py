@@ -319,7 +319,7 @@ def test_torch_build_prunes_distils_and_quantizes(tiny_torch: Path, torch_data: 
     import edgepack
 
     report = edgepack.build(tiny_torch, "raspberrypi", prune=0.5, distill=True,
-                            calibration=torch_data["calibration"], eval=torch_data["eval"],
+                            calibration=torch_data["calibration"], evaluation=torch_data["eval"],
                             output=tmp_path / "out", runs=3)
     assert [s["stage"] for s in report.structural] == ["original", "prune", "distill"]
     assert set(report.structural[1]["details"]["sparsity"]) == {"conv2.weight", "fc.weight"}
@@ -365,7 +365,7 @@ def test_savedmodel_build_prunes_distils_and_quantizes(tiny_savedmodel: Path,
     import edgepack
 
     report = edgepack.build(tiny_savedmodel, "raspberrypi", prune=0.5, distill=True,
-                            calibration=tiny_data["calibration"], eval=tiny_data["eval"],
+                            calibration=tiny_data["calibration"], evaluation=tiny_data["eval"],
                             output=tmp_path / "out", runs=3, profile="int8-arm",
                             profiles_dirs=(_loose_profile(tmp_path),))
     assert [s["stage"] for s in report.structural] == ["original", "prune", "distill"]

@@ -162,7 +162,7 @@ def test_float_tflite_source_builds_int8_tflite_for_raspberrypi(sources: dict[st
     """Full-integer int8 with float I/O, every weight int8, within the int8-arm budget; the
     board's other format, ONNX, through tf2onnx's TFLite frontend."""
     report = edgepack.build(sources["fp16"], "raspberrypi", calibration=sources["calibration"],
-                            eval=sources["eval"], output=tmp_path / "out", runs=5)
+                            evaluation=sources["eval"], output=tmp_path / "out", runs=5)
     assert sorted(a.format for a in report.deliverables) == ["onnx", "tflite"], report.skipped
     onnx_art = next(a for a in report.deliverables if a.format == "onnx")
     assert [h.tool for h in onnx_art.path] == ["tf2onnx", "onnxruntime.quantization"]
@@ -184,7 +184,7 @@ def test_float_tflite_source_builds_int8_tflite_for_raspberrypi(sources: dict[st
 def test_float_tflite_source_builds_fp16_tflite_for_android_gpu(sources: dict[str, Path],
                                                                 tmp_path: Path) -> None:
     """fp16 weights read through DEQUANTIZE, about half the float32 file, cosine >= 0.999."""
-    report = edgepack.build(sources["fp32"], "android-gpu", eval=sources["eval"],
+    report = edgepack.build(sources["fp32"], "android-gpu", evaluation=sources["eval"],
                             output=tmp_path / "out", runs=5)
     (art,) = report.deliverables
     assert (art.format, art.precision) == ("tflite", "fp16"), report.skipped
@@ -201,7 +201,7 @@ def test_float_tflite_source_builds_openvino_int8_smaller_than_fp32(sources: dic
     import openvino as ov
 
     report = edgepack.build(sources["fp16"], "intel-cpu", calibration=sources["calibration"],
-                            eval=sources["eval"], output=tmp_path / "out", runs=5)
+                            evaluation=sources["eval"], output=tmp_path / "out", runs=5)
     by_precision = {a.precision: a for a in report.artifacts if a.format == "openvino"}
     int8, fp32 = by_precision["int8"], by_precision["fp32"]
     assert report.passed, int8.budget
@@ -359,13 +359,13 @@ def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) ->
     and the build says so in one line naming the op for each converter."""
     from edgepack.errors import ConversionError
 
-    report = edgepack.build(sources["custom"], "android-gpu", eval=sources["eval"],
+    report = edgepack.build(sources["custom"], "android-gpu", evaluation=sources["eval"],
                             output=tmp_path / "gpu", runs=3)
     (art,) = report.deliverables
     assert (art.format, art.precision) == ("tflite", "fp16") and report.passed, art.budget
     with pytest.raises(ConversionError) as failed:
         edgepack.build(sources["custom"], "intel-cpu", calibration=sources["calibration"],
-                       eval=sources["eval"], output=tmp_path / "cpu", runs=3)
+                       evaluation=sources["eval"], output=tmp_path / "cpu", runs=3)
     for tool in ("OpenVINO conversion (tflite -> openvino)", "tf2onnx (tflite -> onnx)"):
         assert f"{tool} failed: unsupported operator(s) Convolution2DTransposeBias" in \
             str(failed.value), failed.value

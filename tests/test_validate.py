@@ -130,7 +130,7 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
     its budget with 19 of them ran 6.4 ms where fp32 runs 4.7 ms. The report warns then, and
     not for a deliverable that is slower within noise (10%) or that kept no layer in float
     (plain int8's speed is the runtime's business, shown in the speed-up column)."""
-    from edgepack.pipeline.builder import slower_than_fp32
+    from edgepack.pipeline.validate import slower_than_fp32
     from edgepack.report.model import Artifact
     from edgepack.validate.latency import LatencyStats
 
@@ -157,7 +157,7 @@ def test_validation_runs_every_runtime_on_every_core() -> None:
     samples per attempt) ask for every core instead, and OpenVINO for f32 as the file says."""
     import os
 
-    from edgepack.converters.converter import exact_options
+    from edgepack.validate.outputs import exact_options
 
     for runtime in ("litert", "onnxruntime", "openvino"):
         assert exact_options(runtime).threads == os.cpu_count()

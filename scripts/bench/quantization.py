@@ -468,7 +468,7 @@ def edgepack_build(model: Path, target: str, calib: Path, ev: Path, out: Path,
             with captured() as cap:
                 try:
                     report = edgepack.build(str(model), target, calibration=str(calib),
-                                            eval=str(ev), output=str(out), force=True,
+                                            evaluation=str(ev), output=str(out), force=True,
                                             profiles_dirs=(profiles,) if profiles else ())
                 except Exception:
                     print(cap.text[-3000:], file=sys.stderr)

@@ -193,7 +193,7 @@ def build(model: Path, kind: str, recipe: Recipe, files: dict[str, Path], tag: s
     with captured() as cap:
         try:
             edgepack.build(model, "raspberrypi", profile=name, profiles_dirs=(folder,),
-                           calibration=files["calibration"], eval=files["eval"],
+                           calibration=files["calibration"], evaluation=files["eval"],
                            train=files["train"] if recipe.structural else None, output=out,
                            force=True, runs=20, threads=THREADS, **recipe.flags)
         except Exception:

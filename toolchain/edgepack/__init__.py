@@ -17,7 +17,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "build": ("edgepack.pipeline.builder", "build"),
+    "build": ("edgepack.api", "build"),
     "bench": ("edgepack.measure.host", "bench"),
     "compare": ("edgepack.measure.compare", "compare"),
     "load_report": ("edgepack.report.load", "load_report"),

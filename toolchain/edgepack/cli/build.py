@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -90,94 +89,33 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     A project of several models, or several targets, builds the whole matrix (cached).
     Every conversion hop and validation is cached by content (see `edgepack cache`).
     """
-    from ..config.project import find_project
-    from ..errors import UsageError
-    from ..pipeline import builder as pipeline
-    from .render import ConsoleProgress, build_summary
-
-    path = model or Path.cwd()
-    project = find_project(path) if path.is_dir() else None
-    listed = list(targets) or (project.spec.targets if project else [])
-    if project is not None and (project.spec.models or model_names or len(listed) > 1):
-        from ..pipeline.structural import StructuralRequest
-
-        _build_matrix(state, project.path, tuple(targets), model_names, output, profile, jobs,
-                      runs, warmup, threads, not no_cache, as_json, executor, address,
-                      StructuralRequest(prune, structured, lowrank, distill, student, train_data))
-        return
-    if executor != "local":
-        raise UsageError("--executor ray builds a project's matrix; MODEL is a single model")
-    if model is None:
-        raise UsageError("which model? pass MODEL or run in a folder with an edgepack.yaml")
-    if len(listed) != 1:
-        raise UsageError("which target? pass --target NAME",
-                         hint=f"the project lists {', '.join(listed)}" if listed else
-                         "see `edgepack targets`")
-    target = listed[0]
-    progress = ConsoleProgress(quiet=as_json)
+    from .. import api
     from ..formats.source import parse_input_shapes
+    from ..request import BuildRequest
+    from .render import ConsoleProgress, build_summary, matrix_cell, matrix_table
 
-    report = pipeline.build(
-        model, target, profile=profile, calibration=calibration, eval=eval_data, output=output,
-        force=force, threads=threads, runs=runs, warmup=warmup,
-        input_shapes=parse_input_shapes(input_shape) or None, devices=devices,
-        trust_new_host=trust_new_host, metric=metric,
-        targets_dirs=tuple(state.targets_dirs), profiles_dirs=tuple(state.profiles_dirs),
-        prune=prune, structured=structured, lowrank=lowrank, distill=distill, student=student,
-        train=train_data, progress=progress, cache=not no_cache)
+    request = BuildRequest.create(
+        model, targets, profile=profile, calibration=calibration, evaluation=eval_data,
+        input_shapes=parse_input_shapes(input_shape) or None, threads=threads, runs=runs,
+        warmup=warmup, metric=metric, allow_accuracy_drop=allow_accuracy_drop, devices=devices,
+        trust_new_host=trust_new_host, prune=prune, structured=structured, lowrank=lowrank,
+        distill=distill, student=student, train=train_data, cache=not no_cache, output=output,
+        force=force, models=model_names, jobs=jobs, executor=executor, address=address,
+        targets_dirs=state.targets_dirs, profiles_dirs=state.profiles_dirs,
+        project=state.project)
+    progress = ConsoleProgress(quiet=as_json)
+    result = api.build(request, progress=progress, on_cell=None if as_json else matrix_cell)
     progress.close()
-    if as_json:
-        click.echo(report.to_json())
+    if isinstance(result, api.MatrixResult) and as_json:
+        print_json(result.to_list())
+    elif isinstance(result, api.MatrixResult):
+        matrix_table(result.cells)
+    elif as_json:
+        click.echo(result.to_json())
     else:
-        build_summary(report)
-    if not report.passed:
-        if allow_accuracy_drop:
-            click.echo("edgepack: warning: over the accuracy budget, accepted with "
-                       "--allow-accuracy-drop", err=True)
-        else:
-            raise_budget(report)
-
-
-def _build_matrix(state: State, project: Path, targets: tuple[str, ...],
-                  model_names: tuple[str, ...], output: Path | None, profile: str | None,
-                  jobs: int, runs: int, warmup: int, threads: int | None, use_cache: bool,
-                  as_json: bool, executor: str, address: str | None,
-                  structural: Any = None) -> None:
-    """Every (model, target) cell of the project; a summary table; exit as the worst cell.
-    ``structural`` (the --prune/--distill/... flags) applies to every cell."""
-    from ..errors import EdgepackError
-    from ..pipeline.matrix import run_matrix
-    from .render import matrix_cell, matrix_table
-
-    cells = run_matrix(project, models=model_names, targets=targets,
-                       output=output or Path("build"), profile=profile, jobs=jobs, runs=runs,
-                       warmup=warmup, threads=threads, use_cache=use_cache,
-                       targets_dirs=tuple(state.targets_dirs),
-                       profiles_dirs=tuple(state.profiles_dirs), executor=executor,
-                       address=address, on_cell=None if as_json else matrix_cell,
-                       structural=structural)
-    if as_json:
-        print_json([c.to_dict() for c in cells])
-    else:
-        matrix_table(cells)
-    worst = max((c.exit_code or (3 if c.status == "over budget" else 0)) for c in cells)
-    if worst:
-        failed = [f"{c.model}/{c.target}: {c.status}" for c in cells
-                  if c.status in ("failed", "over budget")]
-        error = EdgepackError(f"{len(failed)} of {len(cells)} cells did not pass: "
-                              + "; ".join(failed))
-        error.exit_code = worst
+        build_summary(result)
+    error, warnings = api.verdict(result, allow_accuracy_drop)
+    for warning in warnings:
+        click.echo(f"edgepack: warning: {warning}", err=True)
+    if error is not None:
         raise error
-
-
-def raise_budget(report: Any) -> None:
-    from ..errors import BudgetError
-
-    failed = [f"{a.file}: " + ", ".join(f"{c.label()} {c.reading()}"
-                                        for c in a.budget.failures())
-              for a in report.artifacts if a.budget and not a.budget.passed]
-    on_device = [f"{a.file} on {d['device']}: " + "; ".join(d["failures"])
-                 for a in report.artifacts for d in a.devices if not d["passed"]]
-    what = "over the accuracy budget" if failed else "on-device validation failed"
-    raise BudgetError(f"{what}: " + "; ".join(failed + on_device),
-                      hint="the build folder and report were written for inspection")

@@ -25,7 +25,7 @@ def convert_command(model: Path, to: str, output: Path | None, eval_data: Path |
     from .render import ConsoleProgress
 
     progress = ConsoleProgress()
-    result = convert(model, to, output, eval=eval_data,
+    result = convert(model, to, output, evaluation=eval_data,
                      input_shapes=parse_input_shapes(input_shape) or None, force=force,
                      progress=progress)
     progress.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -42,9 +41,9 @@ from ..errors import (
 )
 from ..formats import get_format
 from ..runtimes import get_runtime
-from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
 from ..validate.fidelity import compare, head_rows
+from ..validate.outputs import exact_options, feed_for, outputs_in_source_order
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
@@ -79,42 +78,6 @@ class Produced:
     #: plain int8 (the fallback's first attempt), kept when layers were kept in float so the
     #: report can say what they cost in host latency; None otherwise
     plain_int8: Path | None = None
-
-
-def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
-    """Options under which a runtime computes what the file says (validation, not speed).
-
-    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. Without
-    ``threads`` every core of this machine is used: LiteRT's own default is one thread, which
-    slows the accuracy fallback's evaluations (ONNX Runtime and OpenVINO already default to
-    every core).
-    """
-    hint = "f32" if runtime == "openvino" else None
-    return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint)
-
-
-def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
-             layouts: list[str]) -> dict[str, np.ndarray]:
-    """Source-ordered, source-layout inputs -> this session's names and layouts."""
-    names = session.signature.input_names
-    src_names = source.input_names
-    by_name = set(names) == set(src_names)
-    feed = {}
-    for i, spec in enumerate(source.inputs):
-        target = spec.name if by_name else names[i]
-        feed[target] = layout.convert(inputs[spec.name], spec.layout, layouts[i])
-    return feed
-
-
-def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
-                            source: Signature, layouts: list[str]) -> list[np.ndarray]:
-    """This session's outputs, aligned with the source's (by name when they match) and moved
-    back into the source's layout, so they can be compared element by element."""
-    names = session.signature.output_names
-    src = source.output_names
-    ordered = [outputs[n] for n in src] if set(names) == set(src) else list(outputs.values())
-    return [layout.convert(a, layouts[i], source.outputs[i].layout) if i < len(layouts) else a
-            for i, a in enumerate(ordered)]
 
 
 class Converter:

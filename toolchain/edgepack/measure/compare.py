@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config.profiles import Precision
 from ..data.dataset import Dataset, load_dataset
+from ..data.random_inputs import random_inputs
 from ..errors import DataError, OutputError, UsageError
 from ..formats import detect
 from ..formats.base import Format, ModelInfo
@@ -30,7 +31,7 @@ from ..runtimes import RuntimeOptions, runtime_for_format
 from ..validate import accuracy as acc
 from ..validate.fidelity import compare_all
 from ..validate.latency import measure_isolated
-from .host import random_inputs, real_valued
+from .host import real_valued
 
 #: samples of seeded random inputs when no evaluation data is given
 RANDOM_SAMPLES = 64
@@ -94,7 +95,7 @@ def compare_artifacts(paths: Sequence[str | Path], source: str | Path, *,
     return Comparison(title=f"{len(entries)} artifacts against {src.name}",
                       source={"name": src.stem, "path": str(src), "format": src_fmt.name},
                       eval=eval_meta, entries=entries,
-                      source_accuracy=_accuracy(refs, data), notes=notes)
+                      source_accuracy=acc.measure(refs, data), notes=notes)
 
 
 def _inspect(path: Path) -> tuple[Format, ModelInfo]:
@@ -120,7 +121,7 @@ def _measure(path: Path, fmt: Format, info: ModelInfo, data: Dataset, refs: list
         latency = measure_isolated(runtime.name, path, data.head(1).inputs,
                                    RuntimeOptions(threads=threads), warmup=warmup, runs=runs)
     return Entry(file=str(path), format=fmt.name, precision=precision_of(path, info),
-                 size_bytes=info.size_bytes, fidelity=fidelity, accuracy=_accuracy(outs, data),
+                 size_bytes=info.size_bytes, fidelity=fidelity, accuracy=acc.measure(outs, data),
                  latency=latency)
 
 
@@ -133,12 +134,6 @@ def precision_of(path: Path, info: ModelInfo) -> str:
     if any(s.quantization for s in info.signature.inputs):
         return "int8"
     return "?"
-
-
-def _accuracy(outs: list, data: Dataset) -> acc.Accuracy | None:
-    if data.labels is None or not outs or outs[0].ndim != 2:
-        return None
-    return acc.classification(outs[0], data.labels)
 
 
 def write_renderings(c: Comparison, markdown: str | Path | None = None,

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.dataset import load_dataset
+from ..data.random_inputs import random_inputs
 from ..errors import DataError, MissingDependencyError, UsageError
 from ..formats import detect
 from ..progress import Progress
 from ..runtimes import RUNTIMES, Runtime, RuntimeOptions, get_runtime, runtime_for_format
-from ..signature import Signature, TensorSpec
+from ..signature import Signature
 from ..validate.latency import LatencyStats, measure_isolated
 
 DEFAULT_RUNS = 100
@@ -178,30 +179,3 @@ def batch_size(signature: Signature, path: Path, batch: int | None) -> int:
     return size
 
 
-def random_inputs(signature: Signature, path: Path, batch: int, seed: int,
-                  data_flag: str = "--inputs") -> dict[str, np.ndarray]:
-    """Seeded standard-normal floats; zeros for integer inputs (ids, indices: 0 is always a
-    valid one, a random integer may not be). ``data_flag`` is the option an error suggests."""
-    rng = np.random.default_rng(seed)
-    return {s.name: _random(s, path, batch, rng, data_flag) for s in signature.inputs}
-
-
-def _random(spec: TensorSpec, path: Path, batch: int, rng: np.random.Generator,
-            data_flag: str) -> np.ndarray:
-    rest = spec.shape[1:]
-    if any(isinstance(d, str) for d in rest):
-        raise UsageError(f"input '{spec.name}' has dynamic dimensions ({spec.shape_str()}) "
-                         "that random inputs cannot fill", path=path,
-                         hint=f"pass {data_flag} DATA.npz with real samples of that size")
-    shape = (batch, *rest) if spec.shape else ()
-    try:
-        dtype = np.dtype(spec.dtype)
-    except TypeError:
-        raise UsageError(f"input '{spec.name}' has a type random inputs cannot make "
-                         f"({spec.dtype})", path=path, hint=f"pass {data_flag} DATA.npz") from None
-    from ..limits import check_allocation
-
-    check_allocation(shape, dtype, f"input '{spec.name}'", path)
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    return np.zeros(shape, dtype)

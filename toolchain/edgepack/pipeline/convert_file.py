@@ -18,14 +18,16 @@ from .. import __version__
 from ..converters.converter import Converter
 from ..converters.hop import Hop
 from ..data.dataset import Dataset, load_dataset
+from ..data.random_inputs import random_inputs
 from ..errors import ConversionError, OutputError, UsageError
 from ..formats import detect, metadata
 from ..formats.source import open_source
 from ..progress import Progress
 from ..staging import out_of_space
-from .builder import _random_inputs
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
+#: samples of seeded random inputs the hops are checked on when no data is given
+RANDOM_SAMPLES = 64
 
 
 @dataclass
@@ -41,8 +43,9 @@ class ConvertResult:
 
 
 def convert(model: str | Path, to: str, output: str | Path | None = None, *,
-            eval: str | Path | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            force: bool = False, progress: Progress | None = None) -> ConvertResult:
+            evaluation: str | Path | None = None,
+            input_shapes: dict[str, tuple[int, ...]] | None = None, force: bool = False,
+            progress: Progress | None = None) -> ConvertResult:
     """Convert ``model`` to ``to`` ("tflite", "onnx" or "openvino"), each hop checked."""
     if to not in SUFFIX:
         raise UsageError(f"cannot convert to '{to}'", hint=f"choose one of {', '.join(SUFFIX)}")
@@ -56,8 +59,8 @@ def convert(model: str | Path, to: str, output: str | Path | None = None, *,
         raise OutputError("exists", path=out, hint="pass --force to replace it")
     with progress.step(f"Loading {fmt.name} model"):
         source = open_source(src, input_shapes)
-    samples: Dataset = load_dataset(eval, source.signature) if eval else \
-        _random_inputs(source.signature)
+    samples = load_dataset(evaluation, source.signature) if evaluation else Dataset(
+        "random", random_inputs(source.signature, src, RANDOM_SAMPLES, 0, "--eval"))
     refs = list(source.session.run(samples.inputs).values())
     parent = out.resolve().parent
     try:

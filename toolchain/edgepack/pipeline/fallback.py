@@ -21,82 +21,73 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..cache.keys import build_key, model_digest, model_files
 from ..cache.records import BuildSteps
 from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from ..config.profiles import Profile, Quantization
-from ..converters.converter import (
-    Converter,
-    Produced,
-    exact_options,
-    feed_for,
-    outputs_in_source_order,
-)
+from ..converters.converter import Converter, Produced
 from ..data.dataset import Dataset
 from ..data.layout import in_layouts
 from ..errors import first_line
-from ..formats import get_format
-from ..runtimes import get_runtime
-from ..runtimes.base import Session
-from ..signature import Signature
 from ..validate import budget as budget_gate
-from ..validate.accuracy import Accuracy
-from ..validate.fidelity import OutputFidelity, compare_all
-
-AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
+from ..validate.outputs import AccuracyFn, measure_fidelity
+from .context import Yardstick
+from .measurement import open_session
 
 
 @dataclass
-class Judge:
-    """Everything needed to measure an artifact against the source and the budget.
+class BudgetCheck:
+    """Measures an artifact against the source and the profile's budget.
 
     With ``steps`` and ``key``, an attempt's numbers come from the step cache when the very
     same file was judged on the same data before (a rebuild runs the same attempts); ``key``
     gives None where that must not be trusted (a user metric whose code cannot be located).
     """
 
-    evals: Dataset
-    refs: list[np.ndarray]
-    signature: Signature
-    source_accuracy: Accuracy | None
+    yardstick: Yardstick
     profile: Profile
     accuracy: AccuracyFn
     steps: BuildSteps | None = None
     key: Callable[[Produced], str | None] | None = None
 
     def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
-        steps = self.steps
+        """The budget's verdict on ``produced`` and its checks' readings by name."""
+        steps, y = self.steps, self.yardstick
         key = self.key(produced) if steps is not None and self.key is not None else None
         hit = steps.fetch_fidelity(key) if steps is not None and key else None
         if hit is not None:
             fidelity, accuracy = hit
         else:
-            _, fidelity, accuracy = measure_fidelity(produced, self.evals, self.refs,
-                                                     self.signature, self.accuracy)
+            fidelity, accuracy = measure_fidelity(
+                open_session(produced), y.evaluation, y.outputs, y.signature,
+                (produced.input_layouts, produced.output_layouts), self.accuracy)
             if steps is not None and key:
                 steps.store_fidelity(key, fidelity, accuracy)
         verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
-                                       self.source_accuracy, accuracy)
+                                       y.accuracy, accuracy)
         numbers = {c.name: round(c.value, 6) for c in verdict.checks}
         return verdict, numbers
 
 
-def measure_fidelity(produced: Produced, evals: Dataset, refs: list[np.ndarray],
-                     source_sig: Signature, accuracy_fn: AccuracyFn,
-                     threads: int | None = None) -> tuple[Session, list[OutputFidelity],
-                                                         Accuracy | None]:
-    """Run the artifact on the eval inputs (in its layouts) and compare with the source."""
-    runtime = get_runtime(get_format(produced.format).runtime)
-    session = runtime.load(str(produced.path), exact_options(runtime.name, threads))
-    outs = outputs_in_source_order(
-        session, session.run(feed_for(session, evals.inputs, source_sig,
-                                      produced.input_layouts)),
-        source_sig, produced.output_layouts)
-    fidelity = compare_all(source_sig.output_names, refs, outs, source_sig.output_roles)
-    return session, fidelity, accuracy_fn(outs, evals)
+@dataclass
+class FallbackSetup:
+    """What every attempt of one format's fallback needs: how to quantize it again (the
+    converter, its settings and data, where the file goes) and how to judge the result."""
+
+    converter: Converter
+    fmt: str
+    profile: Profile
+    calibration: Dataset | None
+    out_dir: Path
+    stem: str
+    check: BudgetCheck
+    progress: Any
+
+    def quantize(self, quantization: Quantization | None,
+                 keep_float: tuple[str, ...] = ()) -> Produced:
+        return self.converter.produce(self.fmt, "int8", self.out_dir, self.stem, quantization,
+                                      self.calibration, keep_float=keep_float)
 
 
 #: (what, formats whose tool honours it, how the profile's quantization changes)
@@ -116,86 +107,101 @@ CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantizat
 NAMED_UNAFFORDABLE = 5
 
 
-def fit_budget(converter: Converter, fmt: str, produced: Produced, reference: Produced,
-               profile: Profile, calibration: Dataset | None, out_dir: Path, stem: str,
-               judge: Judge, progress: Any) -> Produced:
+def fit_budget(setup: FallbackSetup, produced: Produced, reference: Produced) -> Produced:
     """``produced`` if within budget; else the int8 artifact with the fewest float layers that
     is (or, when none is, the attempt closest to the budget: the budget gate then fails the
     build and the recorded attempts explain why)."""
-    verdict, numbers = judge.verdict(produced)
-    plain_score = verdict.shortfall()
+    verdict, numbers = setup.check.verdict(produced)
     attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
                                        "size_bytes": artifact_bytes(produced.path)}]
     if verdict.passed:
         return produced
     # every attempt writes the file ``produced`` names: plain int8 is kept aside, to rank its
     # layers and to compare the shipped attempt's latency with
-    plain = keep_plain(produced.path, converter.workdir / "plain-int8")
-    if profile.quantization is not None and calibration is not None:
-        for what, formats, change in CHEAP_FIXES:
-            quant = change(profile.quantization)
-            if fmt not in formats or quant is None or (
-                    what.startswith("twice") and calibration is not None
-                    and len(calibration) <= profile.quantization.calibration.samples):
-                continue  # not this tool's knob, already so, or no more samples to take
-            with progress.step(f"Re-quantizing {fmt} with {what}"):
-                candidate = converter.produce(fmt, "int8", out_dir, stem, quant, calibration)
-                verdict, numbers = judge.verdict(candidate)
-            attempts.append({"change": what, "kept_float": [], **numbers,
-                             "passed": verdict.passed,
-                             "size_bytes": artifact_bytes(candidate.path)})
-            if verdict.passed:
-                candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
-                candidate.fallback = attempts
-                return candidate
+    plain = keep_plain(produced.path, setup.converter.workdir / "plain-int8")
+    fixed = _cheap_fixes(setup, attempts)
+    if fixed is not None:
+        return fixed
     restore_plain(plain, produced.path)  # a cheap fix's attempt may have replaced it
-    if calibration is None:
+    if setup.calibration is None:
         produced.notes.append("over budget, and no calibration data to quantize again with "
                               "layers kept in float")
         produced.fallback = attempts
         return produced
-    plain_bytes = artifact_bytes(produced.path)
-    limit = profile.fallback_max_size_growth
-    search = _Search(converter, fmt, out_dir, stem, profile, calibration, judge, progress,
-                     attempts, plain_bytes, produced, plain_score)
-    # 1. the first layers in execution order: one float region at the input, the cheapest
-    #    kind for a runtime, and where a CNN's int8 error starts
-    order = LAYERS_IN_ORDER.get(fmt)
+    search = _Search(setup, attempts, artifact_bytes(produced.path), produced,
+                     verdict.shortfall())
+    return _float_layers(search, plain, produced, reference)
+
+
+def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> Produced | None:
+    """The first quantization change that costs nothing in size or speed and meets the
+    budget (its attempts recorded), or None."""
+    quantization, calibration = setup.profile.quantization, setup.calibration
+    if quantization is None or calibration is None:
+        return None
+    for what, formats, change in CHEAP_FIXES:
+        quant = change(quantization)
+        if setup.fmt not in formats or quant is None or (
+                what.startswith("twice") and len(calibration) <= quantization.calibration.samples):
+            continue  # not this tool's knob, already so, or no more samples to take
+        with setup.progress.step(f"Re-quantizing {setup.fmt} with {what}"):
+            candidate = setup.quantize(quant)
+            verdict, numbers = setup.check.verdict(candidate)
+        attempts.append({"change": what, "kept_float": [], **numbers, "passed": verdict.passed,
+                         "size_bytes": artifact_bytes(candidate.path)})
+        if verdict.passed:
+            candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
+            candidate.fallback = attempts
+            return candidate
+    return None
+
+
+def _float_layers(search: _Search, plain: Path, produced: Produced,
+                  reference: Produced) -> Produced:
+    """Layers kept in float: first the first ones in execution order (one float region at the
+    input, the cheapest kind for a runtime, and where a CNN's int8 error starts), else the
+    ones int8 hurts most, wherever they are."""
+    setup = search.setup
+    allowance = (setup.profile.fallback_max_size_growth - 1) * search.plain_bytes
+    order = LAYERS_IN_ORDER.get(setup.fmt)
     first = order(plain)[:MAX_FIRST_LAYERS] if order is not None else []
-    fits, left = affordable(fmt, plain, first, (limit - 1) * plain_bytes)
+    fits, left = affordable(setup.fmt, plain, first, allowance)
     search.run(first[:first.index(left[0])] if left else fits, "first")
-    # 2. else the layers int8 hurts most, wherever they are
     ranked: list[str] = []
     unaffordable: list[str] = []
     notes = []
     if not search.passed:  # the ranking reads plain int8's copy: the attempts rewrite its file
-        layers, failure = _ranking(fmt, plain, produced, reference, profile, calibration,
-                                   judge, progress)
+        layers, failure = _ranking(setup, plain, produced, reference)
         if failure is not None:
             notes.append(f"over budget; ranking layers failed ({failure}), so no ranked "
                          "layer was kept in float")
         elif layers is None:
-            notes.append(f"over budget and no layer ranking for {fmt}")
+            notes.append(f"over budget and no layer ranking for {setup.fmt}")
         else:
-            ranked, unaffordable = affordable(fmt, plain, layers, (limit - 1) * plain_bytes)
+            ranked, unaffordable = affordable(setup.fmt, plain, layers, allowance)
             search.run(ranked, "ranked")
     best = search.best
     if not search.best_keep:  # plain int8 is the closest: its kept copy, not a re-quantization
         restore_plain(plain, produced.path)
     elif search.last_keep != search.best_keep:  # every attempt writes one file: make it again
-        best = converter.produce(fmt, "int8", out_dir, stem, profile.quantization, calibration,
-                                 keep_float=search.best_keep)
+        best = setup.quantize(setup.profile.quantization, keep_float=search.best_keep)
+    best.notes += notes
+    if unaffordable:
+        best.notes.append(unaffordable_note(unaffordable, setup.profile.fallback_max_size_growth))
+    return _chosen(search, best, plain, len(ranked))
+
+
+def _chosen(search: _Search, best: Produced, plain: Path, ranked: int) -> Produced:
+    """``best`` with its attempt marked chosen, the attempts and a note saying what was kept."""
+    attempts = search.attempts
     chosen = next(a for a in attempts if "change" not in a
                   and tuple(a["kept_float"]) == search.best_keep)
     chosen["chosen"] = True
     kept = chosen["kept_float"]
     if kept:
         best.plain_int8 = plain
-    best.notes += notes
-    if unaffordable:
-        best.notes.append(unaffordable_note(unaffordable, limit))
     how = (f"the first {len(kept)} layer(s) in execution order" if chosen.get("order") == "first"
-           else f"{len(kept)} of {len(ranked)} ranked layer(s)")
+           else f"{len(kept)} of {ranked} ranked layer(s)")
     best.notes.append(
         f"accuracy fallback: {how} kept in float ({', '.join(kept) or 'none'})"
         + ("" if chosen["passed"] else "; still over budget, the closest attempt shipped")
@@ -218,21 +224,17 @@ class _Search:
     and the last one that missed are bisected: every float layer costs speed on the device.
     """
 
-    def __init__(self, converter: Converter, fmt: str, out_dir: Path, stem: str,
-                 profile: Profile, calibration: Dataset, judge: Judge, progress: Any,
-                 attempts: list[dict[str, Any]], plain_bytes: int, plain: Produced,
-                 plain_score: tuple[int, float]):
-        self.converter, self.fmt, self.out_dir, self.stem = converter, fmt, out_dir, stem
-        self.profile, self.calibration, self.judge, self.progress = (profile, calibration,
-                                                                     judge, progress)
-        self.attempts, self.plain_bytes = attempts, plain_bytes
+    def __init__(self, setup: FallbackSetup, attempts: list[dict[str, Any]], plain_bytes: int,
+                 plain: Produced, plain_score: tuple[int, float]):
+        self.setup, self.attempts, self.plain_bytes = setup, attempts, plain_bytes
         self.best, self.best_keep, self.best_score = plain, (), plain_score
         self.last_keep: tuple[str, ...] = ()  # what the attempts' file holds now
         self.tried: dict[frozenset[str], bool] = {}  # whether each set met the budget
         self.passed = False
 
     def run(self, layers: list[str], order: str) -> None:
-        limit = self.profile.fallback_max_size_growth
+        setup = self.setup
+        limit = setup.profile.fallback_max_size_growth
         k, failing = 1, 0
         passing: int | None = None
         while layers:
@@ -240,12 +242,10 @@ class _Search:
             passed = self.tried.get(frozenset(keep))  # the other order tried the same layers
             if passed is None:
                 self.last_keep = keep
-                with self.progress.step(f"Re-quantizing {self.fmt} with {len(keep)} layer(s) "
-                                        f"kept in float"):
-                    candidate = self.converter.produce(
-                        self.fmt, "int8", self.out_dir, self.stem, self.profile.quantization,
-                        self.calibration, keep_float=keep)
-                    verdict, numbers = self.judge.verdict(candidate)
+                with setup.progress.step(f"Re-quantizing {setup.fmt} with {len(keep)} layer(s) "
+                                         f"kept in float"):
+                    candidate = setup.quantize(setup.profile.quantization, keep_float=keep)
+                    verdict, numbers = setup.check.verdict(candidate)
                 size = artifact_bytes(candidate.path)
                 self.attempts.append({"kept_float": list(keep), "order": order, **numbers,
                                       "passed": verdict.passed, "size_bytes": size})
@@ -277,37 +277,36 @@ class _Search:
                 k = (failing + passing) // 2
 
 
-def _ranking(fmt: str, plain: Path, produced: Produced, reference: Produced,
-             profile: Profile, calibration: Dataset, judge: Judge,
-             progress: Any) -> tuple[list[str] | None, str | None]:
+def _ranking(setup: FallbackSetup, plain: Path, produced: Produced,
+             reference: Produced) -> tuple[list[str] | None, str | None]:
     """(the layers of plain int8 ``plain``, worst first (compress/sensitivity.py), from the
     step cache when this very file was ranked before, or None when the format has no ranker;
     why the tool's ranking failed, or None)."""
-    ranker = RANKERS.get(fmt)
-    if ranker is None:
+    ranker = RANKERS.get(setup.fmt)
+    if ranker is None or setup.calibration is None:
         return None, None
-    settings = profile.quantization.calibration if profile.quantization else None
-    samples = in_layouts(calibration.take(min(settings.samples if settings else 32, 32),
-                                          settings.seed if settings else 0),
-                         judge.signature, produced.input_layouts)
+    quantization, steps = setup.profile.quantization, setup.check.steps
+    settings = quantization.calibration if quantization else None
+    samples = in_layouts(setup.calibration.take(min(settings.samples if settings else 32, 32),
+                                                settings.seed if settings else 0),
+                         setup.check.yardstick.signature, produced.input_layouts)
     parent = produced.parent or reference.path
     key = None
-    if judge.steps is not None:
-        key = build_key({"step": "ranking", "format": fmt,
+    if steps is not None:
+        key = build_key({"step": "ranking", "format": setup.fmt,
                          "files": [model_digest(p) for p in (parent, reference.path, plain)],
-                         "samples": judge.steps.digest(samples),
-                         "quantization": profile.quantization.model_dump()
-                         if profile.quantization else None})
-    layers = judge.steps.fetch_ranking(key) if judge.steps is not None and key else None
+                         "samples": steps.digest(samples),
+                         "quantization": quantization.model_dump() if quantization else None})
+    layers = steps.fetch_ranking(key) if steps is not None and key else None
     if layers is not None:
         return layers, None
     try:
-        with progress.step(f"Ranking {fmt} layers by int8 sensitivity"):
-            layers = ranker(parent, reference.path, plain, samples, profile.quantization)
+        with setup.progress.step(f"Ranking {setup.fmt} layers by int8 sensitivity"):
+            layers = ranker(parent, reference.path, plain, samples, quantization)
     except Exception as exc:  # noqa: BLE001 (a tool's debugger refusing this graph)
         return None, first_line(exc)
-    if judge.steps is not None and key:
-        judge.steps.store_ranking(key, layers)
+    if steps is not None and key:
+        steps.store_ranking(key, layers)
     return layers, None
 
 

@@ -1,75 +1,75 @@
 """Many models x many targets: the build matrix of an ``edgepack.yaml`` zoo.
 
-Each (model, target) cell is an ordinary ``edgepack build`` into ``OUT/<model>-<target>``, run
-in its own process (frameworks hold memory and threads, and are not thread-safe), ``jobs`` at a
-time. A cell whose inputs did not change since a previous run is taken from the build cache
-(cache.py) instead of being built again: a rebuild of an unchanged matrix only checks hashes.
-A cell that is built again (its profile changed, say) still reuses every step of its build
-that the change did not touch, from the step cache (steps.py).
+Each (model, target) cell is the request narrowed to that model, that target and the folder
+``OUT/<model>-<target>``, built as an ordinary single build (cell.py) in its own process
+(frameworks hold memory and threads, and are not thread-safe), ``jobs`` at a time, or as Ray
+tasks (ray_cells.py). Every option of the request reaches every cell. A cell whose inputs did
+not change since a previous run is taken from the build cache instead of being built again; a
+cell that is built again still reuses every step the change did not touch, from the step cache.
 
-For zoos that outgrow one machine the same cells run as Ray tasks (``executor="ray"``, the
-address of an existing cluster): a task builds into its own temporary folder and returns the
-folder's files, which are written into the local build folder; the cache is shared when
-``EDGEPACK_CACHE`` points at storage every node sees.
+A cell's folder that exists and is not an earlier build of that same cell is not replaced
+without ``force`` (an earlier build of the cell is: that is what a rebuild is).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
-import shutil
-import socket
-import tarfile
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cache.keys import build_key, file_digest, host_facts
-from ..cache.store import BuildCache
-from ..config.catalog import load_catalog
-from ..config.project import LoadedProject, load_project
-from ..errors import EdgepackError, MissingDependencyError, UsageError, first_line
-from ..staging import publish
+from ..config.project import LoadedProject
+from ..errors import EdgepackError, OutputError, UsageError
+from .cell import Cell, build_cell, matrix_catalog
+from .inputs import project_of
 
 if TYPE_CHECKING:
-    from .structural import StructuralRequest
+    from ..request import BuildRequest
 
 
 @dataclass
-class Cell:
-    model: str
-    target: str
-    status: str = "pending"  # built | cached | up-to-date | over budget | failed
-    output: str = ""
-    seconds: float = 0.0
-    error: str | None = None
-    exit_code: int = 0
-    deliverables: list[dict[str, Any]] = field(default_factory=list)
+class MatrixResult:
+    """Every cell of a matrix build, in plan order, and whether an over-budget cell passes."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    cells: list[Cell]
+    allow_accuracy_drop: bool = False
 
+    @property
+    def exit_code(self) -> int:
+        """The worst cell's exit code (3 for a cell over budget, unless that is allowed)."""
+        over = 0 if self.allow_accuracy_drop else 3
+        return max((c.exit_code or (over if c.status == "over budget" else 0))
+                   for c in self.cells)
 
-@dataclass(frozen=True)
-class CellJob:
-    project: str
-    model: str
-    target: str
-    output: str
-    profile: str | None
-    runs: int
-    warmup: int
-    threads: int | None
-    cache_root: str | None
-    use_cache: bool
-    targets_dirs: tuple[str, ...] = ()
-    profiles_dirs: tuple[str, ...] = ()
-    structural: StructuralRequest | None = None  # --prune/--distill/...: for every cell
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+    def error(self) -> EdgepackError | None:
+        """What the matrix failed with (the worst cell's exit code), or None."""
+        code = self.exit_code
+        if not code:
+            return None
+        failed = [f"{c.model}/{c.target}: {c.status}" for c in self.cells
+                  if c.status == "failed"
+                  or (c.status == "over budget" and not self.allow_accuracy_drop)]
+        error = EdgepackError(f"{len(failed)} of {len(self.cells)} cells did not pass: "
+                              + "; ".join(failed))
+        error.exit_code = code
+        return error
+
+    def warnings(self) -> list[str]:
+        """The cells over budget that ``allow_accuracy_drop`` let pass."""
+        if not self.allow_accuracy_drop:
+            return []
+        return [f"{c.model}/{c.target}: over the accuracy budget, accepted with "
+                "--allow-accuracy-drop" for c in self.cells if c.status == "over budget"]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [c.to_dict() for c in self.cells]
 
 
 def plan(project: LoadedProject, models: tuple[str, ...] = (),
@@ -91,214 +91,82 @@ def plan(project: LoadedProject, models: tuple[str, ...] = (),
     return pairs
 
 
-def run_matrix(project_path: Path, *, models: tuple[str, ...] = (),
-               targets: tuple[str, ...] = (), output: Path = Path("build"),
-               profile: str | None = None, jobs: int = 1, runs: int = 100, warmup: int = 10,
-               threads: int | None = None, use_cache: bool = True,
-               cache_root: Path | None = None, targets_dirs: tuple[Path, ...] = (),
-               profiles_dirs: tuple[Path, ...] = (), executor: str = "local",
-               address: str | None = None,
-               on_cell: Callable[[Cell], None] | None = None,
-               structural: StructuralRequest | None = None) -> list[Cell]:
-    """Build every cell; ``on_cell`` sees each one as it finishes (for a live view)."""
-    project = load_project(project_path)
-    pairs = plan(project, models, targets)
-    jobs_list = [CellJob(str(project.path), m, t, str(output / f"{m}-{t}"), profile, runs,
-                         warmup, threads, str(cache_root) if cache_root else None, use_cache,
-                         tuple(map(str, targets_dirs)), tuple(map(str, profiles_dirs)),
-                         structural=structural)
-                 for m, t in pairs]
+def cell_request(request: BuildRequest, project: LoadedProject, model: str,
+                 target: str) -> BuildRequest:
+    """The request narrowed to one cell: its model, its target, its own output folder, and
+    the project by its file's full path (a worker need not run in this folder)."""
+    parent = request.output.output or Path("build")
+    return request.with_options(model=None, project=project.path.resolve(), targets=(target,),
+                                models=(model,), output=parent / f"{model}-{target}")
+
+
+def run_matrix(request: BuildRequest,
+               on_cell: Callable[[Cell], None] | None = None) -> MatrixResult:
+    """Build every cell of the request's project; ``on_cell`` sees each one as it finishes
+    (for a live view)."""
+    project = project_of(request)
+    if project is None:
+        raise UsageError("a build matrix needs a project: there is no edgepack.yaml here",
+                         hint="pass the project folder, or --project FILE")
+    if request.output.name is not None:
+        raise UsageError("a matrix's cells are named after the project's models: name is for "
+                         "a single build")
+    pairs = plan(project, request.matrix.models, request.targets)
+    targets = matrix_catalog(project, request).targets
     cells: dict[tuple[str, str], Cell] = {}
-    if executor == "ray":
-        for cell in _run_on_ray(jobs_list, address):
-            cells[(cell.model, cell.target)] = cell
-            if on_cell:
-                on_cell(cell)
-    elif jobs <= 1:
-        for job in jobs_list:
-            cell = build_cell(job)
-            cells[(job.model, job.target)] = cell
-            if on_cell:
-                on_cell(cell)
+    todo = []
+    for m, t in pairs:
+        narrowed = cell_request(request, project, m, t)
+        refused = _refused(narrowed, m, targets.get(t).name)
+        if refused is None:
+            todo.append(narrowed)
+            continue
+        cells[(m, t)] = refused
+        if on_cell:
+            on_cell(refused)
+    for cell in _run_cells(todo, request):
+        cells[(cell.model, cell.target)] = cell
+        if on_cell:
+            on_cell(cell)
+    return MatrixResult([cells[p] for p in pairs], request.validation.allow_accuracy_drop)
+
+
+def _run_cells(requests: list[BuildRequest], request: BuildRequest) -> Iterator[Cell]:
+    """The cells as they finish: one after the other here, ``jobs`` processes at a time, or
+    as Ray tasks."""
+    options = request.matrix
+    if options.executor == "ray":
+        from .ray_cells import run_on_ray
+
+        yield from run_on_ray(requests, options.address)
+    elif options.jobs <= 1 or len(requests) <= 1:
+        for narrowed in requests:
+            yield build_cell(narrowed)
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(build_cell, job): job for job in jobs_list}
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+            futures = [pool.submit(build_cell, narrowed) for narrowed in requests]
             for future in as_completed(futures):
-                cell = future.result()
-                cells[(cell.model, cell.target)] = cell
-                if on_cell:
-                    on_cell(cell)
-    return [cells[p] for p in pairs]
+                yield future.result()
 
 
-def _run_on_ray(jobs: list[CellJob], address: str | None) -> Iterator[Cell]:
-    """Each cell as a Ray task on the cluster at ``address``; results as they finish."""
+def _refused(request: BuildRequest, model: str, target: str) -> Cell | None:
+    """A failed cell when its folder exists, is not empty and is not an earlier build of
+    this same cell (``target``: the target's own name), unless ``force``; else None."""
+    out = request.output.output
+    if request.output.force or out is None or not out.exists() or (
+            out.is_dir() and not any(out.iterdir())) or _earlier_build(out, model, target):
+        return None
+    error = OutputError("exists and is not an earlier build of this cell", path=out,
+                        hint="pass --force to replace it, or choose another -o")
+    return Cell(model, request.target, "failed", str(out), error=str(error),
+                exit_code=error.exit_code)
+
+
+def _earlier_build(out: Path, model: str, target: str) -> bool:
+    """``out`` holds an edgepack build of ``model`` for ``target`` (its report says so)."""
     try:
-        import ray
-    except ImportError as exc:
-        raise MissingDependencyError("the Ray executor needs ray",
-                                     hint="pip install 'edgepack[ray]'") from exc
-    _reachable(address)  # ray.init retries an unreachable address for minutes
-    try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
-                 ignore_reinit_error=True)
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        raise UsageError(f"cannot join the Ray cluster at {address}: {first_line(exc)}",
-                         hint="start one with `ray start --head` and pass its address") from exc
-    try:
-        task = ray.remote(num_cpus=1)(_remote_cell)
-        pending = {task.remote(job): job for job in jobs}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done[0])
-            try:
-                cell, archive = ray.get(done[0])
-            except Exception as exc:  # the task or its worker died
-                yield Cell(job.model, job.target, "failed", job.output,
-                           error=f"Ray task failed: {first_line(exc)}", exit_code=1)
-                continue
-            if archive is not None:
-                _unpack(archive, Path(job.output))
-            cell.output = job.output
-            yield cell
-    finally:
-        ray.shutdown()
-
-
-def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
-    """Refuse at once an address nothing listens on (``None``/"auto": Ray finds its own)."""
-    if not address or address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}",
-                         hint="start one with `ray start --head` and pass its address") from exc
-
-
-def _remote_cell(job: CellJob) -> tuple[Cell, bytes | None]:
-    """On a Ray worker: build the cell in a private folder, return it as a tar archive."""
-    with tempfile.TemporaryDirectory(prefix="edgepack-ray-") as tmp:
-        local = replace(job, output=str(Path(tmp) / Path(job.output).name))
-        cell = build_cell(local)
-        out = Path(local.output)
-        if not out.is_dir():
-            return cell, None
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for f in sorted(out.rglob("*")):
-                if f.is_file():
-                    tar.add(f, arcname=str(f.relative_to(out)))
-        return cell, buffer.getvalue()
-
-
-def _unpack(archive: bytes, out: Path) -> None:
-    """Write a returned build folder to ``out`` atomically (regular files only)."""
-    staging = out.with_name(f".{out.name}.ray")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        for member in tar.getmembers():
-            if not member.isfile() or member.name.startswith(("/", "..")) or ".." in \
-                    Path(member.name).parts:
-                continue  # our own workers only write plain relative files
-            tar.extract(member, staging, filter="data")
-    publish(staging, out)
-
-
-def build_cell(job: CellJob) -> Cell:
-    """One cell, start to finish; every failure becomes the cell's status, never an exception
-    (one broken model must not stop the rest of the matrix)."""
-    from . import builder as pipeline
-
-    cell = Cell(job.model, job.target, output=job.output)
-    t0 = time.perf_counter()
-    out = Path(job.output)
-    try:
-        project = load_project(Path(job.project))
-        key = _key(project.for_model(job.model), job)
-        cache = BuildCache(Path(job.cache_root) if job.cache_root else None)
-        if job.use_cache and _up_to_date(cache, key, out):
-            cell.status = "up-to-date"
-        elif job.use_cache and _fetch(cache, key, out):
-            cell.status = "cached"
-        else:
-            report = pipeline.build(project.root, job.target, profile=job.profile, output=out,
-                                    force=True, runs=job.runs, warmup=job.warmup,
-                                    threads=job.threads, model_name=job.model,
-                                    targets_dirs=tuple(map(Path, job.targets_dirs)),
-                                    profiles_dirs=tuple(map(Path, job.profiles_dirs)),
-                                    cache=job.use_cache, cache_dir=job.cache_root,
-                                    **(job.structural.build_kwargs() if job.structural else {}))
-            cell.status = "built" if report.passed else "over budget"
-            if job.use_cache:
-                cache.store(key, out)
-        cell.deliverables = _summary(out)
-        if cell.status != "over budget" and _report_failed(out):
-            cell.status = "over budget"
-    except EdgepackError as exc:
-        cell.status, cell.error, cell.exit_code = "failed", str(exc), exc.exit_code
-    cell.seconds = round(time.perf_counter() - t0, 2)
-    return cell
-
-
-def _key(project: LoadedProject, job: CellJob) -> str:
-    """Everything the cell's build folder depends on (the cache key's inputs)."""
-    spec = project.spec
-    catalog = load_catalog([*project.targets_dirs, *map(Path, job.targets_dirs)],
-                           [*project.profiles_dirs, *map(Path, job.profiles_dirs)])
-    target = catalog.targets.get(job.target)
-    profile = catalog.profile_for(target, job.profile)
-    fallback = profile.fallback_without_calibration
-    data = {name: file_digest(p) for name, p in
-            (("model", project.model), ("calibration", project.resolve(spec.calibration)),
-             ("eval", project.resolve(spec.eval))) if p is not None and p.exists()}
-    return build_key({
-        "project": spec.model_dump(exclude={"models", "devices"}), "data": data,
-        "labels": project.labels(), "target": target.model_dump(),
-        "profile": profile.model_dump(),
-        "fallback": catalog.profiles.get(fallback).model_dump() if fallback else None,
-        "options": {"runs": job.runs, "warmup": job.warmup, "threads": job.threads},
-        "structural": job.structural.cache_facts() if job.structural else None,
-        "host": host_facts()})  # the cell's report holds latencies measured here
-
-
-def _up_to_date(cache: BuildCache, key: str, out: Path) -> bool:
-    """The output folder already is the cached build (same report): nothing to copy."""
-    report = out / "report.json"
-    if not report.is_file():
+        report = json.loads((out / "report.json").read_text())
+        return report["model"]["name"] == model and report["target"]["name"] == target
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    recorded = cache.recorded_digest(key, "report.json")
-    return recorded is not None and recorded == file_digest(report)
-
-
-def _fetch(cache: BuildCache, key: str, out: Path) -> bool:
-    """Replace ``out`` with the cached build; the old folder goes only once the new is in."""
-    fresh = out.with_name(f".{out.name}.cached")
-    shutil.rmtree(fresh, ignore_errors=True)
-    if not cache.fetch(key, fresh):
-        return False
-    publish(fresh, out)
-    return True
-
-
-def _summary(out: Path) -> list[dict[str, Any]]:
-    report = json.loads((out / "report.json").read_text())
-    rows = []
-    for a in report["artifacts"]:
-        if a["role"] != "deliverable":
-            continue
-        fid = a["fidelity"][0] if a["fidelity"] else {}
-        rows.append({"file": a["file"], "format": a["format"], "precision": a["precision"],
-                     "size_bytes": a["size_bytes"],
-                     "top1_agreement": fid.get("top1_agreement"), "cosine": fid.get("cosine"),
-                     "top1": (a.get("accuracy") or {}).get("top1"),
-                     "p50_ms": (a.get("latency") or {}).get("p50_ms")})
-    return rows
-
-
-def _report_failed(out: Path) -> bool:
-    return json.loads((out / "report.json").read_text()).get("status") == "failed"

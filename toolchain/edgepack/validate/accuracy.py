@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.dataset import Dataset, is_class_labels
 from ..errors import UsageError
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -52,5 +55,39 @@ def load_metric(spec: str) -> Metric:
     return fn
 
 
-def with_metric(name: str, fn: Metric, outputs: np.ndarray, labels: np.ndarray) -> Accuracy:
-    return Accuracy(samples=len(labels), metric=name, value=float(fn(outputs, labels)))
+@dataclass(frozen=True)
+class UserMetric:
+    """A user's metric: its import path (``package.module:function``) and the function."""
+
+    spec: str
+    fn: Metric
+
+    @classmethod
+    def load(cls, spec: str) -> UserMetric:
+        return cls(spec, load_metric(spec))
+
+    def code_file(self) -> Path | None:
+        """The file the function's code is in (None: built in, or defined interactively):
+        what a cached measurement with this metric depends on besides its name."""
+        try:
+            name = inspect.getsourcefile(self.fn)
+        except TypeError:
+            return None
+        return Path(name) if name and Path(name).is_file() else None
+
+
+def measure(outputs: list[np.ndarray], data: Dataset,
+            metric: UserMetric | None = None) -> Accuracy | None:
+    """Top-1/top-5 of the first output for a classifier with class labels, and the user's
+    metric when given; None without labels."""
+    if data.labels is None or not outputs:
+        return None
+    result = None
+    if is_class_labels(data.labels) and outputs[0].ndim == 2:
+        result = classification(outputs[0], data.labels)
+    if metric is not None:
+        value = float(metric.fn(outputs[0], data.labels))
+        if result is None:
+            return Accuracy(samples=len(data.labels), metric=metric.spec, value=value)
+        result.metric, result.value = metric.spec, value
+    return result

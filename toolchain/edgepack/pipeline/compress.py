@@ -1,0 +1,48 @@
+"""Stage 5, compress: an int8 deliverable over the profile's accuracy budget goes through the
+accuracy fallback (fallback.py) before it is accepted; each attempt is judged on the eval set,
+from the step cache when this very file was judged before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..cache.keys import model_files
+from ..converters.converter import Converter
+from ..errors import ConversionError
+from .context import BuildContext, Yardstick
+from .convert import FormatBuild, nothing_built
+from .data import BuildData
+from .fallback import BudgetCheck, FallbackSetup, fit_budget
+from .load import Plan
+from .measurement import measure_key
+
+
+def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
+                builds: list[FormatBuild], data: BuildData, yardstick: Yardstick,
+                staging: Path) -> list[FormatBuild]:
+    """The formats whose deliverable meets the budget, or came as close as the fallback could
+    (the budget gate then fails the build); a format whose fallback broke is not built."""
+    profile = planned.profile
+    check = BudgetCheck(yardstick, profile, ctx.accuracy, ctx.steps,
+                        lambda p: measure_key(ctx, p, model_files(p.path), yardstick,
+                                              latency=False))
+    fitted = []
+    for build in builds:
+        if profile.precision != "int8" or build.reference is None:
+            fitted.append(build)
+            continue
+        setup = FallbackSetup(converter, build.format, profile, data.calibration, staging,
+                              ctx.inputs.name, check, ctx.progress)
+        try:
+            fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
+                                                                build.reference)))
+        except ConversionError as exc:
+            if len(planned.formats) == 1:
+                raise
+            ctx.not_built(build.format, profile.precision, str(exc))
+    if not fitted:
+        raise nothing_built(ctx)
+    ctx.tools.update(converter.tools)
+    return fitted

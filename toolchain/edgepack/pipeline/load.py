@@ -1,0 +1,130 @@
+"""Stage 1, load: what the source model is, what the target takes of it, and its outputs.
+
+The plan (the profile to build with, the formats to make) is settled before the model is
+loaded, so a target that cannot take the model fails at once. The source's facts and its
+outputs on the eval inputs come from the step cache when this very model was loaded before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cache.keys import build_key, file_digest
+from ..config.profiles import ROLE_NAMES, Profile
+from ..converters import plan_path
+from ..errors import ConversionError, DataError
+from ..formats import detect, get_format
+from ..formats.source import Source, SourceFacts, open_source
+from ..signature import Signature
+from .context import BuildContext
+
+
+@dataclass
+class Plan:
+    """What the build makes: the profile (the target's, or its no-calibration fallback) and
+    every format the target accepts that the profile produces and edgepack reaches."""
+
+    source_format: str
+    profile: Profile
+    formats: list[str]
+
+
+@dataclass
+class SourceModel:
+    """The source model: its facts and signature, its content digest, and the loaded model
+    once a step needed it."""
+
+    path: Path
+    facts: SourceFacts
+    signature: Signature
+    digest: str
+    loaded: Source | None = field(default=None, repr=False)
+
+    @property
+    def format(self) -> str:
+        return self.facts.format
+
+
+def plan(ctx: BuildContext) -> Plan:
+    """The profile and formats to build (the formats no path reaches go to ``ctx.skipped``)."""
+    fmt = detect(ctx.inputs.model).name
+    profile = _effective_profile(ctx, has_calibration=ctx.inputs.calibration is not None)
+    if ctx.inputs.project is not None:  # the project file's limits per output
+        profile = profile.with_output_budgets(ctx.inputs.project.output_budgets())
+    chosen = []
+    for target_format in ctx.target.formats:
+        if target_format not in profile.formats:
+            continue
+        try:
+            plan_path(fmt, target_format, profile.precision)
+        except ConversionError as exc:
+            ctx.skipped.append({"format": target_format, "precision": profile.precision,
+                                "reason": str(exc)})
+            continue
+        chosen.append(target_format)
+    if not chosen:
+        raise ConversionError(
+            f"cannot build any format {ctx.target.name} accepts "
+            f"({', '.join(ctx.target.formats)}) at {profile.precision} from {fmt}",
+            hint="; ".join(s["reason"] for s in ctx.skipped) or
+                 f"profile {profile.name} produces {', '.join(profile.formats)}")
+    return Plan(fmt, profile, chosen)
+
+
+def _effective_profile(ctx: BuildContext, has_calibration: bool) -> Profile:
+    profile = ctx.profile
+    if not profile.needs_calibration or has_calibration:
+        return profile
+    fallback = profile.fallback_without_calibration
+    if fallback is None:
+        raise DataError(f"profile {profile.name} needs calibration data and has no fallback",
+                        hint="pass --calibration DATA (.npz or a folder of .npy)")
+    ctx.warn(f"NO CALIBRATION DATA: built {fallback} (weights-only int8) instead of the "
+             f"full-integer int8 of profile {profile.name}; activations stay float, so it is "
+             f"slower and accelerators cannot run it. Pass --calibration DATA.")
+    return ctx.catalog.profiles.get(fallback)
+
+
+def load_source(ctx: BuildContext, planned: Plan) -> SourceModel:
+    """What the source is (signature, size, runtime), from the step cache when this very
+    model was loaded before; else the model is loaded (and kept for its outputs)."""
+    path, fmt = ctx.inputs.model, planned.source_format
+    digest = file_digest(path)
+    key = source_key(ctx, digest, "load", format=fmt)
+    record = ctx.steps.fetch_facts(key) if ctx.steps is not None and key else None
+    loaded = None
+    if record is not None:
+        get_format(fmt).checked_note(path)  # refused untrusted, as when loaded
+        with ctx.progress.step(f"Loading {fmt} model (cached)"):
+            facts = SourceFacts.from_record(record)
+    else:
+        with ctx.progress.step(f"Loading {fmt} model"):
+            loaded = open_source(path, ctx.inputs.input_shapes)
+        facts = SourceFacts.of(loaded)
+        if ctx.steps is not None and key:
+            ctx.steps.store_facts(key, facts.to_record())
+    ctx.notes.extend(facts.notes)  # e.g. a SavedModel checked and loaded untrusted
+    ctx.tools[facts.runtime] = facts.runtime_version
+    signature = facts.signature.with_normalization(ctx.inputs.normalization)
+    signature = signature.with_roles(_roles(ctx, signature))
+    return SourceModel(path, facts, signature, digest, loaded)
+
+
+def _roles(ctx: BuildContext, signature: Signature) -> dict[str, str]:
+    """The roles the user gave outputs (validate/roles.py): the project file's by output
+    name, and ``--metric ROLE`` for the first output."""
+    project, metric = ctx.inputs.project, ctx.request.validation.metric
+    roles = project.output_roles() if project is not None else {}
+    if metric in ROLE_NAMES and signature.outputs:
+        roles = {**roles, signature.outputs[0].name: metric}
+    return roles
+
+
+def source_key(ctx: BuildContext, digest: str, step: str, **more: Any) -> str | None:
+    if ctx.steps is None:
+        return None
+    shapes = ctx.inputs.input_shapes
+    return build_key({"step": step, "model": digest,
+                      "input_shapes": dict(shapes) if shapes else None, **more})
