@@ -18,6 +18,7 @@ from ..cache.records import BuildSteps
 from ..cache.store import StepCache
 from ..config.catalog import Catalog, load_catalog
 from ..config.profiles import ROLE_NAMES, Profile
+from ..config.project import PROJECT_FILE
 from ..config.targets import Target
 from ..data.dataset import Dataset
 from ..limits import guarded
@@ -28,6 +29,7 @@ from ..validate.floor import InputFloor
 from .inputs import BuildInputs, project_of, resolve_inputs
 
 if TYPE_CHECKING:
+    from ..devices.inventory import Device
     from ..request import BuildRequest
 
 
@@ -44,6 +46,7 @@ class BuildContext:
     progress: Any  # a Progress, every step checked against --max-seconds/--max-memory-mb
     steps: BuildSteps | None  # the step cache; None: every step runs afresh
     metric: acc.UserMetric | None = None  # --metric, unless it names the first output's role
+    boards: list[Device] = field(default_factory=list)  # --device, resolved before any step
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # build-wide facts (fixed shapes, exports)
     tools: dict[str, str] = field(default_factory=dict)  # tool -> version, for the report
@@ -65,7 +68,8 @@ class BuildContext:
             output=request.output.output or Path("build") / f"{inputs.name}-{target.name}",
             progress=guarded(progress or Progress()),
             steps=BuildSteps(StepCache(request.cache.cache_dir)) if request.cache.cache else None,
-            metric=acc.UserMetric.load(metric) if metric and metric not in ROLE_NAMES else None)
+            metric=acc.UserMetric.load(metric) if metric and metric not in ROLE_NAMES else None,
+            boards=_boards(request, inputs))
 
     @property
     def threads(self) -> int:
@@ -86,6 +90,19 @@ class BuildContext:
         """A format the build gave up on: recorded for the report, and said now."""
         self.skipped.append({"format": fmt, "precision": precision, "reason": reason})
         self.warn(f"{fmt} not built: {reason}")
+
+
+def _boards(request: BuildRequest, inputs: BuildInputs) -> list[Device]:
+    """The --device boards from the inventory (the user's, then the project's), so a name
+    that is not there fails the build before its first step."""
+    names = tuple(dict.fromkeys(request.devices.devices))
+    if not names:
+        return []
+    from ..devices.inventory import load_inventory
+
+    project = inputs.project.path if inputs.project else Path.cwd() / PROJECT_FILE
+    inventory = load_inventory(project_file=project)
+    return [inventory.get(name) for name in names]
 
 
 @dataclass(frozen=True)

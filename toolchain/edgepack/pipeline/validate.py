@@ -76,7 +76,7 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: Produced, p
     if role == "deliverable":
         art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
                                           yardstick.accuracy, m.accuracy)
-        if ctx.request.devices.devices:  # device runs are never cached: they need a session
+        if ctx.boards:  # device runs are never cached: they need a host session
             session = m.session or open_session(produced, ctx.threads)
             art.devices = on_devices(ctx, session, produced, yardstick)
     return art
@@ -105,14 +105,15 @@ def on_devices(ctx: BuildContext, session: Session, produced: Produced,
     the same artifact's host outputs (a device problem fails the build, exit 4)."""
     from ..devices.remote import DEVICE_SAMPLES, bench_on_devices
 
-    options = ctx.request.devices
     feed = feed_for(session, yardstick.evaluation.head(DEVICE_SAMPLES).inputs,
                     yardstick.signature, produced.input_layouts)
     host = list(session.run(feed).values())
-    with ctx.progress.step(f"Running {produced.path.name} on {', '.join(options.devices)}"):
-        results = bench_on_devices(options.devices, produced.path, feed, host,
+    names = ", ".join(board.name for board in ctx.boards)
+    with ctx.progress.step(f"Running {produced.path.name} on {names}"):
+        results = bench_on_devices(ctx.boards, produced.path, feed, host,
                                    runs=min(ctx.request.validation.runs, 20), warmup=3,
-                                   threads=ctx.threads, trust_new_host=options.trust_new_host)
+                                   threads=ctx.threads,
+                                   trust_new_host=ctx.request.devices.trust_new_host)
     for r in results:
         if isinstance(r, EdgepackError):
             raise r
