@@ -58,7 +58,7 @@ MAX_REPLANS = 6
 
 
 @dataclass
-class Produced:
+class ConvertedFile:
     """A converted file with what validation needs to feed it."""
 
     path: Path
@@ -97,14 +97,14 @@ class Converter:
         self.input_shapes = input_shapes
         self.failed: dict[str, str] = {}  # edge id -> why it failed
         self.tools: dict[str, str] = {}
-        self._cache: dict[tuple[str, ...], Produced] = {}
+        self._cache: dict[tuple[str, ...], ConvertedFile] = {}
         self.steps = steps  # the step cache across builds; None: every hop runs
         self.isa = isa  # the target CPU's instruction sets, for its quantizers
         self._source_digest: str | None = None
 
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
                 quantization: Quantization | None = None, calibration: Dataset | None = None,
-                keep_float: tuple[str, ...] = ()) -> Produced:
+                keep_float: tuple[str, ...] = ()) -> ConvertedFile:
         """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works."""
         for _ in range(MAX_REPLANS + 1):
             try:
@@ -137,8 +137,8 @@ class Converter:
 
     def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
              quantization: Quantization | None, calibration: Dataset | None,
-             keep_float: tuple[str, ...]) -> Produced:
-        current = Produced(self.source, self.src_format, [],
+             keep_float: tuple[str, ...]) -> ConvertedFile:
+        current = ConvertedFile(self.source, self.src_format, [],
                            [s.layout for s in self.signature.inputs],
                            [s.layout for s in self.signature.outputs],
                            digest=self._digest_of_source())
@@ -168,7 +168,7 @@ class Converter:
                 self._cache[key] = current
         return current
 
-    def _hop(self, edge: Edge, prev: Produced, ctx: ConvertContext) -> Produced:
+    def _hop(self, edge: Edge, prev: ConvertedFile, ctx: ConvertContext) -> ConvertedFile:
         label = f"Converting {edge.src} -> {edge.dst}" + \
             (f" ({ctx.precision})" if ctx.precision != "fp32" else "")
         key = None
@@ -211,21 +211,21 @@ class Converter:
             raise ConversionError(f"{edge.tool} ({edge.src} -> {edge.dst}): {exc}",
                                   path=self.source, edge=edge_id(edge)) from exc
 
-    def _cached(self, edge: Edge, prev: Produced, hit: CachedHop) -> Produced:
-        """The Produced a fresh hop would have returned, from a cache hit."""
+    def _cached(self, edge: Edge, prev: ConvertedFile, hit: CachedHop) -> ConvertedFile:
+        """The ConvertedFile a fresh hop would have returned, from a cache hit."""
         self.tools[edge.tool] = hit.hop.tool_version
         produced = self._after(edge, prev, hit.path, hit.notes)
         produced.hops.append(hit.hop)
         produced.digest = hit.digest
         return produced
 
-    def _after(self, edge: Edge, prev: Produced, out: Path, notes: list[str]) -> Produced:
+    def _after(self, edge: Edge, prev: ConvertedFile, out: Path, notes: list[str]) -> ConvertedFile:
         """``out`` made from ``prev`` by ``edge``: layouts moved as the edge moves them."""
         to_last = layout.CHANNELS_LAST if edge.channels_last else {}
         outputs = [to_last.get(x, x) for x in prev.output_layouts]
         if edge.channels_last:
             outputs = self._outputs_as_made(out, edge.dst, prev.output_layouts, outputs)
-        return Produced(
+        return ConvertedFile(
             out, edge.dst, [*prev.hops], [to_last.get(x, x) for x in prev.input_layouts],
             outputs, [*prev.notes, *notes], parent=prev.path)
 
@@ -255,7 +255,7 @@ class Converter:
             self._source_digest = model_digest(self.source)
         return self._source_digest
 
-    def _check(self, edge: Edge, produced: Produced, hop: Hop, precision: str) -> None:
+    def _check(self, edge: Edge, produced: ConvertedFile, hop: Hop, precision: str) -> None:
         """Run the new file on the check samples; an fp32 hop must match to float rounding."""
         fmt = get_format(produced.format)
         runtime = get_runtime(fmt.runtime)
@@ -330,7 +330,7 @@ def _same_dims(a: tuple, b: tuple) -> bool:
                                     if isinstance(x, int) and isinstance(y, int))
 
 
-def _copy_to(produced: Produced, folder: Path, stem: str) -> Produced:
+def _copy_to(produced: ConvertedFile, folder: Path, stem: str) -> ConvertedFile:
     """A cached intermediate file copied into the build folder under the deliverable's name."""
     dest = folder / f"{stem}{produced.path.suffix}"
     if dest == produced.path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..converters.converter import Converter, Produced
+from ..converters.converter import ConvertedFile, Converter
 from ..errors import ConversionError
 from .context import BuildContext, Yardstick
 from .data import BuildData
@@ -24,8 +24,8 @@ class FormatBuild:
     """One format's files: what ships, and its fp32 reference when that is compressed."""
 
     format: str
-    deliverable: Produced
-    reference: Produced | None = None
+    deliverable: ConvertedFile
+    reference: ConvertedFile | None = None
 
 
 def make_converter(ctx: BuildContext, source: SourceModel, data: BuildData,

@@ -26,7 +26,7 @@ from ..cache.records import BuildSteps
 from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from ..config.profiles import Profile, Quantization
-from ..converters.converter import Converter, Produced
+from ..converters.converter import ConvertedFile, Converter
 from ..data.dataset import Dataset
 from ..data.layout import in_layouts
 from ..errors import first_line
@@ -49,9 +49,9 @@ class BudgetCheck:
     profile: Profile
     accuracy: AccuracyFn
     steps: BuildSteps | None = None
-    key: Callable[[Produced], str | None] | None = None
+    key: Callable[[ConvertedFile], str | None] | None = None
 
-    def verdict(self, produced: Produced) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
+    def verdict(self, produced: ConvertedFile) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
         """The budget's verdict on ``produced`` and its checks' readings by name."""
         steps, y = self.steps, self.yardstick
         key = self.key(produced) if steps is not None and self.key is not None else None
@@ -85,7 +85,7 @@ class FallbackSetup:
     progress: Any
 
     def quantize(self, quantization: Quantization | None,
-                 keep_float: tuple[str, ...] = ()) -> Produced:
+                 keep_float: tuple[str, ...] = ()) -> ConvertedFile:
         return self.converter.produce(self.fmt, "int8", self.out_dir, self.stem, quantization,
                                       self.calibration, keep_float=keep_float)
 
@@ -107,7 +107,8 @@ CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantizat
 NAMED_UNAFFORDABLE = 5
 
 
-def fit_budget(setup: FallbackSetup, produced: Produced, reference: Produced) -> Produced:
+def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
+               reference: ConvertedFile) -> ConvertedFile:
     """``produced`` if within budget; else the int8 artifact with the fewest float layers that
     is (or, when none is, the attempt closest to the budget: the budget gate then fails the
     build and the recorded attempts explain why)."""
@@ -133,7 +134,7 @@ def fit_budget(setup: FallbackSetup, produced: Produced, reference: Produced) ->
     return _float_layers(search, plain, produced, reference)
 
 
-def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> Produced | None:
+def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> ConvertedFile | None:
     """The first quantization change that costs nothing in size or speed and meets the
     budget (its attempts recorded), or None."""
     quantization, calibration = setup.profile.quantization, setup.calibration
@@ -156,8 +157,8 @@ def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> Produc
     return None
 
 
-def _float_layers(search: _Search, plain: Path, produced: Produced,
-                  reference: Produced) -> Produced:
+def _float_layers(search: _Search, plain: Path, produced: ConvertedFile,
+                  reference: ConvertedFile) -> ConvertedFile:
     """Layers kept in float: first the first ones in execution order (one float region at the
     input, the cheapest kind for a runtime, and where a CNN's int8 error starts), else the
     ones int8 hurts most, wherever they are."""
@@ -191,7 +192,7 @@ def _float_layers(search: _Search, plain: Path, produced: Produced,
     return _chosen(search, best, plain, len(ranked))
 
 
-def _chosen(search: _Search, best: Produced, plain: Path, ranked: int) -> Produced:
+def _chosen(search: _Search, best: ConvertedFile, plain: Path, ranked: int) -> ConvertedFile:
     """``best`` with its attempt marked chosen, the attempts and a note saying what was kept."""
     attempts = search.attempts
     chosen = next(a for a in attempts if "change" not in a
@@ -225,7 +226,7 @@ class _Search:
     """
 
     def __init__(self, setup: FallbackSetup, attempts: list[dict[str, Any]], plain_bytes: int,
-                 plain: Produced, plain_score: tuple[int, float]):
+                 plain: ConvertedFile, plain_score: tuple[int, float]):
         self.setup, self.attempts, self.plain_bytes = setup, attempts, plain_bytes
         self.best, self.best_keep, self.best_score = plain, (), plain_score
         self.last_keep: tuple[str, ...] = ()  # what the attempts' file holds now
@@ -277,8 +278,8 @@ class _Search:
                 k = (failing + passing) // 2
 
 
-def _ranking(setup: FallbackSetup, plain: Path, produced: Produced,
-             reference: Produced) -> tuple[list[str] | None, str | None]:
+def _ranking(setup: FallbackSetup, plain: Path, produced: ConvertedFile,
+             reference: ConvertedFile) -> tuple[list[str] | None, str | None]:
     """(the layers of plain int8 ``plain``, worst first (compress/sensitivity.py), from the
     step cache when this very file was ranked before, or None when the format has no ranker;
     why the tool's ranking failed, or None)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..cache.keys import build_key, file_digest, host_facts
 from ..cache.records import Measurement
-from ..converters.converter import Produced
+from ..converters.converter import ConvertedFile
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
@@ -18,13 +18,13 @@ from ..validate.outputs import exact_options, feed_for, measure_fidelity
 from .context import BuildContext, Yardstick
 
 
-def open_session(produced: Produced, threads: int | None = None) -> Session:
+def open_session(produced: ConvertedFile, threads: int | None = None) -> Session:
     """``produced`` loaded by its format's runtime, computing what the file says."""
     runtime = get_runtime(get_format(produced.format).runtime)
     return runtime.load(str(produced.path), exact_options(runtime.name, threads))
 
 
-def measure(ctx: BuildContext, produced: Produced, files: list[Path],
+def measure(ctx: BuildContext, produced: ConvertedFile, files: list[Path],
             yardstick: Yardstick) -> Measurement:
     """Fidelity and accuracy of ``produced`` (whose files are ``files``), then its latency."""
     file = produced.path
@@ -53,7 +53,7 @@ def measure(ctx: BuildContext, produced: Produced, files: list[Path],
     return m
 
 
-def measure_key(ctx: BuildContext, produced: Produced, files: list[Path], yardstick: Yardstick,
+def measure_key(ctx: BuildContext, produced: ConvertedFile, files: list[Path], yardstick: Yardstick,
                 latency: bool = True) -> str | None:
     """What a validation's numbers depend on (``latency=False``: fidelity and accuracy only,
     the accuracy fallback's judging); None (not cached) without the step cache or with a user

@@ -13,7 +13,7 @@ from .. import __version__
 from ..cache.keys import file_digest, model_files
 from ..cache.records import Measurement
 from ..config.profiles import Profile
-from ..converters.converter import Produced
+from ..converters.converter import ConvertedFile
 from ..errors import EdgepackError
 from ..formats import get_format, metadata
 from ..report.model import Artifact
@@ -45,8 +45,9 @@ def validate_all(ctx: BuildContext, builds: list[FormatBuild], profile: Profile,
     return artifacts
 
 
-def validate(ctx: BuildContext, role: str, precision: str, produced: Produced, profile: Profile,
-             yardstick: Yardstick, preprocessing: dict[str, Any] | None) -> Artifact:
+def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFile,
+             profile: Profile, yardstick: Yardstick,
+             preprocessing: dict[str, Any] | None) -> Artifact:
     """Embed metadata, then measure the final file: fidelity, accuracy, latency, budget."""
     file = produced.path
     extra = metadata.embed(produced.format, file,
@@ -82,7 +83,7 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: Produced, p
     return art
 
 
-def _fallback_cost(ctx: BuildContext, produced: Produced, plain: Path, shipped: Measurement,
+def _fallback_cost(ctx: BuildContext, produced: ConvertedFile, plain: Path, shipped: Measurement,
                    yardstick: Yardstick) -> str:
     """What the layers the accuracy fallback kept in float cost: plain int8's host latency
     is measured as the shipped file's is, both are recorded on their attempts, and the
@@ -99,7 +100,7 @@ def _fallback_cost(ctx: BuildContext, produced: Produced, plain: Path, shipped: 
             f"({shipped.latency.p50_ms:.3f} ms vs {m.latency.p50_ms:.3f} ms)")
 
 
-def on_devices(ctx: BuildContext, session: Session, produced: Produced,
+def on_devices(ctx: BuildContext, session: Session, produced: ConvertedFile,
                yardstick: Yardstick) -> list[dict[str, Any]]:
     """The deliverable on each named board: latency there, and its outputs compared with
     the same artifact's host outputs (a device problem fails the build, exit 4)."""
@@ -120,7 +121,7 @@ def on_devices(ctx: BuildContext, session: Session, produced: Produced,
     return [r.to_dict() for r in results]
 
 
-def _metadata(ctx: BuildContext, source: Signature, produced: Produced,
+def _metadata(ctx: BuildContext, source: Signature, produced: ConvertedFile,
               preprocessing: dict[str, Any] | None) -> dict[str, Any]:
     """What an app needs to feed the artifact: name, version, layouts, normalization."""
     inputs = []
@@ -157,7 +158,7 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
     return warnings
 
 
-def _with_layouts(sig: Signature, produced: Produced) -> Signature:
+def _with_layouts(sig: Signature, produced: ConvertedFile) -> Signature:
     """The artifact's signature with the layouts its conversion path gave its tensors."""
     return Signature(
         inputs=tuple(replace(s, layout=lay) for s, lay in
