@@ -83,18 +83,18 @@ def test_fallback_keeps_the_fewest_layers_in_float(outlier_onnx: dict[str, Path]
                             profiles_dirs=(outlier_onnx["profiles"],))
     art = report.deliverables[0]
     attempts = art.fallback
-    assert attempts[0]["kept_float"] == [] and not attempts[0]["passed"], attempts
-    assert attempts[0]["top1_agreement"] < 0.97  # plain int8 collapses on this model
-    assert attempts[-1]["passed"] and art.budget.passed, attempts
+    assert attempts[0].kept_float == [] and not attempts[0].passed, attempts
+    assert attempts[0].readings["top1_agreement"] < 0.97  # plain int8 collapses on this model
+    assert attempts[-1].passed and art.budget.passed, attempts
     # the cheap fixes come first and cannot help: the outlier is in an activation
-    cheap = [a["change"] for a in attempts if "change" in a]
+    cheap = [a.change for a in attempts if a.change is not None]
     assert cheap[:2] == ["per-channel weights", "percentile calibration"], attempts
     # then the first layer in float, not enough; the first two (both Gemms) meet the budget,
     # so no layer needs ranking
-    layers = [a for a in attempts if a["kept_float"]]
-    assert [a["order"] for a in layers] == ["first", "first"], attempts
-    assert layers[0]["kept_float"] == ["hidden"] and not layers[0]["passed"]
-    assert layers[-1]["kept_float"] == ["hidden", "head"]
+    layers = [a for a in attempts if a.kept_float]
+    assert [a.order for a in layers] == ["first", "first"], attempts
+    assert layers[0].kept_float == ["hidden"] and not layers[0].passed
+    assert layers[-1].kept_float == ["hidden", "head"]
     assert report.passed
     assert any("accuracy fallback: the first 2 layer(s) in execution order kept in float" in n
                for n in art.notes), art.notes
@@ -365,13 +365,14 @@ def test_tflite_fallback_denylists_layers_in_the_converter(outlier_onnx: dict[st
     art = report.deliverables[0]
     assert art.format == "tflite"
     attempts = art.fallback
-    assert attempts[0]["kept_float"] == [] and attempts[0]["top1_agreement"] < 0.97, attempts
-    assert attempts[-1]["passed"] and report.passed, attempts
+    assert attempts[0].kept_float == [] and attempts[0].readings["top1_agreement"] < 0.97, \
+        attempts
+    assert attempts[-1].passed and report.passed, attempts
     # the hidden layer's own error ranks it first, but its output is still quantized for the
     # head: only with the head in float too is the budget met
-    layers = [a for a in attempts if a["kept_float"]]
-    assert len(layers[0]["kept_float"]) == 1 and not layers[0]["passed"]
-    kept = attempts[-1]["kept_float"]
+    layers = [a for a in attempts if a.kept_float]
+    assert len(layers[0].kept_float) == 1 and not layers[0].passed
+    kept = attempts[-1].kept_float
     assert any("hidden" in k for k in kept) and any("head" in k for k in kept), kept
 
 
@@ -393,8 +394,9 @@ def test_openvino_fallback_ignores_layers_in_nncf(outlier_onnx: dict[str, Path],
     art = report.deliverables[0]
     attempts = art.fallback
     assert art.format == "openvino" and attempts, art.notes
-    assert attempts[0]["kept_float"] == [] and attempts[0]["top1_agreement"] < 0.97, attempts
-    assert attempts[-1]["passed"] and report.passed, attempts
+    assert attempts[0].kept_float == [] and attempts[0].readings["top1_agreement"] < 0.97, \
+        attempts
+    assert attempts[-1].passed and report.passed, attempts
 
 
 def _tflite_board(tmp_path: Path, budget: str, extra: str = "") -> None:

@@ -382,7 +382,7 @@ def test_failing_edge_is_routed_around(det_savedmodel: Path, tmp_path: Path) -> 
     failures reported, each naming its edge and the operator."""
     report = edgepack.build(det_savedmodel, "x86-host", output=tmp_path / "o", runs=3)
     assert [a.format for a in report.deliverables] == ["onnx"]
-    reasons = {s["format"]: s["reason"] for s in report.skipped}
+    reasons = {s.format: s.reason for s in report.skipped}
     assert "savedmodel -> openvino" in reasons["openvino"]
     assert "onnx -> openvino" in reasons["openvino"]  # the next path was tried too
     assert "MatrixDeterminant" in reasons["openvino"] and "Det" in reasons["openvino"]

@@ -127,7 +127,7 @@ def test_build_writes_a_self_contained_report_html(tiny_build: Path) -> None:
     text = " ".join(dom.text)
     for a in report.artifacts:
         assert a.file in text and a.conversion_path in text
-    assert "passed" in text and report.target["name"] in text
+    assert "passed" in text and report.target.name in text
 
 
 @pytest.mark.slow

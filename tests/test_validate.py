@@ -132,6 +132,7 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
     (plain int8's speed is the runtime's business, shown in the speed-up column)."""
     from edgepack.pipeline.validate import slower_than_fp32
     from edgepack.report.model import Artifact
+    from edgepack.validate.attempts import FallbackAttempt
     from edgepack.validate.latency import LatencyStats
 
     def art(role: str, p50: float, kept: int | None = None) -> Artifact:
@@ -139,8 +140,8 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
         latency = LatencyStats(runtime="onnxruntime", runtime_version="1.32.0", threads=2,
                                warmup=1, runs=5, batch=1, load_ms=1.0, first_inference_ms=1.0,
                                **stats)
-        attempts = [] if kept is None else [{"kept_float": [], "passed": False},
-                                             {"kept_float": ["n"] * kept, "chosen": True}]
+        attempts = [] if kept is None else [
+            FallbackAttempt([], False, 1), FallbackAttempt(["n"] * kept, True, 1, chosen=True)]
         return Artifact(role=role, format="onnx", precision="int8" if kept is not None
                         else "fp32", file=f"m.{role}.onnx", size_bytes=1, sha256="0", path=[],
                         signature={}, latency=latency, fallback=attempts)

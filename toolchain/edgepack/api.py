@@ -75,8 +75,8 @@ def verdict(result: Report | MatrixResult,
     failed = [f"{a.file}: " + ", ".join(f"{c.label()} {c.reading()}"
                                         for c in a.budget.failures())
               for a in result.artifacts if a.budget and not a.budget.passed]
-    on_device = [f"{a.file} on {d['device']}: " + "; ".join(d["failures"])
-                 for a in result.artifacts for d in a.devices if not d["passed"]]
+    on_device = [f"{a.file} on {d.device}: " + "; ".join(d.failures)
+                 for a in result.artifacts for d in a.devices if not d.passed]
     what = "over the accuracy budget" if failed else "on-device validation failed"
     return BudgetError(f"{what}: " + "; ".join(failed + on_device),
                        hint="the build folder and report were written for inspection"), []

@@ -196,8 +196,8 @@ def build_summary(report: Report) -> None:
     """``edgepack build``: warnings, one row per artifact, the paths taken and the verdict."""
     for w in report.warnings:
         out.print(f"[bold yellow]WARNING:[/] {w}")
-    table = Table(title=f"{report.model['name']} for {report.target['name']} "
-                        f"(profile {report.profile['name']})", title_justify="left")
+    table = Table(title=f"{report.model.name} for {report.target.name} "
+                        f"(profile {report.profile.name})", title_justify="left")
     cols = ["artifact", "role", "size", "smaller", "max_abs_err", "cosine", "top1_agree",
             "top1_acc", "p50_ms", "p90_ms", "speedup", "budget"]
     for col in cols:

@@ -42,6 +42,7 @@ from ..errors import (
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..signature import Signature
+from ..validate.attempts import FallbackAttempt
 from ..validate.fidelity import compare, head_rows
 from ..validate.outputs import exact_options, feed_for, outputs_in_source_order
 from . import Edge, edge_id, plan_path
@@ -69,7 +70,7 @@ class ConvertedFile:
     output_layouts: list[str]
     notes: list[str] = field(default_factory=list)
     #: the accuracy fallback's attempts, when it ran (see fallback.py)
-    fallback: list[dict[str, Any]] = field(default_factory=list)
+    fallback: list[FallbackAttempt] = field(default_factory=list)
     #: the file the last hop read (a quantizer's float input, e.g. the SavedModel)
     parent: Path | None = None
     #: content digest of ``path`` (cache.keys.model_digest): the next hop's cache key; None when

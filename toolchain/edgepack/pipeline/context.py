@@ -23,6 +23,7 @@ from ..config.targets import Target
 from ..data.dataset import Dataset
 from ..limits import guarded
 from ..progress import Progress
+from ..report.parts import SkippedFormat
 from ..signature import Signature
 from ..validate import accuracy as acc
 from ..validate.floor import InputFloor
@@ -50,7 +51,7 @@ class BuildContext:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # build-wide facts (fixed shapes, exports)
     tools: dict[str, str] = field(default_factory=dict)  # tool -> version, for the report
-    skipped: list[dict[str, str]] = field(default_factory=list)  # formats not built, and why
+    skipped: list[SkippedFormat] = field(default_factory=list)  # formats not built, and why
 
     @classmethod
     def create(cls, request: BuildRequest, progress: Progress | None = None) -> BuildContext:
@@ -88,7 +89,7 @@ class BuildContext:
 
     def not_built(self, fmt: str, precision: str, reason: str) -> None:
         """A format the build gave up on: recorded for the report, and said now."""
-        self.skipped.append({"format": fmt, "precision": precision, "reason": reason})
+        self.skipped.append(SkippedFormat(fmt, precision, reason))
         self.warn(f"{fmt} not built: {reason}")
 
 

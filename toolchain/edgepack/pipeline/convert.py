@@ -62,4 +62,4 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
 
 def nothing_built(ctx: BuildContext) -> ConversionError:
     return ConversionError("no format could be built: " +
-                           "; ".join(s["reason"] for s in ctx.skipped), path=ctx.inputs.model)
+                           "; ".join(s.reason for s in ctx.skipped), path=ctx.inputs.model)

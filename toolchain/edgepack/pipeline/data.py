@@ -19,6 +19,7 @@ from ..data.dataset import Dataset, fixed_shapes, load_dataset, overlap
 from ..data.random_inputs import random_inputs
 from ..errors import UsageError
 from ..formats.source import open_source
+from ..report.parts import EvalSection
 from ..signature import Signature
 from ..validate.floor import input_floor
 from .context import BuildContext, Yardstick
@@ -35,7 +36,7 @@ class BuildData:
     calibration: Dataset | None
     evaluation: Dataset
     #: the report's ``eval`` section: where the samples came from, how many, labelled or not
-    evaluation_section: dict[str, Any]
+    evaluation_section: EvalSection
     #: what was applied to image data; it travels in every artifact's metadata
     preprocessing: dict[str, Any] | None
     #: static input shapes when the target needs them or the user gave them (None: as is)
@@ -52,8 +53,8 @@ def load_data(ctx: BuildContext, source: SourceModel, profile: Profile) -> Build
         if ctx.inputs.calibration else None
     if ctx.inputs.evaluation:
         evals = load_dataset(ctx.inputs.evaluation, source.signature, **image_options)
-        section = {"source": str(ctx.inputs.evaluation), "samples": len(evals),
-                   "labelled": evals.labels is not None, "preprocessing": evals.preprocessing}
+        section = EvalSection(str(ctx.inputs.evaluation), len(evals), evals.labels is not None,
+                              evals.preprocessing)
         shared = overlap(calib, evals) if calib is not None else 0
         if shared:
             ctx.warnings.append(f"{shared} of {len(evals)} evaluation samples are also "
@@ -63,15 +64,14 @@ def load_data(ctx: BuildContext, source: SourceModel, profile: Profile) -> Build
         evals = calib
         ctx.warnings.append("no evaluation data: fidelity is measured on the calibration "
                             "samples, which flatters int8; pass --eval DATA")
-        section = {"source": f"{calib.source} (calibration data)", "samples": len(calib),
-                   "labelled": calib.labels is not None}
+        section = EvalSection(f"{calib.source} (calibration data)", len(calib),
+                              calib.labels is not None)
     else:
         evals = Dataset("random", random_inputs(source.signature, source.path,
                                                 RANDOM_EVAL_SAMPLES, 0, "--eval"))
         ctx.warnings.append(f"no evaluation data: fidelity is measured on {len(evals)} random "
                             "normal inputs; pass --eval DATA")
-        section = {"source": "random normal inputs (seed 0)", "samples": len(evals),
-                   "labelled": False}
+        section = EvalSection("random normal inputs (seed 0)", len(evals), False)
     preprocessing = (calib.preprocessing if calib is not None else None) or evals.preprocessing
     shapes = _fixed_shapes(ctx, source.signature, calib if calib is not None else evals)
     return BuildData(calib, evals, section, preprocessing, shapes)

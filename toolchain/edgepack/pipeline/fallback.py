@@ -31,6 +31,7 @@ from ..data.dataset import Dataset
 from ..data.layout import in_layouts
 from ..errors import first_line
 from ..validate import budget as budget_gate
+from ..validate.attempts import FallbackAttempt
 from ..validate.outputs import AccuracyFn, measure_fidelity
 from .context import Yardstick
 from .measurement import open_session
@@ -113,8 +114,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     is (or, when none is, the attempt closest to the budget: the budget gate then fails the
     build and the recorded attempts explain why)."""
     verdict, numbers = setup.check.verdict(produced)
-    attempts: list[dict[str, Any]] = [{"kept_float": [], **numbers, "passed": verdict.passed,
-                                       "size_bytes": artifact_bytes(produced.path)}]
+    attempts = [FallbackAttempt([], verdict.passed, artifact_bytes(produced.path), numbers)]
     if verdict.passed:
         return produced
     # every attempt writes the file ``produced`` names: plain int8 is kept aside, to rank its
@@ -134,7 +134,8 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     return _float_layers(search, plain, produced, reference)
 
 
-def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> ConvertedFile | None:
+def _cheap_fixes(setup: FallbackSetup,
+                 attempts: list[FallbackAttempt]) -> ConvertedFile | None:
     """The first quantization change that costs nothing in size or speed and meets the
     budget (its attempts recorded), or None."""
     quantization, calibration = setup.profile.quantization, setup.calibration
@@ -148,8 +149,8 @@ def _cheap_fixes(setup: FallbackSetup, attempts: list[dict[str, Any]]) -> Conver
         with setup.progress.step(f"Re-quantizing {setup.fmt} with {what}"):
             candidate = setup.quantize(quant)
             verdict, numbers = setup.check.verdict(candidate)
-        attempts.append({"change": what, "kept_float": [], **numbers, "passed": verdict.passed,
-                         "size_bytes": artifact_bytes(candidate.path)})
+        attempts.append(FallbackAttempt([], verdict.passed, artifact_bytes(candidate.path),
+                                         numbers, change=what))
         if verdict.passed:
             candidate.notes.append(f"accuracy fallback: {what} brought it within budget")
             candidate.fallback = attempts
@@ -195,19 +196,19 @@ def _float_layers(search: _Search, plain: Path, produced: ConvertedFile,
 def _chosen(search: _Search, best: ConvertedFile, plain: Path, ranked: int) -> ConvertedFile:
     """``best`` with its attempt marked chosen, the attempts and a note saying what was kept."""
     attempts = search.attempts
-    chosen = next(a for a in attempts if "change" not in a
-                  and tuple(a["kept_float"]) == search.best_keep)
-    chosen["chosen"] = True
-    kept = chosen["kept_float"]
+    chosen = next(a for a in attempts if a.change is None
+                  and tuple(a.kept_float) == search.best_keep)
+    chosen.chosen = True
+    kept = chosen.kept_float
     if kept:
         best.plain_int8 = plain
-    how = (f"the first {len(kept)} layer(s) in execution order" if chosen.get("order") == "first"
+    how = (f"the first {len(kept)} layer(s) in execution order" if chosen.order == "first"
            else f"{len(kept)} of {ranked} ranked layer(s)")
     best.notes.append(
         f"accuracy fallback: {how} kept in float ({', '.join(kept) or 'none'})"
-        + ("" if chosen["passed"] else "; still over budget, the closest attempt shipped")
-        + (f"; the attempt with {len(attempts[-1]['kept_float'])} float layer(s) was rejected: "
-           + attempts[-1]["rejected"] if "rejected" in attempts[-1] else ""))
+        + ("" if chosen.passed else "; still over budget, the closest attempt shipped")
+        + (f"; the attempt with {len(attempts[-1].kept_float)} float layer(s) was rejected: "
+           + attempts[-1].rejected if attempts[-1].rejected is not None else ""))
     best.fallback = attempts
     return best
 
@@ -225,7 +226,7 @@ class _Search:
     and the last one that missed are bisected: every float layer costs speed on the device.
     """
 
-    def __init__(self, setup: FallbackSetup, attempts: list[dict[str, Any]], plain_bytes: int,
+    def __init__(self, setup: FallbackSetup, attempts: list[FallbackAttempt], plain_bytes: int,
                  plain: ConvertedFile, plain_score: tuple[int, float]):
         self.setup, self.attempts, self.plain_bytes = setup, attempts, plain_bytes
         self.best, self.best_keep, self.best_score = plain, (), plain_score
@@ -248,14 +249,13 @@ class _Search:
                     candidate = setup.quantize(setup.profile.quantization, keep_float=keep)
                     verdict, numbers = setup.check.verdict(candidate)
                 size = artifact_bytes(candidate.path)
-                self.attempts.append({"kept_float": list(keep), "order": order, **numbers,
-                                      "passed": verdict.passed, "size_bytes": size})
+                attempt = FallbackAttempt(list(keep), verdict.passed, size, numbers, order=order)
+                self.attempts.append(attempt)
                 if size > limit * self.plain_bytes:
                     # so much in float that it is no longer an int8 model: say so, never ship it
-                    self.attempts[-1]["passed"] = False
-                    self.attempts[-1]["rejected"] = (
-                        f"{size / self.plain_bytes:.2f}x the size of plain int8 (profile "
-                        f"allows {limit:g}x)")
+                    attempt.passed = False
+                    attempt.rejected = (f"{size / self.plain_bytes:.2f}x the size of plain int8 "
+                                        f"(profile allows {limit:g}x)")
                     break
                 # more float layers do not always help (quantization noise is not additive):
                 # the attempt closest to the budget wins, the one with fewer float layers on a tie

@@ -17,6 +17,7 @@ from ..converters import plan_path
 from ..errors import ConversionError, DataError
 from ..formats import detect, get_format
 from ..formats.source import Source, SourceFacts, open_source
+from ..report.parts import SkippedFormat
 from ..signature import Signature
 from .context import BuildContext
 
@@ -60,15 +61,14 @@ def plan(ctx: BuildContext) -> Plan:
         try:
             plan_path(fmt, target_format, profile.precision)
         except ConversionError as exc:
-            ctx.skipped.append({"format": target_format, "precision": profile.precision,
-                                "reason": str(exc)})
+            ctx.skipped.append(SkippedFormat(target_format, profile.precision, str(exc)))
             continue
         chosen.append(target_format)
     if not chosen:
         raise ConversionError(
             f"cannot build any format {ctx.target.name} accepts "
             f"({', '.join(ctx.target.formats)}) at {profile.precision} from {fmt}",
-            hint="; ".join(s["reason"] for s in ctx.skipped) or
+            hint="; ".join(s.reason for s in ctx.skipped) or
                  f"profile {profile.name} produces {', '.join(profile.formats)}")
     return Plan(fmt, profile, chosen)
 

@@ -12,6 +12,7 @@ from ..cache.keys import host_facts
 from ..config.profiles import Profile
 from ..data.dataset import Dataset
 from ..report.model import Artifact, Report
+from ..report.parts import CalibrationSection, ModelSection, ProfileSection, TargetSection
 from .context import BuildContext, Yardstick
 from .data import BuildData
 from .load import Plan, SourceModel
@@ -27,11 +28,11 @@ def make_report(ctx: BuildContext, planned: Plan, source: SourceModel, data: Bui
         edgepack_version=__version__,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         model=_model_section(ctx, source),
-        target={"name": target.name, "title": target.title, "arch": target.arch,
-                "runtimes": [r.model_dump() for r in target.runtimes]},
-        profile={"name": profile.name, "title": profile.title, "precision": profile.precision,
-                 "requested": ctx.request.profile or target.default_profile,
-                 "budget": profile.budget.model_dump()},
+        target=TargetSection(target.name, target.title, target.arch,
+                             [r.model_dump() for r in target.runtimes]),
+        profile=ProfileSection(profile.name, profile.title, profile.precision,
+                               ctx.request.profile or target.default_profile,
+                               profile.budget.model_dump()),
         eval=data.evaluation_section,
         calibration=_calibration_section(data.calibration, profile),
         tools=ctx.tools, host=_host(), artifacts=artifacts,
@@ -40,23 +41,21 @@ def make_report(ctx: BuildContext, planned: Plan, source: SourceModel, data: Bui
         step_cache=ctx.steps.summary() if ctx.steps else None, input_floor=yardstick.floor)
 
 
-def _model_section(ctx: BuildContext, source: SourceModel) -> dict[str, Any]:
+def _model_section(ctx: BuildContext, source: SourceModel) -> ModelSection:
     facts = source.facts
-    return {"name": ctx.inputs.name, "version": ctx.inputs.version, "path": str(source.path),
-            "format": facts.format, "parameters": facts.parameters,
-            "size_bytes": facts.size_bytes, "sha256": source.digest,
-            "signature": source.signature.to_dict(), "labels": ctx.inputs.labels}
+    return ModelSection(ctx.inputs.name, ctx.inputs.version, str(source.path), facts.format,
+                        facts.parameters, facts.size_bytes, source.digest,
+                        source.signature.to_dict(), ctx.inputs.labels)
 
 
-def _calibration_section(calib: Dataset | None, profile: Profile) -> dict[str, Any] | None:
+def _calibration_section(calib: Dataset | None, profile: Profile) -> CalibrationSection | None:
     if calib is None:
         return None
     settings = profile.quantization.calibration if profile.quantization else None
     used = min(len(calib), settings.samples) if settings else 0
-    return {"source": calib.source, "samples_available": len(calib), "samples_used": used,
-            "preprocessing": calib.preprocessing,
-            "seed": settings.seed if settings else None,
-            "method": settings.method if settings else None}
+    return CalibrationSection(calib.source, len(calib), used, calib.preprocessing,
+                              settings.seed if settings else None,
+                              settings.method if settings else None)
 
 
 def _host() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ..converters.converter import ConvertedFile
 from ..errors import EdgepackError
 from ..formats import get_format, metadata
 from ..report.model import Artifact
+from ..report.parts import DeviceRun
 from ..runtimes import get_runtime
 from ..runtimes.base import Session
 from ..signature import Signature
@@ -91,17 +92,17 @@ def _fallback_cost(ctx: BuildContext, produced: ConvertedFile, plain: Path, ship
     m = measure(ctx, replace(produced, path=plain, plain_int8=None), model_files(plain),
                 yardstick)
     first = produced.fallback[0]
-    chosen = next(a for a in produced.fallback if a.get("chosen"))
-    first["p50_ms"], chosen["p50_ms"] = m.latency.p50_ms, shipped.latency.p50_ms
-    return (f"accuracy fallback cost: the {len(chosen['kept_float'])} layer(s) kept in float "
-            f"make the file {chosen['size_bytes'] / first['size_bytes']:.3f}x the size of "
+    chosen = next(a for a in produced.fallback if a.chosen)
+    first.p50_ms, chosen.p50_ms = m.latency.p50_ms, shipped.latency.p50_ms
+    return (f"accuracy fallback cost: the {len(chosen.kept_float)} layer(s) kept in float "
+            f"make the file {chosen.size_bytes / first.size_bytes:.3f}x the size of "
             f"plain int8 and its host p50 latency "
             f"{shipped.latency.p50_ms / m.latency.p50_ms:.2f}x plain int8's "
             f"({shipped.latency.p50_ms:.3f} ms vs {m.latency.p50_ms:.3f} ms)")
 
 
 def on_devices(ctx: BuildContext, session: Session, produced: ConvertedFile,
-               yardstick: Yardstick) -> list[dict[str, Any]]:
+               yardstick: Yardstick) -> list[DeviceRun]:
     """The deliverable on each named board: latency there, and its outputs compared with
     the same artifact's host outputs (a device problem fails the build, exit 4)."""
     from ..devices.remote import DEVICE_SAMPLES, bench_on_devices
@@ -118,7 +119,7 @@ def on_devices(ctx: BuildContext, session: Session, produced: ConvertedFile,
     for r in results:
         if isinstance(r, EdgepackError):
             raise r
-    return [r.to_dict() for r in results]
+    return [DeviceRun.from_dict(r.to_dict()) for r in results]
 
 
 def _metadata(ctx: BuildContext, source: Signature, produced: ConvertedFile,
@@ -142,17 +143,17 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
     budget) may be the better thing to ship. Measured on the build host, not on the device."""
     warnings = []
     for art in artifacts:
-        chosen = next((a for a in art.fallback if a.get("chosen")), None)
+        chosen = next((a for a in art.fallback if a.chosen), None)
         ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
                    None)
-        if art.role != "deliverable" or not chosen or not chosen["kept_float"] \
+        if art.role != "deliverable" or not chosen or not chosen.kept_float \
                 or ref is None or art.latency is None or ref.latency is None \
                 or art.latency.p50_ms <= SLOWER_THAN_FP32 * ref.latency.p50_ms:
             continue
         warnings.append(
             f"{art.file} runs slower than its fp32 reference on this host (p50 "
             f"{art.latency.p50_ms:.3f} ms vs {ref.latency.p50_ms:.3f} ms) with the "
-            f"{len(chosen['kept_float'])} layer(s) the accuracy fallback kept in float: check "
+            f"{len(chosen.kept_float)} layer(s) the accuracy fallback kept in float: check "
             f"on the device (--device) before shipping it for speed; fp32 or a looser budget "
             f"may serve better")
     return warnings

@@ -61,9 +61,9 @@ def from_report(report: Report) -> Comparison:
     entries = [Entry(file=a.file, format=a.format, precision=a.precision,
                      size_bytes=a.size_bytes, role=a.role, fidelity=a.fidelity,
                      accuracy=a.accuracy, latency=a.latency) for a in report.artifacts]
-    return Comparison(title=f"{m['name']} for {t['name']} (profile {p['name']})",
-                      source={"name": m["name"], "path": m["path"], "format": m["format"]},
-                      eval=dict(report.eval), entries=entries,
+    return Comparison(title=f"{m.name} for {t.name} (profile {p.name})",
+                      source={"name": m.name, "path": m.path, "format": m.format},
+                      eval=asdict(report.eval), entries=entries,
                       source_accuracy=report.source_accuracy, notes=list(report.warnings))
 
 

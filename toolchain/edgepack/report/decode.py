@@ -1,8 +1,10 @@
-"""Dataclasses rebuilt from JSON objects by their own type hints.
+"""Dataclasses to JSON objects and back, by their own fields and type hints.
 
-report.json is read back into the same typed objects the build had in memory without a reader
-per class: a field added to a dataclass is read back without touching this module, and a key
-no dataclass declares is an error rather than silently lost data.
+report.json is written from and read back into the same typed objects the build had in memory
+without a reader per class: a field added to a dataclass is read back without touching this
+module, and a key no dataclass declares is an error rather than silently lost data. A class
+whose JSON keys are not its fields says so with ``OWN_JSON = True`` and brings its own
+``to_dict``/``from_dict`` (report/parts.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,20 @@ import types
 from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
+
+
+def encode(value: Any) -> Any:
+    """``value`` as JSON-ready data: what ``dataclasses.asdict`` gives, except that a class
+    with ``OWN_JSON`` writes itself."""
+    if is_dataclass(value) and not isinstance(value, type):
+        if getattr(value, "OWN_JSON", False):
+            return value.to_dict()
+        return {f.name: encode(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(encode(v) for v in value)
+    if isinstance(value, dict):
+        return {k: encode(v) for k, v in value.items()}
+    return value
 
 
 def build(cls: type, data: Any, where: str, derived: Mapping[type, frozenset[str]]) -> Any:
@@ -43,6 +59,11 @@ def _value(tp: Any, value: Any, where: str, derived: Mapping[type, frozenset[str
             raise ValueError(f"{where} must be a list, got {type(value).__name__}")
         (item,) = get_args(tp)
         return [_value(item, v, f"{where}[{i}]", derived) for i, v in enumerate(value)]
+    if is_dataclass(tp) and getattr(tp, "OWN_JSON", False):
+        try:
+            return tp.from_dict(value)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
     if is_dataclass(tp):
         return build(tp, value, where, derived)
     return value

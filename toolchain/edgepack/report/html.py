@@ -62,22 +62,22 @@ def to_html(report: Report) -> str:
     passed = report.passed
     badge = ('<span class="badge pass">passed</span>' if passed else
              '<span class="badge fail">FAILED the accuracy budget</span>')
-    facts = [("Model", f"<code>{escape(m['path'])}</code> ({escape(m['format'])}, "
-                       f"{m['parameters']:,} parameters, {fmt_bytes(m['size_bytes'])})"),
-             ("Target", escape(f"{t['name']} — {t['title']} ({t['arch']})")),
-             ("Profile", escape(f"{p['name']} — {p['title']}")),
+    facts = [("Model", f"<code>{escape(m.path)}</code> ({escape(m.format)}, "
+                       f"{m.parameters:,} parameters, {fmt_bytes(m.size_bytes)})"),
+             ("Target", escape(f"{t.name} — {t.title} ({t.arch})")),
+             ("Profile", escape(f"{p.name} — {p.title}")),
              ("Evaluation data", escape(describe_eval(c))),
              ("Calibration data", escape(_calibration(report)))]
     if report.source_accuracy and report.source_accuracy.top1 is not None:
         facts.append(("Source top-1 accuracy", fmt_pct(report.source_accuracy.top1)))
     if report.input_floor is not None:
         facts.append(("Input-rounding floor", escape(report.input_floor.summary())))
-    body = [f"<h1>edgepack build: {escape(m['name'])} for {escape(t['name'])}{badge}</h1>",
+    body = [f"<h1>edgepack build: {escape(m.name)} for {escape(t.name)}{badge}</h1>",
             _warnings(report.warnings), _facts(facts), *_comparison(c),
             "<h2>How each artifact was made</h2>", *(_artifact(a) for a in report.artifacts)]
     if report.skipped:
         body += ["<h2>Not built</h2>", "<section><ul>" + "".join(
-            f"<li>{escape(s['format'])} {escape(s['precision'])}: {escape(s['reason'])}</li>"
+            f"<li>{escape(s.format)} {escape(s.precision)}: {escape(s.reason)}</li>"
             for s in report.skipped) + "</ul></section>"]
     body += ["<h2>Tools</h2>", "<section><ul>" + "".join(
         f"<li>{escape(k)}: {escape(v)}</li>" for k, v in sorted(report.tools.items()))
@@ -85,7 +85,7 @@ def to_html(report: Report) -> str:
         f"<footer>Built by edgepack {escape(report.edgepack_version)} on "
         f"{escape(report.created)} ({escape(str(report.host.get('platform', '')))}, "
         f"{escape(str(report.host.get('cpu', '')))}).</footer>"]
-    return _page(f"edgepack build: {m['name']} for {t['name']}", body)
+    return _page(f"edgepack build: {m.name} for {t.name}", body)
 
 
 def comparison_html(c: Comparison) -> str:
@@ -236,5 +236,4 @@ def _calibration(report: Report) -> str:
     cal = report.calibration
     if not cal:
         return "none"
-    return (f"{cal['source']} ({cal['samples_used']} of {cal['samples_available']} samples, "
-            f"seed {cal['seed']})")
+    return f"{cal.source} ({cal.samples_used} of {cal.samples_available} samples, seed {cal.seed})"

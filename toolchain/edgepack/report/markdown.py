@@ -59,7 +59,7 @@ def _table(headers: Sequence[str], cells: list[list[str]], indent: str = "") -> 
 def _header(report: Report) -> list[str]:
     """Title, verdict and warnings."""
     m, t = report.model, report.target
-    lines = [f"# edgepack build: {m['name']} for {t['name']}", "",
+    lines = [f"# edgepack build: {m.name} for {t.name}", "",
              f"**Status: {'PASSED' if report.passed else 'FAILED the accuracy budget'}**", ""]
     lines += [f"> **WARNING:** {w}" for w in report.warnings]
     return lines + ([""] if report.warnings else [])
@@ -69,16 +69,16 @@ def _facts(report: Report) -> list[str]:
     """What was built from what, for which target, on which data."""
     m, t, p, ev = report.model, report.target, report.profile, report.eval
     lines = [
-        f"- Model: `{m['path']}` ({m['format']}, {m['parameters']:,} parameters, "
-        f"{fmt_bytes(m['size_bytes'])}, sha256 `{m['sha256'][:16]}…`)",
-        f"- Target: {t['name']} — {t['title']} ({t['arch']})",
-        f"- Profile: {p['name']} — {p['title']}",
-        f"- Evaluation data: {ev['source']} ({ev['samples']} samples, "
-        f"{'labelled' if ev['labelled'] else 'unlabelled'})",
+        f"- Model: `{m.path}` ({m.format}, {m.parameters:,} parameters, "
+        f"{fmt_bytes(m.size_bytes)}, sha256 `{m.sha256[:16]}…`)",
+        f"- Target: {t.name} — {t.title} ({t.arch})",
+        f"- Profile: {p.name} — {p.title}",
+        f"- Evaluation data: {ev.source} ({ev.samples} samples, "
+        f"{'labelled' if ev.labelled else 'unlabelled'})",
     ]
     c = report.calibration
-    lines.append(f"- Calibration data: {c['source']} ({c['samples_used']} of "
-                 f"{c['samples_available']} samples, seed {c['seed']})" if c
+    lines.append(f"- Calibration data: {c.source} ({c.samples_used} of "
+                 f"{c.samples_available} samples, seed {c.seed})" if c
                  else "- Calibration data: none")
     src = report.source_accuracy
     if src and src.top1 is not None:
@@ -121,7 +121,7 @@ def _skipped(report: Report) -> list[str]:
     if not report.skipped:
         return []
     return ["", "## Not built", "",
-            *(f"- {s['format']} {s['precision']}: {s['reason']}" for s in report.skipped)]
+            *(f"- {s.format} {s.precision}: {s.reason}" for s in report.skipped)]
 
 
 def _footer(report: Report) -> list[str]:

@@ -8,18 +8,28 @@ it and import it, never the other way round.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..converters.hop import Hop
 from ..errors import UsageError
 from ..validate.accuracy import Accuracy
+from ..validate.attempts import FallbackAttempt
 from ..validate.budget import BudgetVerdict
 from ..validate.fidelity import OutputFidelity
 from ..validate.floor import InputFloor
 from ..validate.latency import LatencyStats
 from . import decode
+from .parts import (
+    CalibrationSection,
+    DeviceRun,
+    EvalSection,
+    ModelSection,
+    ProfileSection,
+    SkippedFormat,
+    TargetSection,
+)
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -44,9 +54,9 @@ class Artifact:
     #: sha256 of each extra file (packaging refuses one that changed after the build)
     extra_sha256: dict[str, str] = field(default_factory=dict)
     #: the accuracy fallback's attempts: layers kept in float and what each attempt measured
-    fallback: list[dict[str, Any]] = field(default_factory=list)
+    fallback: list[FallbackAttempt] = field(default_factory=list)
     #: on-device runs (edgepack build --device): latency there and fidelity vs the host
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[DeviceRun] = field(default_factory=list)
 
     @property
     def conversion_path(self) -> str:
@@ -59,11 +69,11 @@ class Artifact:
 class Report:
     edgepack_version: str
     created: str
-    model: dict[str, Any]
-    target: dict[str, Any]
-    profile: dict[str, Any]
-    eval: dict[str, Any]
-    calibration: dict[str, Any] | None
+    model: ModelSection
+    target: TargetSection
+    profile: ProfileSection
+    eval: EvalSection
+    calibration: CalibrationSection | None
     tools: dict[str, str]
     host: dict[str, Any]
     artifacts: list[Artifact]
@@ -71,7 +81,7 @@ class Report:
     output: str = ""  # the build folder, as the caller named it
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[SkippedFormat] = field(default_factory=list)
     #: structural passes on the source (structural/stages.py StageReport), the original first
     structural: list[dict[str, Any]] = field(default_factory=list)
     #: what the step cache gave this build: steps (hops, validations) "reused" and "built";
@@ -84,7 +94,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all((a.budget is None or a.budget.passed) and all(d["passed"] for d in a.devices)
+        return all((a.budget is None or a.budget.passed) and all(d.passed for d in a.devices)
                    for a in self.artifacts)
 
     @property
@@ -97,7 +107,7 @@ class Report:
                      if a.role == "reference" and a.format == artifact.format), None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = decode.encode(self)
         d["status"] = "passed" if self.passed else "failed"
         for a, src in zip(d["artifacts"], self.artifacts, strict=True):
             a["conversion_path"] = src.conversion_path

@@ -12,10 +12,6 @@ from ..validate.fidelity import OutputFidelity
 from .formatting import fmt_bytes, fmt_num, fmt_pct
 from .model import Artifact, Report
 
-#: what the fallback's attempts record besides the budget's checks
-_ATTEMPT_KEYS = ("change", "kept_float", "order", "passed", "size_bytes", "rejected", "chosen",
-                 "p50_ms")
-
 
 def summary_rows(report: Report) -> list[dict[str, str]]:
     """One row per artifact with the headline numbers (shared by markdown and the terminal)."""
@@ -49,21 +45,19 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     int8, its host latency where measured (plain int8 and the shipped attempt), and its fate."""
     if not a.fallback:
         return [], []
-    checks = list(dict.fromkeys(k for t in a.fallback for k in t if k not in _ATTEMPT_KEYS))
-    plain = a.fallback[0].get("size_bytes") or 0
+    checks = list(dict.fromkeys(k for t in a.fallback for k in t.readings))
+    plain = a.fallback[0].size_bytes
     headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
     rows = []
     for i, t in enumerate(a.fallback):
-        what = "plain int8" if i == 0 else t.get("change") or (
-            f"first {len(t['kept_float'])} layer(s) in float" if t.get("order") == "first"
-            else f"{len(t['kept_float'])} worst-ranked layer(s) in float")
-        size = t.get("size_bytes")
-        result = "rejected: " + t["rejected"] if "rejected" in t else \
-            "within budget" if t.get("passed") else "over budget"
-        rows.append([what, *(fmt_num(t.get(c), ".4f") for c in checks),
-                     f"{size / plain:.3f}x" if size and plain else "-",
-                     fmt_num(t.get("p50_ms"), ".3f"),
-                     result + (" (shipped)" if t.get("chosen") else "")])
+        what = "plain int8" if i == 0 else t.change or (
+            f"first {len(t.kept_float)} layer(s) in float" if t.order == "first"
+            else f"{len(t.kept_float)} worst-ranked layer(s) in float")
+        result = "rejected: " + t.rejected if t.rejected is not None else \
+            "within budget" if t.passed else "over budget"
+        rows.append([what, *(fmt_num(t.readings.get(c), ".4f") for c in checks),
+                     f"{t.size_bytes / plain:.3f}x" if t.size_bytes and plain else "-",
+                     fmt_num(t.p50_ms, ".3f"), result + (" (shipped)" if t.chosen else "")])
     return headers, rows
 
 
