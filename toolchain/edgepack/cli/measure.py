@@ -169,7 +169,7 @@ def compare(paths: tuple[Path, ...], source: Path | None, eval_data: Path | None
     from .render import ConsoleProgress, compare_table
 
     progress = ConsoleProgress(quiet=as_json)
-    comparison = compare_runner.compare(paths, source=source, eval=eval_data, threads=threads,
+    comparison = compare_runner.compare(paths, source=source, evaluation=eval_data, threads=threads,
                                         runs=runs, warmup=warmup, progress=progress)
     progress.close()
     written = compare_runner.write_renderings(comparison, markdown=markdown_file,

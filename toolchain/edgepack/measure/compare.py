@@ -39,7 +39,7 @@ _PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 def compare(paths: Sequence[str | Path], *, source: str | Path | None = None,
-            eval: str | Path | None = None, threads: int | None = None, runs: int = 100,
+            evaluation: str | Path | None = None, threads: int | None = None, runs: int = 100,
             warmup: int = 10, seed: int = 0, progress: Progress | None = None) -> Comparison:
     """A build folder (one path, holding report.json) or artifacts compared with ``source``."""
     if not paths:
@@ -50,19 +50,19 @@ def compare(paths: Sequence[str | Path], *, source: str | Path | None = None,
         if len(paths) > 1:
             raise UsageError("compare one build folder at a time, or artifacts with --source",
                              path=builds[0])
-        if source is not None or eval is not None:
+        if source is not None or evaluation is not None:
             raise UsageError("a build folder is compared from its report.json; --source and "
                              "--eval apply to artifacts", path=builds[0])
         return from_report(load_report(builds[0]))
     if source is None:
         raise UsageError("which model are the artifacts compared with? pass --source MODEL",
                          hint="or give a build folder holding report.json")
-    return compare_artifacts(paths, source, eval=eval, threads=threads, runs=runs,
+    return compare_artifacts(paths, source, evaluation=evaluation, threads=threads, runs=runs,
                              warmup=warmup, seed=seed, progress=progress or Progress())
 
 
 def compare_artifacts(paths: Sequence[str | Path], source: str | Path, *,
-                      eval: str | Path | None, threads: int | None, runs: int, warmup: int,
+                      evaluation: str | Path | None, threads: int | None, runs: int, warmup: int,
                       seed: int, progress: Progress) -> Comparison:
     if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
         raise UsageError("--runs and --threads must be at least 1, --warmup at least 0")
@@ -74,9 +74,9 @@ def compare_artifacts(paths: Sequence[str | Path], source: str | Path, *,
         src_session = runtime_for_format(src_fmt.name).load(str(src), RuntimeOptions())
     signature = real_valued(src_session.signature)
     notes = []
-    if eval is not None:
-        data = load_dataset(eval, signature)
-        eval_meta = {"source": str(eval), "samples": len(data),
+    if evaluation is not None:
+        data = load_dataset(evaluation, signature)
+        eval_meta = {"source": str(evaluation), "samples": len(data),
                      "labelled": data.labels is not None}
     else:
         data = Dataset("random", random_inputs(signature, src, RANDOM_SAMPLES, seed,

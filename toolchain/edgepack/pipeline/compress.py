@@ -14,7 +14,7 @@ from ..errors import ConversionError
 from .context import BuildContext, Yardstick
 from .convert import FormatBuild, nothing_built
 from .data import BuildData
-from .fallback import BudgetCheck, FallbackSetup, fit_budget
+from .fallback import BudgetMeter, FallbackSetup, fit_budget
 from .load import Plan
 from .measurement import measure_key
 
@@ -25,7 +25,7 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
     """The formats whose deliverable meets the budget, or came as close as the fallback could
     (the budget gate then fails the build); a format whose fallback broke is not built."""
     profile = planned.profile
-    check = BudgetCheck(yardstick, profile, ctx.accuracy, ctx.steps,
+    meter = BudgetMeter(yardstick, profile, ctx.accuracy, ctx.steps,
                         lambda p: measure_key(ctx, p, model_files(p.path), yardstick,
                                               latency=False))
     fitted = []
@@ -34,7 +34,7 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
             fitted.append(build)
             continue
         setup = FallbackSetup(converter, build.format, profile, data.calibration, staging,
-                              ctx.inputs.name, check, ctx.progress)
+                              ctx.inputs.name, meter, ctx.progress)
         try:
             fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
                                                                 build.reference)))

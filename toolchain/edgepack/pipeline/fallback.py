@@ -38,7 +38,7 @@ from .measurement import open_session
 
 
 @dataclass
-class BudgetCheck:
+class BudgetMeter:
     """Measures an artifact against the source and the profile's budget.
 
     With ``steps`` and ``key``, an attempt's numbers come from the step cache when the very
@@ -82,7 +82,7 @@ class FallbackSetup:
     calibration: Dataset | None
     out_dir: Path
     stem: str
-    check: BudgetCheck
+    meter: BudgetMeter
     progress: Any
 
     def quantize(self, quantization: Quantization | None,
@@ -113,7 +113,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     """``produced`` if within budget; else the int8 artifact with the fewest float layers that
     is (or, when none is, the attempt closest to the budget: the budget gate then fails the
     build and the recorded attempts explain why)."""
-    verdict, numbers = setup.check.verdict(produced)
+    verdict, numbers = setup.meter.verdict(produced)
     attempts = [FallbackAttempt([], verdict.passed, artifact_bytes(produced.path), numbers)]
     if verdict.passed:
         return produced
@@ -148,7 +148,7 @@ def _cheap_fixes(setup: FallbackSetup,
             continue  # not this tool's knob, already so, or no more samples to take
         with setup.progress.step(f"Re-quantizing {setup.fmt} with {what}"):
             candidate = setup.quantize(quant)
-            verdict, numbers = setup.check.verdict(candidate)
+            verdict, numbers = setup.meter.verdict(candidate)
         attempts.append(FallbackAttempt([], verdict.passed, artifact_bytes(candidate.path),
                                          numbers, change=what))
         if verdict.passed:
@@ -247,7 +247,7 @@ class _Search:
                 with setup.progress.step(f"Re-quantizing {setup.fmt} with {len(keep)} layer(s) "
                                          f"kept in float"):
                     candidate = setup.quantize(setup.profile.quantization, keep_float=keep)
-                    verdict, numbers = setup.check.verdict(candidate)
+                    verdict, numbers = setup.meter.verdict(candidate)
                 size = artifact_bytes(candidate.path)
                 attempt = FallbackAttempt(list(keep), verdict.passed, size, numbers, order=order)
                 self.attempts.append(attempt)
@@ -286,11 +286,11 @@ def _ranking(setup: FallbackSetup, plain: Path, produced: ConvertedFile,
     ranker = RANKERS.get(setup.fmt)
     if ranker is None or setup.calibration is None:
         return None, None
-    quantization, steps = setup.profile.quantization, setup.check.steps
+    quantization, steps = setup.profile.quantization, setup.meter.steps
     settings = quantization.calibration if quantization else None
     samples = in_layouts(setup.calibration.take(min(settings.samples if settings else 32, 32),
                                                 settings.seed if settings else 0),
-                         setup.check.yardstick.signature, produced.input_layouts)
+                         setup.meter.yardstick.signature, produced.input_layouts)
     parent = produced.parent or reference.path
     key = None
     if steps is not None:
