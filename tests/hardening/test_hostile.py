@@ -309,7 +309,7 @@ def test_pt2_that_would_run_code_is_read_as_data_and_never_loaded(plain_pt2: Pat
 
 def test_a_plain_pt2_loads_untrusted_through_the_check(plain_pt2: Path) -> None:
     attempt("hostile/pt2", "plain model", ["bench", str(plain_pt2), *BENCH], {0}, list)
-    from edgepack.formats.source import open_source
+    from edgepack.pipeline.source import open_source
 
     assert ".pt2 checked without running it" in open_source(plain_pt2, None).notes[0]
     assert_clean("hostile/pt2")

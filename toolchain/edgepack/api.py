@@ -85,7 +85,7 @@ def verdict(result: Report | MatrixResult,
 def _build_module(module: Any, target: str | Sequence[str] | None, example_inputs: Any,
                   progress: Progress | None, options: dict[str, Any]) -> Report:
     """A torch.nn.Module, exported with ``torch.export`` to a temporary .pt2, then built."""
-    from .formats.source import export_module
+    from .pipeline.source import export_module
 
     progress = progress or Progress()
     with tempfile.TemporaryDirectory(prefix="edgepack-src-") as tmp:

@@ -90,7 +90,7 @@ def build(state: State, model: Path | None, targets: tuple[str, ...],
     Every conversion hop and validation is cached by content (see `edgepack cache`).
     """
     from .. import api
-    from ..formats.source import parse_input_shapes
+    from ..pipeline.source import parse_input_shapes
     from ..request import BuildRequest
     from .render import ConsoleProgress, build_summary, matrix_cell, matrix_table
 

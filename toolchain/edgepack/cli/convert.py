@@ -20,8 +20,8 @@ from .options import eval_option, force_option, input_shape_option, output_optio
 def convert_command(model: Path, to: str, output: Path | None, eval_data: Path | None,
                     input_shape: tuple[str, ...], force: bool) -> None:
     """Convert MODEL to one format at fp32, every hop checked against the source."""
-    from ..formats.source import parse_input_shapes
     from ..pipeline.convert_file import convert
+    from ..pipeline.source import parse_input_shapes
     from .render import ConsoleProgress
 
     progress = ConsoleProgress()

@@ -21,9 +21,9 @@ from ..data.dataset import Dataset, load_dataset
 from ..data.random_inputs import random_inputs
 from ..errors import ConversionError, OutputError, UsageError
 from ..formats import detect, metadata
-from ..formats.source import open_source
 from ..progress import Progress
 from ..staging import out_of_space
+from .source import open_source
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 #: samples of seeded random inputs the hops are checked on when no data is given

@@ -18,12 +18,12 @@ from ..config.profiles import Profile
 from ..data.dataset import Dataset, fixed_shapes, load_dataset, overlap
 from ..data.random_inputs import random_inputs
 from ..errors import UsageError
-from ..formats.source import open_source
 from ..report.parts import EvalSection
 from ..signature import Signature
 from ..validate.floor import input_floor
 from .context import BuildContext, Yardstick
 from .load import SourceModel, source_key
+from .source import open_source
 
 #: fidelity without any data: seeded standard-normal inputs (said loudly in the report)
 RANDOM_EVAL_SAMPLES = 64

@@ -16,10 +16,10 @@ from ..config.profiles import ROLE_NAMES, Profile
 from ..converters import plan_path
 from ..errors import ConversionError, DataError
 from ..formats import detect, get_format
-from ..formats.source import Source, SourceFacts, open_source
 from ..report.parts import SkippedFormat
 from ..signature import Signature
 from .context import BuildContext
+from .source import Source, SourceFacts, open_source
 
 
 @dataclass

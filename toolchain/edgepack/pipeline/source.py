@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError, first_line
+from ..formats import detect
+from ..formats.base import ModelInfo
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
-from . import detect
-from .base import ModelInfo
 
 
 @dataclass
@@ -79,7 +79,7 @@ def parse_input_shapes(specs: list[str] | tuple[str, ...]) -> dict[str, tuple[in
 
 def export_module(module: Any, example_inputs: Any, workdir: Path, name: str) -> tuple[Path, str]:
     """A torch.nn.Module -> ``<workdir>/<name>.pt2``; returns the path and a note on shapes."""
-    from .torch import import_torch
+    from ..formats.torch import import_torch
 
     torch = import_torch()
     if example_inputs is None:
@@ -119,7 +119,7 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
     signature = info.signature
     options = RuntimeOptions()
     if fmt.name == "torchscript":
-        from .torch import TorchScriptFormat
+        from ..formats.torch import TorchScriptFormat
 
         signature = TorchScriptFormat().signature_with_shapes(path, input_shapes or {})
         options = RuntimeOptions(extra={"signature": signature})
