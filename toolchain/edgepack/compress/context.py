@@ -44,10 +44,10 @@ class ConvertContext:
     scratch: Path | None = None
     notes: list[str] = field(default_factory=list)  # what the hop wants the report to say
 
-    def minmax_sample(self, tool: str) -> Dataset:
+    def minmax_sample(self, tool: str, applies: tuple[str, ...] = ("minmax",)) -> Dataset:
         """The profile's seeded sample of the calibration data, for a quantizer (``tool``) that
-        edgepack calibrates with min/max, with the report's notes on it; DataError when the
-        build has no calibration data."""
+        edgepack calibrates with min/max (or another of the methods it ``applies``), with the
+        report's notes on it; DataError when the build has no calibration data."""
         quant = self.quantization
         if self.calibration is None or quant is None:
             raise DataError("full-integer int8 needs calibration data")
@@ -55,9 +55,9 @@ class ConvertContext:
         samples = self.calibration.take(settings.samples, settings.seed)
         self.notes.append(f"calibrated on {len(samples)} samples of {self.calibration.source} "
                           f"(seed {settings.seed}, min/max, {tool})")
-        if settings.method != "minmax":
-            self.notes.append(f"edgepack calibrates {tool} with min/max; profile method "
-                              f"'{settings.method}' does not apply to it")
+        if settings.method not in applies:
+            self.notes.append(f"edgepack calibrates {tool} with {' or '.join(applies)}; profile "
+                              f"method '{settings.method}' does not apply to it")
         return samples
 
     def scratch_file(self, kind: str, model: Path, samples: Dataset | None,

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from .context import ConvertContext
 from .fp16_range import expanded_note
 from .openvino_ranges import apply_mse_ranges
@@ -79,11 +78,8 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
     )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    quant = ctx.quantization
-    if ctx.calibration is None or quant is None:
-        raise DataError("full-integer int8 needs calibration data")
-    settings = quant.calibration
-    samples = ctx.calibration.take(settings.samples, settings.seed)
+    samples = ctx.minmax_sample("NNCF post-training quantization", applies=("minmax", "mse"))
+    quant, settings = ctx.quantization, ctx.quantization.calibration
     # each input as the model takes it: float images, int64 token ids
     types = [(p.get_any_name(), p.get_element_type().to_dtype()) for p in model.inputs]
     feeds = [{n: np.asarray(v).astype(t) for (n, t), v in zip(types, f.values(), strict=True)}
@@ -99,8 +95,6 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
                              per_channel=quant.per_channel, model_type=model_type)
     model = _quantize(model, nncf.Dataset(feeds), scope, ranges, stats,
                       nncf.ModelType.TRANSFORMER if model_type == "transformer" else None)
-    ctx.notes.append(f"calibrated on {len(samples)} samples of {ctx.calibration.source} "
-                     f"(seed {settings.seed}, min/max, NNCF post-training quantization)")
     if model_type == "transformer":
         ctx.notes.append("transformer recipe: NNCF's transformer model type (SmoothQuant; "
                          "normalization, softmax and residual adds left float)")
@@ -111,9 +105,6 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
         changed = apply_mse_ranges(model, feeds)
         ctx.notes.append(f"activation ranges: {changed} narrowed to their least-squared-error "
                          f"clipping on the same samples (mse)")
-    elif settings.method != "minmax":
-        ctx.notes.append(f"edgepack calibrates NNCF with min/max or mse; profile method "
-                         f"'{settings.method}' does not apply to OpenVINO")
     return model
 
 
