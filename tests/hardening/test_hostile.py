@@ -4,7 +4,8 @@ read as data, and its payload never runs; with ``--trust-model-code`` the payloa
 which proves the file is what it claims. Counted in the terminal summary ("hostile/...").
 
 * TorchScript whose ``__setstate__`` overwrites bytes of a file and creates another
-  (``torch.from_file(..., shared=True)``): inspect, bench, build, convert;
+  (``torch.from_file(..., shared=True)``): inspect, bench, build, convert, and a project
+  build whose cell a trusted build left in the cache;
 * SavedModels that write a file when they run (``tf.io.write_file``, ``tf.print`` to a file)
   or when they load (a resource initialiser): bench, build, convert; inspect reads them;
 * ``.pt2`` archives that run code in torch.export.load or in the loaded module: a pickled
@@ -22,6 +23,7 @@ import hashlib
 import io
 import json
 import pickle
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +90,29 @@ def test_torchscript_setstate_never_runs_untrusted(tmp_path: Path) -> None:
     # the file is what it claims: trusted, its code runs
     CliRunner().invoke(cli, ["--trust-model-code", "inspect", str(evil)])
     assert planted.exists() and victim.read_bytes() == b"XXXXo world"
+
+
+def test_cached_matrix_cell_is_not_served_untrusted(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project cell built once with --trust-model-code is in the build cache; the same build
+    without trust is refused (exit 5) instead of handed the cached folder."""
+    victim, planted = tmp_path / "victim.txt", tmp_path / "planted.pth"
+    victim.write_bytes(b"hello world")
+    evil = evil_torchscript(tmp_path, victim, planted)
+    (tmp_path / "edgepack.yaml").write_text(
+        f"models:\n  - name: evil\n    model: {evil.name}\n    input_shape: {{x: [1, 4]}}\n"
+        "    targets: [fuzz-onnx]\n")
+    monkeypatch.setenv("EDGEPACK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = [*T, "build", "--model", "evil", "--runs", "2", "--warmup", "0", "--json"]
+    trusted = CliRunner().invoke(cli, ["--trust-model-code", *argv])
+    assert trusted.exit_code == 0, trusted.output
+    shutil.rmtree(tmp_path / "build")
+    planted.unlink()
+    victim.write_bytes(b"hello world")
+    attempt("hostile/torchscript", "a cached cell served without trust", argv, {5},
+            exists(planted, tmp_path / "build"), says=("TorchScript", "--trust-model-code"))
+    assert_clean("hostile/torchscript")
 
 
 # ----------------------------------------------------------------------------- SavedModel

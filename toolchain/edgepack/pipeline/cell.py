@@ -21,6 +21,7 @@ from ..config.catalog import Catalog, load_catalog
 from ..config.profiles import ROLE_NAMES
 from ..config.project import LoadedProject
 from ..errors import EdgepackError
+from ..formats import detect, get_format
 from ..staging import publish
 from ..validate.accuracy import UserMetric
 from .build import run_build
@@ -65,6 +66,8 @@ def build_cell(request: BuildRequest) -> Cell:
     try:
         cache = BuildCache(request.cache.cache_dir)
         key = cell_key(request) if request.cache.cache and not request.devices.devices else None
+        if key is not None:
+            _refuse_untrusted(request)
         if key is not None and _up_to_date(cache, key, out):
             cell.status = "up-to-date"
         elif key is not None and _fetch(cache, key, out):
@@ -81,6 +84,14 @@ def build_cell(request: BuildRequest) -> Cell:
         cell.status, cell.error, cell.exit_code = "failed", str(exc), exc.exit_code
     cell.seconds = round(time.perf_counter() - t0, 2)
     return cell
+
+
+def _refuse_untrusted(request: BuildRequest) -> None:
+    """The exit-5 refusal a build gives a model file that can run code when code is not
+    trusted: a cell built once with --trust-model-code must not hand its folder to a build
+    without it (the cache key leaves trust out: trust changes who may build, not what)."""
+    model = resolve_inputs(request, project_of(request)).model
+    get_format(detect(model).name).checked_note(model)
 
 
 def cell_key(request: BuildRequest) -> str | None:
