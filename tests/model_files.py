@@ -3,8 +3,9 @@
 Plain functions (the test modules wrap them in fixtures): TFLite fp32 and full-integer int8
 with int8 I/O from the ``tiny_savedmodel`` fixture, an ONNX graph written with ``onnx.helper``
 (optionally with dynamic height and width), OpenVINO IR converted from that ONNX, a stateful
-RNN step shaped like silero-vad's (state batched on axis 1, a scalar sample rate), and
-``save_onnx`` for graphs a test writes itself.
+RNN step shaped like silero-vad's (state batched on axis 1, a scalar sample rate),
+``save_onnx`` for graphs a test writes itself, and ``onnx_host_target``, a target to build
+them for quickly.
 """
 
 from __future__ import annotations
@@ -118,4 +119,16 @@ def save_onnx(graph: object, path: Path, opset: int = 17) -> Path:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, path)
+    return path
+
+
+def onnx_host_target(targets_dir: Path) -> Path:
+    """The x86-host target narrowed to ONNX with int8-arm by default, as ``onnx-host`` in
+    ``targets_dir`` (a project's ``targets_dir``): int8 builds without the TFLite hops."""
+    host = (Path(__file__).parents[1] / "targets" / "x86-host.yaml").read_text()
+    path = targets_dir / "onnx-host.yaml"
+    path.write_text(host.replace("name: x86-host", "name: onnx-host").replace(
+        "aliases: [host, local]\n", "").replace("formats: [tflite, onnx, openvino]",
+                                                "formats: [onnx]").replace(
+        "default_profile: fp32", "default_profile: int8-arm"))
     return path

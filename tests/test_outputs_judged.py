@@ -18,6 +18,8 @@ from edgepack.validate.fidelity import FLAT, OutputFidelity, compare, compare_al
 from edgepack.validate.floor import LEVELS, input_floor, input_steps
 from edgepack.validate.roles import BY_NAME, role_for
 
+from tests import model_files
+
 RNG = np.random.default_rng(0)
 
 
@@ -301,12 +303,7 @@ def test_a_build_judges_every_output_and_reports_the_floor(tmp_path: Path) -> No
     data[::8] *= 0.01  # the map is all zero on these
     np.savez(proj / "calib.npz", x=data[:32])
     np.savez(proj / "eval.npz", x=data[32:])
-    host = (Path(__file__).parents[1] / "targets" / "x86-host.yaml").read_text()
-    (proj / "targets" / "onnx-host.yaml").write_text(
-        host.replace("name: x86-host", "name: onnx-host").replace(
-            "aliases: [host, local]\n", "").replace("formats: [tflite, onnx, openvino]",
-                                                    "formats: [onnx]").replace(
-            "default_profile: fp32", "default_profile: int8-arm"))
+    model_files.onnx_host_target(proj / "targets")
     (proj / "edgepack.yaml").write_text(
         "model: two.onnx\ncalibration: calib.npz\neval: eval.npz\ntargets_dir: [targets]\n"
         "outputs:\n  y2: {role: map, min_iou: 0.5, min_cosine: 0.9}\n")
@@ -318,6 +315,7 @@ def test_a_build_judges_every_output_and_reports_the_floor(tmp_path: Path) -> No
     assert deliverable.fidelity[1].flat_samples >= 1
     verdicts = {o.output: o for o in deliverable.budget.outputs}
     assert {c.name: c.limit for c in verdicts["y2"].checks} == {"cosine": 0.9, "iou": 0.5}
+    assert {c.basis for c in verdicts["y2"].checks} == {"from the project file"}
     assert {c.name: c.limit for c in verdicts["logits"].checks} == {
         "top1_agreement": 0.97, "cosine": 0.99}
     floor = report.input_floor

@@ -152,14 +152,18 @@ def profile_detail(entry: Any, catalog: Any) -> None:
 
 
 def _budget(b: Any) -> str:
-    """An accuracy budget in one phrase, e.g. "top-1 drop <= 1 pt, cosine >= 0.99"."""
+    """An accuracy budget in one phrase, e.g. "top-1 drop <= 1 pt, cosine >= 0.99", a bound
+    stated against the input-rounding floor as "cosine >= min(0.99, floor - 0.005)"."""
     parts = []
     if b.max_top1_drop is not None:
         parts.append(f"top-1 drop <= {100 * b.max_top1_drop:g} pt")
-    if b.min_top1_agreement is not None:
-        parts.append(f"agreement >= {b.min_top1_agreement:g}")
-    if b.min_cosine is not None:
-        parts.append(f"cosine >= {b.min_cosine:g}")
+    margins = b.relative_to_floor.model_dump() if b.relative_to_floor else {}
+    for name, value, reading in (("agreement", b.min_top1_agreement, "top1_agreement"),
+                                 ("cosine", b.min_cosine, "cosine")):
+        margin = margins.get(reading)
+        if value is not None:
+            parts.append(f"{name} >= " + (f"{value:g}" if margin is None
+                                          else f"min({value:g}, floor - {margin:g})"))
     return ", ".join(parts) or "-"
 
 

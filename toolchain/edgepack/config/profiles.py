@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from .structural import Structural
 from .targets import FormatName, Strict
@@ -78,6 +78,21 @@ class OutputBudget(Limits):
     gating: bool = True
 
 
+class FloorMargins(Strict):
+    """How much further from the source than its input-rounding floor (validate/floor.py) an
+    output may be, per reading: a bound of the profile's own becomes the floor's reading
+    less the margin (plus it, for an upper bound) where that is looser, never looser."""
+
+    top1_agreement: float | None = Field(default=None, ge=0, le=1)
+    cosine: float | None = Field(default=None, ge=0, le=2)
+    snr_db: float | None = Field(default=None, ge=0)
+    range_error: float | None = Field(default=None, ge=0)
+    detections_kept: float | None = Field(default=None, ge=0, le=1)
+    extra_detections: float | None = Field(default=None, ge=0)
+    neighbour_agreement: float | None = Field(default=None, ge=0, le=1)
+    iou: float | None = Field(default=None, ge=0, le=1)
+
+
 class Budget(Limits):
     """What "still computes what the original computed" means for this recipe.
 
@@ -86,10 +101,16 @@ class Budget(Limits):
     top-1 drop stated, the drop decides for the output the labels score (the first) and its
     other bounds are measured and reported only. ``outputs`` states limits per output name
     or per role (a name's entry over its role's, over the profile-wide limits).
+    ``relative_to_floor`` states the profile's unlabelled bounds against the model's own
+    input-rounding floor where one is measured; a bound the user set (the project file's)
+    stays absolute.
     """
 
     max_top1_drop: float | None = Field(default=None, ge=0, le=1)
+    relative_to_floor: FloorMargins | None = None
     outputs: dict[str, OutputBudget] = Field(default_factory=dict)
+    #: the fields each key of ``outputs`` has from the user (with_outputs), which stay absolute
+    _by_user: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
 
     def for_output(self, name: str, role: str) -> OutputBudget:
         """The limits that apply to output ``name`` whose role is ``role``."""
@@ -100,16 +121,30 @@ class Budget(Limits):
                 merged.update(entry.model_dump(exclude_unset=True))
         return OutputBudget(**merged)
 
+    def set_by_user(self, name: str, role: str) -> frozenset[str]:
+        """The limits of output ``name`` (role ``role``) whose value the user set."""
+        fields: set[str] = set()
+        for key in (role, name):
+            entry = self.outputs.get(key)
+            if entry is not None:
+                mine = self._by_user.get(key, frozenset())
+                fields = {f for f in fields if f not in entry.model_fields_set} \
+                    | (entry.model_fields_set & mine)
+        return frozenset(fields)
+
     def with_outputs(self, entries: dict[str, OutputBudget]) -> Budget:
-        """This budget with ``entries`` laid over its per-output ones, field by field (the
-        project file's over the profile's)."""
+        """This budget with the user's ``entries`` laid over its per-output ones, field by
+        field (the project file's over the profile's); theirs stay absolute."""
         if not entries:
             return self
-        outputs = dict(self.outputs)
+        outputs, by_user = dict(self.outputs), dict(self._by_user)
         for key, entry in entries.items():
             base = outputs[key].model_dump(exclude_unset=True) if key in outputs else {}
             outputs[key] = OutputBudget(**{**base, **entry.model_dump(exclude_unset=True)})
-        return self.model_copy(update={"outputs": outputs})
+            by_user[key] = by_user.get(key, frozenset()) | entry.model_fields_set
+        budget = self.model_copy(update={"outputs": outputs})
+        budget._by_user = by_user
+        return budget
 
 
 class Profile(Strict):

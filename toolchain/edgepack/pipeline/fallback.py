@@ -66,7 +66,7 @@ class BudgetMeter:
             if steps is not None and key:
                 steps.store_fidelity(key, fidelity, accuracy)
         verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
-                                       y.accuracy, accuracy)
+                                       y.accuracy, accuracy, y.floor)
         numbers = {c.name: round(c.value, 6) for c in verdict.checks}
         return verdict, numbers
 

@@ -77,7 +77,7 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
         extra_sha256={p.name: file_digest(p) for p in sorted(extra)})
     if role == "deliverable":
         art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
-                                          yardstick.accuracy, m.accuracy)
+                                          yardstick.accuracy, m.accuracy, yardstick.floor)
         if ctx.boards:  # device runs are never cached: they need a host session
             session = m.session or open_session(produced, ctx.threads)
             art.devices = on_devices(ctx, session, produced, yardstick)

@@ -9,6 +9,13 @@ a verdict. When the eval data has labels and the profile states a top-1 drop, th
 decides for the output the labels score (the first): what the app loses is accuracy, and an
 int8 model that flips near-ties both ways (agreement below the bound) at the same accuracy is
 not worse. That output's fidelity checks are then recorded but do not gate.
+
+Without labels, a profile's own bounds may be stated against the model's input-rounding floor
+(validate/floor.py; Budget.relative_to_floor): where the floor measured a reading, its bar is
+the lower of the profile's number and the floor's reading less the margin (for an upper bound,
+the higher of the number and the floor's reading plus it). A bar thus moves only as far as the
+model's own input rounding forces, and a file further from the source than the floor plus the
+margin still fails. Bounds the user set stay absolute; each check says where its bar came from.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..config.profiles import ROLE_NAMES, Budget, OutputBudget
+from ..config.profiles import ROLE_NAMES, Budget, FloorMargins, OutputBudget
 from .accuracy import Accuracy
 from .fidelity import OutputFidelity
+from .floor import InputFloor
 
 #: why a measured check does not gate, when it is the labels' top-1 drop that decides
 LABELS_DECIDE = "labelled top-1 drop decides"
@@ -69,6 +77,9 @@ class BudgetCheck:
     #: why it does not gate, when ``gating`` is False ("": the labels decide, as reports
     #: written before outputs had budgets of their own mean)
     reason: str = ""
+    #: where the limit came from ("= floor 0.9470 - 0.02", "set by the project file", the
+    #: profile's default and why the floor did not move it); "": not recorded
+    basis: str = ""
 
     def margin(self) -> float:
         """How far inside its limit the value is (negative: outside)."""
@@ -79,8 +90,11 @@ class BudgetCheck:
         return self.name + (f" of `{self.output}`" if self.output else "")
 
     def reading(self) -> str:
-        """The value against its limit, with its interval where it has one."""
-        text = f"{self.value:.4f} (limit {self.limit}"
+        """The value against its limit and where the limit came from, with its interval
+        where it has one."""
+        text = f"{self.value:.4f} (limit {self.limit:.6g}"
+        if self.basis:
+            text += " " + self.basis
         if self.interval is not None:
             text += (f"; 95% interval {self.interval[0]:.3f}-{self.interval[1]:.3f} over "
                      f"{self.samples} samples")
@@ -134,8 +148,10 @@ class BudgetVerdict:
 
 
 def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
-             source: Accuracy | None, artifact: Accuracy | None) -> BudgetVerdict:
-    """Check every output against the limits stated for it; per measure, the worst gates."""
+             source: Accuracy | None, artifact: Accuracy | None,
+             floor: InputFloor | None = None) -> BudgetVerdict:
+    """Check every output against the limits stated for it, the profile's moved by the
+    input-rounding ``floor`` where the budget says so; per measure, the worst gates."""
     verdict = BudgetVerdict(profile=profile)
     labelled = budget.max_top1_drop is not None and source is not None \
         and artifact is not None and source.top1 is not None and artifact.top1 is not None
@@ -143,9 +159,11 @@ def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
         drop = source.top1 - artifact.top1
         verdict.checks.append(BudgetCheck("top1_drop", budget.max_top1_drop, drop,
                                           drop <= budget.max_top1_drop + 1e-12))
+    floors = None if floor is None else {f.name: _readings(f) for f in floor.fidelity}
     for i, f in enumerate(fidelity):
-        verdict.outputs.append(_judge_output(f, budget.for_output(f.name, f.role),
-                                             labels_decide=labelled and i == 0))
+        bars = Bars(budget.for_output(f.name, f.role), budget.set_by_user(f.name, f.role),
+                    budget.relative_to_floor, None if floors is None else floors.get(f.name, {}))
+        verdict.outputs.append(_judge_output(f, bars, labels_decide=labelled and i == 0))
         if f.mismatch:  # an output that cannot even be compared fails whatever the limits
             check = BudgetCheck("output_shape", 0, 1, False, output=f.name, at_least=False)
             verdict.outputs[-1].checks.append(check)
@@ -160,29 +178,79 @@ def evaluate(profile: str, budget: Budget, fidelity: list[OutputFidelity],
     return verdict
 
 
-def _judge_output(f: OutputFidelity, limits: OutputBudget, labels_decide: bool) -> OutputVerdict:
+@dataclass
+class Bars:
+    """One output's limits, and where each comes from: the user's stay as set; the profile's
+    move to the floor's reading less the margin (plus it, for an upper bound) where that is
+    looser, so no bar is looser than the floor and the margin allow."""
+
+    limits: OutputBudget
+    #: the limits the user set (Budget.set_by_user)
+    user: frozenset[str]
+    margins: FloorMargins | None
+    #: the floor's readings on this output, by where they were read (None: no floor measured)
+    floor: dict[str, dict[str, float | None]] | None
+
+    def bar(self, lim: Limit, where: str) -> tuple[float, str] | None:
+        """The limit ``lim`` on the reading at ``where`` and where it came from; None when
+        the output has no such limit."""
+        limit = getattr(self.limits, lim.field)
+        margin = getattr(self.margins, lim.reading, None) if self.margins else None
+        if limit is None or lim.field in self.user:
+            return None if limit is None else (limit, "from the project file")
+        if margin is None:
+            return limit, ""
+        if self.floor is None:
+            return limit, "from the profile; no input-rounding floor was measured"
+        at = self.floor.get(where, {}).get(lim.reading)
+        if at is None or not math.isfinite(at):
+            return limit, f"from the profile; the floor measured no {lim.reading} here"
+        moved, sign = (at - margin, "-") if lim.at_least else (at + margin, "+")
+        basis = f"floor {at:.4f} {sign} {margin:g}"
+        if moved < limit if lim.at_least else moved > limit:
+            return moved, "= " + basis
+        return limit, f"from the profile; {basis} is stricter"
+
+
+def _parts(f: OutputFidelity) -> list[tuple[str, dict[str, float | None]]]:
+    """The per-part readings: of each channel group, else of the whole output."""
+    return [(f"{f.name}[{g.name}]", {"cosine": g.cosine, "snr_db": g.snr_db,
+                                      "range_error": g.range_error}) for g in f.groups] or \
+        [(f.name, {"cosine": f.cosine, "snr_db": f.snr_db, "range_error": f.range_error})]
+
+
+def _whole(f: OutputFidelity) -> list[tuple[str, dict[str, float | None]]]:
+    """The readings of the output as a whole (top-1 agreement, its role's)."""
+    return [(f.name, {"top1_agreement": f.top1_agreement, **f.readings})]
+
+
+def _readings(f: OutputFidelity) -> dict[str, dict[str, float | None]]:
+    """Every reading of an output by where it was read (the floor's, to set bars by)."""
+    found: dict[str, dict[str, float | None]] = {}
+    for where, values in _parts(f) + _whole(f):
+        found.setdefault(where, {}).update(values)
+    return found
+
+
+def _judge_output(f: OutputFidelity, bars: Bars, labels_decide: bool) -> OutputVerdict:
     """One output's checks: the part measures on each channel group (else the whole output),
     the role's readings on the output."""
-    parts = [(f"{f.name}[{g.name}]", {"cosine": g.cosine, "snr_db": g.snr_db,
-                                       "range_error": g.range_error}) for g in f.groups] or \
-        [(f.name, {"cosine": f.cosine, "snr_db": f.snr_db, "range_error": f.range_error})]
-    whole = [(f.name, {"top1_agreement": f.top1_agreement, **f.readings})]
-    gating = limits.gating and not labels_decide
+    gating = bars.limits.gating and not labels_decide
     reason = "" if gating else LABELS_DECIDE if labels_decide \
         else "this output's budget does not gate"
     result = OutputVerdict(output=f.name, role=f.role)
     for lim in LIMITS:
-        limit = getattr(limits, lim.field)
-        for where, values in parts if lim.per_part else whole:
-            value = values.get(lim.reading)
-            if limit is None or value is None:
+        for where, values in _parts(f) if lim.per_part else _whole(f):
+            value, bar = values.get(lim.reading), bars.bar(lim, where)
+            if bar is None or value is None:
                 continue
+            limit, basis = bar
             passed = value >= limit if lim.at_least else value <= limit
             interval = wilson(value, f.samples) if lim.reading == "top1_agreement" else None
             result.checks.append(BudgetCheck(
                 lim.reading, limit, value, passed, gating=gating, interval=interval,
                 samples=f.samples if interval else None, output=where,
-                at_least=lim.at_least, reason=reason))
+                at_least=lim.at_least, reason=reason, basis=basis))
     result.passed = all(c.passed for c in result.checks if c.gating)
     return result
 
