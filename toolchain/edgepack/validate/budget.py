@@ -77,7 +77,7 @@ class BudgetCheck:
     #: why it does not gate, when ``gating`` is False ("": the labels decide, as reports
     #: written before outputs had budgets of their own mean)
     reason: str = ""
-    #: where the limit came from ("= floor 0.9470 - 0.02", "set by the project file", the
+    #: where the limit came from ("= floor 0.9470 - 0.02", "from the project file", the
     #: profile's default and why the floor did not move it); "": not recorded
     basis: str = ""
 
