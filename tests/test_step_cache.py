@@ -254,7 +254,7 @@ def test_the_accuracy_fallback_is_not_run_again(tiny_keras: Path, tiny_data: dic
     """A budget plain int8 cannot meet sends the build through the layer ranking and several
     re-quantizations, each judged on the eval set: a rebuild takes the ranking and every
     judgment from the cache and ships the same file."""
-    import edgepack.pipeline.fallback as fallback
+    import edgepack.pipeline.fallback_attempts as fallback
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()

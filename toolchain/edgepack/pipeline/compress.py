@@ -14,7 +14,8 @@ from ..errors import ConversionError
 from .context import BuildContext, Yardstick
 from .convert import FormatBuild, nothing_built
 from .data import BuildData
-from .fallback import BudgetMeter, FallbackSetup, fit_budget
+from .fallback import fit_budget
+from .fallback_attempts import BudgetMeter, FallbackSetup
 from .load import Plan
 from .measurement import measure_key
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..validate.attempts import latency_trade
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
 from .formatting import fmt_bytes, fmt_pct
 from .model import Artifact, Report
@@ -194,8 +195,10 @@ def _artifact(a: Artifact) -> str:
         head = "".join(f"<th>{escape(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
                        for r in rows)
+        trade = latency_trade(a.fallback)
         items.append(f"<li>Accuracy fallback:<div class=\"table-wrap\"><table><tr>{head}</tr>"
-                     f"{body}</table></div></li>")
+                     f"{body}</table></div>"
+                     + (f"<p>Shipped attempt: {escape(trade)}</p>" if trade else "") + "</li>")
     items += [f"<li>Note: {escape(n)}</li>" for n in a.notes]
     return (f"<section><h3>{escape(a.file)} <span class=\"muted\">({escape(a.role)}, "
             f"{escape(a.precision)})</span></h3><ul>{''.join(items)}</ul></section>")

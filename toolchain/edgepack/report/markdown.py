@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..validate.attempts import latency_trade
 from ..validate.budget import BudgetVerdict
 from ..validate.latency import LatencyStats
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, rows
@@ -194,4 +195,6 @@ def _fallback(a: Artifact) -> list[str]:
     headers, cells = fallback_table(a)
     if not cells:
         return []
-    return ["- Accuracy fallback:", "", *_table(headers, cells, indent="  "), ""]
+    trade = latency_trade(a.fallback)
+    return ["- Accuracy fallback:", "", *_table(headers, cells, indent="  "), "",
+            *([f"  - shipped attempt: {trade}", ""] if trade else [])]

@@ -42,7 +42,8 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
 def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     """The accuracy fallback's attempts as (headers, rows): what each changed or how many
     layers it kept in float, what it measured against the budget, its size relative to plain
-    int8, its host latency where measured (plain int8 and the shipped attempt), and its fate."""
+    int8, its host latency where measured (plain int8 and the shipped attempt), and its fate;
+    an attempt that started from cheap fixes that helped names them."""
     if not a.fallback:
         return [], []
     checks = list(dict.fromkeys(k for t in a.fallback for k in t.readings))
@@ -53,6 +54,8 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
         what = "plain int8" if i == 0 else t.change or (
             f"first {len(t.kept_float)} layer(s) in float" if t.order == "first"
             else f"{len(t.kept_float)} worst-ranked layer(s) in float")
+        if t.based_on:
+            what += f" (with {' and '.join(t.based_on)})"
         result = "rejected: " + t.rejected if t.rejected is not None else \
             "within budget" if t.passed else "over budget"
         rows.append([what, *(fmt_num(t.readings.get(c), ".4f") for c in checks),

@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 @dataclass
 class FallbackAttempt:
     """One attempt of the accuracy fallback: what it changed (a quantization setting, or layers
-    kept in float, taken in ``order``), what the budget's checks read on it, its size, and
-    whether it passed, was rejected, was shipped (``chosen``); its host p50 latency where
-    measured (plain int8 and the shipped attempt)."""
+    kept in float, taken in ``order``), the cheap fixes of the recipe it started from
+    (``based_on``: those that helped before it), what the budget's checks read on it, its
+    size, and whether it passed, was rejected, was shipped (``chosen``); its host p50 latency
+    where measured (plain int8 and the shipped attempt)."""
 
     OWN_JSON: ClassVar[bool] = True
 
@@ -29,11 +30,14 @@ class FallbackAttempt:
     rejected: str | None = None
     chosen: bool = False
     p50_ms: float | None = None
+    based_on: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The attempt with its readings beside its fields (report.json's keys); a field
         that is not set is left out."""
         d: dict[str, Any] = {} if self.change is None else {"change": self.change}
+        if self.based_on:
+            d["based_on"] = list(self.based_on)
         d["kept_float"] = list(self.kept_float)
         if self.order is not None:
             d["order"] = self.order
@@ -52,3 +56,33 @@ class FallbackAttempt:
         if not all(isinstance(v, (int, float)) for v in readings.values()):
             raise ValueError(f"a fallback attempt has unknown fields {sorted(readings)}")
         return cls(**{k: v for k, v in d.items() if k in own}, readings=readings)
+
+
+#: the measures a trade is stated in, the first both attempts read wins (what an app sees
+#: first), with the sign that makes a gain positive
+TRADE_MEASURES: list[tuple[str, int]] = [
+    ("top1_drop", -1), ("top1_agreement", 1), ("neighbour_agreement", 1),
+    ("detections_kept", 1), ("iou", 1), ("cosine", 1), ("snr_db", 1)]
+
+
+def latency_trade(attempts: list[FallbackAttempt]) -> str | None:
+    """What the shipped attempt's layers out of int8 buy per ms of host latency they cost,
+    against plain int8 (the first attempt), in the first measure of ``TRADE_MEASURES`` both
+    read; None when the shipped attempt is plain int8 or either latency was not measured."""
+    plain = attempts[0] if attempts else None
+    chosen = next((a for a in attempts if a.chosen), None)
+    if plain is None or chosen is None or chosen is plain or plain.p50_ms is None \
+            or chosen.p50_ms is None:
+        return None
+    measure, sign = next(((m, s) for m, s in TRADE_MEASURES
+                          if m in plain.readings and m in chosen.readings), (None, 1))
+    if measure is None:
+        return None
+    gain = sign * (chosen.readings[measure] - plain.readings[measure])
+    lost = chosen.p50_ms - plain.p50_ms
+    said = "lower " + measure if sign < 0 else measure
+    if lost <= 0:
+        return (f"{said} {gain:+.4g} over plain int8 at no host latency cost "
+                f"(p50 {chosen.p50_ms:.3f} ms vs {plain.p50_ms:.3f} ms)")
+    return (f"{said} gained per ms of host latency lost: {gain / lost:+.4g} "
+            f"({gain:+.4g} for +{lost:.3f} ms p50 over plain int8's {plain.p50_ms:.3f} ms)")

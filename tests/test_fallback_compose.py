@@ -1,0 +1,155 @@
+"""The accuracy fallback composes what helps and ships the best attempt overall.
+
+The ranking is a pure function (pipeline/fallback_rank.py), tested on plain records; the
+composition on a real build of the digits example through ONNX Runtime, with a budget no
+int8 file meets, so every kind of attempt runs (tests/test_compress.py has the report's line on
+what float layers buy per ms).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgepack.config.profiles import Quantization
+from edgepack.pipeline.fallback import CHEAP_FIXES
+from edgepack.pipeline.fallback_rank import Scored, best, dominates
+from edgepack.validate.attempts import FallbackAttempt, latency_trade
+
+
+def _scored(agreement: float, cosine: float, size: int, floats: int = 0,
+            passed: bool = False, **kw: Any) -> Scored:
+    margins = {"top1_agreement": agreement - 0.97, "cosine": cosine - 0.99}
+    shortfall = (0, 0.0) if passed else (
+        sum(m < 0 for m in margins.values()), sum(-m for m in margins.values() if m < 0))
+    return Scored(passed, shortfall, size, floats, margins, **kw)
+
+
+def test_a_dominated_attempt_is_never_shipped() -> None:
+    """The issue's case: percentile calibration at 0.80 agreement and cosine 0.980 beats a
+    float-layer attempt at 0.73 and 0.979 on both measures and size, though the latter's
+    summed shortfall alone would rank it closer (its agreement shortfall counts less than
+    its cosine one here): the dominated one is not shipped."""
+    percentile = _scored(0.80, 0.980, 1000)
+    floats = Scored(False, (2, 0.0), 1100, 3, {"top1_agreement": 0.73 - 0.97,
+                                               "cosine": 0.979 - 0.99})
+    assert dominates(percentile, floats) and not dominates(floats, percentile)
+    assert best([floats, percentile]) == 1
+    # not dominated (better agreement, worse cosine): the closer one wins
+    assert best([_scored(0.96, 0.985, 1000), _scored(0.90, 0.989, 1000)]) == 0
+
+
+def test_ties_go_to_the_smaller_then_the_faster_file() -> None:
+    """Equal readings: the 1.029x file ships, not the 1.092x one; at equal size the one with
+    fewer float layers; every one equal: the earlier attempt."""
+    assert best([_scored(0.95, 0.99, 1092, 4), _scored(0.95, 0.99, 1029, 6)]) == 1
+    assert best([_scored(0.95, 0.99, 1000, 4), _scored(0.95, 0.99, 1000, 2)]) == 1
+    assert best([_scored(0.95, 0.99, 1000, 2), _scored(0.95, 0.99, 1000, 2)]) == 0
+
+
+def test_passing_attempts_come_first_and_the_cheapest_of_them() -> None:
+    """A passing attempt beats any failing one; among passing ones the smaller file wins even
+    when a bigger one reads better; a rejected attempt is never chosen."""
+    attempts = [_scored(0.96, 0.995, 1000), _scored(0.99, 0.999, 1300, 8, passed=True),
+                _scored(0.975, 0.991, 1100, 2, passed=True),
+                _scored(1.0, 1.0, 1000, 1, passed=True, rejected=True)]
+    assert best(attempts) == 2
+    assert best([_scored(1.0, 1.0, 1, rejected=True)]) is None
+
+
+def test_an_mse_profile_does_not_try_percentile() -> None:
+    """Percentile clipping only approximates what mse searches for: a profile already on mse
+    (or on percentile) skips it; on min/max it is tried."""
+    percentile = next(change for what, _, change in CHEAP_FIXES
+                      if what == "percentile calibration")
+    for method, tried in (("minmax", True), ("mse", False), ("percentile", False)):
+        q = Quantization.model_validate({"calibration": {"method": method}})
+        assert (percentile(q) is not None) is tried, method
+
+
+def test_the_latency_trade_is_stated_per_ms() -> None:
+    """Agreement gained per ms lost, against plain int8; no line for plain int8 shipped."""
+    plain = FallbackAttempt([], False, 1000, {"top1_agreement": 0.90}, p50_ms=2.0)
+    shipped = FallbackAttempt(["a", "b"], True, 1050, {"top1_agreement": 0.98}, chosen=True,
+                              p50_ms=2.5, order="first")
+    assert latency_trade([plain, shipped]) == (
+        "top1_agreement gained per ms of host latency lost: +0.16 (+0.08 for +0.500 ms "
+        "p50 over plain int8's 2.000 ms)")
+    plain.chosen, shipped.chosen = True, False
+    assert latency_trade([plain, shipped]) is None
+
+
+PROFILE = """
+name: int8-exact
+title: per-tensor int8 that must match float almost exactly
+precision: int8
+formats: [onnx]
+quantization: {per_channel: false, calibration: {method: minmax, samples: 64, seed: 0}}
+budget: {min_cosine: 0.9999999}
+fallback_max_size_growth: 1.5
+"""
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path]:
+    """The digits example built for an ONNX board with per-tensor min/max int8 and a cosine no
+    int8 file reaches: (exit code, its int8 artifact in report.json, the output folder)."""
+    from click.testing import CliRunner
+    from edgepack.cli import cli
+
+    from tests.conftest import EXAMPLE
+    from tests.test_compress import TARGET
+
+    tmp = tmp_path_factory.mktemp("compose")
+    (tmp / "t").mkdir()
+    (tmp / "t" / "onnx-board.yaml").write_text(TARGET.format(name="onnx-board",
+                                                             profile="int8-exact"))
+    (tmp / "p").mkdir()
+    (tmp / "p" / "int8-exact.yaml").write_text(PROFILE)
+    out = tmp / "out"
+    res = CliRunner().invoke(cli, ["--targets-dir", str(tmp / "t"), "--profiles-dir",
+                                   str(tmp / "p"), "build", str(EXAMPLE), "-t", "onnx-board",
+                                   "-o", str(out), "--runs", "3"])
+    art = next(a for a in json.loads((out / "report.json").read_text())["artifacts"]
+               if a["role"] == "deliverable")
+    return res.exit_code, art, out
+
+
+@pytest.mark.slow
+def test_a_cheap_fix_that_helps_stays_in_the_later_attempts(composed: Any) -> None:
+    """Each cheap fix is tried on the best recipe so far: one that brings the file closer
+    (a higher cosine) stays in every later attempt, the float-layer searches included; one
+    that does not is left out of them."""
+    code, art, _ = composed
+    plain, *rest = art["fallback"]
+    fixes = [a for a in rest if "change" in a]
+    floats = [a for a in rest if a["kept_float"]]
+    assert code == 3 and [a["change"] for a in fixes] == \
+        ["per-channel weights", "percentile calibration"] and floats, art["fallback"]
+    best = plain["cosine"]
+    helped = []
+    for fix in fixes:
+        assert fix.get("based_on", []) == helped, art["fallback"]
+        if fix["cosine"] > best:
+            best, helped = fix["cosine"], [*helped, fix["change"]]
+    assert helped, "no cheap fix helped this build: the test shows nothing"
+    assert all(a.get("based_on") == helped for a in floats), art["fallback"]
+
+
+@pytest.mark.slow
+def test_the_shipped_attempt_is_dominated_by_none(composed: Any) -> None:
+    """No attempt reads at least as well as the shipped one at no greater size without
+    being its equal, and on a tie the smaller file ships; the file shipped is the shipped
+    attempt's, not the last attempt's."""
+    code, art, _ = composed
+    chosen = [a for a in art["fallback"] if a.get("chosen")]
+    assert len(chosen) == 1
+    shipped = chosen[0]
+    for a in art["fallback"]:
+        if a is shipped or "rejected" in a:
+            continue
+        assert not (a["cosine"] > shipped["cosine"] and a["size_bytes"] <= shipped["size_bytes"])
+        assert not (a["cosine"] >= shipped["cosine"] and a["size_bytes"] < shipped["size_bytes"])
+    assert art["fidelity"][0]["cosine"] == pytest.approx(shipped["cosine"], abs=1e-6)

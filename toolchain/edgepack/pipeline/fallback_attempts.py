@@ -1,0 +1,186 @@
+"""The accuracy fallback's attempts: quantize with a recipe, judge the file against the budget,
+record it, and keep its file aside so the best attempt ships whichever came last.
+
+Every attempt writes the same file (the converter's output for the format); each one's file is
+copied to the converter's workdir, so shipping an earlier attempt is a copy back, not a
+re-quantization that must come out byte-identical.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cache.keys import model_files
+from ..cache.records import BuildSteps
+from ..config.profiles import Profile, Quantization
+from ..converters.converter import ConvertedFile, Converter
+from ..data.dataset import Dataset
+from ..validate import budget as budget_gate
+from ..validate.attempts import FallbackAttempt
+from ..validate.outputs import AccuracyFn, measure_fidelity
+from .context import Yardstick
+from .fallback_rank import Scored, best
+from .measurement import open_session
+
+
+@dataclass
+class BudgetMeter:
+    """Measures an artifact against the source and the profile's budget.
+
+    With ``steps`` and ``key``, an attempt's numbers come from the step cache when the very
+    same file was judged on the same data before (a rebuild runs the same attempts); ``key``
+    gives None where that must not be trusted (a user metric whose code cannot be located).
+    """
+
+    yardstick: Yardstick
+    profile: Profile
+    accuracy: AccuracyFn
+    steps: BuildSteps | None = None
+    key: Callable[[ConvertedFile], str | None] | None = None
+
+    def verdict(self, produced: ConvertedFile) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
+        """The budget's verdict on ``produced`` and its checks' readings by name."""
+        steps, y = self.steps, self.yardstick
+        key = self.key(produced) if steps is not None and self.key is not None else None
+        hit = steps.fetch_fidelity(key) if steps is not None and key else None
+        if hit is not None:
+            fidelity, accuracy = hit
+        else:
+            fidelity, accuracy = measure_fidelity(
+                open_session(produced), y.evaluation, y.outputs, y.signature,
+                (produced.input_layouts, produced.output_layouts), self.accuracy)
+            if steps is not None and key:
+                steps.store_fidelity(key, fidelity, accuracy)
+        verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
+                                       y.accuracy, accuracy, y.floor)
+        numbers = {c.name: round(c.value, 6) for c in verdict.checks}
+        return verdict, numbers
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one attempt quantizes with: the quantization (the profile's, with the cheap fixes
+    that helped, named in ``fixes``) and the layers kept in float."""
+
+    quantization: Quantization | None
+    fixes: tuple[str, ...] = ()
+    keep_float: tuple[str, ...] = ()
+
+
+@dataclass
+class FallbackSetup:
+    """What every attempt of one format's fallback needs: how to quantize it again (the
+    converter, its settings and data, where the file goes) and how to judge the result."""
+
+    converter: Converter
+    fmt: str
+    profile: Profile
+    calibration: Dataset | None
+    out_dir: Path
+    stem: str
+    meter: BudgetMeter
+    progress: Any
+
+    def quantize(self, recipe: Recipe) -> ConvertedFile:
+        return self.converter.produce(self.fmt, "int8", self.out_dir, self.stem,
+                                      recipe.quantization, self.calibration,
+                                      keep_float=recipe.keep_float)
+
+
+@dataclass
+class Tried:
+    """One attempt: its record, what ranks it, the file it made, the recipe that made it and
+    where its file was kept."""
+
+    attempt: FallbackAttempt
+    scored: Scored
+    produced: ConvertedFile
+    recipe: Recipe
+    kept: Path
+
+
+@dataclass
+class Ledger:
+    """Every attempt of one format's fallback, in the order made; the best so far is the one
+    the next attempts start from and, at the end, the one shipped."""
+
+    setup: FallbackSetup
+    tried: list[Tried] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> list[FallbackAttempt]:
+        return [t.attempt for t in self.tried]
+
+    @property
+    def plain_bytes(self) -> int:
+        return self.tried[0].attempt.size_bytes
+
+    @property
+    def passed(self) -> bool:
+        return any(t.attempt.passed for t in self.tried)
+
+    def best(self) -> Tried:
+        """The best attempt so far (fallback_rank.py); plain int8 when all were rejected."""
+        i = best([t.scored for t in self.tried])
+        return self.tried[i or 0]
+
+    def find(self, recipe: Recipe) -> Tried | None:
+        """The attempt made with ``recipe`` before (the same layers in another order), if any."""
+        same = (recipe.quantization, frozenset(recipe.keep_float))
+        return next((t for t in self.tried
+                     if (t.recipe.quantization, frozenset(t.recipe.keep_float)) == same), None)
+
+    def record(self, produced: ConvertedFile, recipe: Recipe, **what: Any) -> Tried:
+        """Judge ``produced`` (made by ``recipe``), keep its file aside and record it;
+        ``what`` are the attempt's own fields (``change``, ``order``)."""
+        verdict, numbers = self.setup.meter.verdict(produced)
+        size = artifact_bytes(produced.path)
+        attempt = FallbackAttempt(list(recipe.keep_float), verdict.passed, size, numbers,
+                                  based_on=[f for f in recipe.fixes if f != what.get("change")],
+                                  **what)
+        limit = self.setup.profile.fallback_max_size_growth
+        if recipe.keep_float and size > limit * self.plain_bytes:
+            # so much in float that it is no longer an int8 model: say so, never ship it
+            attempt.passed = False
+            attempt.rejected = (f"{size / self.plain_bytes:.2f}x the size of plain int8 "
+                                f"(profile allows {limit:g}x)")
+        scored = Scored(attempt.passed, verdict.shortfall(), size, len(recipe.keep_float),
+                        {c.name: c.margin() for c in verdict.checks},
+                        rejected=attempt.rejected is not None)
+        kept = keep_files(produced.path, self.setup.converter.workdir
+                          / f"fallback-{self.setup.fmt}-{len(self.tried)}")
+        self.tried.append(Tried(attempt, scored, produced, recipe, kept))
+        return self.tried[-1]
+
+    def attempt(self, recipe: Recipe, what: str, **fields: Any) -> Tried:
+        """Quantize with ``recipe`` and record the attempt; ``what`` is the progress line."""
+        with self.setup.progress.step(f"Re-quantizing {self.setup.fmt} with {what}"):
+            return self.record(self.setup.quantize(recipe), recipe, **fields)
+
+    def ship(self, tried: Tried) -> ConvertedFile:
+        """``tried``'s file back where the attempts write, marked chosen."""
+        for f in model_files(tried.kept):
+            shutil.copy2(f, tried.produced.path.parent / f.name)
+        tried.attempt.chosen = True
+        tried.produced.fallback = self.attempts
+        return tried.produced
+
+
+def keep_files(path: Path, folder: Path) -> Path:
+    """A copy of the model file(s) at ``path`` in ``folder`` (every attempt rewrites
+    ``path``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in model_files(path):
+        shutil.copy2(f, folder / f.name)
+    return folder / path.name
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes of a model file with its weights file (an OpenVINO IR is .xml + .bin)."""
+    size = path.stat().st_size
+    weights = path.with_suffix(".bin")
+    return size + weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else size
