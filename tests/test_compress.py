@@ -1048,3 +1048,61 @@ def test_attention_mask_sentinel_stays_float_and_outliers_do_not(tmp_path: Path,
     sentinel = [n for n in art.notes if "values beyond" in n]
     assert sentinel and "masked" in sentinel[0] and "scores" not in sentinel[0], art.notes
     assert art.fidelity[0].cosine > 0.99, art.fidelity
+
+
+def test_tflite_converter_int8_takes_mse_ranges_and_int16_layers(
+        tiny_savedmodel: Path, tiny_data: dict, tmp_path: Path) -> None:
+    """Calibration method mse: the TFLite converter quantizes with each activation's
+    least-squared-error range (its calibrated min/max replaced), so the convolution's output
+    scale narrows, every op stays int8 and no note says the method does not apply. A layer in
+    ``int16_layers`` gets 16-bit activations (through ai-edge-quantizer on the converter's
+    float file) and LiteRT runs the mixed file close to the float one."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress.context import ConvertContext
+    from edgepack.config.profiles import Quantization
+    from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
+    from edgepack.data.dataset import Dataset
+
+    calibration = Dataset("calibration.npz", dict(np.load(tiny_data["calibration"])))
+
+    def converted(method: str, stem: str, int16: tuple[str, ...] = ()) -> tuple[Interpreter,
+                                                                                list[str]]:
+        ctx = ConvertContext(workdir=tmp_path, stem=stem, precision="int8",
+                             quantization=Quantization(calibration={"method": method}),
+                             calibration=calibration, scratch=tmp_path / "scratch",
+                             int16_layers=int16)
+        interp = Interpreter(model_path=str(SavedModelToTFLite().convert(tiny_savedmodel, ctx)))
+        interp.allocate_tensors()
+        return interp, ctx.notes
+
+    def made(interp: Interpreter) -> dict[str, tuple[np.dtype, float]]:
+        tensors = interp.get_tensor_details()
+        return {tensors[t]["name"]: (np.dtype(tensors[t]["dtype"]),
+                                     tensors[t]["quantization"][0])
+                for op in interp._get_ops_details()  # noqa: SLF001
+                if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
+                for t in op["outputs"]}
+
+    minmax, _ = converted("minmax", "a")
+    mse, notes = converted("mse", "b")
+    conv = next(op for op in minmax._get_ops_details() if op["op_name"] == "CONV_2D")
+    first = minmax.get_tensor_details()[conv["outputs"][0]]["name"]
+    before, after = made(minmax), made(mse)
+    assert {n: d for n, (d, _) in after.items()} == {n: d for n, (d, _) in before.items()}
+    assert after[first][0] == np.int8
+    assert after[first][1] < before[first][1] * 0.99  # the search clipped the ReLU's tail
+    assert any("least-squared-error" in n for n in notes), notes
+    assert not any("does not apply" in n for n in notes), notes
+
+    mixed, notes = converted("mse", "c", (first,))
+    dtypes = {name: dtype for name, (dtype, _) in made(mixed).items()}
+    assert dtypes[first] == np.int16
+    assert sum(d == np.int8 for d in dtypes.values()) >= 2
+    assert any("16x8" in n for n in notes), notes
+    images = np.load(tiny_data["eval"])["image"][:8]
+    outs = {}
+    for name, interp in (("mse", mse), ("mixed", mixed)):
+        runner = interp.get_signature_runner()
+        outs[name] = np.concatenate([next(iter(runner(image=x[None]).values()))
+                                     for x in images])
+    assert np.mean(outs["mse"].argmax(1) == outs["mixed"].argmax(1)) >= 0.75

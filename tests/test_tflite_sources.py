@@ -216,14 +216,31 @@ def test_float_tflite_source_builds_openvino_int8_smaller_than_fp32(sources: dic
 # ------------------------------------------------------------------------------ the pass
 
 def _compress(src: Path, data: Path, folder: Path, precision: str,
-              keep_float: tuple[str, ...] = (), **settings: object) -> Path:
-    """``src`` through the ai-edge-quantizer pass, as a build's last hop runs it."""
+              keep_float: tuple[str, ...] = (), int16_layers: tuple[str, ...] = (),
+              notes: list[str] | None = None, **settings: object) -> Path:
+    """``src`` through the ai-edge-quantizer pass, as a build's last hop runs it (its notes
+    appended to ``notes``)."""
     samples = Dataset("calibration", dict(np.load(data)))
     folder.mkdir(exist_ok=True)
     ctx = ConvertContext(workdir=folder, stem="seg", precision=precision,
                          quantization=Quantization(**settings), calibration=samples,
-                         samples=samples.head(4), scratch=folder, keep_float=keep_float)
-    return TFLiteCompress().convert(src, ctx)
+                         samples=samples.head(4), scratch=folder, keep_float=keep_float,
+                         int16_layers=int16_layers)
+    out = TFLiteCompress().convert(src, ctx)
+    if notes is not None:
+        notes.extend(ctx.notes)
+    return out
+
+
+def _activations(path: Path) -> dict[str, tuple[np.dtype, float]]:
+    """The dtype and scale of every tensor an op other than QUANTIZE/DEQUANTIZE makes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    tensors = interp.get_tensor_details()
+    return {tensors[t]["name"]: (np.dtype(tensors[t]["dtype"]), tensors[t]["quantization"][0])
+            for op in interp._get_ops_details()  # noqa: SLF001 (no public accessor)
+            if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") for t in op["outputs"]}
 
 
 def test_tflite_sources_plan_the_quantizer_pass() -> None:
@@ -279,6 +296,50 @@ def test_layers_kept_in_float_stay_float(sources: dict[str, Path], tmp_path: Pat
     types = _weight_types(kept)
     assert types["CONV_2D"] == {"float32", "int8"} and types["DEPTHWISE_CONV_2D"] == {"int8"}
     assert tflite_layers(kept)[0] == first  # the name survives, so the fallback can grow it
+
+
+def test_mse_ranges_narrow_the_activation_scales_and_keep_the_file_integer(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    """Calibration method mse: ai-edge-quantizer quantizes with each activation's
+    least-squared-error range instead of its own statistics (a moving average of each
+    sample's min/max), so activation scales change; every op stays int8 and the profile's
+    method is said to be applied."""
+    notes: list[str] = []
+    minmax = _activations(_compress(sources["fp16"], sources["calibration"], tmp_path / "a",
+                                    "int8"))
+    path = _compress(sources["fp16"], sources["calibration"], tmp_path / "b", "int8",
+                     notes=notes, calibration={"method": "mse"})
+    mse = _activations(path)
+    assert minmax.keys() == mse.keys()
+    assert {dtype for dtype, _ in mse.values()} == {np.dtype(np.int8)}
+    assert sum(abs(mse[n][1] / minmax[n][1] - 1) > 0.01 for n in mse) >= 3
+    assert any("least-squared-error" in n for n in notes), notes
+    assert not any("does not apply" in n for n in notes), notes
+    x = np.load(sources["eval"])[_input_name(sources["fp16"])][:1]
+    a, b = _run(path, x).ravel(), _run(sources["fp16"], x).ravel()
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99
+
+
+def test_int16_layers_get_16_bit_activations_and_the_file_runs(sources: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """The named layer computes with int16 activations and int8 weights (LiteRT's 16x8
+    kernels), the others stay int8, and LiteRT runs the mixed file close to the float one."""
+    from edgepack.compress.layer_order import tflite_layers
+
+    plain = _compress(sources["fp16"], sources["calibration"], tmp_path / "plain", "int8")
+    first = tflite_layers(plain)[0]
+    notes: list[str] = []
+    mixed = _compress(sources["fp16"], sources["calibration"], tmp_path / "mixed", "int8",
+                      int16_layers=(first,), notes=notes)
+    dtypes = {name: dtype for name, (dtype, _) in _activations(mixed).items()}
+    assert dtypes[first] == np.int16
+    assert sum(d == np.int16 for d in dtypes.values()) == 1
+    assert sum(d == np.int8 for d in dtypes.values()) >= 10
+    assert _weight_types(mixed) == _weight_types(plain)  # int8 weights throughout
+    assert any("16x8" in n and "in 1 of the 1" in n for n in notes), notes
+    x = np.load(sources["eval"])[_input_name(sources["fp16"])][:1]
+    a, b = _run(mixed, x).ravel(), _run(sources["fp16"], x).ravel()
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99
 
 
 def test_dynamic_int8_quantizes_weights_only(sources: dict[str, Path], tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ class ConvertContext:
     source_signature: Signature | None = None
     #: layers (node names) a quantizer must leave in float: the accuracy fallback's choice
     keep_float: tuple[str, ...] = ()
+    #: layers (as ``keep_float`` names them) quantized with 16-bit activations and int8 weights
+    #: (TFLite's 16x8 kernels), the rest int8: a mixed-precision attempt of the fallback
+    int16_layers: tuple[str, ...] = ()
     #: the target CPU's instruction-set features (``isa`` in targets/*.yaml): what its int8
     #: kernels can do, e.g. whether NNCF must keep sums clear of int16 saturation; () unknown
     isa: tuple[str, ...] = ()

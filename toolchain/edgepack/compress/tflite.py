@@ -6,7 +6,9 @@
   only integer builtin ops (so XNNPACK and accelerators run every op in int8), I/O as the
   profile says (float32 keeps the app's code unchanged; int8/uint8 feeds camera bytes directly).
 
-The TFLite converter calibrates with min/max; a profile asking for another method is reported.
+The TFLite converter calibrates with min/max; with the profile's method ``mse`` each activation's
+min/max in its calibration is replaced by the least-squared-error range (compress/tflite_ranges.py)
+before it quantizes. Other methods are reported as not applied.
 Full-integer int8 is calibrated once per build and quantized from that calibration, so the
 accuracy fallback's re-quantizations (other layers kept in float) cost a quantizer pass, not a
 pass of the float model over every sample. Each quantization then gets its biases corrected
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import tflite_ranges as ranged
 from .bias import BIAS_SAMPLES, Shifts, cached
 from .context import ConvertContext
 from .tflite_bias import apply as apply_shifts
@@ -40,7 +43,7 @@ def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
     if ctx.precision == "dynamic-int8":
         return
     # full integer
-    samples = ctx.minmax_sample("the TFLite converter")
+    samples = ctx.minmax_sample("the TFLite converter", applies=("minmax", "mse"))
     quant = ctx.quantization
     converter.representative_dataset = lambda: _representative(samples.samples())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -74,6 +77,8 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
 
     calibrated = _calibrated(converter, ctx, src)
+    if ctx.quantization is not None and ctx.quantization.calibration.method == "mse":
+        calibrated = _searched(calibrated, ctx, src)
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,
         "denylisted_nodes": list(ctx.keep_float) or None,
@@ -120,6 +125,19 @@ def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
         part.write_bytes(calibrated)
         part.replace(path)
     return calibrated
+
+
+def _searched(calibrated: bytes, ctx: ConvertContext, src: Path) -> bytes:
+    """The calibration with each activation's least-squared-error range in place of its
+    min/max (the model's outputs keep theirs), the search kept like the calibration."""
+    quant = ctx.quantization
+    assert ctx.calibration is not None and quant is not None  # configure() checked
+    samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed)
+    path = ctx.scratch_file("tflite-mse", src, samples, ".json", shapes=ctx.input_shapes)
+    ranges = ranged.searched_ranges(calibrated, ranged.calibrated_names(calibrated), samples,
+                                    path)
+    ctx.notes.append(ranged.NOTE)
+    return ranged.set_calibrated_ranges(calibrated, ranges)
 
 
 def _representative(feeds: list[dict[str, np.ndarray]]) -> Iterator[list[np.ndarray]]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..data.dataset import Dataset
 from . import tflite_graph as graph
+from . import tflite_ranges as ranged
 from .context import ConvertContext
 from .fp16_range import expanded_note
 from .tflite_fp16 import guard
@@ -59,6 +60,10 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         if floats:
             ctx.notes.append("ai-edge-quantizer kept op(s) it has no int8 kernel for in float: "
                              + ", ".join(f"{name} x{n}" for name, n in floats.items()))
+        if ctx.int16_layers:
+            ctx.notes.append(f"16-bit activations, int8 weights (LiteRT's 16x8 kernels) in "
+                             f"{_int16_layers(result)} of the {len(ctx.int16_layers)} "
+                             "layer(s) asked")
     if ctx.precision == "fp16":
         # the float32 file, the true values of weights the cast clamped to the fp16 range
         quantized = guard(quantized, lambda: flatbuffer, ctx.samples, ctx.notes)
@@ -95,47 +100,58 @@ def _recipe(ctx: ConvertContext) -> list[dict[str, Any]]:
             algorithm_key=AlgorithmName.FLOAT_CASTING)
     else:
         raise ValueError(f"ai-edge-quantizer has no precision {ctx.precision}")
-    for name in ctx.keep_float:  # an op's scope is its output tensors' names, each with ';'
-        manager.add_quantization_config(f"^{re.escape(name)};",
+    for name in ctx.int16_layers:  # 16-bit activations, int8 weights: LiteRT's 16x8 kernels
+        manager.add_static_config(_scope(name), qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8,
+                                  granularity)
+    for name in ctx.keep_float:  # float wins over int16 for a layer named in both
+        manager.add_quantization_config(_scope(name),
                                         qtyping.TFLOperationName.ALL_SUPPORTED,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
 
+def _scope(name: str) -> str:
+    """The recipe scope of the layer whose output tensor is ``name`` (an op's scope is its
+    output tensors' names, each followed by ';')."""
+    return f"^{re.escape(name)};"
+
+
 def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -> dict[str, Any]:
-    """Each tensor's min/max over the profile's sample of the calibration data, kept in the
-    build's scratch folder by the source's bytes and the samples' (the accuracy fallback
-    quantizes the same file again with other layers in float: the ranges are the same)."""
-    samples = ctx.minmax_sample("ai-edge-quantizer")
+    """Each tensor's min/max over the profile's sample of the calibration data, with method
+    ``mse`` replaced by its least-squared-error range (compress/tflite_ranges.py) except for
+    the model's outputs and the layers with 16-bit activations. Both are kept in the build's
+    scratch folder by the source's bytes and the samples' (the accuracy fallback quantizes the
+    same file again with other layers in float: the ranges are the same)."""
+    samples = ctx.minmax_sample("ai-edge-quantizer", applies=("minmax", "mse"))
     path = ctx.scratch_file("tflite-aeq-ranges", src, samples, ".json",
                             shapes=ctx.input_shapes)
     if path is not None and path.is_file():
-        return {name: {k: np.asarray(v, np.float32) for k, v in qsv.items()}
-                for name, qsv in json.loads(path.read_text()).items()}
-    ranges = tool.calibrate(_feeds(flatbuffer, samples))
-    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
-        part = path.with_suffix(".part")
-        part.write_text(json.dumps({name: {k: np.asarray(v).tolist() for k, v in qsv.items()}
-                                    for name, qsv in ranges.items()}))
-        part.replace(path)
-    return ranges
+        stats = {name: {k: np.asarray(v, np.float32) for k, v in qsv.items()}
+                 for name, qsv in json.loads(path.read_text()).items()}
+    else:
+        stats = tool.calibrate(_feeds(flatbuffer, samples))
+        if path is not None:  # written whole, then renamed: a killed build leaves no torn file
+            part = path.with_suffix(".part")
+            part.write_text(json.dumps({name: {k: np.asarray(v).tolist()
+                                               for k, v in qsv.items()}
+                                        for name, qsv in stats.items()}))
+            part.replace(path)
+    if ctx.quantization is None or ctx.quantization.calibration.method != "mse":
+        return stats
+    searched = ranged.searched_ranges(
+        flatbuffer, set(stats), samples,
+        ctx.scratch_file("tflite-aeq-mse", src, samples, ".json", shapes=ctx.input_shapes))
+    ctx.notes.append(ranged.NOTE)
+    return {name: {"min": np.full_like(qsv["min"], searched[name][0]),
+                   "max": np.full_like(qsv["max"], searched[name][1])}
+            if name in searched and name not in ctx.int16_layers else qsv
+            for name, qsv in stats.items()}
 
 
 def _feeds(flatbuffer: bytes, samples: Dataset) -> dict[str, list[dict[str, np.ndarray]]]:
-    """The samples as ai-edge-quantizer takes them: under the serving signature's key (else
-    the first signature's, as formats/tflite.py reads a file), keyed by its input names: by
-    name when the data's names are the signature's, else in order (a file an earlier hop
-    renamed the inputs of)."""
-    signatures = graph.read(flatbuffer).signatureDefs
-    signature = next((s for s in signatures if s.signatureKey.decode() == graph.SERVING_KEY),
-                     signatures[0])
-    names = [item.name.decode() for item in signature.inputs]
-    feeds = []
-    for feed in samples.samples():
-        by_name = set(feed) == set(names)
-        feeds.append({name: feed[name] if by_name else value
-                      for name, value in zip(names, feed.values(), strict=True)})
-    return {signature.signatureKey.decode(): feeds}
+    """The samples as ai-edge-quantizer takes them: under the file's signature key."""
+    key, feeds = ranged.signature_feeds(flatbuffer, samples)
+    return {key: feeds}
 
 
 def _io_types(flatbuffer: bytes, ctx: ConvertContext) -> bytes:
@@ -170,3 +186,12 @@ def _float_ops(model: Any, kept: tuple[str, ...]) -> dict[str, int]:
                     and outputs[0].name.decode() not in kept:
                 counts[kind] += 1
     return dict(counts)
+
+
+def _int16_layers(model: Any) -> int:
+    """How many ops other than QUANTIZE make a 16-bit activation."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, TensorType
+
+    return sum(1 for sub in model.subgraphs for op in sub.operators
+               if graph.op_code(model, op) != BuiltinOperator.QUANTIZE and len(op.outputs)
+               and sub.tensors[op.outputs[0]].type == TensorType.INT16)

@@ -105,8 +105,11 @@ class Converter:
 
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
                 quantization: Quantization | None = None, calibration: Dataset | None = None,
-                keep_float: tuple[str, ...] = ()) -> ConvertedFile:
-        """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works."""
+                keep_float: tuple[str, ...] = (),
+                int16_layers: tuple[str, ...] = ()) -> ConvertedFile:
+        """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works. With int8,
+        the layers named in ``keep_float`` stay float and (TFLite only) those in
+        ``int16_layers`` get 16-bit activations with int8 weights (LiteRT's 16x8 kernels)."""
         for _ in range(MAX_REPLANS + 1):
             try:
                 path = plan_path(self.src_format, dst, precision, exclude=self.failed)
@@ -118,7 +121,7 @@ class Converter:
                                       path=self.source) from exc
             try:
                 produced = self._run(path, precision, out_dir, stem, quantization,
-                                     calibration, keep_float)
+                                     calibration, keep_float, int16_layers)
                 produced.notes += self._routed_around(dst, precision)
                 return produced
             except ConversionError as exc:
@@ -138,7 +141,7 @@ class Converter:
 
     def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
              quantization: Quantization | None, calibration: Dataset | None,
-             keep_float: tuple[str, ...]) -> ConvertedFile:
+             keep_float: tuple[str, ...], int16_layers: tuple[str, ...]) -> ConvertedFile:
         current = ConvertedFile(self.source, self.src_format, [],
                            [s.layout for s in self.signature.inputs],
                            [s.layout for s in self.signature.outputs],
@@ -162,6 +165,7 @@ class Converter:
                 if calibration is not None else None,
                 input_shapes=layout.shapes_in_layouts(self.input_shapes, self.signature, layouts),
                 source_signature=self.signature, keep_float=keep_float if last else (),
+                int16_layers=int16_layers if last else (),
                 samples=layout.in_layouts(self.check, self.signature, layouts),
                 scratch=self.workdir, isa=self.isa)
             current = self._hop(edge, current, ctx)

@@ -30,7 +30,7 @@ STEM = "model"
 #: ConvertContext fields that say where a hop writes and what it reports, not what it makes
 _PLACEMENT = frozenset({"workdir", "stem", "notes", "scratch"})
 #: ConvertContext fields only compressing (non-fp32) hops read
-_COMPRESSION = frozenset({"quantization", "calibration", "keep_float", "isa"})
+_COMPRESSION = frozenset({"quantization", "calibration", "keep_float", "int16_layers", "isa"})
 
 
 @dataclass

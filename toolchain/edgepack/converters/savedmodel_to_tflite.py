@@ -4,7 +4,9 @@ Quantization happens here because the TFLite converter is the tool that quantize
 it sees the float graph and folds scales into the kernels XNNPACK runs. When the target needs
 static shapes and the SavedModel's signature has dynamic ones, the serving function is traced
 again at the fixed shapes and converted from that concrete function. The fp16 file goes through
-the overflow guard (compress/tflite_fp16.py).
+the overflow guard (compress/tflite_fp16.py). int8 with layers at 16-bit activations (16x8) is
+quantized by ai-edge-quantizer from the converter's float32 file instead: the converter's own
+quantizer takes one activation width for the whole model.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..compress import tflite_quantizer
 from ..compress.context import ConvertContext
 from ..compress.tflite import configure, convert
 from ..compress.tflite_fp16 import guard
@@ -41,6 +44,9 @@ class SavedModelToTFLite(Edge):
         try:
             with captured() as cap:
                 converter = self._converter(tf, src, ctx)
+                if ctx.precision == "int8" and ctx.int16_layers:
+                    tflite_quantizer.compress(self._fp32_file(tf, src, ctx), out, ctx)
+                    return out
                 configure(converter, tf, ctx)
                 flatbuffer = convert(converter, tf, ctx, src)
                 if ctx.precision == "fp16":
@@ -60,6 +66,19 @@ class SavedModelToTFLite(Edge):
         converter = self._converter(tf, src, ctx)
         configure(converter, tf, replace(ctx, precision="fp32"))
         return converter.convert()
+
+    def _fp32_file(self, tf: Any, src: Path, ctx: ConvertContext) -> Path:
+        """The float32 file of ``src``, kept in the build's scratch folder (each conversion is
+        stamped with an id: one file keeps ai-edge-quantizer's calibration of it reusable)."""
+        path = ctx.scratch_file("tflite-fp32", src, None, ".tflite", shapes=ctx.input_shapes)
+        if path is None:
+            path = ctx.workdir / f"{ctx.stem}.fp32-for-16x8.tflite"
+        elif path.is_file():
+            return path
+        part = path.with_suffix(".part")
+        part.write_bytes(self._fp32(tf, src, ctx))
+        part.replace(path)
+        return path
 
     def _converter(self, tf: Any, src: Path, ctx: ConvertContext) -> Any:
         SavedModelFormat().checked_note(src)  # the converter runs its init functions

@@ -1,0 +1,122 @@
+"""MSE-optimal activation ranges for TFLite int8 (calibration method ``mse``).
+
+Both TFLite quantizers take their activation ranges from a calibration that can be edited
+before they quantize: the TFLite converter's calibrated float flatbuffer (each tensor's min/max
+in its quantization parameters, which its MLIR quantizer reads) and ai-edge-quantizer's
+calibration statistics (a min/max per tensor name). Here the float model is run one sample at
+a time, each calibrated tensor's values streamed into a fixed-size histogram
+(compress/ranges.py), and its min/max replaced by the least-squared-error range, so either
+quantizer quantizes with those ranges and everything else stays its own (op coverage, kernels,
+bias correction, the fallback's float layers).
+
+The model's outputs keep their min/max ranges, as in compress/onnx_ranges.py: what the app
+reads is never clipped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from . import tflite_graph as graph
+from .ranges import Histogram, mse_range
+
+#: what the report says of the ranges
+NOTE = "activation ranges: each activation's least-squared-error int8 clipping range " \
+    "(calibration method mse; the model's outputs keep min/max)"
+
+
+def searched_ranges(flatbuffer: bytes, names: set[str], samples: Dataset,
+                    path: Path | None) -> dict[str, tuple[float, float]]:
+    """The least-squared-error range of each activation of ``flatbuffer`` named in ``names``
+    (min/max for the model's outputs) over ``samples``, kept in ``path`` when given."""
+    if path is not None and path.is_file():
+        return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
+    ranges = mse_ranges(histograms(flatbuffer, names, samples), output_names(flatbuffer))
+    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(ranges))
+        part.replace(path)
+    return ranges
+
+
+def histograms(flatbuffer: bytes, names: set[str], samples: Dataset) -> dict[str, Histogram]:
+    """A histogram of each float tensor named in ``names`` over ``samples``, one at a time."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # the builtin kernels without XNNPACK: a delegated graph keeps no intermediate values
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=builtin)
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError):  # a custom op only the default delegate provides
+        interp = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True)
+        interp.allocate_tensors()
+    made = {int(t) for op in interp._get_ops_details() for t in op["outputs"]}  # noqa: SLF001
+    made |= {int(d["index"]) for d in interp.get_input_details()}
+    index = {t["name"]: int(t["index"]) for t in interp.get_tensor_details()
+             if t["name"] in names and int(t["index"]) in made
+             and np.dtype(t["dtype"]).kind == "f"}
+    key, feeds = signature_feeds(flatbuffer, samples)
+    runner = interp.get_signature_runner(key)
+    hists = {name: Histogram() for name in index}
+    for feed in feeds:
+        runner(**feed)
+        for name, i in index.items():
+            hists[name].add(interp.get_tensor(i))
+    return hists
+
+
+def signature_feeds(flatbuffer: bytes,
+                    samples: Dataset) -> tuple[str, list[dict[str, np.ndarray]]]:
+    """The samples as the file's signature takes them: the serving signature's key (else the
+    first signature's, as formats/tflite.py reads a file) and the feeds keyed by its input
+    names: by name when the data's names are the signature's, else in order (a file an earlier
+    hop renamed the inputs of)."""
+    signatures = graph.read(flatbuffer).signatureDefs
+    signature = next((s for s in signatures if s.signatureKey.decode() == graph.SERVING_KEY),
+                     signatures[0])
+    names = [item.name.decode() for item in signature.inputs]
+    feeds = []
+    for feed in samples.samples():
+        by_name = set(feed) == set(names)
+        feeds.append({name: feed[name] if by_name else value
+                      for name, value in zip(names, feed.values(), strict=True)})
+    return signature.signatureKey.decode(), feeds
+
+
+def mse_ranges(hists: dict[str, Histogram], outputs: set[str]) -> dict[str, tuple[float, float]]:
+    """Each tensor's least-squared-error int8 range; min/max for the model's ``outputs``."""
+    return {name: hist.finite_range if name in outputs else mse_range(hist)
+            for name, hist in hists.items()}
+
+
+def output_names(flatbuffer: bytes) -> set[str]:
+    """The names of the main graph's output tensors."""
+    sub = graph.read(flatbuffer).subgraphs[0]
+    return {sub.tensors[i].name.decode() for i in sub.outputs}
+
+
+def set_calibrated_ranges(flatbuffer: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
+    """The TFLite converter's calibrated float flatbuffer with the min/max of each tensor in
+    ``ranges`` replaced (what its MLIR quantizer turns into scales and zero points)."""
+    model = graph.read(flatbuffer)
+    for sub in model.subgraphs:
+        for tensor in sub.tensors:
+            span = ranges.get(tensor.name.decode())
+            if span is not None and tensor.quantization is not None \
+                    and tensor.quantization.min is not None:
+                tensor.quantization.min = np.array([span[0]], np.float32)
+                tensor.quantization.max = np.array([span[1]], np.float32)
+    return graph.write(model)
+
+
+def calibrated_names(flatbuffer: bytes) -> set[str]:
+    """The tensors of the TFLite converter's calibrated flatbuffer that carry a min/max."""
+    return {t.name.decode() for sub in graph.read(flatbuffer).subgraphs for t in sub.tensors
+            if t.quantization is not None and t.quantization.min is not None
+            and len(t.quantization.min) == 1}
