@@ -320,6 +320,34 @@ def test_mse_ranges_narrow_the_activation_scales_and_keep_the_file_integer(
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99
 
 
+def test_mse_ranges_leave_what_reaches_an_output_unclipped(tmp_path: Path) -> None:
+    """A convolution whose output reaches the model's output through a reshape and a
+    transpose keeps its min/max (the quantizer gives it the output's scale); the hidden one
+    before it gets its least-squared-error range."""
+    import keras
+    from edgepack.compress.tflite_ranges import histograms, output_names, searched_ranges
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    inp = keras.Input((6, 6, 3), batch_size=1, name="x")
+    hidden = keras.layers.Conv2D(4, 3, padding="same", name="hidden")(inp)
+    final = keras.layers.Conv2D(4, 1, name="last")(hidden)
+    out = keras.layers.Permute((2, 1))(keras.layers.Reshape((36, 4))(final))
+    with captured():
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out)).convert()
+    reaching = output_names(flatbuffer)
+    last = next(n for n in reaching if "last" in n)
+    assert not any("hidden" in n for n in reaching)
+    x = np.random.default_rng(0).standard_normal((32, 6, 6, 3)).astype(np.float32)
+    x[0, 0, 0] = 40.0  # an outlier: any clipping of it saves more rounding error than it costs
+    data = Dataset("c", {"x": x})
+    first = next(n for n in histograms(flatbuffer, {"serving_default_x:0"}, data))
+    hists = histograms(flatbuffer, {first, last}, data)
+    searched = searched_ranges(flatbuffer, {first, last}, data, None)
+    assert searched[last] == hists[last].finite_range
+    assert searched[first][1] < hists[first].finite_range[1] == 40.0
+
+
 def test_int16_layers_get_16_bit_activations_and_the_file_runs(sources: dict[str, Path],
                                                                tmp_path: Path) -> None:
     """The named layer computes with int16 activations and int8 weights (LiteRT's 16x8

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,9 +97,30 @@ def mse_ranges(hists: dict[str, Histogram], outputs: set[str]) -> dict[str, tupl
 
 
 def output_names(flatbuffer: bytes) -> set[str]:
-    """The names of the main graph's output tensors."""
-    sub = graph.read(flatbuffer).subgraphs[0]
-    return {sub.tensors[i].name.decode() for i in sub.outputs}
+    """The names of the main graph's output tensors and of the tensors whose values reach one
+    unchanged (through reshapes, transposes, slices, concatenations): a quantizer gives those
+    the output's scale, so clipping them would clip the output."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator
+
+    moving = {getattr(BuiltinOperator, kind) for kind in VALUE_MOVING}
+    model = graph.read(flatbuffer)
+    sub = model.subgraphs[0]
+    reached = {int(i) for i in sub.outputs}
+    for op in reversed(sub.operators):  # graph order: a consumer comes after its producers
+        if graph.op_code(model, op) in moving and reached.intersection(op.outputs):
+            reached |= {int(i) for i in op.inputs
+                        if i >= 0 and not _constant(model, sub.tensors[i])}
+    return {sub.tensors[i].name.decode() for i in reached}
+
+
+#: ops whose outputs hold their inputs' values, moved: a range set on one holds for the other
+VALUE_MOVING = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "CONCATENATION", "PACK",
+                "SLICE", "STRIDED_SLICE", "GATHER", "QUANTIZE", "DEQUANTIZE")
+
+
+def _constant(model: Any, tensor: Any) -> bool:
+    data = model.buffers[tensor.buffer].data
+    return data is not None and len(data) > 0
 
 
 def set_calibrated_ranges(flatbuffer: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
