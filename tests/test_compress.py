@@ -1054,7 +1054,8 @@ def test_tflite_converter_int8_takes_mse_ranges_and_int16_layers(
         tiny_savedmodel: Path, tiny_data: dict, tmp_path: Path) -> None:
     """Calibration method mse: the TFLite converter quantizes with each activation's
     least-squared-error range (its calibrated min/max replaced), so the convolution's output
-    scale narrows, every op stays int8 and no note says the method does not apply. A layer in
+    scale narrows, every op stays int8 and no note says the method does not apply (percentile
+    alike). A layer in
     ``int16_layers`` gets 16-bit activations (through ai-edge-quantizer on the converter's
     float file) and LiteRT runs the mixed file close to the float one."""
     from ai_edge_litert.interpreter import Interpreter
@@ -1094,6 +1095,11 @@ def test_tflite_converter_int8_takes_mse_ranges_and_int16_layers(
     assert any("least-squared-error" in n for n in notes), notes
     assert not any("does not apply" in n for n in notes), notes
 
+    pct, notes = converted("percentile", "d")
+    assert {n: d for n, (d, _) in made(pct).items()} == {n: d for n, (d, _) in before.items()}
+    assert any("percentile range" in n for n in notes), notes
+    assert not any("does not apply" in n for n in notes), notes
+
     mixed, notes = converted("mse", "c", (first,))
     dtypes = {name: dtype for name, (dtype, _) in made(mixed).items()}
     assert dtypes[first] == np.int16
@@ -1106,3 +1112,22 @@ def test_tflite_converter_int8_takes_mse_ranges_and_int16_layers(
         outs[name] = np.concatenate([next(iter(runner(image=x[None]).values()))
                                      for x in images])
     assert np.mean(outs["mse"].argmax(1) == outs["mixed"].argmax(1)) >= 0.75
+
+
+def test_percentile_range_holds_all_but_the_tails() -> None:
+    """The percentile range of a streamed histogram is the values' percentiles within a bin,
+    the rest split between both tails; a range of non-negative values starts at 0."""
+    from edgepack.compress.ranges import Histogram, percentile_range
+
+    values = np.random.default_rng(0).standard_normal(200_000)
+    hist = Histogram()
+    for chunk in np.split(values, 4):
+        hist.add(chunk)
+    low, high = percentile_range(hist, 99.0)
+    step = 2 * hist.half_width / hist.counts.size
+    assert abs(low - np.percentile(values, 0.5)) <= step
+    assert abs(high - np.percentile(values, 99.5)) <= step
+    relu = Histogram()
+    relu.add(np.maximum(values, 0))
+    low, high = percentile_range(relu, 99.0)
+    assert low == 0.0 and abs(high - np.percentile(np.maximum(values, 0), 99.5)) <= step

@@ -343,7 +343,7 @@ def test_mse_ranges_leave_what_reaches_an_output_unclipped(tmp_path: Path) -> No
     data = Dataset("c", {"x": x})
     first = next(n for n in histograms(flatbuffer, {"serving_default_x:0"}, data))
     hists = histograms(flatbuffer, {first, last}, data)
-    searched = searched_ranges(flatbuffer, {first, last}, data, None)
+    searched = searched_ranges(flatbuffer, {first, last}, data, "mse", None)
     assert searched[last] == hists[last].finite_range
     assert searched[first][1] < hists[first].finite_range[1] == 40.0
 

@@ -7,8 +7,9 @@ noise (step**2 / 12 for each value inside the range, nothing for exact zeros, wh
 range represents) plus the clipping error of every value outside it. Values are streamed into
 a fixed-size histogram one sample at a time, so memory does not grow with the samples.
 
-Used by the ONNX (compress/onnx_ranges.py) and OpenVINO (compress/openvino_ranges.py) int8
-paths when the profile's calibration method is ``mse``.
+Used by the ONNX (compress/onnx_ranges.py), OpenVINO (compress/openvino_ranges.py) and TFLite
+(compress/tflite_ranges.py) int8 paths when the profile's calibration method is ``mse``; TFLite
+also takes its ``percentile`` range from the same histogram.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ BINS = 4096
 CANDIDATES = 256
 #: int8 and uint8 alike
 LEVELS = 256
+#: the share of values a percentile range holds: ONNX Runtime's default for its calibrator
+PERCENTILE = 99.999
 
 
 class Histogram:
@@ -115,6 +118,22 @@ def mse_range(hist: Histogram) -> tuple[float, float]:
             break
         low, high = new_low, new_high
     return low, high
+
+
+def percentile_range(hist: Histogram, percentile: float = PERCENTILE) -> tuple[float, float]:
+    """The range, 0 included, that holds ``percentile`` % of ``hist``'s values, the rest split
+    evenly between the two tails (as ONNX Runtime's percentile calibration sets it)."""
+    low, high = hist.finite_range
+    total = hist.counts.sum()
+    if not np.isfinite(low) or not np.isfinite(high) or total == 0:
+        return low, high
+    cumulative = np.cumsum(hist.counts)
+    tail = total * (100.0 - percentile) / 200.0
+    edges = np.linspace(-hist.half_width, hist.half_width, hist.counts.size + 1)
+    first = int(np.searchsorted(cumulative, tail, side="right"))
+    last = int(np.searchsorted(cumulative, total - tail, side="left"))
+    return (min(max(float(edges[first]), hist.low), 0.0),
+            max(min(float(edges[last + 1]), hist.high), 0.0))
 
 
 def mse_scale(hist: Histogram, low: float, high: float) -> float:

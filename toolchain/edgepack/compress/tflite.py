@@ -6,9 +6,9 @@
   only integer builtin ops (so XNNPACK and accelerators run every op in int8), I/O as the
   profile says (float32 keeps the app's code unchanged; int8/uint8 feeds camera bytes directly).
 
-The TFLite converter calibrates with min/max; with the profile's method ``mse`` each activation's
-min/max in its calibration is replaced by the least-squared-error range (compress/tflite_ranges.py)
-before it quantizes. Other methods are reported as not applied.
+The TFLite converter calibrates with min/max; with the profile's method ``mse`` or ``percentile``
+each activation's min/max in its calibration is replaced by that method's range
+(compress/tflite_ranges.py) before it quantizes. Other methods are reported as not applied.
 Full-integer int8 is calibrated once per build and quantized from that calibration, so the
 accuracy fallback's re-quantizations (other layers kept in float) cost a quantizer pass, not a
 pass of the float model over every sample. Each quantization then gets its biases corrected
@@ -43,7 +43,8 @@ def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
     if ctx.precision == "dynamic-int8":
         return
     # full integer
-    samples = ctx.minmax_sample("the TFLite converter", applies=("minmax", "mse"))
+    samples = ctx.minmax_sample("the TFLite converter",
+                               applies=("minmax", *ranged.METHODS))
     quant = ctx.quantization
     converter.representative_dataset = lambda: _representative(samples.samples())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -77,7 +78,7 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
 
     calibrated = _calibrated(converter, ctx, src)
-    if ctx.quantization is not None and ctx.quantization.calibration.method == "mse":
+    if ctx.quantization is not None and ctx.quantization.calibration.method in ranged.METHODS:
         calibrated = _searched(calibrated, ctx, src)
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,
@@ -128,15 +129,16 @@ def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
 
 
 def _searched(calibrated: bytes, ctx: ConvertContext, src: Path) -> bytes:
-    """The calibration with each activation's least-squared-error range in place of its
-    min/max (the model's outputs keep theirs), the search kept like the calibration."""
+    """The calibration with each activation's range by the profile's method in place of its
+    min/max (what reaches the model's outputs keeps its own), kept like the calibration."""
     quant = ctx.quantization
     assert ctx.calibration is not None and quant is not None  # configure() checked
     samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed)
-    path = ctx.scratch_file("tflite-mse", src, samples, ".json", shapes=ctx.input_shapes)
+    method = quant.calibration.method
+    path = ctx.scratch_file(f"tflite-{method}", src, samples, ".json", shapes=ctx.input_shapes)
     ranges = ranged.searched_ranges(calibrated, ranged.calibrated_names(calibrated), samples,
-                                    path)
-    ctx.notes.append(ranged.NOTE)
+                                    method, path)
+    ctx.notes.append(ranged.note(method))
     return ranged.set_calibrated_ranges(calibrated, ranges)
 
 

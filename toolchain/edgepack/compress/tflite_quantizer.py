@@ -118,11 +118,12 @@ def _scope(name: str) -> str:
 
 def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -> dict[str, Any]:
     """Each tensor's min/max over the profile's sample of the calibration data, with method
-    ``mse`` replaced by its least-squared-error range (compress/tflite_ranges.py) except for
-    the model's outputs and the layers with 16-bit activations. Both are kept in the build's
-    scratch folder by the source's bytes and the samples' (the accuracy fallback quantizes the
-    same file again with other layers in float: the ranges are the same)."""
-    samples = ctx.minmax_sample("ai-edge-quantizer", applies=("minmax", "mse"))
+    ``mse`` or ``percentile`` replaced by that method's range (compress/tflite_ranges.py)
+    except for what reaches the model's outputs and the layers with 16-bit activations. Both
+    are kept in the build's scratch folder by the source's bytes and the samples' (the
+    accuracy fallback quantizes the same file again with other layers in float: the ranges are
+    the same)."""
+    samples = ctx.minmax_sample("ai-edge-quantizer", applies=("minmax", *ranged.METHODS))
     path = ctx.scratch_file("tflite-aeq-ranges", src, samples, ".json",
                             shapes=ctx.input_shapes)
     if path is not None and path.is_file():
@@ -136,12 +137,14 @@ def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -
                                                for k, v in qsv.items()}
                                         for name, qsv in stats.items()}))
             part.replace(path)
-    if ctx.quantization is None or ctx.quantization.calibration.method != "mse":
+    method = ctx.quantization.calibration.method if ctx.quantization else "minmax"
+    if method not in ranged.METHODS:
         return stats
     searched = ranged.searched_ranges(
-        flatbuffer, set(stats), samples,
-        ctx.scratch_file("tflite-aeq-mse", src, samples, ".json", shapes=ctx.input_shapes))
-    ctx.notes.append(ranged.NOTE)
+        flatbuffer, set(stats), samples, method,
+        ctx.scratch_file(f"tflite-aeq-{method}", src, samples, ".json",
+                         shapes=ctx.input_shapes))
+    ctx.notes.append(ranged.note(method))
     return {name: {"min": np.full_like(qsv["min"], searched[name][0]),
                    "max": np.full_like(qsv["max"], searched[name][1])}
             if name in searched and name not in ctx.int16_layers else qsv

@@ -1,11 +1,12 @@
-"""MSE-optimal activation ranges for TFLite int8 (calibration method ``mse``).
+"""Activation ranges beyond min/max for TFLite int8 (calibration methods ``mse``, ``percentile``).
 
 Both TFLite quantizers take their activation ranges from a calibration that can be edited
 before they quantize: the TFLite converter's calibrated float flatbuffer (each tensor's min/max
 in its quantization parameters, which its MLIR quantizer reads) and ai-edge-quantizer's
 calibration statistics (a min/max per tensor name). Here the float model is run one sample at
 a time, each calibrated tensor's values streamed into a fixed-size histogram
-(compress/ranges.py), and its min/max replaced by the least-squared-error range, so either
+(compress/ranges.py), and its min/max replaced by the least-squared-error range (``mse``) or
+the range that holds all but a sliver of the values (``percentile``), so either
 quantizer quantizes with those ranges and everything else stays its own (op coverage, kernels,
 bias correction, the fallback's float layers).
 
@@ -16,6 +17,7 @@ reads is never clipped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +25,31 @@ import numpy as np
 
 from ..data.dataset import Dataset
 from . import tflite_graph as graph
-from .ranges import Histogram, mse_range
+from .ranges import PERCENTILE, Histogram, mse_range, percentile_range
 
-#: what the report says of the ranges
-NOTE = "activation ranges: each activation's least-squared-error int8 clipping range " \
-    "(calibration method mse; the model's outputs keep min/max)"
+#: the range each calibration method beyond min/max gives a histogram, and how it is said
+METHODS: dict[str, tuple[Callable[[Histogram], tuple[float, float]], str]] = {
+    "mse": (mse_range, "each activation's least-squared-error int8 clipping range"),
+    "percentile": (percentile_range, f"each activation's {PERCENTILE}th-percentile range"),
+}
 
 
-def searched_ranges(flatbuffer: bytes, names: set[str], samples: Dataset,
+def note(method: str) -> str:
+    """What the report says of the ranges ``method`` set."""
+    return f"activation ranges: {METHODS[method][1]} (calibration method {method}; what " \
+        "reaches the model's outputs keeps min/max)"
+
+
+def searched_ranges(flatbuffer: bytes, names: set[str], samples: Dataset, method: str,
                     path: Path | None) -> dict[str, tuple[float, float]]:
-    """The least-squared-error range of each activation of ``flatbuffer`` named in ``names``
-    (min/max for the model's outputs) over ``samples``, kept in ``path`` when given."""
+    """The ``method`` range of each activation of ``flatbuffer`` named in ``names`` (min/max
+    for what reaches the model's outputs) over ``samples``, kept in ``path`` when given."""
     if path is not None and path.is_file():
         return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
-    ranges = mse_ranges(histograms(flatbuffer, names, samples), output_names(flatbuffer))
+    outputs = output_names(flatbuffer)
+    choose = METHODS[method][0]
+    ranges = {name: hist.finite_range if name in outputs else choose(hist)
+              for name, hist in histograms(flatbuffer, names, samples).items()}
     if path is not None:  # written whole, then renamed: a killed build leaves no torn file
         part = path.with_suffix(".part")
         part.write_text(json.dumps(ranges))
@@ -88,12 +101,6 @@ def signature_feeds(flatbuffer: bytes,
         feeds.append({name: feed[name] if by_name else value
                       for name, value in zip(names, feed.values(), strict=True)})
     return signature.signatureKey.decode(), feeds
-
-
-def mse_ranges(hists: dict[str, Histogram], outputs: set[str]) -> dict[str, tuple[float, float]]:
-    """Each tensor's least-squared-error int8 range; min/max for the model's ``outputs``."""
-    return {name: hist.finite_range if name in outputs else mse_range(hist)
-            for name, hist in hists.items()}
 
 
 def output_names(flatbuffer: bytes) -> set[str]:

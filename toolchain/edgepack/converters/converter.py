@@ -110,6 +110,8 @@ class Converter:
         """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works. With int8,
         the layers named in ``keep_float`` stay float and (TFLite only) those in
         ``int16_layers`` get 16-bit activations with int8 weights (LiteRT's 16x8 kernels)."""
+        if int16_layers and (dst != "tflite" or precision != "int8"):
+            raise ValueError(f"int16_layers is for int8 TFLite, not {precision} {dst}")
         for _ in range(MAX_REPLANS + 1):
             try:
                 path = plan_path(self.src_format, dst, precision, exclude=self.failed)
