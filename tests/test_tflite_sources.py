@@ -370,6 +370,33 @@ def test_int16_layers_get_16_bit_activations_and_the_file_runs(sources: dict[str
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) >= 0.99
 
 
+def test_converter_produces_int16_layers_for_int8_tflite_only(sources: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """``Converter.produce(..., int16_layers=)``: the build's int8 TFLite with the named layer
+    at 16-bit activations; no other format or precision takes it."""
+    import contextlib
+
+    from edgepack.compress.layer_order import tflite_layers
+    from edgepack.converters.converter import Converter
+    from edgepack.formats import get_format
+
+    src = sources["fp32"]
+    name = _input_name(src)
+    evals = Dataset("eval", {name: np.load(sources["eval"])[name][:4]})
+    refs = [np.concatenate([_run(src, x[None]) for x in evals.inputs[name]])]
+    converter = Converter(src, "tflite", get_format("tflite").read_signature(src), evals, refs,
+                          tmp_path, lambda text: contextlib.nullcontext(), None, None)
+    calibration = Dataset("calibration", dict(np.load(sources["calibration"])))
+    plain = converter.produce("tflite", "int8", tmp_path, "plain", Quantization(), calibration)
+    first = tflite_layers(plain.path)[0]
+    mixed = converter.produce("tflite", "int8", tmp_path, "mixed", Quantization(), calibration,
+                              int16_layers=(first,))
+    assert _activations(mixed.path)[first][0] == np.int16
+    with pytest.raises(ValueError, match="int16_layers"):
+        converter.produce("onnx", "int8", tmp_path, "x", Quantization(), calibration,
+                          int16_layers=(first,))
+
+
 def test_dynamic_int8_quantizes_weights_only(sources: dict[str, Path], tmp_path: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
