@@ -130,7 +130,7 @@ def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
 
 def _searched(calibrated: bytes, ctx: ConvertContext, src: Path) -> bytes:
     """The calibration with each activation's range by the profile's method in place of its
-    min/max (what reaches the model's outputs keeps its own), kept like the calibration."""
+    min/max (what reaches the model's outputs keeps its min/max), kept like the calibration."""
     quant = ctx.quantization
     assert ctx.calibration is not None and quant is not None  # configure() checked
     samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed)

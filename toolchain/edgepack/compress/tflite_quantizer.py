@@ -118,8 +118,9 @@ def _scope(name: str) -> str:
 
 def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -> dict[str, Any]:
     """Each tensor's min/max over the profile's sample of the calibration data, with method
-    ``mse`` or ``percentile`` replaced by that method's range (compress/tflite_ranges.py)
-    except for what reaches the model's outputs and the layers with 16-bit activations. Both
+    ``mse`` or ``percentile`` replaced by that method's range (compress/tflite_ranges.py;
+    the true min/max for what reaches the model's outputs) except for the layers with 16-bit
+    activations. Both
     are kept in the build's scratch folder by the source's bytes and the samples' (the
     accuracy fallback quantizes the same file again with other layers in float: the ranges are
     the same)."""

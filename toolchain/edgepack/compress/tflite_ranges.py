@@ -10,9 +10,10 @@ the range that holds all but a sliver of the values (``percentile``), so either
 quantizer quantizes with those ranges and everything else stays its own (op coverage, kernels,
 bias correction, the fallback's float layers).
 
-What reaches the model's outputs keeps the quantizer's own range (the converter's min/max,
-ai-edge-quantizer's statistics): what the app reads is not clipped by the search (a classifier's
-top logit clipped to its neighbours' value ties them).
+What reaches the model's outputs keeps its min/max, as in compress/onnx_ranges.py: what the app
+reads is never clipped (a classifier's top logit clipped to its neighbours' value ties them).
+That is the true min/max, not ai-edge-quantizer's own statistics (a moving average of each
+sample's min/max, which clips).
 """
 
 from __future__ import annotations
@@ -38,18 +39,19 @@ METHODS: dict[str, tuple[Callable[[Histogram], tuple[float, float]], str]] = {
 def note(method: str) -> str:
     """What the report says of the ranges ``method`` set."""
     return f"activation ranges: {METHODS[method][1]} (calibration method {method}; what " \
-        "reaches the model's outputs keeps the quantizer's own)"
+        "reaches the model's outputs keeps its min/max)"
 
 
 def searched_ranges(flatbuffer: bytes, names: set[str], samples: Dataset, method: str,
                     path: Path | None) -> dict[str, tuple[float, float]]:
     """The ``method`` range of each activation of ``flatbuffer`` named in ``names`` over
-    ``samples``, except what reaches the model's outputs; kept in ``path`` when given."""
+    ``samples`` (min/max for what reaches the model's outputs), kept in ``path`` when given."""
     if path is not None and path.is_file():
         return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
+    outputs = output_names(flatbuffer)
     choose = METHODS[method][0]
-    ranges = {name: choose(hist) for name, hist in
-              histograms(flatbuffer, names - output_names(flatbuffer), samples).items()}
+    ranges = {name: hist.finite_range if name in outputs else choose(hist)
+              for name, hist in histograms(flatbuffer, names, samples).items()}
     if path is not None:  # written whole, then renamed: a killed build leaves no torn file
         part = path.with_suffix(".part")
         part.write_text(json.dumps(ranges))
