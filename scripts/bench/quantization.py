@@ -86,6 +86,7 @@ os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
 warnings.filterwarnings("ignore")
 
 import fashion_mnist  # noqa: E402 (scripts/bench/fashion_mnist.py, beside this script)
+from anchors import file_size, nncf_ov, ort_quant, time_interleaved, wilson  # noqa: E402
 from edgepack.quiet import captured, import_tensorflow  # noqa: E402
 
 THREADS = 2
@@ -104,40 +105,6 @@ CALIB_PHOTOS = ("motorcycle_left", "motorcycle_right", "immunohistochemistry", "
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n: edgepack's own, as its budget reports it."""
-    from edgepack.validate.budget import wilson as share_interval
-
-    return share_interval(k / n, n) if n else (math.nan, math.nan)
-
-
-def file_size(path: Path) -> int:
-    """Bytes of a model, with OpenVINO's .bin beside its .xml."""
-    size = path.stat().st_size
-    if path.suffix == ".xml":
-        size += path.with_suffix(".bin").stat().st_size
-    return size
-
-
-class Reader:
-    """ONNX Runtime CalibrationDataReader over single-sample feeds."""
-
-    def __init__(self, name: str, x: np.ndarray):
-        self.name, self.x, self.i = name, x, 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.x):
-            return None
-        self.i += 1
-        return {self.name: self.x[self.i - 1:self.i].astype(np.float32)}
-
-    def rewind(self) -> None:
-        self.i = 0
-
-    def __iter__(self):
-        return iter(self.get_next, None)
 
 
 # --------------------------------------------------------------------------- runtime runners
@@ -186,38 +153,6 @@ def run_all(path: Path, x: np.ndarray) -> np.ndarray:
     with captured():
         out = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
     close()
-    return out
-
-
-def time_interleaved(paths: dict[str, Path], x1: np.ndarray, rounds: int, runs: int,
-                     warmup: int) -> dict[str, dict[str, Any]]:
-    """p50 per model, the median over rounds of its p50 ratio to the first (fp32) model, and
-    each round's ratio; see module docstring."""
-    names = list(paths)
-    per_round: dict[str, list[float]] = {n: [] for n in names}
-    pooled: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in order:
-            run, close = open_model(paths[n])
-            with captured():
-                for _ in range(warmup):
-                    run(x1)
-                times = []
-                for _ in range(runs):
-                    t = time.perf_counter()
-                    run(x1)
-                    times.append(time.perf_counter() - t)
-            close()
-            del run
-            per_round[n].append(float(np.median(times)))
-            pooled[n].extend(times)
-    ref = names[0]
-    out: dict[str, dict[str, Any]] = {}
-    for n in names:
-        ratios = np.array(per_round[n]) / np.array(per_round[ref])
-        out[n] = {"p50_ms": 1e3 * float(np.median(pooled[n])), "ratio": float(np.median(ratios)),
-                  "rounds": [float(r) for r in ratios]}
     return out
 
 
@@ -522,29 +457,6 @@ def profile_activations(profile: str) -> str:
 
 # ------------------------------------------------------------------------------- variants
 
-def ort_quant(src: Path, out: Path, calib_x: np.ndarray, *, pre: bool = False,
-              **kwargs: Any) -> Path:
-    if out.exists():
-        return out
-    import onnx
-    from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    model = src
-    if pre:
-        model = out.with_name(out.stem + ".pre.onnx")
-        with captured():
-            quant_pre_process(str(src), str(model))
-    name = onnx.load(str(model)).graph.input[0].name
-    tmp = out.with_name(out.stem + ".tmp.onnx")
-    with captured():
-        quantize_static(str(model), str(tmp), Reader(name, calib_x), **kwargs)
-    if pre:
-        model.unlink()
-    tmp.rename(out)
-    return out
-
-
 def nncf_onnx(src: Path, out: Path, calib_x: np.ndarray, **kwargs: Any) -> Path:
     if out.exists():
         return out
@@ -611,23 +523,6 @@ def nncf_no_bias_correction() -> Any:
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     return AdvancedQuantizationParameters(disable_bias_correction=True)
-
-
-def nncf_ov(src: Path, out: Path, calib_x: np.ndarray, **kwargs: Any) -> Path:
-    if out.exists():
-        return out
-    import logging
-
-    import nncf
-    import openvino as ov
-
-    nncf.set_log_level(logging.ERROR)
-    model = ov.Core().read_model(str(src))
-    ds = nncf.Dataset([calib_x[i:i + 1] for i in range(len(calib_x))])
-    with captured():
-        q = nncf.quantize(model, ds, subset_size=len(calib_x), **kwargs)
-    ov.save_model(q, str(out), compress_to_fp16=False)
-    return out
 
 
 def onnx2tf_tflite(src: Path, work: Path, calib_x: np.ndarray) -> tuple[Path, Path]:
@@ -846,7 +741,7 @@ def finish(model: str, rows: list[Row], fp32: dict[str, Path],
         x1 = inputs(fmt)[:1]
         log(f"  timing {len(group)} {fmt} models, {args.rounds} interleaved rounds")
         t = time_interleaved({r.name: r.path for r in group}, x1, args.rounds, args.runs,
-                             args.warmup)
+                             args.warmup, open_model)
         for r in group:
             r.p50_ms, r.lat_ratio = t[r.name]["p50_ms"], t[r.name]["ratio"]
             r.lat_rounds = t[r.name]["rounds"]
