@@ -9,6 +9,7 @@ from beside them.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -146,3 +147,148 @@ def time_interleaved(paths: dict[str, Path], x1: Any, rounds: int, runs: int, wa
         out[n] = {"p50_ms": 1e3 * float(np.median(pooled[n])), "ratio": float(np.median(ratios)),
                   "rounds": [float(r) for r in ratios]}
     return out
+
+
+# ------------------------------------------------------------------------------- the zoo
+
+def zoo_anchors(folders: list[Path], cells: list[Any], work: Path, *, runs: int = 50,
+                warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
+    """Per ONNX-source zoo model: its plain int8 anchors and edgepack's int8 deliverables of
+    ``cells`` (zoo.py's rows, built into ``work.parent``), each with its fp32 of the same
+    format, measured by ``edgepack compare`` against the source on ``eval.npz``."""
+    out = []
+    for folder in folders:
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("format", Path(meta["model"]).suffix[1:]) != "onnx":
+            continue
+        own = [c for c in cells if c.model == folder.name]
+        try:
+            out.append(model_anchors(folder, meta, own, work / folder.name, runs=runs,
+                                     warmup=warmup, threads=threads))
+        except Exception as exc:  # a model no anchor can read still gets its line
+            out.append({"model": folder.name, "rows": [],
+                        "error": f"{type(exc).__name__}: {one_line(exc)}"})
+    return out
+
+
+def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Path, *,
+                  runs: int, warmup: int, threads: int) -> dict[str, Any]:
+    """Make the anchors of one model, then compare them and edgepack's files per format."""
+    work.mkdir(parents=True, exist_ok=True)
+    src = folder / meta["model"]
+    feeds = calibration_feeds(src, folder / "calib.npz", meta)
+    made: dict[str, list[tuple[str, Path]]] = {"onnx": [("fp32 source", src)],
+                                               "openvino": []}
+    notes: list[str] = []
+    for name, fmt, make in (
+            ("ORT quantize_static defaults", "onnx",
+             lambda: ort_quant(src, work / "ort-default.int8.onnx", feeds)),
+            ("fp32 IR (ov.convert_model)", "openvino",
+             lambda: openvino_fp32(src, work / "fp32.xml")),
+            ("NNCF defaults", "openvino",
+             lambda: nncf_ov(work / "fp32.xml", work / "nncf-default.int8.xml", feeds))):
+        t = time.perf_counter()
+        try:
+            made[fmt].append((name, make()))
+            notes.append(f"{name}: made in {time.perf_counter() - t:.1f} s")
+        except Exception as exc:  # an anchor that fails is a finding, not the end of the run
+            notes.append(f"{name}: failed: {type(exc).__name__}: {one_line(exc)}")
+    notes.append("onnx2tf int8: not measured here (onnx2tf runs in edgepack's provisioned "
+                 "environment; quantization.py --variants measures it on EfficientNet-Lite0)")
+    for cell in cells:
+        for d in cell.delivered:
+            base = work.parent.parent / f"{cell.model}-{cell.target}"
+            if d.precision != "int8":
+                continue
+            group = made.setdefault(d.format, [])
+            ref = fp32_reference(base, d.format)
+            if not group and ref:  # no fp32 of this format yet: the build's own
+                group.append((f"fp32 ({cell.target} build)", ref))
+            group.append((f"edgepack {cell.target}", base / d.file))
+    rows = []
+    for fmt, entries in made.items():
+        if entries:
+            rows += compare_rows(src, folder / "eval.npz", fmt, entries, runs=runs,
+                                 warmup=warmup, threads=threads)
+    return {"model": folder.name, "calibration_samples": len(feeds), "rows": rows,
+            "notes": notes}
+
+
+def calibration_feeds(src: Path, calib: Path, meta: dict[str, Any],
+                      limit: int = 300) -> list[Feed]:
+    """Batch-of-one feeds of ``calib`` for the source (batch axes as meta.json says), at most
+    ``limit`` rows drawn with seed 0: the anchors' calibration set."""
+    from edgepack.data.dataset import load_dataset
+    from edgepack.runtimes import RuntimeOptions, get_runtime
+
+    signature = get_runtime("onnxruntime").load(str(src), RuntimeOptions(threads=1)).signature
+    axes = {s["name"]: s["batch_axis"] for s in meta["inputs"]
+            if s.get("batch_axis") not in (0, None)}
+    return load_dataset(calib, signature, batch_axes=axes).take(limit, 0).samples()
+
+
+def openvino_fp32(src: Path, out: Path) -> Path:
+    if not out.exists():
+        import openvino as ov
+
+        ov.save_model(ov.convert_model(str(src)), str(out), compress_to_fp16=False)
+    return out
+
+
+def fp32_reference(build: Path, fmt: str) -> Path | None:
+    """The fp32 reference file of format ``fmt`` in a build folder (its report.json)."""
+    report = build / "report.json"
+    if not report.is_file():
+        return None
+    arts = json.loads(report.read_text())["artifacts"]
+    ref = next((a for a in arts if a["role"] == "reference" and a["format"] == fmt
+                and a["precision"] == "fp32"), None)
+    return build / ref["file"] if ref else None
+
+
+def compare_rows(src: Path, evals: Path, fmt: str, entries: list[tuple[str, Path]], *,
+                 runs: int, warmup: int, threads: int) -> list[dict[str, Any]]:
+    """``edgepack compare`` of ``entries`` (the first one fp32) against ``src`` on ``evals``
+    (each timed in its own process, batch 1): per entry its fidelity per output (top-1
+    agreement with its 95% Wilson interval for classifiers), size and speed-up over the fp32
+    entry."""
+    from edgepack.measure.compare import compare_artifacts
+    from edgepack.progress import Progress
+
+    try:
+        with captured():
+            comp = compare_artifacts([p for _, p in entries], src, evaluation=evals,
+                                     threads=threads, runs=runs, warmup=warmup, seed=0,
+                                     progress=Progress())
+    except Exception as exc:
+        return [{"name": n, "format": fmt, "file": str(p),
+                 "error": f"{type(exc).__name__}: {one_line(exc)}"} for n, p in entries]
+    base = comp.entries[0]
+    rows = []
+    for i, ((name, path), e) in enumerate(zip(entries, comp.entries, strict=True)):
+        p50 = e.latency.p50_ms if e.latency else None
+        fp32_p50 = base.latency.p50_ms if base.latency else None
+        precision = "fp32" if i == 0 and e.precision == "?" else e.precision
+        rows.append({"name": name, "format": fmt, "file": str(path), "precision": precision,
+                     "size_ratio": round(e.size_bytes / base.size_bytes, 4), "p50_ms": p50,
+                     "fp32_p50_ms": fp32_p50,
+                     "speedup": round(fp32_p50 / p50, 3) if p50 and fp32_p50 else None,
+                     "outputs": [output_reading(f) for f in e.fidelity]})
+    return rows
+
+
+def output_reading(f: Any) -> dict[str, Any]:
+    """One output's fidelity: role, cosine, SNR, the role's readings, and for a classifier
+    its top-1 agreement with the 95% Wilson interval."""
+    out = {"output": f.name, "role": f.role, "samples": f.samples, "cosine": f.cosine,
+           "snr_db": f.snr_db, "readings": f.readings, "mismatch": f.mismatch}
+    if f.top1_agreement is not None:
+        k = round(f.top1_agreement * f.samples)
+        out["top1_agreement"] = f.top1_agreement
+        out["top1_interval"] = wilson(k, f.samples)
+    return out
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300]
