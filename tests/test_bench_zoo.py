@@ -46,7 +46,7 @@ def zoo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench" / "zoo.py"), "--zoo", str(tmp / "zoo"),
          "--targets", "intel-cpu", "--out", str(tmp / "builds"), "--json", str(out),
-         "--runs", "3", "--warmup", "1", "--anchors"],
+         "--runs", "3", "--warmup", "1", "--anchors", "--jobs", "2"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"json": json.loads(out.read_text()), "stdout": proc.stdout}
@@ -98,8 +98,14 @@ def test_anchors_stand_beside_edgepacks_int8(zoo_run: dict) -> None:
         assert out["role"] == "classifier" and 0 <= out["top1_agreement"] <= 1
         lo, hi = out["top1_interval"]
         assert lo <= out["top1_agreement"] <= hi
+    ours = [r for r in anchors["rows"] if r["name"] == "edgepack intel-cpu"]
+    assert all(r["speedup_kept"] == pytest.approx(r["speedup"] / rows[PLAIN[r["format"]]][
+        "speedup"], abs=1e-3) for r in ours)
     assert {r["format"] for r in anchors["rows"] if r["name"] == "edgepack intel-cpu"} == {
         d["format"] for d in cells_of(zoo_run, "tiny-cnn")["delivered"]}
+
+
+PLAIN = {"onnx": "ORT quantize_static defaults", "openvino": "NNCF defaults"}
 
 
 def cells_of(zoo_run: dict, model: str) -> dict:

@@ -193,8 +193,9 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
             notes.append(f"{name}: made in {time.perf_counter() - t:.1f} s")
         except Exception as exc:  # an anchor that fails is a finding, not the end of the run
             notes.append(f"{name}: failed: {type(exc).__name__}: {one_line(exc)}")
-    notes.append("onnx2tf int8: not measured here (onnx2tf runs in edgepack's provisioned "
-                 "environment; quantization.py --variants measures it on EfficientNet-Lite0)")
+    notes.append("onnx2tf int8: not measured (it takes calibration per input in NHWC with a "
+                 "mean and std and converts for minutes; quantization.py measures it on "
+                 "EfficientNet-Lite0)")
     for cell in cells:
         for d in cell.delivered:
             base = work.parent.parent / f"{cell.model}-{cell.target}"
@@ -210,8 +211,23 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
         if entries:
             rows += compare_rows(src, folder / "eval.npz", fmt, entries, runs=runs,
                                  warmup=warmup, threads=threads)
+    share_of_plain_speedup(rows)
     return {"model": folder.name, "calibration_samples": len(feeds), "rows": rows,
             "notes": notes}
+
+
+#: the plain int8 of each format, whose speed-up an edgepack file is held against
+PLAIN = {"onnx": "ORT quantize_static defaults", "openvino": "NNCF defaults"}
+
+
+def share_of_plain_speedup(rows: list[dict[str, Any]]) -> None:
+    """Each edgepack row's ``speedup_kept``: its speed-up over the plain int8 anchor's of the
+    same format (where that anchor was measured)."""
+    for row in rows:
+        plain = next((r for r in rows if r["format"] == row["format"]
+                      and r["name"] == PLAIN.get(row["format"]) and r.get("speedup")), None)
+        if row["name"].startswith("edgepack") and plain and row.get("speedup"):
+            row["speedup_kept"] = round(row["speedup"] / plain["speedup"], 3)
 
 
 def calibration_feeds(src: Path, calib: Path, meta: dict[str, Any],

@@ -280,8 +280,9 @@ def print_anchors(models: list[dict[str, Any]]) -> None:
             if "error" in r:
                 print(f"{head} error: {r['error'][:200]}")
                 continue
+            kept = f" ({r['speedup_kept']:.0%} of plain)" if "speedup_kept" in r else ""
             print(f"{head} {fmt(r['size_ratio'], '6.3f')} {fmt(r['speedup'], '5.2f')}x  "
-                  + "; ".join(reading(o) for o in r["outputs"]))
+                  + "; ".join(reading(o) for o in r["outputs"]) + kept)
         for note in m.get("notes", []):
             print(f"{'':30s} {note}")
 
