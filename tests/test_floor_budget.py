@@ -6,6 +6,7 @@ ONNX classifier run in ONNX Runtime whose near-tie scores flip when its input is
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from edgepack.config.catalog import load_catalog
 from edgepack.config.profiles import Budget, FloorMargins, OutputBudget
 from edgepack.validate import accuracy, budget
 from edgepack.validate.fidelity import compare_all
-from edgepack.validate.floor import InputFloor, InputStep, input_floor
+from edgepack.validate.floor import InputFloor, InputFloors, calibration_grids
 
 from tests import model_files
 
@@ -52,11 +53,12 @@ def low_floor(tmp_path_factory: pytest.TempPathFactory) -> dict:
     calib = {"x": rng.uniform(-40, 40, (64, 8)).astype(np.float32)}
     refs = run({"x": x})
     names = ["logits", "y2"]
-    floor = input_floor(run, {"x": x}, calib, refs, names, ["classifier", "generic"])
-    assert floor is not None
-    coarse = InputStep("x", floor.steps[0].step * 2, floor.steps[0].zero_point // 2)
+    floor = InputFloors(run, {"x": x}, refs, names, ["classifier", "generic"]).at(
+        calibration_grids(calib))
+    grid = floor.grids[0]
+    coarse = replace(grid, scale=grid.scale * 2, zero_point=grid.zero_point // 2)
     return {"run": run, "x": x, "refs": refs, "names": names, "floor": floor,
-            "at_floor": compare_all(names, refs, run({"x": floor.steps[0].round(x)})),
+            "at_floor": compare_all(names, refs, run({"x": grid.round(x)})),
             "worse": compare_all(names, refs, run({"x": coarse.round(x)}))}
 
 
@@ -131,8 +133,7 @@ def test_a_bound_the_user_sets_stays_absolute(low_floor: dict) -> None:
 def test_without_a_floor_or_margins_the_absolute_bounds_apply(low_floor: dict) -> None:
     """A model with no float input has no floor: the profile's numbers gate, and each check
     says so. A profile without margins never moves a bar, floor or not."""
-    assert input_floor(low_floor["run"], {"ids": np.arange(4)}, {"ids": np.arange(4)}, [],
-                       []) is None
+    assert calibration_grids({"ids": np.arange(4)}) == []
     v = budget.evaluate("int8-arm", _arm(), low_floor["at_floor"], None, None, None)
     assert {c.limit for c in v.checks} == {0.97, 0.99}
     assert all(c.basis.endswith("no input-rounding floor was measured") for c in v.checks)

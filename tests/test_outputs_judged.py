@@ -15,7 +15,7 @@ from edgepack.config.project import LoadedProject, Project
 from edgepack.errors import ConfigError, UsageError
 from edgepack.validate import budget
 from edgepack.validate.fidelity import FLAT, OutputFidelity, compare, compare_all
-from edgepack.validate.floor import LEVELS, input_floor, input_steps
+from edgepack.validate.floor import LEVELS, InputFloors, calibration_grids
 from edgepack.validate.roles import BY_NAME, role_for
 
 from tests import model_files
@@ -245,17 +245,16 @@ def test_the_input_rounding_floor(two_outputs: dict, tmp_path: Path) -> None:
     model = _two_output_model(tmp_path / "m.onnx", w1, w2)
     x = two_outputs["x"]
     calib = {"x": RNG.uniform(0.5, 2.0, (16, 8)).astype(np.float32)}
-    (step,) = input_steps(calib)
-    assert step.zero_point == 0 and step.step == pytest.approx(calib["x"].max() / (LEVELS - 1))
-    on_grid = step.round(x)
-    assert np.allclose(on_grid / step.step, np.round(on_grid / step.step), atol=1e-3)
+    (grid,) = calibration_grids(calib)
+    assert grid.zero_point == 0 and grid.scale == pytest.approx(calib["x"].max() / (LEVELS - 1))
+    on_grid = grid.round(x)
+    assert np.allclose(on_grid / grid.scale, np.round(on_grid / grid.scale), atol=1e-3)
     assert on_grid.min() == 0.0  # negative inputs clip to the calibrated range's 0
-    floor = input_floor(lambda inputs: _run(model, inputs["x"]), {"x": x}, calib,
-                        _run(model, x), ["y1", "y2"])
+    floor = InputFloors(lambda inputs: _run(model, inputs["x"]), {"x": x}, _run(model, x),
+                        ["y1", "y2"]).at([grid])
     assert floor is not None and [f.name for f in floor.fidelity] == ["y1", "y2"]
     assert 0 < floor.fidelity[0].cosine < 1 and "`x` step" in floor.summary()
-    assert input_floor(lambda inputs: [], {"ids": np.arange(4)}, {"ids": np.arange(4)}, [],
-                       []) is None
+    assert calibration_grids({"ids": np.arange(4)}) == []
 
 
 def _conv_two_outputs(path: Path) -> Path:

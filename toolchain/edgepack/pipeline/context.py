@@ -26,7 +26,7 @@ from ..progress import Progress
 from ..report.parts import SkippedFormat
 from ..signature import Signature
 from ..validate import accuracy as acc
-from ..validate.floor import InputFloor
+from ..validate.floor import InputFloor, InputFloors
 from .inputs import BuildInputs, project_of, resolve_inputs
 
 if TYPE_CHECKING:
@@ -116,6 +116,8 @@ class Yardstick:
     outputs: list[np.ndarray]
     signature: Signature
     accuracy: acc.Accuracy | None
-    #: the source fed its input rounded to int8 steps: how close an int8 file can follow it
-    #: at best (int8 builds only)
+    #: the source fed its input rounded to int8 steps over the calibration data's range (the
+    #: report's; int8 builds only)
     floor: InputFloor | None = None
+    #: each int8 file's floor, on the grid read from the file (int8 builds only)
+    floors: InputFloors | None = None

@@ -20,7 +20,7 @@ from ..data.random_inputs import random_inputs
 from ..errors import UsageError
 from ..report.parts import EvalSection
 from ..signature import Signature
-from ..validate.floor import input_floor
+from ..validate.floor import InputFloors, calibration_grids
 from .context import BuildContext, Yardstick
 from .load import SourceModel, source_key
 from .source import open_source
@@ -106,18 +106,21 @@ def _fixed_shapes(ctx: BuildContext, signature: Signature,
 
 def source_outputs(ctx: BuildContext, source: SourceModel, data: BuildData, profile: Profile,
                    scratch: Path) -> Yardstick:
-    """The source's outputs on the eval inputs and its accuracy there; for int8, also on the
-    eval inputs rounded to the int8 input's steps over the calibration data's range (the
-    input-rounding floor, validate/floor.py)."""
+    """The source's outputs on the eval inputs and its accuracy there; for int8, the
+    input-rounding floors (validate/floor.py): each int8 file's is measured on its own input
+    grid when it is validated, and the report's on the grid the calibration data's range
+    gives."""
     evals = data.evaluation
     outputs = _run_source(ctx, source, evals, scratch)
-    floor = None
+    floors = floor = None
     if profile.precision == "int8":
-        floor = input_floor(
+        floors = InputFloors(
             lambda rounded: _run_source(ctx, source, replace(evals, inputs=rounded), scratch),
-            evals.inputs, (data.calibration or evals).inputs, outputs,
-            source.signature.output_names, source.signature.output_roles)
-    return Yardstick(evals, outputs, source.signature, ctx.accuracy(outputs, evals), floor)
+            evals.inputs, outputs, source.signature.output_names, source.signature.output_roles)
+        grids = calibration_grids((data.calibration or evals).inputs)
+        floor = floors.at(grids) if grids else None
+    return Yardstick(evals, outputs, source.signature, ctx.accuracy(outputs, evals), floor,
+                     floors)
 
 
 def _run_source(ctx: BuildContext, source: SourceModel, samples: Dataset,

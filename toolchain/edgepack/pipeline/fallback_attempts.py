@@ -55,8 +55,9 @@ class BudgetMeter:
                 (produced.input_layouts, produced.output_layouts), self.accuracy)
             if steps is not None and key:
                 steps.store_fidelity(key, fidelity, accuracy)
+        own = y.floors.of_file(produced.format, produced.path) if y.floors else None
         verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
-                                       y.accuracy, accuracy, y.floor)
+                                       y.accuracy, accuracy, own.floor if own else None)
         numbers = {c.name: round(c.value, 6) for c in verdict.checks}
         return verdict, numbers
 

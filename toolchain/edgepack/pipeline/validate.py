@@ -1,6 +1,7 @@
 """Stage 6, validate: embed each file's metadata, then measure the final file (fidelity,
-accuracy, host latency), gate each deliverable on the profile's budget and, with ``--device``,
-run it on the boards too.
+accuracy, host latency), gate each deliverable on the profile's budget (its bounds stated
+against the floor of the input grid read from that very file, validate/floor.py) and, with
+``--device``, run it on the boards too.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
     m = measure(ctx, produced, [file, *extra], yardstick)
     ctx.tools[get_runtime(get_format(produced.format).runtime).name] = m.runtime_version
     notes = [*produced.notes]
+    own = yardstick.floors.of_file(produced.format, file) \
+        if role == "deliverable" and yardstick.floors is not None else None
+    if own is not None:
+        notes.append(own.note)
     if produced.plain_int8 is not None:
         notes.append(_fallback_cost(ctx, produced, produced.plain_int8, m, yardstick))
     if m.cached:
@@ -77,7 +82,8 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
         extra_sha256={p.name: file_digest(p) for p in sorted(extra)})
     if role == "deliverable":
         art.budget = budget_gate.evaluate(profile.name, profile.budget, m.fidelity,
-                                          yardstick.accuracy, m.accuracy, yardstick.floor)
+                                          yardstick.accuracy, m.accuracy,
+                                          own.floor if own is not None else None)
         if ctx.boards:  # device runs are never cached: they need a host session
             session = m.session or open_session(produced, ctx.threads)
             art.devices = on_devices(ctx, session, produced, yardstick)
