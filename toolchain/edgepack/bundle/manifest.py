@@ -134,7 +134,9 @@ def _measured(report: dict[str, Any], artifact: dict[str, Any]) -> dict[str, Any
         "budget": None if not budget else {
             "profile": budget["profile"], "passed": budget["passed"],
             "checks": [{**{k: c[k] for k in ("name", "limit", "value", "passed")},
-                        "gating": c.get("gating", True)} for c in budget["checks"]]},
+                        "gating": c.get("gating", True),
+                        **({"basis": c["basis"]} if c.get("basis") else {})}
+                       for c in budget["checks"]]},
     }
 
 
