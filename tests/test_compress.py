@@ -991,7 +991,7 @@ def test_tflite_size_estimate_finds_the_classifier_behind_its_dequantize(
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
     the five ranked highest, in rank order, and counts the rest."""
-    from edgepack.pipeline.fallback import unaffordable_note
+    from edgepack.pipeline.fallback_search import unaffordable_note
 
     layers = [f"layer{i}" for i in range(39)]
     note = unaffordable_note(layers, 1.1)
