@@ -147,3 +147,63 @@ def test_precision_from_name_or_io(tflites: dict[str, Path], tmp_path: Path) -> 
     assert precision_of(renamed, inspect(renamed)) == "int8"  # int8 I/O
     renamed.write_bytes(tflites["fp32"].read_bytes())
     assert precision_of(renamed, inspect(renamed)) == "?"  # float I/O, no name: unknown
+
+
+# ------------------------------------------------------- NHWC TFLite next to an NCHW source
+
+@pytest.fixture(scope="module")
+def nchw_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An NCHW ONNX model x[1,3,8,8] -> Conv -> Relu -> r[1,2,8,8] (a 4-D output) and
+    -> GlobalAveragePool -> Flatten -> Gemm -> y[1,5], built for raspberrypi: its TFLite
+    files (onnx2tf) take and give NHWC."""
+    import edgepack
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = tmp_path_factory.mktemp("nchw")
+    model = onnx.load(model_files.onnx_cnn(folder / "cnn.onnx", 8, 8))
+    model.graph.output.insert(0, helper.make_tensor_value_info("r", TensorProto.FLOAT,
+                                                               ["N", 2, 8, 8]))
+    onnx.save(model, folder / "cnn.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "calib.npz", x=rng.random((16, 3, 8, 8), dtype=np.float32))
+    np.savez(folder / "eval.npz", x=rng.random((8, 3, 8, 8), dtype=np.float32))
+    report = edgepack.build(folder / "cnn.onnx", "raspberrypi",
+                            calibration=folder / "calib.npz", evaluation=folder / "eval.npz",
+                            output=folder / "build", runs=2)
+    tflite = folder / "build" / "cnn.fp32.tflite"
+    assert inspect(tflite).signature.inputs[0].shape[1:] == (8, 8, 3), report.artifacts
+    return {"source": folder / "cnn.onnx", "eval": folder / "eval.npz", "tflite": tflite}
+
+
+@pytest.mark.parametrize("where", ["build folder", "alone"])
+def test_nhwc_tflite_is_compared_with_its_nchw_source(nchw_build: dict[str, Path],
+                                                      tmp_path: Path, where: str) -> None:
+    """Fed NHWC samples and its NHWC output moved back: fp32 agrees with the source to float
+    rounding. In its build folder the report's layouts decide; copied out alone, the shapes."""
+    tflite = nchw_build["tflite"]
+    if where == "alone":
+        tflite = tmp_path / tflite.name
+        tflite.write_bytes(nchw_build["tflite"].read_bytes())
+    result = invoke("compare", tflite, "--source", nchw_build["source"], "--eval",
+                    nchw_build["eval"], "--runs", 2, "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)["rows"][0]
+    assert row["max_abs_err"] < 1e-4, row  # both outputs, the 4-D one included
+
+
+def test_a_layout_the_shapes_cannot_tell_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Dynamic H, W and C: NCHW samples fit an NHWC-named input as they are and transposed."""
+    from edgepack.measure.compare_layouts import from_shapes
+    from edgepack.signature import Signature, TensorSpec
+
+    source = Signature((TensorSpec("x", (-1, 3, 8, 8), "float32", "NCHW"),), ())
+    artifact = Signature((TensorSpec("x", (-1, -1, -1, -1), "float32", "NHWC"),), ())
+    samples = {"x": np.zeros((2, 3, 8, 8), np.float32)}
+    with pytest.raises(DataError, match="cannot tell whether input 'x'") as err:
+        from_shapes(tmp_path / "m.tflite", artifact, source, samples)
+    assert "\n" not in str(err.value)
+    fixed = Signature((TensorSpec("x", (1, 8, 8, 3), "float32", "NHWC"),), ())
+    assert from_shapes(tmp_path / "m.tflite", fixed, source, samples).inputs == ["NHWC"]
+    same = Signature((TensorSpec("x", (-1, 3, -1, -1), "float32", "NCHW"),), ())
+    assert from_shapes(tmp_path / "m.onnx", same, source, samples).inputs == ["NCHW"]

@@ -991,7 +991,7 @@ def test_tflite_size_estimate_finds_the_classifier_behind_its_dequantize(
 def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     """EfficientNet's TFLite ranking leaves 39 layers out of the size allowance: the note names
     the five ranked highest, in rank order, and counts the rest."""
-    from edgepack.pipeline.fallback import unaffordable_note
+    from edgepack.pipeline.fallback_search import unaffordable_note
 
     layers = [f"layer{i}" for i in range(39)]
     note = unaffordable_note(layers, 1.1)
@@ -1131,3 +1131,34 @@ def test_percentile_range_holds_all_but_the_tails() -> None:
     relu.add(np.maximum(values, 0))
     low, high = percentile_range(relu, 99.0)
     assert low == 0.0 and abs(high - np.percentile(np.maximum(values, 0), 99.5)) <= step
+
+
+def test_onnx_int8_of_a_graph_without_node_names_pairs_each_layer_with_its_own_twin(
+        tmp_path: Path) -> None:
+    """Conv -> GlobalAveragePool -> Flatten -> Gemm with dynamic H, W fixed to 8x8 (what
+    ``--input-shape x:1x3x8x8`` delivers), its nodes unnamed as onnx.helper writes them: every
+    node is named before quantizing, so the bias correction's and the ranking's float twins
+    copy their own layer (a Gemm twin reading the Conv's rank-4 input failed to load), and the
+    ranking names layers ``nodes_to_exclude`` can take."""
+    import onnx
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.onnx import compress
+    from edgepack.compress.sensitivity import RANKERS
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from edgepack.formats.onnx import write_with_shapes
+
+    from tests import model_files
+
+    free = model_files.onnx_cnn(tmp_path / "free.onnx", height="H", width="W")
+    assert not any(n.name for n in onnx.load(free).graph.node)
+    src = write_with_shapes(free, tmp_path / "cnn.onnx", {"x": (1, 3, 8, 8)})
+    data = Dataset("calib.npz", {"x": np.random.default_rng(0).random((16, 3, 8, 8),
+                                                                      dtype=np.float32)})
+    ctx = ConvertContext(workdir=tmp_path, stem="cnn", precision="int8",
+                         quantization=Quantization(), calibration=data)
+    int8 = tmp_path / "cnn.int8.onnx"
+    compress(src, int8, ctx)
+    assert any(n.startswith("bias correction: 1 layer(s)") for n in ctx.notes), ctx.notes
+    order = RANKERS["onnx"](src, src, int8, data, Quantization())
+    assert sorted(order) == ["Conv_c", "Gemm_y"], order

@@ -211,8 +211,6 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
         if entries:
             rows += compare_rows(src, folder / "eval.npz", fmt, entries, runs=runs,
                                  warmup=warmup, threads=threads)
-    rows = [report_row(r, cells, work.parent.parent) if "error" in r
-            and r["name"].startswith("edgepack") else r for r in rows]
     share_of_plain_speedup(rows)
     return {"model": folder.name, "calibration_samples": len(feeds), "rows": rows,
             "notes": notes}
@@ -293,28 +291,6 @@ def compare_rows(src: Path, evals: Path, fmt: str, entries: list[tuple[str, Path
                      "speedup": round(fp32_p50 / p50, 3) if p50 and fp32_p50 else None,
                      "outputs": [output_reading(f) for f in e.fidelity]})
     return rows
-
-
-def report_row(failed: dict[str, Any], cells: list[Any], builds: Path) -> dict[str, Any]:
-    """An edgepack file ``edgepack compare`` could not feed (a TFLite file in NHWC next to
-    an NCHW source): its row from its build's report.json instead, whose fidelity the same
-    functions measured on the same eval.npz, in the file's own layout."""
-    from edgepack.validate.fidelity import OutputFidelity
-
-    for cell in cells:
-        build = builds / f"{cell.model}-{cell.target}"
-        for d in cell.delivered:
-            if str(build / d.file) != failed["file"]:
-                continue
-            arts = json.loads((build / "report.json").read_text())["artifacts"]
-            art = next(a for a in arts if a["file"] == d.file)
-            return {"name": failed["name"], "format": d.format, "file": failed["file"],
-                    "precision": d.precision, "size_ratio": d.size_ratio, "p50_ms": d.p50_ms,
-                    "fp32_p50_ms": d.fp32_p50_ms, "speedup": d.speedup,
-                    "outputs": [output_reading(OutputFidelity.from_dict(f))
-                                for f in art["fidelity"]],
-                    "measured_by": f"its build's report ({failed['error'][:160]})"}
-    return failed
 
 
 def output_reading(f: Any) -> dict[str, Any]:

@@ -11,6 +11,11 @@ are run), so the dims stay as the delivered file should have them.
 Per-channel QDQ writes ``DequantizeLinear`` with an ``axis``, which opset 13 introduced: an
 older graph (PP-OCR is opset 12) is converted to opset 13 first, or the int8 file would not
 load ("Unrecognized attribute: axis for operator DequantizeLinear").
+
+Every node gets a name (one of its own, or ``<op type>_<first output>``): the quantizer keeps
+names, and what pairs a QDQ node with its float original (the layer ranking's twins, the bias
+correction) and what keeps a layer in float (``nodes_to_exclude``) are node names; graphs
+written without them (onnx.helper's default) would leave every node called "".
 """
 
 from __future__ import annotations
@@ -58,10 +63,32 @@ def prepare(src: Path, out: Path, notes: list[str]) -> None:
             if failed:
                 notes.append("quantization pre-processing: " + "; ".join(failed)
                              + f"; done with {what}")
+            name_nodes(out)
             return
         out.write_bytes(path.read_bytes())
+    name_nodes(out)
     notes.append("quantization pre-processing skipped (" + "; ".join(failed) + "): the "
                  "quantizer runs its own shape inference")
+
+
+def name_nodes(path: Path) -> None:
+    """Name every unnamed node of the ONNX file at ``path`` (in place) after its op type and
+    first output, which is unique: the same graph always gets the same names."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    taken = {n.name for n in model.graph.node}
+    unnamed = [n for n in model.graph.node if not n.name]
+    for node in unnamed:
+        name = base = f"{node.op_type}_{node.output[0] if node.output else 'node'}"
+        k = 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        node.name = name
+        taken.add(name)
+    if unnamed:
+        onnx.save(model, str(path))
 
 
 def with_opset(model: Any, opset: int, notes: list[str]) -> Any:

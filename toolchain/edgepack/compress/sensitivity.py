@@ -24,6 +24,7 @@ One ranker per format, each with the format's own tooling:
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,9 @@ def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
     from onnx import helper, numpy_helper
 
     floats = {i.name: i for i in float_graph.initializer}
-    float_nodes = {n.name: n for n in float_graph.node}
+    names = Counter(n.name for n in float_graph.node)
+    # a node pairs with its float original by name: only a name the float graph gives once
+    float_nodes = {n.name: n for n in float_graph.node if n.name and names[n.name] == 1}
     float_consumers: dict[str, list[Any]] = {}
     for n in float_graph.node:
         for t in n.input:
@@ -140,7 +143,8 @@ def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
         original = float_nodes.get(node.name)
         quant = next((c for c in consumers.get(node.output[0], [])
                       if c.op_type == "QuantizeLinear"), None)
-        if original is None or quant is None or scales.get(quant.input[1]) is None \
+        if original is None or original.op_type != node.op_type or quant is None \
+                or scales.get(quant.input[1]) is None \
                 or scales[quant.input[1]].size != 1:
             continue
         dequant = next((c for c in consumers.get(quant.output[0], [])

@@ -28,9 +28,12 @@ from ..progress import Progress
 from ..report.comparison import Comparison, Entry, from_report
 from ..report.load import load_report
 from ..runtimes import RuntimeOptions, runtime_for_format
+from ..signature import Signature
 from ..validate import accuracy as acc
 from ..validate.fidelity import compare_all
 from ..validate.latency import measure_isolated
+from ..validate.outputs import feed_for
+from .compare_layouts import from_shapes, outputs_as_source, recorded
 from .host import real_valued
 
 #: samples of seeded random inputs when no evaluation data is given
@@ -90,8 +93,8 @@ def compare_artifacts(paths: Sequence[str | Path], source: str | Path, *,
     del src_session  # not alive while artifacts are timed
     entries = []
     for path, fmt, info in artifacts:
-        entries.append(_measure(path, fmt, info, data, refs, threads=threads, runs=runs,
-                                warmup=warmup, progress=progress))
+        entries.append(_measure(path, fmt, info, (data, signature), refs, threads=threads,
+                                runs=runs, warmup=warmup, progress=progress))
     return Comparison(title=f"{len(entries)} artifacts against {src.name}",
                       source={"name": src.stem, "path": str(src), "format": src_fmt.name},
                       eval=eval_meta, entries=entries,
@@ -103,23 +106,31 @@ def _inspect(path: Path) -> tuple[Format, ModelInfo]:
     return fmt, fmt.inspect(path)  # ModelError: corrupt
 
 
-def _measure(path: Path, fmt: Format, info: ModelInfo, data: Dataset, refs: list,
-             *, threads: int | None, runs: int, warmup: int, progress: Progress) -> Entry:
+def _measure(path: Path, fmt: Format, info: ModelInfo, source: tuple[Dataset, Signature],
+             refs: list, *, threads: int | None, runs: int, warmup: int,
+             progress: Progress) -> Entry:
+    """``path`` run on the source's samples (``source``: them and the source's signature), in
+    its own input layouts, its outputs compared in the source's (compare_layouts.py)."""
+    data, signature = source
     runtime = runtime_for_format(fmt.name)
     exact = RuntimeOptions(threads=threads,
                            precision_hint="f32" if runtime.name == "openvino" else None)
+    layouts = recorded(path) or from_shapes(path, info.signature, signature, data.inputs)
     with progress.step(f"Running {path.name} on {len(data)} samples ({runtime.name})"):
         session = runtime.load(str(path), exact)
         try:
-            outs = list(session.run(data.inputs).values())
+            outs = list(session.run(feed_for(session, data.inputs, signature,
+                                             layouts.inputs)).values())
         except DataError as exc:
             raise DataError(f"does not take the source model's inputs: {exc}",
                             path=path) from None
+        outs = outputs_as_source(outs, refs, signature, layouts)
         fidelity = compare_all(session.signature.output_names, refs, outs)
+        feed = feed_for(session, data.head(1).inputs, signature, layouts.inputs)
         del session
     with progress.step(f"Timing {path.name} ({runtime.name}, own process)"):
-        latency = measure_isolated(runtime.name, path, data.head(1).inputs,
-                                   RuntimeOptions(threads=threads), warmup=warmup, runs=runs)
+        latency = measure_isolated(runtime.name, path, feed, RuntimeOptions(threads=threads),
+                                   warmup=warmup, runs=runs)
     return Entry(file=str(path), format=fmt.name, precision=precision_of(path, info),
                  size_bytes=info.size_bytes, fidelity=fidelity, accuracy=acc.measure(outs, data),
                  latency=latency)
