@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FormatName = Literal["tflite", "onnx", "openvino"]
 RuntimeName = Literal["litert", "onnxruntime", "openvino", "tensorrt"]
@@ -38,6 +38,17 @@ class RuntimeInfo(Strict):
     packages: list[str] = Field(default_factory=list)
     delegates: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)  # OpenVINO devices: CPU, GPU, NPU
+    #: the runtime runs ops with 16-bit activations and int8 weights (16x8) about as fast as
+    #: int8: only then may the accuracy fallback give sensitive layers 16-bit activations
+    #: (where 16x8 ops fall to slow reference kernels, a float layer is faster). LiteRT only
+    kernels_int16x8: bool = False
+
+    @model_validator(mode="after")
+    def _int16x8_is_litert(self) -> RuntimeInfo:
+        if self.kernels_int16x8 and self.name != "litert":
+            raise ValueError("kernels_int16x8 is a LiteRT capability (edgepack makes 16x8 "
+                             f"layers in TFLite only), not {self.name}'s")
+        return self
 
 
 class Limits(Strict):

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..cache.keys import model_files
 from ..converters.converter import Converter
 from ..errors import ConversionError
+from ..formats import get_format
 from .context import BuildContext, Yardstick
 from .convert import FormatBuild, nothing_built
 from .data import BuildData
@@ -34,8 +35,10 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
         if profile.precision != "int8" or build.reference is None:
             fitted.append(build)
             continue
+        runtime = ctx.target.runtime(get_format(build.format).runtime or "")
         setup = FallbackSetup(converter, build.format, profile, data.calibration, staging,
-                              ctx.inputs.name, meter, ctx.progress)
+                              ctx.inputs.name, meter, ctx.progress,
+                              int16x8=runtime is not None and runtime.kernels_int16x8)
         try:
             fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
                                                                 build.reference)))

@@ -7,11 +7,12 @@ has it and the profile's method is not already a better one, twice the calibrati
 each costs nothing in size or speed, and one that brings the file closer stays in the recipe
 the later attempts start from. If none is enough, the kinds of attempt of fallback_search.py
 keep layers in float with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``, the
-TFLite quantizer's denylist, NNCF's ignored scope), the fewest that meet the budget, on that
-recipe. What ships is the best attempt overall (fallback_rank.py): passing ones first and the
-cheapest of them, else the closest, never one another attempt beats on every measure. Every
-attempt (what it changed, what it started from, what it measured, its size) is recorded for
-the report, so a user sees the price of the accuracy."""
+TFLite quantizer's denylist, NNCF's ignored scope), or give them 16-bit activations where the
+target's runtime runs those fast, the fewest that meet the budget, on that recipe. What ships
+is the best attempt overall (fallback_rank.py): passing ones first and the cheapest of them,
+else the closest, never one another attempt beats on every measure. Every attempt (what it
+changed, what it started from, what it measured, its size) is recorded for the report, so a
+user sees the price of the accuracy."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _percentile(q: Quantization) -> Quantization | None:
 CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantization | None]]] = [
     ("per-channel weights", ("tflite", "onnx"),
      lambda q: None if q.per_channel else q.model_copy(update={"per_channel": True})),
-    ("percentile calibration", ("onnx",), _percentile),
+    ("percentile calibration", ("tflite", "onnx"), _percentile),
     ("twice the calibration samples", ("tflite", "onnx", "openvino"),
      lambda q: q.model_copy(update={"calibration": q.calibration.model_copy(
          update={"samples": 2 * q.calibration.samples})})),
@@ -65,7 +66,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
                 break
     chosen = ledger.best()
     shipped = ledger.ship(chosen)
-    if chosen.attempt.kept_float:
+    if chosen.recipe.wide_layers:
         shipped.plain_int8 = plain.kept
     shipped.notes += [*start.notes, _shipped_note(ledger, chosen, start.ranked_count)]
     return shipped
@@ -94,7 +95,12 @@ def _shipped_note(ledger: Ledger, chosen: Tried, ranked: int) -> str:
     budget, and the last attempt the size allowance rejected."""
     a, fixes = chosen.attempt, chosen.recipe.fixes
     with_fixes = f" with {' and '.join(fixes)}" if fixes else ""
-    if not a.kept_float:
+    if a.int16_layers:
+        text = (f"accuracy fallback: {len(a.int16_layers)} ranked layer(s) given 16-bit "
+                f"activations with int8 weights (the target's 16x8 kernels){with_fixes} "
+                f"({', '.join(a.int16_layers)})"
+                + ("" if a.passed else "; still over budget, the closest attempt shipped"))
+    elif not a.kept_float:
         what = (f"accuracy fallback: {' and '.join(fixes)}" if fixes
                 else "accuracy fallback: plain int8")
         verb = " brought it within budget" if a.passed else \

@@ -65,17 +65,26 @@ class BudgetMeter:
 @dataclass(frozen=True)
 class Recipe:
     """What one attempt quantizes with: the quantization (the profile's, with the cheap fixes
-    that helped, named in ``fixes``) and the layers kept in float."""
+    that helped, named in ``fixes``), the layers kept in float and those given 16-bit
+    activations with int8 weights (TFLite's 16x8)."""
 
     quantization: Quantization | None
     fixes: tuple[str, ...] = ()
     keep_float: tuple[str, ...] = ()
+    int16_layers: tuple[str, ...] = ()
+
+    @property
+    def wide_layers(self) -> int:
+        """How many layers the recipe keeps out of int8."""
+        return len(self.keep_float) + len(self.int16_layers)
 
 
 @dataclass
 class FallbackSetup:
     """What every attempt of one format's fallback needs: how to quantize it again (the
-    converter, its settings and data, where the file goes) and how to judge the result."""
+    converter, its settings and data, where the file goes) and how to judge the result;
+    ``int16x8``: the target's runtime runs 16x8 layers fast (targets/*.yaml), so the fallback
+    may give layers 16-bit activations."""
 
     converter: Converter
     fmt: str
@@ -85,11 +94,13 @@ class FallbackSetup:
     stem: str
     meter: BudgetMeter
     progress: Any
+    int16x8: bool = False
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
         return self.converter.produce(self.fmt, "int8", self.out_dir, self.stem,
                                       recipe.quantization, self.calibration,
-                                      keep_float=recipe.keep_float)
+                                      keep_float=recipe.keep_float,
+                                      int16_layers=recipe.int16_layers)
 
 
 @dataclass
@@ -131,9 +142,10 @@ class Ledger:
 
     def find(self, recipe: Recipe) -> Tried | None:
         """The attempt made with ``recipe`` before (the same layers in another order), if any."""
-        same = (recipe.quantization, frozenset(recipe.keep_float))
-        return next((t for t in self.tried
-                     if (t.recipe.quantization, frozenset(t.recipe.keep_float)) == same), None)
+        def layers(r: Recipe) -> tuple[Any, ...]:
+            return r.quantization, frozenset(r.keep_float), frozenset(r.int16_layers)
+
+        return next((t for t in self.tried if layers(t.recipe) == layers(recipe)), None)
 
     def record(self, produced: ConvertedFile, recipe: Recipe, **what: Any) -> Tried:
         """Judge ``produced`` (made by ``recipe``), keep its file aside and record it;
@@ -142,14 +154,14 @@ class Ledger:
         size = artifact_bytes(produced.path)
         attempt = FallbackAttempt(list(recipe.keep_float), verdict.passed, size, numbers,
                                   based_on=[f for f in recipe.fixes if f != what.get("change")],
-                                  **what)
+                                  int16_layers=list(recipe.int16_layers), **what)
         limit = self.setup.profile.fallback_max_size_growth
         if recipe.keep_float and size > limit * self.plain_bytes:
             # so much in float that it is no longer an int8 model: say so, never ship it
             attempt.passed = False
             attempt.rejected = (f"{size / self.plain_bytes:.2f}x the size of plain int8 "
                                 f"(profile allows {limit:g}x)")
-        scored = Scored(attempt.passed, verdict.shortfall(), size, len(recipe.keep_float),
+        scored = Scored(attempt.passed, verdict.shortfall(), size, recipe.wide_layers,
                         {c.name: c.margin() for c in verdict.checks},
                         rejected=attempt.rejected is not None)
         kept = keep_files(produced.path, self.setup.converter.workdir

@@ -22,8 +22,9 @@ class Scored:
     #: (failed checks, by how much they miss): 0, 0.0 when passed
     shortfall: tuple[int, float]
     size_bytes: int
-    #: layers kept out of int8 (the speed an attempt gives up; a proxy for its latency)
-    float_layers: int = 0
+    #: layers kept out of int8, in float or with 16-bit activations (the speed an attempt
+    #: gives up; a proxy for its latency)
+    wide_layers: int = 0
     #: each budget check's margin: how far inside its limit the value is (bigger is better)
     margins: dict[str, float] = field(default_factory=dict)
     #: over the size allowance: never shipped, never started from
@@ -38,7 +39,7 @@ def dominates(a: Scored, b: Scored) -> bool:
 
 
 def _key(s: Scored) -> tuple[bool, tuple[int, float], int, int]:
-    return not s.passed, (0, 0.0) if s.passed else s.shortfall, s.size_bytes, s.float_layers
+    return not s.passed, (0, 0.0) if s.passed else s.shortfall, s.size_bytes, s.wide_layers
 
 
 def best(attempts: list[Scored]) -> int | None:

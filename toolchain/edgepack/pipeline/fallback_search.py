@@ -4,11 +4,12 @@ from the best recipe so far (the profile's quantization with the cheap fixes tha
 ``ATTEMPT_KINDS`` lists them in the order they are tried, while no attempt meets the budget:
 the first layers in execution order kept in float (one float region at the input, the
 cheapest kind for a runtime: compress/layer_order.py), then the layers int8 hurts most
-wherever they are (compress/sensitivity.py). A kind is a plain class with ``run(start)``;
-another precision for the sensitive layers (int16 activations where the runtime has them) is
-one more entry, reading the same ranking. Each layer search keeps 1, 2, 4, ... layers until
-an attempt meets the budget, then bisects the counts between it and the last one that
-missed, since every float layer costs speed on the device.
+wherever they are (compress/sensitivity.py), first given 16-bit activations with int8 weights
+where the target's runtime has fast 16x8 kernels (targets/*.yaml ``kernels_int16x8``: the file
+stays int8-sized), then kept in float. A kind is a plain class with ``run(start)``. Each layer
+search keeps 1, 2, 4, ... layers out of int8 until an attempt meets the budget, then bisects
+the counts between it and the last one that missed, since every such layer costs speed on the
+device.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Start:
 
     @property
     def recipe(self) -> Recipe:
-        return replace(self.base.recipe, keep_float=())
+        return replace(self.base.recipe, keep_float=(), int16_layers=())
 
     def ranked(self) -> list[str] | None:
         """The base file's layers, worst first, ranked once for every kind that reads them;
@@ -105,22 +106,40 @@ class RankedLayersInFloat:
         bisect(start, ranked, "ranked")
 
 
+class RankedLayersInt16:
+    """The layers int8 hurts most given 16-bit activations with int8 weights (LiteRT's 16x8
+    kernels), only where the target's runtime runs those about as fast as int8: elsewhere
+    (XNNPACK) they run on reference kernels, slower than the same layer in float. The weights
+    stay int8, so no size allowance applies."""
+
+    def run(self, start: Start) -> None:
+        if not start.ledger.setup.int16x8:
+            return
+        layers = start.ranked()
+        if layers is not None:
+            bisect(start, layers, "ranked", widen="int16_layers")
+
+
 #: the kinds of attempt, in the order tried while no attempt meets the budget
-ATTEMPT_KINDS: list[AttemptKind] = [FirstLayersInFloat(), RankedLayersInFloat()]
+ATTEMPT_KINDS: list[AttemptKind] = [FirstLayersInFloat(), RankedLayersInt16(),
+                                    RankedLayersInFloat()]
+
+#: how a layer search takes layers out of int8: the Recipe field it fills -> the progress line
+WIDENINGS = {"keep_float": "kept in float", "int16_layers": "given 16-bit activations"}
 
 
-def bisect(start: Start, layers: list[str], order: str) -> None:
-    """Attempts with the first k of ``layers`` in float: k doubles until one meets the budget,
-    then the counts between it and the last that missed are bisected. A set of layers tried
-    before (by the other order) is not quantized again; an attempt over the size allowance
-    ends the search."""
+def bisect(start: Start, layers: list[str], order: str, widen: str = "keep_float") -> None:
+    """Attempts with the first k of ``layers`` out of int8 (``widen``: a field of
+    ``WIDENINGS``): k doubles until one meets the budget, then the counts between it and the
+    last that missed are bisected. A set of layers tried before (by the other order) is not
+    quantized again; an attempt over the size allowance ends the search."""
     ledger = start.ledger
     k, failing = 1, 0
     passing: int | None = None
     while layers:
-        recipe = replace(start.recipe, keep_float=tuple(layers[:k]))
+        recipe = replace(start.recipe, **{widen: tuple(layers[:k])})
         tried = ledger.find(recipe) or ledger.attempt(
-            recipe, f"{k} layer(s) kept in float", order=order)
+            recipe, f"{k} layer(s) {WIDENINGS[widen]}", order=order)
         if tried.attempt.rejected is not None:
             break
         if tried.attempt.passed:

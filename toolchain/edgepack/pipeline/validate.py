@@ -92,7 +92,7 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
 
 def _fallback_cost(ctx: BuildContext, produced: ConvertedFile, plain: Path, shipped: Measurement,
                    yardstick: Yardstick) -> str:
-    """What the layers the accuracy fallback kept in float cost: plain int8's host latency
+    """What the layers the accuracy fallback kept out of int8 cost: plain int8's host latency
     is measured as the shipped file's is, both are recorded on their attempts, and the
     note states the size and latency ratios."""
     m = measure(ctx, replace(produced, path=plain, plain_int8=None), model_files(plain),
@@ -100,8 +100,8 @@ def _fallback_cost(ctx: BuildContext, produced: ConvertedFile, plain: Path, ship
     first = produced.fallback[0]
     chosen = next(a for a in produced.fallback if a.chosen)
     first.p50_ms, chosen.p50_ms = m.latency.p50_ms, shipped.latency.p50_ms
-    return (f"accuracy fallback cost: the {len(chosen.kept_float)} layer(s) kept in float "
-            f"make the file {chosen.size_bytes / first.size_bytes:.3f}x the size of "
+    return (f"accuracy fallback cost: the {chosen.out_of_int8()} make the file "
+            f"{chosen.size_bytes / first.size_bytes:.3f}x the size of "
             f"plain int8 and its host p50 latency "
             f"{shipped.latency.p50_ms / m.latency.p50_ms:.2f}x plain int8's "
             f"({shipped.latency.p50_ms:.3f} ms vs {m.latency.p50_ms:.3f} ms)")
@@ -152,14 +152,15 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
         chosen = next((a for a in art.fallback if a.chosen), None)
         ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
                    None)
-        if art.role != "deliverable" or not chosen or not chosen.kept_float \
+        if art.role != "deliverable" or not chosen \
+                or not (chosen.kept_float or chosen.int16_layers) \
                 or ref is None or art.latency is None or ref.latency is None \
                 or art.latency.p50_ms <= SLOWER_THAN_FP32 * ref.latency.p50_ms:
             continue
         warnings.append(
             f"{art.file} runs slower than its fp32 reference on this host (p50 "
             f"{art.latency.p50_ms:.3f} ms vs {ref.latency.p50_ms:.3f} ms) with the "
-            f"{len(chosen.kept_float)} layer(s) the accuracy fallback kept in float: check "
+            f"{chosen.out_of_int8()} by the accuracy fallback: check "
             f"on the device (--device) before shipping it for speed; fp32 or a looser budget "
             f"may serve better")
     return warnings

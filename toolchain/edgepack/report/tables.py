@@ -40,10 +40,10 @@ def summary_rows(report: Report) -> list[dict[str, str]]:
 
 
 def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
-    """The accuracy fallback's attempts as (headers, rows): what each changed or how many
-    layers it kept in float, what it measured against the budget, its size relative to plain
-    int8, its host latency where measured (plain int8 and the shipped attempt), and its fate;
-    an attempt that started from cheap fixes that helped names them."""
+    """The accuracy fallback's attempts as (headers, rows): what each changed or how many layers it
+    kept in float or gave 16-bit activations, what it measured against the budget, its size relative
+    to plain int8, its host latency where measured (plain int8 and the shipped attempt), and its
+    fate; an attempt that started from cheap fixes that helped names them."""
     if not a.fallback:
         return [], []
     checks = list(dict.fromkeys(k for t in a.fallback for k in t.readings))
@@ -52,8 +52,9 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     rows = []
     for i, t in enumerate(a.fallback):
         what = "plain int8" if i == 0 else t.change or (
-            f"first {len(t.kept_float)} layer(s) in float" if t.order == "first"
-            else f"{len(t.kept_float)} worst-ranked layer(s) in float")
+            f"{len(t.int16_layers)} worst-ranked layer(s) with 16-bit activations"
+            if t.int16_layers else f"first {len(t.kept_float)} layer(s) in float"
+            if t.order == "first" else f"{len(t.kept_float)} worst-ranked layer(s) in float")
         if t.based_on:
             what += f" (with {' and '.join(t.based_on)})"
         result = "rejected: " + t.rejected if t.rejected is not None else \

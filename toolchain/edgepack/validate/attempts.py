@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 @dataclass
 class FallbackAttempt:
-    """One attempt of the accuracy fallback: what it changed (a quantization setting, or layers
-    kept in float, taken in ``order``), the cheap fixes of the recipe it started from
-    (``based_on``: those that helped before it), what the budget's checks read on it, its
-    size, and whether it passed, was rejected, was shipped (``chosen``); its host p50 latency
+    """One attempt of the accuracy fallback: what it changed (a quantization setting, or layers kept
+    in float or given 16-bit activations, taken in ``order``), the cheap fixes of the recipe it
+    started from (``based_on``: those that helped before it), what the budget's checks read on it,
+    its size, and whether it passed, was rejected, was shipped (``chosen``); its host p50 latency
     where measured (plain int8 and the shipped attempt)."""
 
     OWN_JSON: ClassVar[bool] = True
@@ -31,6 +31,15 @@ class FallbackAttempt:
     chosen: bool = False
     p50_ms: float | None = None
     based_on: list[str] = field(default_factory=list)
+    #: layers given 16-bit activations with int8 weights (TFLite's 16x8)
+    int16_layers: list[str] = field(default_factory=list)
+
+    def out_of_int8(self) -> str:
+        """The layers the attempt keeps out of int8, said (for the report's notes)."""
+        said = [f"{len(layers)} layer(s) {how}" for layers, how in (
+            (self.kept_float, "kept in float"),
+            (self.int16_layers, "given 16-bit activations")) if layers]
+        return " and ".join(said) or "no layer kept out of int8"
 
     def to_dict(self) -> dict[str, Any]:
         """The attempt with its readings beside its fields (report.json's keys); a field
@@ -39,6 +48,8 @@ class FallbackAttempt:
         if self.based_on:
             d["based_on"] = list(self.based_on)
         d["kept_float"] = list(self.kept_float)
+        if self.int16_layers:
+            d["int16_layers"] = list(self.int16_layers)
         if self.order is not None:
             d["order"] = self.order
         d.update(self.readings)
