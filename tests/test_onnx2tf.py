@@ -85,6 +85,20 @@ def bias_add_model(path: Path) -> Path:
                  inits, path, 12)
 
 
+def gelu_model(path: Path) -> Path:
+    """Linear -> exact GELU -> Linear on token states (a BERT feed-forward block): torch
+    exports the GELU as Erf, which onnx2tf makes a Flex op LiteRT cannot load unless it is
+    written with builtins first."""
+    import torch
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(),
+                                torch.nn.Linear(32, 8)).eval()
+    torch.onnx.export(block, (torch.randn(1, 4, 16),), str(path), dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"])
+    return path
+
+
 def dynamic_resize_model(path: Path) -> Path:
     """x[N,4,H,W] -> strided Conv -> Resize x2 -> + x, with the Resize scales computed from the
     input's shape (PP-OCR det's FPN after a Paddle export): with H and W dynamic onnx2tf
@@ -111,10 +125,11 @@ def dynamic_resize_model(path: Path) -> Path:
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)], inits, path, 12)
 
 
-@pytest.mark.parametrize("make", [torch_pad_model, bias_add_model])
+@pytest.mark.parametrize("make", [torch_pad_model, bias_add_model, gelu_model])
 def test_graph_fixes_let_onnx2tf_convert_exporter_idioms(tmp_path: Path, make) -> None:
-    """Folded pads and fused bias Adds: the TFLite reproduces the source (the hop check's fp32
-    tolerance); without the fixes onnx2tf fails (pads) or is off by up to 1 (bias Adds)."""
+    """Folded pads, fused bias Adds, Erf in builtins: the TFLite reproduces the source (the hop
+    check's fp32 tolerance); without the fixes onnx2tf fails (pads), is off by up to 1 (bias
+    Adds) or writes a file with a Flex op LiteRT cannot load (Erf)."""
     src = make(tmp_path / "model.onnx")
     res = CliRunner().invoke(cli, ["convert", str(src), "--to", "tflite",
                                    "-o", str(tmp_path / "model.tflite")])
