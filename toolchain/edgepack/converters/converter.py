@@ -117,7 +117,8 @@ class Converter:
             except ConversionError as exc:
                 if not self.failed:
                     raise
-                tried = "; ".join(self.failed.values())  # each names its edge
+                # each names its edge; two edges that built the same graph failed alike
+                tried = "; ".join(dict.fromkeys(self.failed.values()))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.source) from exc
             try:
