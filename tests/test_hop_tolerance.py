@@ -1,8 +1,9 @@
 """The fp32 hop check's tolerance (validate/rounding.py): relative to each output's spread, so
-float rounding amplified on outputs reaching hundreds passes (MediaPipe pose: landmarks up to
-641 px, 0.087 apart after tflite -> onnx, which the former 1e-4 x (1 + max|ref|) = 0.064
-failed), while a real conversion bug on the same outputs still fails. The outputs are a tiny
-real ONNX model's, run by ONNX Runtime; the bugs are real graphs with a converter's mistakes."""
+float rounding amplified on outputs reaching hundreds passes (MediaPipe pose after tflite ->
+onnx: segmentation logits up to 1796, one value 9.53 apart, mean error about 0.02, which the
+former 1e-4 x (1 + max|ref|) = 0.18 failed), while a real conversion bug on the same outputs
+still fails. The outputs are a tiny real ONNX model's, run by ONNX Runtime; the bugs are real
+graphs with a converter's mistakes."""
 
 from __future__ import annotations
 
@@ -54,12 +55,12 @@ def test_rounding_amplified_on_large_outputs_passes(source: tuple) -> None:
     """Errors of the pose's size on outputs of the pose's size: within rounding (and beyond
     the former limit)."""
     _, ref = source
-    ref = ref * (641 / np.abs(ref).max())
-    noise = np.random.default_rng(2).standard_normal(ref.shape) * 1e-3
+    ref = ref * (1796 / np.abs(ref).max())
+    noise = np.random.default_rng(2).standard_normal(ref.shape) * 0.02
     out = (ref + noise).astype(np.float32)
-    out.flat[np.argmax(np.abs(ref))] += 0.087
+    out.flat[np.argmin(ref)] += 9.53
     fid = compare("y", ref, out)
-    assert fid.max_abs_error > 1e-4 * (1 + 641)  # what the former check failed
+    assert fid.max_abs_error > 1e-4 * (1 + 1796)  # what the former check failed
     assert beyond_rounding(ref, fid) is None
 
 
@@ -72,4 +73,4 @@ def test_a_real_conversion_bug_still_fails(tmp_path: Path, source: tuple, pads: 
     x, ref = source
     out = _run(_conv_model(tmp_path / "converted.onnx", pads, lose_bias), x)
     why = beyond_rounding(ref, compare("y", ref, out))
-    assert why is not None and why.startswith("max abs error"), why
+    assert why is not None, "a conversion bug passed as rounding"

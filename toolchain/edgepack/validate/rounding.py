@@ -3,10 +3,11 @@
 Two runtimes computing the same fp32 graph differ by rounding, and a deep graph amplifies it in
 proportion to the size of the values it carries: an output whose values reach hundreds (pose
 landmarks in pixels, segmentation logits) differs by a few hundredths where a probability
-differs by a few millionths. So each output is judged against its own spread (its largest
-magnitude or its range, whichever is larger): the largest error may reach PEAK of it (one value
-where the rounding piled up), the mean error MEAN of it. A conversion bug (a wrong pad, axis,
-bias or layout) moves its outputs by a share of their spread far above both.
+differs by a few millionths, and where the graph is steep (a near tie, a large logit) one value
+can move much further than the rest. So each output is judged against its own spread (its
+largest magnitude or its range, whichever is larger): the mean error may reach MEAN of it, the
+largest PEAK of it (an isolated value where the rounding piled up). A conversion bug (a wrong
+pad, axis, bias or layout) moves its outputs widely, or some far, by more than that.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from .fidelity import OutputFidelity
 
 #: the largest error an fp32 hop may make, as a share of the output's spread (plus one)
-PEAK = 1e-3
+PEAK = 1e-2
 #: the mean error an fp32 hop may make, as a share of the output's spread (plus one)
 MEAN = 1e-4
 
