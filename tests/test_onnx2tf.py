@@ -85,6 +85,41 @@ def bias_add_model(path: Path) -> Path:
                  inits, path, 12)
 
 
+def gelu_model(path: Path) -> Path:
+    """Linear -> exact GELU -> Linear on token states (a BERT feed-forward block): torch
+    exports the GELU as Erf, which onnx2tf makes a Flex op LiteRT cannot load unless it is
+    written with builtins first."""
+    import torch
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(),
+                                torch.nn.Linear(32, 8)).eval()
+    torch.onnx.export(block, (torch.randn(1, 4, 16),), str(path), dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"])
+    return path
+
+
+def sample_rate_if_model(path: Path) -> Path:
+    """x[1,4,T] and a scalar sample rate: If(sr == 16000) takes x as it is, else reshapes it
+    by an outer constant (silero-vad's If on its ``sr`` input, each branch for one rate)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(op: str, inputs: list[str], out: str) -> object:
+        return helper.make_graph([helper.make_node(op, inputs, [out])], out, [], [
+            helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, None, None])])
+
+    nodes = [helper.make_node("Equal", ["sr", "rate"], ["is16k"]),
+             helper.make_node("If", ["is16k"], ["y"], name="If_0",
+                              then_branch=branch("Relu", ["x"], "t"),
+                              else_branch=branch("Reshape", ["x", "half"], "e"))]
+    inits = [numpy_helper.from_array(np.array(16000, np.int64), "rate"),
+             numpy_helper.from_array(np.array([3, -1], np.int64), "half")]
+    return _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "T"]),
+                         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, None])],
+                 inits, path, 16)
+
+
 def dynamic_resize_model(path: Path) -> Path:
     """x[N,4,H,W] -> strided Conv -> Resize x2 -> + x, with the Resize scales computed from the
     input's shape (PP-OCR det's FPN after a Paddle export): with H and W dynamic onnx2tf
@@ -111,10 +146,11 @@ def dynamic_resize_model(path: Path) -> Path:
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)], inits, path, 12)
 
 
-@pytest.mark.parametrize("make", [torch_pad_model, bias_add_model])
+@pytest.mark.parametrize("make", [torch_pad_model, bias_add_model, gelu_model])
 def test_graph_fixes_let_onnx2tf_convert_exporter_idioms(tmp_path: Path, make) -> None:
-    """Folded pads and fused bias Adds: the TFLite reproduces the source (the hop check's fp32
-    tolerance); without the fixes onnx2tf fails (pads) or is off by up to 1 (bias Adds)."""
+    """Folded pads, fused bias Adds, Erf in builtins: the TFLite reproduces the source (the hop
+    check's fp32 tolerance); without the fixes onnx2tf fails (pads), is off by up to 1 (bias
+    Adds) or writes a file with a Flex op LiteRT cannot load (Erf)."""
     src = make(tmp_path / "model.onnx")
     res = CliRunner().invoke(cli, ["convert", str(src), "--to", "tflite",
                                    "-o", str(tmp_path / "model.tflite")])
@@ -179,3 +215,21 @@ def test_an_onnx2tf_failure_is_one_line_with_its_log(tmp_path: Path,
     log = Path(message.rsplit("full onnx2tf log: ", 1)[1].rstrip(")"))
     assert "onnx_op_name: /Add" in log.read_text()
     assert "onnx_op_name: /Add" in error.__notes__[0]
+
+
+def test_control_flow_onnx2tf_cannot_build_says_what_to_do(tmp_path: Path) -> None:
+    """onnx2tf builds both branches of an If on an input: the failure is one line naming the
+    node and its op, onnx2tf's reason, and what the user can do; each reason once."""
+    src = sample_rate_if_model(tmp_path / "vad.onnx")
+    data = tmp_path / "eval.npz"
+    x = np.random.default_rng(0).standard_normal((4, 4, 8)).astype(np.float32)
+    np.savez(data, x=x, sr=np.full(4, 16000, np.int64))
+    res = CliRunner().invoke(cli, ["convert", str(src), "--to", "tflite", "--eval", str(data),
+                                   "-o", str(tmp_path / "vad.tflite")])
+    assert res.exit_code != 0
+    line = res.output.strip().splitlines()[-1]
+    assert "failed at ONNX node 'If_0' (If): " in line, res.output
+    assert "export the model without If on its inputs" in line, line
+    # the SavedModel and the TFLite edge build the same graph: their one failure said once
+    assert line.count("onnx2tf (onnx -> savedmodel) failed") == 1, line
+    assert line.count("onnx2tf (static shapes) (onnx -> savedmodel) failed") == 1, line

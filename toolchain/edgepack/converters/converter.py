@@ -45,13 +45,12 @@ from ..signature import Signature
 from ..validate.attempts import FallbackAttempt
 from ..validate.fidelity import compare, head_rows
 from ..validate.outputs import exact_options, feed_for, outputs_in_source_order
+from ..validate.rounding import beyond_rounding
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
 from .root_cause import root_cause
 
-#: an fp32 hop may differ from the source by float rounding only: |err| <= tol * (1 + max|ref|)
-FP32_TOLERANCE = 1e-4
 #: samples of the eval set each hop is checked on
 HOP_CHECK_SAMPLES = 32
 #: how many failing edges a build routes around before giving up on a format
@@ -118,7 +117,8 @@ class Converter:
             except ConversionError as exc:
                 if not self.failed:
                     raise
-                tried = "; ".join(self.failed.values())  # each names its edge
+                # each names its edge; two edges that built the same graph failed alike
+                tried = "; ".join(dict.fromkeys(self.failed.values()))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.source) from exc
             try:
@@ -293,13 +293,12 @@ class Converter:
         if precision != "fp32":
             return  # quantized hops are judged by the profile's budget, on the whole eval set
         for ref, f in zip(self.refs, fids, strict=True):
-            limit = FP32_TOLERANCE * (1 + float(np.max(np.abs(ref))))
-            if not f.max_abs_error <= limit:
+            why = beyond_rounding(ref, f)  # an fp32 hop may differ by float rounding only
+            if why:
                 raise ConversionError(
                     f"{edge.tool} changed the model's outputs ({edge.src} -> {edge.dst}: "
-                    f"output '{f.name}' max abs error {f.max_abs_error:.3g} > {limit:.3g}, "
-                    f"cosine {f.cosine:.6f} on {len(self.check)} samples)", path=self.source,
-                    edge=edge_id(edge))
+                    f"output '{f.name}' {why}, cosine {f.cosine:.6f} on {len(self.check)} "
+                    "samples)", path=self.source, edge=edge_id(edge))
 
 
 #: errno values of a full or read-only disk: the build's problem, not the converter's

@@ -9,7 +9,9 @@ taken from a dynamic input. Two fixes, both semantics-preserving:
   target, or the check samples' shapes for the static-shapes variant of the edge) are written
   into the graph's inputs, so every shape below them becomes a constant;
 * constant folding: ONNX Runtime's basic graph optimizations (constant folding, redundant node
-  elimination, Conv+BatchNorm fusion: standard ONNX operators only) saved to a file.
+  elimination, Conv+BatchNorm fusion: standard ONNX operators only) saved to a file;
+* Erf (a transformer's exact GELU) written with TFLite builtins: onnx2tf makes it tf.math.erf,
+  which TFLite has only as a Flex (select TF) op that LiteRT and GPU delegates cannot run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..data.dataset import Dataset
 from ..quiet import captured
@@ -42,10 +46,86 @@ def prepare(src: Path, dst: Path, shapes: dict[str, tuple[int, ...]]) -> list[st
                          f"{before} -> {after} nodes")
     folded = onnx.load(str(dst))
     fused = fuse_bias_adds(folded)
-    if fused:
+    erfs = replace_erf(folded)
+    if fused or erfs:
         onnx.save(folded, str(dst))
+    if fused:
         notes.append(f"{fused} bias Add(s) fused into their Conv/ConvTranspose for onnx2tf")
+    if erfs:
+        notes.append(f"{erfs} Erf(s) written with TFLite builtins for onnx2tf "
+                     "(Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7)")
     return notes
+
+
+#: Abramowitz and Stegun 7.1.26: erf(x) = 1 - t (a1 + t (a2 + ... + t a5)) exp(-x^2) for
+#: x >= 0, t = 1 / (1 + P x); odd in x. Its error (1.5e-7) is below float32 rounding of erf.
+ERF_P = 0.3275911
+ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def replace_erf(model: Any) -> int:
+    """Replace every float32 Erf node of the main graph by ``ERF_A``'s formula in Abs, Mul,
+    Add, Div, Exp, Neg, Sub and Sign (TFLite builtins); the number replaced."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    erfs = [n for n in graph.node if n.op_type == "Erf" and not n.domain]
+    if not erfs:
+        return 0
+    types = _elem_types(model)
+    erfs = [n for n in erfs if types.get(n.input[0], TensorProto.FLOAT) == TensorProto.FLOAT]
+    if not erfs:
+        return 0
+    consts = {"p": ERF_P, "one": 1.0, **{f"a{i + 1}": a for i, a in enumerate(ERF_A)}}
+    names = {k: f"edgepack_erf_{k}" for k in consts}
+    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), names[k])
+                             for k, v in consts.items())
+    for index, erf in enumerate(erfs):
+        at = list(graph.node).index(erf)
+        graph.node.remove(erf)
+        for offset, step in enumerate(_erf_nodes(erf, f"edgepack_erf{index}", names)):
+            graph.node.insert(at + offset, step)
+    return len(erfs)
+
+
+def _erf_nodes(erf: Any, tag: str, names: dict[str, str]) -> list[Any]:
+    """The nodes computing ``erf``'s output from its input by ``ERF_A``'s formula; their
+    values are named ``tag``_..., the last node keeps the Erf's name."""
+    from onnx import helper
+
+    x = erf.input[0]
+
+    def node(op: str, inputs: list[str], out: str) -> Any:
+        return helper.make_node(op, inputs, [f"{tag}_{out}"], name=f"{tag}_{out}")
+
+    steps = [node("Abs", [x], "ax"), node("Mul", [f"{tag}_ax", names["p"]], "px"),
+             node("Add", [f"{tag}_px", names["one"]], "den"),
+             node("Div", [names["one"], f"{tag}_den"], "t")]
+    poly = names["a5"]
+    for k in (4, 3, 2, 1):  # Horner: a_k + t * (...)
+        steps += [node("Mul", [poly, f"{tag}_t"], f"m{k}"),
+                  node("Add", [f"{tag}_m{k}", names[f"a{k}"]], f"h{k}")]
+        poly = f"{tag}_h{k}"
+    steps += [node("Mul", [poly, f"{tag}_t"], "poly"),
+              node("Mul", [f"{tag}_ax", f"{tag}_ax"], "x2"), node("Neg", [f"{tag}_x2"], "nx2"),
+              node("Exp", [f"{tag}_nx2"], "e"), node("Mul", [f"{tag}_poly", f"{tag}_e"], "tail"),
+              node("Sub", [names["one"], f"{tag}_tail"], "pos"), node("Sign", [x], "sign"),
+              helper.make_node("Mul", [f"{tag}_pos", f"{tag}_sign"], [erf.output[0]],
+                               name=erf.name or f"{tag}_erf")]
+    return steps
+
+
+def _elem_types(model: Any) -> dict[str, int]:
+    """Element type of every value ONNX's shape inference can type (empty where it fails)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - unknown types are taken as float32
+        return {}
+    graph = inferred.graph
+    return {v.name: v.type.tensor_type.elem_type
+            for v in [*graph.input, *graph.value_info, *graph.output]}
 
 
 def fuse_bias_adds(model: Any) -> int:
