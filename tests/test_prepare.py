@@ -193,8 +193,9 @@ def test_onnx_int8_reproduces_the_learned_grid(rounded: tuple[Path, Path, list[s
         shape = [1] * q.ndim
         shape[axis] = -1
         want = floats[{"conv1": "w1", "conv2": "w2", "conv3": "w3", "head": "w4"}[node.name]]
+        # equal up to float32 rounding of the product (about 1e-8 of the channel's peak)
         np.testing.assert_allclose(q.astype(np.float32) * scale.reshape(shape), want,
-                                   rtol=1e-6, atol=0)
+                                   rtol=0, atol=1e-6 * np.abs(want).max())
         checked += 1
     assert checked == 4
 
