@@ -14,6 +14,8 @@ from .structural import Structural
 from .targets import FormatName, Strict
 
 Precision = Literal["fp32", "fp16", "dynamic-int8", "int8"]
+#: float passes over an ONNX source before any format's int8 quantizer (compress/prepare/)
+PreparePass = Literal["fold-batchnorm", "equalize", "adaround"]
 
 
 class Calibration(Strict):
@@ -39,6 +41,10 @@ class Quantization(Strict):
     #: transformer model type, with SmoothQuant, for OpenVINO); ``auto`` chooses it when the
     #: graph has attention (a Softmax over a product of two activations) and a normalization
     model_type: Literal["auto", "transformer", "generic"] = "auto"
+    #: float-domain passes, in order, on the ONNX model every format's int8 file is made from:
+    #: ``fold-batchnorm`` and ``equalize`` (cross-layer, through ReLU only) change no output;
+    #: ``adaround`` puts the weights on the int8 grid with learned rounding (ONNX sources)
+    prepare: list[PreparePass] = Field(default_factory=list)
 
 
 #: what an output means, as the project file, a profile or ``--metric`` may name it (the

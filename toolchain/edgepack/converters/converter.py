@@ -49,6 +49,7 @@ from ..validate.rounding import beyond_rounding
 from . import Edge, edge_id, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
+from .prepared import preparation_key, prepare_source
 from .root_cause import root_cause
 
 #: samples of the eval set each hop is checked on
@@ -101,6 +102,10 @@ class Converter:
         self.steps = steps  # the step cache across builds; None: every hop runs
         self.isa = isa  # the target CPU's instruction sets, for its quantizers
         self._source_digest: str | None = None
+        #: converters over the source's prepared float models (converters/prepared.py); False
+        #: in such a converter, whose source is prepared already
+        self.prepared: dict[tuple, tuple[Converter, list[str]]] = {}
+        self.prepares = True
 
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
                 quantization: Quantization | None = None, calibration: Dataset | None = None,
@@ -108,9 +113,21 @@ class Converter:
                 int16_layers: tuple[str, ...] = ()) -> ConvertedFile:
         """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works. With int8,
         the layers named in ``keep_float`` stay float and (TFLite only) those in
-        ``int16_layers`` get 16-bit activations with int8 weights (LiteRT's 16x8 kernels)."""
+        ``int16_layers`` get 16-bit activations with int8 weights (LiteRT's 16x8 kernels); int8
+        is made from the prepared float model when the profile asks for it (prepared.py)."""
         if int16_layers and (dst != "tflite" or precision != "int8"):
             raise ValueError(f"int16_layers is for int8 TFLite, not {precision} {dst}")
+        key = preparation_key(quantization, calibration, self.src_format) \
+            if precision == "int8" and self.prepares else None
+        if key is not None:
+            if key not in self.prepared:
+                self.prepared[key] = self._prepared(quantization, calibration)
+            child, notes = self.prepared[key]
+            produced = child.produce(dst, precision, out_dir, stem, quantization, calibration,
+                                     keep_float, int16_layers)
+            self.tools.update(child.tools)
+            produced.notes = [*notes, *produced.notes]
+            return produced
         for _ in range(MAX_REPLANS + 1):
             try:
                 path = plan_path(self.src_format, dst, precision, exclude=self.failed)
@@ -132,6 +149,17 @@ class Converter:
                 self.failed[exc.edge] = _bare(exc)
         raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "
                               + "; ".join(self.failed.values()), path=self.source)
+
+    def _prepared(self, quantization: Quantization, calibration: Dataset
+                  ) -> tuple[Converter, list[str]]:
+        """A converter over this source's prepared float model (it prepares nothing itself),
+        and the notes of the passes."""
+        made = prepare_source(self.source, self.workdir / f"prepared-{len(self.prepared)}",
+                              self.signature, self.check, quantization, calibration, self.step)
+        child = Converter(made.path, "onnx", self.signature, self.check, made.refs,
+                          made.path.parent, self.step, self.input_shapes, self.steps, self.isa)
+        child.prepares = False
+        return child, made.notes
 
     def _routed_around(self, dst: str, precision: Precision) -> list[str]:
         """Why the file did not come by the cheapest path: the edges of that path that failed
