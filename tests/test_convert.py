@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from edgepack.cli import cli
-from edgepack.converters import edge_id, plan_path
+from edgepack.converters import EDGES, edge_id, edges_toward, plan_path
 from edgepack.errors import ConversionError
 
 from tests import model_files
@@ -404,6 +404,17 @@ def test_planner_skips_excluded_edges() -> None:
     # a TFLite source reaches ONNX through tf2onnx's TFLite frontend
     assert [(e.src, e.dst, e.tool) for e in plan_path("tflite", "onnx", "fp32")] == [
         ("tflite", "onnx", "tf2onnx")]
+
+
+def test_a_format_is_explained_only_by_the_converters_on_its_routes() -> None:
+    """Why TFLite could not be made lists onnx2tf's failure, not OpenVINO's: the edges on no
+    route to a format do not explain it."""
+    ids = {(e.src, e.dst, e.tool): edge_id(e) for e in EDGES}
+    toward_tflite = edges_toward("onnx", "tflite")
+    onnx2tf = next(i for (s, d, _), i in ids.items() if (s, d) == ("onnx", "savedmodel"))
+    to_openvino = next(i for (s, d, _), i in ids.items() if (s, d) == ("onnx", "openvino"))
+    assert onnx2tf in toward_tflite and to_openvino not in toward_tflite
+    assert to_openvino in edges_toward("onnx", "openvino")
 
 
 def test_an_artifact_made_by_another_path_says_why(tmp_path: Path) -> None:

@@ -95,6 +95,14 @@ def plan_path(src: str, dst: str, precision: Precision, *,
         hint=f"from {src} edgepack reaches: {', '.join(reachable) or 'nothing'}")
 
 
+def edges_toward(src: str, dst: str) -> set[str]:
+    """Ids of the edges on some route from ``src`` to ``dst``: the failures that explain why
+    ``dst`` could not be made (another format's failed converter does not)."""
+    ahead = _reachable(src, EDGES) | {src}
+    return {edge_id(e) for e in EDGES
+            if e.src in ahead and (e.dst == dst or dst in _reachable(e.dst, EDGES))}
+
+
 def _reachable(src: str, edges: list[Edge]) -> set[str]:
     seen: set[str] = set()
     todo = [src]
@@ -107,4 +115,4 @@ def _reachable(src: str, edges: list[Edge]) -> set[str]:
     return seen
 
 
-__all__ = ["EDGES", "Edge", "edge_id", "plan_path"]
+__all__ = ["EDGES", "Edge", "edge_id", "edges_toward", "plan_path"]

@@ -46,7 +46,7 @@ from ..validate.attempts import FallbackAttempt
 from ..validate.fidelity import compare, head_rows
 from ..validate.outputs import exact_options, feed_for, outputs_in_source_order
 from ..validate.rounding import beyond_rounding
-from . import Edge, edge_id, plan_path
+from . import Edge, edge_id, edges_toward, plan_path
 from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
 from .prepared import preparation_key, prepare_source
@@ -135,7 +135,9 @@ class Converter:
                 if not self.failed:
                     raise
                 # each names its edge; two edges that built the same graph failed alike
-                tried = "; ".join(dict.fromkeys(self.failed.values()))
+                toward = edges_toward(self.src_format, dst)
+                tried = "; ".join(dict.fromkeys(
+                    why for edge, why in self.failed.items() if edge in toward))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.source) from exc
             try:
