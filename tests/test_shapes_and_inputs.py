@@ -293,3 +293,74 @@ def test_an_rnn_step_builds_with_its_state_and_sample_rate(tmp_path: Path) -> No
     assert [f.name for f in art.fidelity] == ["output", "stateN"]
     assert all(f.max_abs_error <= 1e-5 and f.mismatch is None for f in art.fidelity)
     assert art.latency is not None
+
+
+def test_a_tflite_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Path) -> None:
+    """The same head through the TFLite converter: its calibrated ranges show the Concat
+    joining 0..320 with 0..1, which stays float; without that the scores get one int8 step
+    of 320/255 and every score under 0.6 reads 0 or 1.25."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
+
+    rng = np.random.default_rng(8)
+    wb, ws = (tf.constant(rng.standard_normal((8, n)).astype(np.float32)) for n in (4, 2))
+
+    class Head(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 20, 8], tf.float32, name="x")])
+        def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            boxes = tf.sigmoid(tf.matmul(x, wb)) * 320.0
+            return {"output0": tf.concat([boxes, tf.sigmoid(tf.matmul(x, ws))], axis=-1)}
+
+    tf.saved_model.save(Head(), str(tmp_path / "head"))
+    x = rng.standard_normal((32, 1, 20, 8)).astype(np.float32)
+    ctx = ConvertContext(workdir=tmp_path, stem="head", precision="int8",
+                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         calibration=Dataset("calibration.npz", {"x": x}),
+                         scratch=tmp_path / "scratch")
+    interp = Interpreter(model_path=str(SavedModelToTFLite().convert(tmp_path / "head", ctx)))
+    runner = interp.get_signature_runner()
+    for sample in x[:8]:
+        out = runner(x=sample)["output0"]
+        boxes, scores = (sample[0] @ w.numpy() for w in (wb, ws))
+        want = 1 / (1 + np.exp(-scores))
+        assert np.abs(out[0, :, 4:] - want).max() < 0.02  # scores: a few 1/255 steps
+        assert np.abs(out[0, :, :4] - 320 / (1 + np.exp(-boxes))).mean() < 320 * 0.01
+    assert any("kept in float" in n and "32x" in n for n in ctx.notes), ctx.notes
+
+
+def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path) -> None:
+    """An attention mask made finite (-1e9 on padded positions) added to the scores: one int8
+    step of that range is wider than every score, so the ops around it stay float in the
+    TFLite converter's int8 as in ONNX Runtime's, and attention still attends."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
+
+    rng = np.random.default_rng(9)
+    wq = tf.constant(rng.standard_normal((8, 8)).astype(np.float32))
+
+    class Attention(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 6, 8], tf.float32, name="x"),
+                                      tf.TensorSpec([1, 6], tf.float32, name="mask")])
+        def __call__(self, x: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
+            scores = tf.matmul(tf.matmul(x, wq), x, transpose_b=True)
+            masked = scores + (1.0 - mask[:, None, :]) * -1e9
+            return {"out": tf.matmul(tf.nn.softmax(masked), x)}
+
+    tf.saved_model.save(Attention(), str(tmp_path / "attn"))
+    x = rng.standard_normal((32, 1, 6, 8)).astype(np.float32)
+    mask = np.ones((32, 1, 6), np.float32)
+    mask[:, :, 4:] = 0
+    ctx = ConvertContext(workdir=tmp_path, stem="attn", precision="int8",
+                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         calibration=Dataset("calibration.npz", {"mask": mask, "x": x}),
+                         scratch=tmp_path / "scratch")
+    interp = Interpreter(model_path=str(SavedModelToTFLite().convert(tmp_path / "attn", ctx)))
+    runner = interp.get_signature_runner()
+    ref = tf.saved_model.load(str(tmp_path / "attn"))
+    for i in range(8):
+        out = runner(x=x[i], mask=mask[i])["out"]
+        want = ref(tf.constant(x[i]), tf.constant(mask[i]))["out"].numpy()
+        assert _cosine(out, want) > 0.99
+    assert any("values beyond" in n for n in ctx.notes), ctx.notes

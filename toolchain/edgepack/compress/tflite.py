@@ -12,7 +12,8 @@ each activation's min/max in its calibration is replaced by that method's range
 Full-integer int8 is calibrated once per build and quantized from that calibration, so the
 accuracy fallback's re-quantizations (other layers kept in float) cost a quantizer pass, not a
 pass of the float model over every sample. Each quantization then gets its biases corrected
-(compress/tflite_bias.py), which NNCF does for OpenVINO and the TFLite converter does not.
+(compress/tflite_bias.py), which NNCF does for OpenVINO and the TFLite converter does not. Ops
+whose calibrated ranges no int8 scale holds (compress/tflite_guard.py) stay float in every one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import onnx_guard, tflite_guard
 from . import tflite_ranges as ranged
 from .bias import BIAS_SAMPLES, Shifts, cached
 from .context import ConvertContext
@@ -80,9 +82,11 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     calibrated = _calibrated(converter, ctx, src)
     if ctx.quantization is not None and ctx.quantization.calibration.method in ranged.METHODS:
         calibrated = _searched(calibrated, ctx, src)
+    guarded = tflite_guard.blind_spots(calibrated)
+    ctx.notes.extend(onnx_guard.notes(guarded))
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,
-        "denylisted_nodes": list(ctx.keep_float) or None,
+        "denylisted_nodes": list(dict.fromkeys([*ctx.keep_float, *guarded])) or None,
         "disable_per_channel_for_dense_layers":
             converter._experimental_disable_per_channel_quantization_for_dense_layers}
     quantized = mlir_quantize(
