@@ -13,7 +13,7 @@ from edgepack.config.catalog import load_catalog
 from edgepack.config.profiles import ROLE_NAMES, Budget, OutputBudget
 from edgepack.config.project import LoadedProject, Project
 from edgepack.errors import ConfigError, UsageError
-from edgepack.validate import budget
+from edgepack.validate import budget, roles
 from edgepack.validate.fidelity import FLAT, OutputFidelity, compare, compare_all
 from edgepack.validate.floor import LEVELS, InputFloors, calibration_grids
 from edgepack.validate.roles import BY_NAME, role_for
@@ -141,6 +141,32 @@ def test_a_detector_with_broken_scores_and_good_boxes_fails() -> None:
     fine = compare("output0", ref, good)
     assert fine.readings["detections_kept"] == 1.0 and fine.readings["box_iou"] > 0.9
     assert budget.evaluate("p", Budget(min_cosine=0.99), [fine], None, None).passed
+
+
+def test_detections_are_counted_after_nms_as_an_app_sees_them() -> None:
+    """Three anchors on one object (scores 0.9, 0.8, 0.3) are one detection after NMS: an
+    artifact that drops the weakest below the 0.25 threshold keeps it; one that adds a box
+    elsewhere has an extra; one that names another class, or misplaces the box, loses it."""
+    def head(*dets: tuple[float, float, float, int]) -> np.ndarray:
+        rows = np.zeros((1, 16, 4 + 6), np.float32)  # [1, anchors, 4 box + 6 class scores]
+        rows[0, :, :4] = [300, 300, 10, 10]
+        rows[0, :, 4:] = 0.01
+        for a, (cx, score, w, cls) in enumerate(dets):
+            rows[0, a, :4] = [cx, 100, w, 40]
+            rows[0, a, 4 + cls] = score
+        return rows
+
+    ref = head((100, 0.9, 40, 2), (102, 0.8, 40, 2), (98, 0.3, 40, 2))
+    assert len(roles.detections(ref[0])[1]) == 1
+    weaker = compare("out", ref, head((101, 0.85, 40, 2), (102, 0.7, 40, 2), (98, 0.2, 40, 2)))
+    assert weaker.readings["detections_kept"] == 1.0
+    assert weaker.readings["extra_detections"] == 0.0 and weaker.readings["box_iou"] > 0.9
+    more = compare("out", ref, head((100, 0.9, 40, 2), (200, 0.5, 40, 2)))
+    assert more.readings["detections_kept"] == 1.0 and more.readings["extra_detections"] == 1.0
+    other = compare("out", ref, head((100, 0.9, 40, 3)))
+    assert other.readings["detections_kept"] == 0.0 and other.readings["extra_detections"] == 1.0
+    moved = compare("out", ref, head((130, 0.9, 40, 2)))  # IoU 1/7 with the source's box
+    assert moved.readings["detections_kept"] == 0.0
 
 
 def test_the_detector_head_is_found_in_either_layout() -> None:

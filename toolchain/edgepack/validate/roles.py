@@ -22,6 +22,11 @@ from ..errors import UsageError
 DETECTION_SCORE = 0.25
 #: how many leading channels of a detector head are box coordinates (cx, cy, w, h)
 BOX_CHANNELS = 4
+#: boxes of one class overlapping more than this are one object (Ultralytics' predict default)
+NMS_IOU = 0.7
+#: an artifact's detection is the source's when the class is the same and the boxes overlap
+#: this much (the PASCAL VOC / COCO mAP@0.5 criterion)
+MATCH_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,9 +92,11 @@ class Classifier(Role):
 
 class Detector(Role):
     """A YOLO-style head, [batch, 4 + classes, anchors] or [batch, anchors, 4 + classes]:
-    box coordinates next to class scores, judged as two groups; its readings count the
-    source's detections (anchors whose best score reaches DETECTION_SCORE, before NMS) that
-    the artifact keeps with the same class, the extra ones it adds, and its boxes' IoU."""
+    box coordinates next to class scores, judged as two groups. Its readings are about what an
+    app shows, the detections after per-class non-maximum suppression (score >= DETECTION_SCORE,
+    NMS at NMS_IOU): the share of the source's detections the artifact finds with the same
+    class at IoU >= MATCH_IOU, the artifact's detections that match none (per source
+    detection), and the matched boxes' mean IoU."""
 
     name = "detector"
     words = ("yolo",)
@@ -111,18 +118,54 @@ class Detector(Role):
     def readings(self, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         axis = self.groups(ref)[0].axis
         r, o = np.moveaxis(ref, axis, -1), np.moveaxis(out, axis, -1)  # [batch, anchors, ch]
-        found_r = r[..., BOX_CHANNELS:].max(-1) >= DETECTION_SCORE
-        found_o = o[..., BOX_CHANNELS:].max(-1) >= DETECTION_SCORE
-        same = r[..., BOX_CHANNELS:].argmax(-1) == o[..., BOX_CHANNELS:].argmax(-1)
-        kept = found_r & found_o & same
-        total = int(found_r.sum())
-        result = {"detections_kept": float(kept.sum() / total) if total else float(
-                      not found_o.any()),
-                  "extra_detections": float((found_o & ~kept).sum() / max(total, 1))}
-        if kept.any():
-            result["box_iou"] = float(np.mean(box_iou(r[kept][:, :BOX_CHANNELS],
-                                                      o[kept][:, :BOX_CHANNELS])))
+        total = extra = 0
+        ious: list[float] = []
+        for rows_r, rows_o in zip(r, o, strict=True):
+            found_r, found_o = detections(rows_r), detections(rows_o)
+            pairs = match(found_r, found_o)
+            total += len(found_r[0])
+            extra += len(found_o[0]) - len(pairs)
+            ious.extend(iou for _, _, iou in pairs)
+        result = {"detections_kept": len(ious) / total if total else float(extra == 0),
+                  "extra_detections": extra / max(total, 1)}
+        if ious:
+            result["box_iou"] = float(np.mean(ious))
         return result
+
+
+def detections(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image's detections from its [anchors, 4 + classes] rows: boxes (cx, cy, w, h) and
+    classes, best score first, after per-class greedy non-maximum suppression."""
+    scores = rows[:, BOX_CHANNELS:]
+    best, classes = scores.max(1), scores.argmax(1)
+    order = [i for i in np.argsort(-best, kind="stable") if best[i] >= DETECTION_SCORE]
+    chosen: list[int] = []
+    for i in order:
+        rivals = [j for j in chosen if classes[j] == classes[i]]
+        if not rivals or box_iou(rows[rivals, :BOX_CHANNELS],
+                                 np.repeat(rows[i:i + 1, :BOX_CHANNELS], len(rivals), 0)
+                                 ).max() <= NMS_IOU:
+            chosen.append(i)
+    return rows[chosen, :BOX_CHANNELS], classes[chosen]
+
+
+def match(source: tuple[np.ndarray, np.ndarray], artifact: tuple[np.ndarray, np.ndarray]
+          ) -> list[tuple[int, int, float]]:
+    """Pairs (source index, artifact index, IoU) of the same class at IoU >= MATCH_IOU, each
+    detection in one pair at most, the source's most confident first taking its best match."""
+    (boxes_s, cls_s), (boxes_a, cls_a) = source, artifact
+    free = np.ones(len(cls_a), bool)
+    pairs = []
+    for i in range(len(cls_s)):
+        candidates = np.nonzero(free & (cls_a == cls_s[i]))[0]
+        if not len(candidates):
+            continue
+        ious = box_iou(np.repeat(boxes_s[i:i + 1], len(candidates), 0), boxes_a[candidates])
+        best = int(ious.argmax())
+        if ious[best] >= MATCH_IOU:
+            free[candidates[best]] = False
+            pairs.append((i, int(candidates[best]), float(ious[best])))
+    return pairs
 
 
 class Embedding(Role):
