@@ -80,8 +80,8 @@ def _with_mediapipe_custom_op(flatbuffer: bytes) -> bytes:
     for op in model.subgraphs[0].operators:
         kind = model.operatorCodes[op.opcodeIndex]
         if max(kind.builtinCode, kind.deprecatedBuiltinCode) == BuiltinOperator.TRANSPOSE_CONV:
-            o = op.builtinOptions
-            op.customOptions = np.frombuffer(struct.pack("<iii", o.padding, o.strideW,
+            o = op.builtinOptions  # TfLitePadding (1 SAME, 2 VALID) is the schema's + 1
+            op.customOptions = np.frombuffer(struct.pack("<iii", o.padding + 1, o.strideW,
                                                          o.strideH), np.uint8)
             op.builtinOptions, op.builtinOptionsType = None, 0
             op.inputs = [op.inputs[2], op.inputs[1], op.inputs[3]]
@@ -470,18 +470,17 @@ def test_tflite_to_onnx_keeps_the_names_edgepack_reads(tmp_path: Path) -> None:
 
 
 def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) -> None:
-    """A custom op only LiteRT's XNNPACK delegate runs: fp16 TFLite is built (the overflow
-    guard watches the activations through that delegate); OpenVINO and ONNX cannot hold it,
-    and the build says so in one line naming the op for each converter."""
-    from edgepack.errors import ConversionError
-
-    report = edgepack.build(sources["custom"], "android-gpu", evaluation=sources["eval"],
-                            output=tmp_path / "gpu", runs=3)
-    (art,) = report.deliverables
-    assert (art.format, art.precision) == ("tflite", "fp16") and report.passed, art.budget
-    with pytest.raises(ConversionError) as failed:
-        edgepack.build(sources["custom"], "intel-cpu", calibration=sources["calibration"],
-                       evaluation=sources["eval"], output=tmp_path / "cpu", runs=3)
-    for tool in ("OpenVINO conversion (tflite -> openvino)", "tf2onnx (tflite -> onnx)"):
-        assert f"{tool} failed: unsupported operator(s) Convolution2DTransposeBias" in \
-            str(failed.value), failed.value
+    """A custom op only LiteRT's XNNPACK delegate runs is rewritten as the builtin
+    TRANSPOSE_CONV before any converter reads the source: OpenVINO and ONNX (tf2onnx) are built
+    from it, and the int8 TFLite quantizes its weights like every other op's."""
+    cpu = edgepack.build(sources["custom"], "intel-cpu", calibration=sources["calibration"],
+                         evaluation=sources["eval"], output=tmp_path / "cpu", runs=3)
+    assert sorted(a.format for a in cpu.deliverables) == ["onnx", "openvino"], cpu.skipped
+    assert cpu.passed, [a.budget for a in cpu.deliverables]
+    rewritten = "Convolution2DTransposeBias -> TRANSPOSE_CONV x1"
+    assert all(any(rewritten in n for n in a.notes) for a in cpu.deliverables)
+    pi = edgepack.build(sources["custom"], "raspberrypi", calibration=sources["calibration"],
+                        evaluation=sources["eval"], output=tmp_path / "pi", runs=3)
+    art = next(a for a in pi.deliverables if a.format == "tflite")
+    assert pi.passed, art.budget
+    assert _weight_types(tmp_path / "pi" / art.file) == {k: {"int8"} for k in WEIGHTED}

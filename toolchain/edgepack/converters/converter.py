@@ -51,6 +51,7 @@ from .hop import Hop
 from .hop_cache import CachedHop, fetch_hop, hop_key, store_hop
 from .prepared import preparation_key, prepare_source
 from .root_cause import root_cause
+from .source_fixes import fixed_source
 
 #: samples of the eval set each hop is checked on
 HOP_CHECK_SAMPLES = 32
@@ -102,6 +103,8 @@ class Converter:
         self.steps = steps  # the step cache across builds; None: every hop runs
         self.isa = isa  # the target CPU's instruction sets, for its quantizers
         self._source_digest: str | None = None
+        #: the file paths start from: the source or its fixed copy, with what was fixed
+        self._start: tuple[Path, list[str]] | None = None
         #: converters over the source's prepared float models (converters/prepared.py); False
         #: in such a converter, whose source is prepared already
         self.prepared: dict[tuple, tuple[Converter, list[str]]] = {}
@@ -174,10 +177,11 @@ class Converter:
     def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
              quantization: Quantization | None, calibration: Dataset | None,
              keep_float: tuple[str, ...], int16_layers: tuple[str, ...]) -> ConvertedFile:
-        current = ConvertedFile(self.source, self.src_format, [],
-                           [s.layout for s in self.signature.inputs],
-                           [s.layout for s in self.signature.outputs],
-                           digest=self._digest_of_source())
+        start, fixed = self._start_file()
+        current = ConvertedFile(start, self.src_format, [],
+                                [s.layout for s in self.signature.inputs],
+                                [s.layout for s in self.signature.outputs], list(fixed),
+                                digest=self._digest_of_source())
         key: tuple[str, ...] = ()
         for i, edge in enumerate(path):
             last = i == len(path) - 1
@@ -286,10 +290,18 @@ class Converter:
                 kept[i] = old
         return kept
 
+    def _start_file(self) -> tuple[Path, list[str]]:
+        """The file every path starts from, made once: the source, or its copy with the graph
+        fixes its format needs (source_fixes.py), and the notes of those fixes."""
+        if self._start is None:
+            self._start = fixed_source(self.source, self.src_format, self.workdir / "fixed")
+        return self._start
+
     def _digest_of_source(self) -> str | None:
-        """The source's content digest, computed once per build (only with the step cache)."""
+        """The start file's content digest, computed once per build (only with the step
+        cache)."""
         if self.steps is not None and self._source_digest is None:
-            self._source_digest = model_digest(self.source)
+            self._source_digest = model_digest(self._start_file()[0])
         return self._source_digest
 
     def _check(self, edge: Edge, produced: ConvertedFile, hop: Hop, precision: str) -> None:
