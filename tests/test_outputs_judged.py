@@ -143,30 +143,53 @@ def test_a_detector_with_broken_scores_and_good_boxes_fails() -> None:
     assert budget.evaluate("p", Budget(min_cosine=0.99), [fine], None, None).passed
 
 
+def _head(*dets: tuple[float, float, float, int]) -> np.ndarray:
+    """A [1, 16 anchors, 4 box + 6 class scores] head with a detection (cx, score, width,
+    class) on each of the first anchors; the rest score 0.01."""
+    rows = np.zeros((1, 16, 4 + 6), np.float32)
+    rows[0, :, :4] = [300, 300, 10, 10]
+    rows[0, :, 4:] = 0.01
+    for a, (cx, score, w, cls) in enumerate(dets):
+        rows[0, a, :4] = [cx, 100, w, 40]
+        rows[0, a, 4 + cls] = score
+    return rows
+
+
 def test_detections_are_counted_after_nms_as_an_app_sees_them() -> None:
     """Three anchors on one object (scores 0.9, 0.8, 0.3) are one detection after NMS: an
     artifact that drops the weakest below the 0.25 threshold keeps it; one that adds a box
     elsewhere has an extra; one that names another class, or misplaces the box, loses it."""
-    def head(*dets: tuple[float, float, float, int]) -> np.ndarray:
-        rows = np.zeros((1, 16, 4 + 6), np.float32)  # [1, anchors, 4 box + 6 class scores]
-        rows[0, :, :4] = [300, 300, 10, 10]
-        rows[0, :, 4:] = 0.01
-        for a, (cx, score, w, cls) in enumerate(dets):
-            rows[0, a, :4] = [cx, 100, w, 40]
-            rows[0, a, 4 + cls] = score
-        return rows
-
-    ref = head((100, 0.9, 40, 2), (102, 0.8, 40, 2), (98, 0.3, 40, 2))
+    ref = _head((100, 0.9, 40, 2), (102, 0.8, 40, 2), (98, 0.3, 40, 2))
     assert len(roles.detections(ref[0])[1]) == 1
-    weaker = compare("out", ref, head((101, 0.85, 40, 2), (102, 0.7, 40, 2), (98, 0.2, 40, 2)))
+    weaker = compare("out", ref, _head((101, 0.85, 40, 2), (102, 0.7, 40, 2), (98, 0.2, 40, 2)))
     assert weaker.readings["detections_kept"] == 1.0
     assert weaker.readings["extra_detections"] == 0.0 and weaker.readings["box_iou"] > 0.9
-    more = compare("out", ref, head((100, 0.9, 40, 2), (200, 0.5, 40, 2)))
+    more = compare("out", ref, _head((100, 0.9, 40, 2), (200, 0.5, 40, 2)))
     assert more.readings["detections_kept"] == 1.0 and more.readings["extra_detections"] == 1.0
-    other = compare("out", ref, head((100, 0.9, 40, 3)))
+    other = compare("out", ref, _head((100, 0.9, 40, 3)))
     assert other.readings["detections_kept"] == 0.0 and other.readings["extra_detections"] == 1.0
-    moved = compare("out", ref, head((130, 0.9, 40, 2)))  # IoU 1/7 with the source's box
+    moved = compare("out", ref, _head((130, 0.9, 40, 2)))  # IoU 1/7 with the source's box
     assert moved.readings["detections_kept"] == 0.0
+
+
+@pytest.mark.parametrize("profile", ["int8-arm", "int8-openvino", "int8-edgetpu", "dynamic-int8",
+                                     "fp16-gpu"])
+def test_every_shipped_profile_fails_a_detector_that_loses_or_adds_detections(
+        profile: str) -> None:
+    """A head whose scores still follow the source's (cosine over 0.999) but move one object
+    below the 0.25 threshold, or another above it, fails every shipped recipe: an app shows
+    one object fewer, or one more. Small moves that cross nothing pass."""
+    spec = load_catalog([], []).profiles.get(profile).budget
+    ref = _head((100, 0.9, 40, 2), (200, 0.27, 40, 1), (60, 0.23, 40, 4))
+    verdicts = {case: budget.evaluate(profile, spec, [compare("out", ref, out)], None, None)
+                for case, out in {
+                    "same": _head((100, 0.89, 40, 2), (200, 0.265, 40, 1), (60, 0.235, 40, 4)),
+                    "lost": _head((100, 0.9, 40, 2), (200, 0.24, 40, 1), (60, 0.23, 40, 4)),
+                    "added": _head((100, 0.9, 40, 2), (200, 0.27, 40, 1), (60, 0.26, 40, 4)),
+                }.items()}
+    assert verdicts["same"].passed, [c.reading() for c in verdicts["same"].checks]
+    assert [c.name for c in verdicts["lost"].failures()] == ["detections_kept"]
+    assert [c.name for c in verdicts["added"].failures()] == ["extra_detections"]
 
 
 def test_the_detector_head_is_found_in_either_layout() -> None:

@@ -66,8 +66,8 @@ class Limits(Strict):
     min_snr_db: float | None = None
     #: the largest deviation as a share of the output's range on the eval set
     max_range_error: float | None = Field(default=None, ge=0)
-    #: detectors: the share of the source's detections (per anchor, before NMS) kept with
-    #: their class, and the artifact's extra detections per source detection
+    #: detectors: the share of the source's detections (after NMS) the artifact finds with
+    #: their class at IoU >= 0.5, and its detections matching none, per source detection
     min_detections_kept: float | None = Field(default=None, ge=0, le=1)
     max_extra_detections: float | None = Field(default=None, ge=0)
     #: embeddings: the share of samples whose nearest neighbour among the others is the same
