@@ -132,3 +132,64 @@ def onnx_host_target(targets_dir: Path) -> Path:
                                                 "formats: [onnx]").replace(
         "default_profile: fp32", "default_profile: int8-arm"))
     return path
+
+
+def onnx_vad_if(out: Path) -> Path:
+    """A voice-activity step shaped like silero-vad, with its sample-rate If: ``input``
+    [B, 8] at 16 kHz (declared [?, ?]), ``state`` [2, B, 4] (LSTM h and c, batch on axis 1),
+    ``sr`` an int64 scalar -> ``output`` [B, 1], ``stateN`` [2, B, 4]. At 16 kHz an LSTM
+    (228 parameters) steps the state; the 8 kHz branch frames the input in 16-sample windows,
+    so it only type-checks for other input sizes: with ``input`` fixed at 1x8 ONNX Runtime
+    refuses the whole model."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+
+    def const(name: str, value: np.ndarray) -> object:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
+
+    weights = {"W": (1, 16, 8), "R": (1, 16, 4), "B": (1, 32), "Wo": (4, 1)}
+    then = helper.make_graph(
+        [*(const(k, (0.5 * rng.standard_normal(s)).astype(np.float32))
+           for k, s in weights.items()),
+         const("axis0", np.array([0], np.int64)), const("i0", np.array(0, np.int64)),
+         const("i1", np.array(1, np.int64)),
+         helper.make_node("Unsqueeze", ["input", "axis0"], ["x3"]),
+         helper.make_node("Gather", ["state", "i0"], ["h"]),
+         helper.make_node("Gather", ["state", "i1"], ["c"]),
+         helper.make_node("Unsqueeze", ["h", "axis0"], ["h3"]),
+         helper.make_node("Unsqueeze", ["c", "axis0"], ["c3"]),
+         helper.make_node("LSTM", ["x3", "W", "R", "B", "", "h3", "c3"], ["y", "yh", "yc"],
+                          hidden_size=4),
+         helper.make_node("Concat", ["yh", "yc"], ["state16"], axis=0),
+         helper.make_node("Squeeze", ["yh", "axis0"], ["h2"]),
+         helper.make_node("MatMul", ["h2", "Wo"], ["logit"]),
+         helper.make_node("Sigmoid", ["logit"], ["out16"])],
+        "sr16k", [], [helper.make_tensor_value_info("out16", TensorProto.FLOAT, None),
+                      helper.make_tensor_value_info("state16", TensorProto.FLOAT, None)])
+    other = helper.make_graph(
+        [const("frames", np.array([-1, 16], np.int64)),
+         helper.make_node("Reshape", ["input", "frames"], ["x16"]),
+         helper.make_node("ReduceMean", ["x16"], ["m"], axes=[1], keepdims=1),
+         helper.make_node("Sigmoid", ["m"], ["out8"]),
+         helper.make_node("Identity", ["state"], ["state8"])],
+        "sr8k", [], [helper.make_tensor_value_info("out8", TensorProto.FLOAT, None),
+                     helper.make_tensor_value_info("state8", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["rate"],
+                          value=numpy_helper.from_array(np.array(16000, np.int64))),
+         helper.make_node("Equal", ["sr", "rate"], ["is16k"]),
+         helper.make_node("If", ["is16k"], ["output", "stateN"], then_branch=then,
+                          else_branch=other)],
+        "vad_if",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["", ""]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "", 4]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["", 1]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, ["", "", ""])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, out)
+    return out

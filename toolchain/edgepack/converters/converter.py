@@ -88,8 +88,12 @@ class Converter:
     def __init__(self, source: Path, src_format: str, signature: Signature, evals: Dataset,
                  refs: list[np.ndarray], workdir: Path,
                  step: Callable[[str], Any], input_shapes: dict[str, tuple[int, ...]] | None,
-                 steps: BuildSteps | None = None, isa: tuple[str, ...] = ()):
+                 steps: BuildSteps | None = None, isa: tuple[str, ...] = (),
+                 shown: Path | None = None):
         self.source = source
+        #: the model errors name: the user's file, when ``source`` is a copy the build made
+        #: (structural passes, folded control flow)
+        self.shown = shown or source
         self.src_format = src_format
         self.signature = signature
         self.check = evals.head(HOP_CHECK_SAMPLES)
@@ -142,7 +146,7 @@ class Converter:
                 tried = "; ".join(dict.fromkeys(
                     why for edge, why in self.failed.items() if edge in toward))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
-                                      path=self.source) from exc
+                                      path=self.shown) from exc
             try:
                 produced = self._run(path, precision, out_dir, stem, quantization,
                                      calibration, keep_float, int16_layers)
@@ -153,7 +157,7 @@ class Converter:
                     raise
                 self.failed[exc.edge] = _bare(exc)
         raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "
-                              + "; ".join(self.failed.values()), path=self.source)
+                              + "; ".join(self.failed.values()), path=self.shown)
 
     def _prepared(self, quantization: Quantization, calibration: Dataset
                   ) -> tuple[Converter, list[str]]:
@@ -162,7 +166,8 @@ class Converter:
         made = prepare_source(self.source, self.workdir / f"prepared-{len(self.prepared)}",
                               self.signature, self.check, quantization, calibration, self.step)
         child = Converter(made.path, "onnx", self.signature, self.check, made.refs,
-                          made.path.parent, self.step, self.input_shapes, self.steps, self.isa)
+                          made.path.parent, self.step, self.input_shapes, self.steps, self.isa,
+                          self.shown)
         child.prepares = False
         return child, made.notes
 
@@ -221,7 +226,7 @@ class Converter:
                     return self._cached(edge, prev, hit)
         self._install_tools(edge)
         # the user's data (missing calibration) is the user's to fix, not the converter's
-        with fails_edge(edge, f"{edge.tool} ({edge.src} -> {edge.dst})", self.source,
+        with fails_edge(edge, f"{edge.tool} ({edge.src} -> {edge.dst})", self.shown,
                         passes=(DataError,)):
             with self.step(label):
                 t0 = time.perf_counter()
@@ -231,7 +236,7 @@ class Converter:
         self.tools[edge.tool] = version
         produced = self._after(edge, prev, out, ctx.notes)
         hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
-        with fails_edge(edge, f"the check of {edge.tool}'s {edge.dst} file", self.source):
+        with fails_edge(edge, f"the check of {edge.tool}'s {edge.dst} file", self.shown):
             self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)
         if key is not None:  # checked: worth keeping
@@ -250,7 +255,7 @@ class Converter:
                 edge.tools.ensure()
         except MissingDependencyError as exc:
             raise ConversionError(f"{edge.tool} ({edge.src} -> {edge.dst}): {exc}",
-                                  path=self.source, edge=edge_id(edge)) from exc
+                                  path=self.shown, edge=edge_id(edge)) from exc
 
     def _cached(self, edge: Edge, prev: ConvertedFile, hit: CachedHop) -> ConvertedFile:
         """The ConvertedFile a fresh hop would have returned, from a cache hit."""
@@ -312,14 +317,14 @@ class Converter:
             session = runtime.load(str(produced.path), exact_options(runtime.name))
         except ModelError as exc:
             raise ConversionError(f"{edge.tool} wrote a file {runtime.name} cannot load: "
-                                  f"{_bare(exc)}", path=self.source, edge=edge_id(edge)) from exc
+                                  f"{_bare(exc)}", path=self.shown, edge=edge_id(edge)) from exc
         outs = session.run(feed_for(session, self.check.inputs, self.signature,
                                     produced.input_layouts))
         outs_list = outputs_in_source_order(session, outs, self.signature,
                                             produced.output_layouts)
         if len(outs_list) != len(self.refs):
             raise ConversionError(f"{edge.tool} produced {len(outs_list)} outputs, the source "
-                                  f"has {len(self.refs)}", path=self.source, edge=edge_id(edge))
+                                  f"has {len(self.refs)}", path=self.shown, edge=edge_id(edge))
         fids = [compare(n, r, o) for n, r, o in
                 zip(self.signature.output_names, self.refs, outs_list, strict=True)]
         hop.check_samples = len(self.check)
@@ -330,7 +335,7 @@ class Converter:
         for f in fids:
             if f.mismatch:  # not the same output any more, whatever the precision
                 raise ConversionError(f"{edge.tool} changed output '{f.name}' ({edge.src} -> "
-                                      f"{edge.dst}): {f.mismatch}", path=self.source,
+                                      f"{edge.dst}): {f.mismatch}", path=self.shown,
                                       edge=edge_id(edge))
         if precision != "fp32":
             return  # quantized hops are judged by the profile's budget, on the whole eval set
@@ -340,7 +345,7 @@ class Converter:
                 raise ConversionError(
                     f"{edge.tool} changed the model's outputs ({edge.src} -> {edge.dst}: "
                     f"output '{f.name}' {why}, cosine {f.cosine:.6f} on {len(self.check)} "
-                    "samples)", path=self.source, edge=edge_id(edge))
+                    "samples)", path=self.shown, edge=edge_id(edge))
 
 
 #: errno values of a full or read-only disk: the build's problem, not the converter's

@@ -1,10 +1,10 @@
 """One build: a model for one target -> deliverable artifacts + a report, written atomically.
 
-load (plan, source) -> data -> the source's outputs -> structural passes -> convert -> compress
-(the accuracy fallback) -> validate -> report -> publish. Each stage is a module of this package
-that takes the build context and what the stage before returned; this module only sequences
-them. Every conversion hop and validation goes through the step cache unless the request asks
-for none, and the report says which steps were reused.
+load (plan, source) -> data -> the source's outputs -> structural passes -> control flow
+folded -> convert -> compress (the accuracy fallback) -> validate -> report -> publish. Each
+stage is a module of this package that takes the build context and what the stage before
+returned; this module only sequences them. Every conversion hop and validation goes through
+the step cache unless the request asks for none, and the report says which steps were reused.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..progress import Progress
 from ..report.model import Report
-from . import compress, convert, data, load, publish, report, structural, validate
+from . import compress, control_flow, convert, data, load, publish, report, structural, validate
 from .context import BuildContext
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ def run_build(request: BuildRequest, progress: Progress | None = None,
             work = Path(tmp)
             yardstick = data.source_outputs(ctx, source, samples, planned.profile, work)
             changed = structural.run_structural(ctx, source, samples, yardstick, work)
+            changed, samples, yardstick = control_flow.fold(ctx, source.format, changed,
+                                                            samples, yardstick, work)
             converter = convert.make_converter(ctx, source, samples, yardstick, changed, work)
             builds = convert.convert_formats(ctx, planned, converter, samples, staging)
             builds = compress.fit_budgets(ctx, planned, converter, builds, samples, yardstick,

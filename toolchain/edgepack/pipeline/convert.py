@@ -33,9 +33,9 @@ def make_converter(ctx: BuildContext, source: SourceModel, data: BuildData,
                    workdir: Path) -> Converter:
     """The build's converter: it converts the (structurally changed) source and checks each
     hop against that source's outputs on the eval inputs."""
-    return Converter(structural.model, source.format, source.signature, yardstick.evaluation,
+    return Converter(structural.model, source.format, yardstick.signature, yardstick.evaluation,
                      structural.outputs, workdir, ctx.progress.step, data.shapes, ctx.steps,
-                     isa=tuple(ctx.target.isa))
+                     isa=tuple(ctx.target.isa), shown=source.path)
 
 
 def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data: BuildData,

@@ -1,0 +1,107 @@
+"""An ONNX If decided by a fixed sample rate (silero-vad's) folded before conversion.
+
+The model (tests/model_files.py ``onnx_vad_if``) steps an LSTM state at 16 kHz; its 8 kHz
+branch only type-checks for other input sizes, so once the build fixes ``input`` at 1x8 ONNX
+Runtime refuses the whole fixed-shape copy, OpenVINO and onnx2tf build both branches. Folded,
+``sr`` (16000 in every row of the data) is frozen and the LSTM branch inlined.
+
+Tolerances: fp32 files reproduce the source to float rounding (1e-5); OpenVINO int8 by cosine
+(0.9: a 228-parameter LSTM's int8 on 40 samples, well above what a wrong state axis or a
+mis-fed input gives).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import edgepack
+import numpy as np
+import pytest
+from edgepack.converters.onnx_control_flow import fold_control_flow
+from edgepack.data.dataset import Dataset
+
+from tests.model_files import onnx_vad_if
+
+FP32 = 1e-5
+SHAPES = {"input": (1, 8), "state": (2, 1, 4)}
+
+TARGET = """
+name: {name}-board
+title: A board that runs {name} only
+device: {{vendor: ACME, cpu: 4x Cortex-A53, cores: 4}}
+arch: aarch64
+runtimes: [{{name: {runtime}, version: "1"}}]
+formats: [{name}]
+default_profile: {profile}
+limits: {{memory_mb: 1024, storage_mb: 8000, max_model_mb: 100}}
+"""
+
+
+def _data(n: int, rates: list[int] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"input": rng.standard_normal((n, 8)).astype(np.float32),
+            "state": rng.standard_normal((2, n, 4)).astype(np.float32),
+            "sr": np.array(rates or [16000] * n, np.int64)}
+
+
+def _project(tmp_path: Path, fmt: str, runtime: str, profile: str) -> Path:
+    """A project folder: the model, calibration and eval data (state batched on axis 1),
+    ``input`` fixed at 1x8, a board that takes ``fmt`` only."""
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / f"{fmt}-board.yaml").write_text(
+        TARGET.format(name=fmt, runtime=runtime, profile=profile))
+    onnx_vad_if(tmp_path / "vad.onnx")
+    for name, n in (("calib", 40), ("eval", 24)):  # a data file stacks samples on axis 0
+        data = _data(n, seed=n)
+        np.savez(tmp_path / f"{name}.npz", **{**data, "state": data["state"].transpose(1, 0, 2)})
+    (tmp_path / "edgepack.yaml").write_text(
+        "model: vad.onnx\ncalibration: calib.npz\neval: eval.npz\ntargets_dir: [targets]\n"
+        "batch_axis: {state: 1}\ninput_shape: {input: [1, 8], state: [2, 1, 4]}\n")
+    return tmp_path
+
+
+def test_the_sample_rate_is_frozen_and_its_branch_inlined(tmp_path: Path) -> None:
+    """The fixed-shape copy ONNX Runtime refuses becomes, folded, a graph without If or
+    ``sr`` that it loads and that answers as the source does at 16 kHz."""
+    import onnx
+    import onnxruntime as ort
+    from edgepack.formats.onnx import write_with_shapes
+
+    src = onnx_vad_if(tmp_path / "vad.onnx")
+    with pytest.raises(Exception, match="Reshape"):  # what the fold is for
+        ort.InferenceSession(str(write_with_shapes(src, tmp_path / "fixed.onnx", SHAPES)))
+    data = _data(6)
+    folded = fold_control_flow(src, tmp_path / "folded.onnx", SHAPES,
+                               [Dataset("calib", data, batch_axes={"state": 1, "sr": None})])
+    assert folded is not None and folded.frozen == {"sr": 16000} and folded.inlined == 1
+    model = onnx.load(str(tmp_path / "folded.onnx"))
+    assert "If" not in {n.op_type for n in model.graph.node}
+    assert [i.name for i in model.graph.input] == ["input", "state"]
+    source, made = ort.InferenceSession(str(src)), ort.InferenceSession(str(tmp_path /
+                                                                          "folded.onnx"))
+    for i in range(6):
+        feed = {"input": data["input"][i:i + 1], "state": data["state"][:, i:i + 1]}
+        want = source.run(None, {**feed, "sr": np.array(16000, np.int64)})
+        for a, b in zip(want, made.run(None, feed), strict=True):
+            np.testing.assert_allclose(b, a, rtol=0, atol=FP32)
+
+
+def test_a_sample_rate_that_varies_is_left_an_input(tmp_path: Path) -> None:
+    """Data with 8 and 16 kHz rows decides nothing: no file is written."""
+    src = onnx_vad_if(tmp_path / "vad.onnx")
+    data = Dataset("calib", _data(4, [16000, 8000, 16000, 16000]),
+                   batch_axes={"state": 1, "sr": None})
+    assert fold_control_flow(src, tmp_path / "folded.onnx", SHAPES, [data]) is None
+    assert not (tmp_path / "folded.onnx").exists()
+
+
+def test_the_build_delivers_the_folded_model_as_onnx(tmp_path: Path) -> None:
+    """ONNX fp32 at fixed shapes, which the fixed-shape copy made unloadable: delivered,
+    without ``sr``, reproducing the source; the report says what was frozen."""
+    report = edgepack.build(_project(tmp_path, "onnx", "onnxruntime", "fp32"), "onnx-board",
+                            output=tmp_path / "out", runs=2, warmup=0)
+    art = report.deliverables[0]
+    assert art.format == "onnx"
+    assert [s["name"] for s in art.signature["inputs"]] == ["input", "state"]
+    assert all(f.max_abs_error <= FP32 and f.mismatch is None for f in art.fidelity)
+    assert any("'sr' = 16000 frozen" in n for n in report.notes)
