@@ -105,3 +105,14 @@ def test_the_build_delivers_the_folded_model_as_onnx(tmp_path: Path) -> None:
     assert [s["name"] for s in art.signature["inputs"]] == ["input", "state"]
     assert all(f.max_abs_error <= FP32 and f.mismatch is None for f in art.fidelity)
     assert any("'sr' = 16000 frozen" in n for n in report.notes)
+
+
+@pytest.mark.slow
+def test_the_folded_model_reaches_tflite_with_its_state_as_given(tmp_path: Path) -> None:
+    """onnx2tf keeps the [2, 1, 4] state input as fed (it would move its last axes) and its
+    [1, 2, 4] stateN is read back on the source's batch axis: fp32 TFLite within rounding."""
+    report = edgepack.build(_project(tmp_path, "tflite", "litert", "fp32"), "tflite-board",
+                            output=tmp_path / "out", runs=2, warmup=0)
+    art = report.deliverables[0]
+    assert art.format == "tflite"
+    assert all(f.max_abs_error <= FP32 and f.mismatch is None for f in art.fidelity)

@@ -11,9 +11,10 @@ file goes through the overflow guard (compress/tflite_fp16.py).
 Gotchas handled: onnx2tf rewrites its input .onnx in place (so it gets a private
 copy), it runs onnxsim from PATH (turned off: the copy is already what the source exporter
 made), it fails on NHWC ONNX from tf2onnx (so the planner prefers SavedModel -> TFLite for
-TensorFlow sources, which is also cheaper), and for a fixed-batch 3-channel image input it
-downloads sample images from GitHub for its own output check, failing offline: it finds them
-in the working directory instead, made from the build's own samples.
+TensorFlow sources, which is also cheaper), it moves the second axis of every rank-3+ input
+last (told to keep those the build feeds as they are: an RNN state), and for a fixed-batch
+3-channel image input it downloads sample images from GitHub for its own output check, failing
+offline: it finds them in the working directory instead, made from the build's own samples.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _Onnx2tf(Edge):
                     input_onnx_file_path=str(private), output_folder_path=str(work / "out"),
                     copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
                     not_use_onnxsim=True, output_signaturedefs=True,
+                    keep_shape_absolutely_input_names=_kept_inputs(ctx) or None,
                     disable_model_save=not self.save)
         except Exception as exc:
             error = onnx2tf_failed(f"{self.tool} (onnx -> {self.dst})", exc,
@@ -117,6 +119,16 @@ class _Onnx2tf(Edge):
             raise ConversionError(f"{self.tool} (onnx -> {self.dst}) not tried: every input "
                                   "shape is already fixed", path=src)
         return fixed
+
+
+def _kept_inputs(ctx: ConvertContext) -> list[str]:
+    """Inputs of rank 3 or more that have no channels-first layout (an RNN state
+    ``[layers, batch, hidden]``, integer ids): onnx2tf would move their second axis last, and
+    the build feeds them as they are."""
+    signature = ctx.source_signature
+    if signature is None:
+        return []
+    return [s.name for s in signature.inputs if s.rank >= 3 and s.layout not in CHANNELS_LAST]
 
 
 class OnnxToTFLite(_Onnx2tf):

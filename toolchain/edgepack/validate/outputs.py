@@ -16,7 +16,7 @@ import numpy as np
 from ..data import layout
 from ..data.dataset import Dataset
 from ..runtimes.base import RuntimeOptions, Session
-from ..signature import Signature
+from ..signature import Signature, TensorSpec, batch_axis
 from .accuracy import Accuracy
 from .fidelity import OutputFidelity, compare_all
 
@@ -52,9 +52,30 @@ def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
     back into the source's layout, so they can be compared element by element."""
     names = session.signature.output_names
     src = source.output_names
-    ordered = [outputs[n] for n in src] if set(names) == set(src) else list(outputs.values())
-    return [layout.convert(a, layouts[i], source.outputs[i].layout) if i < len(layouts) else a
-            for i, a in enumerate(ordered)]
+    by_name = set(names) == set(src)
+    ordered = [outputs[n] for n in src] if by_name else list(outputs.values())
+    made = {s.name: s for s in session.signature.outputs}
+    specs = [made[n] for n in src] if by_name else list(session.signature.outputs)
+    moved = [layout.convert(a, layouts[i], source.outputs[i].layout) if i < len(layouts) else a
+             for i, a in enumerate(ordered)]
+    return [_samples_axis(a, specs[i] if i < len(specs) else None, source.outputs[i])
+            if i < len(source.outputs) else a for i, a in enumerate(moved)]
+
+
+def _samples_axis(a: np.ndarray, made: TensorSpec | None, spec: TensorSpec) -> np.ndarray:
+    """``a`` with its samples moved to the source's batch axis when the file declares the
+    output with every dimension fixed and its batch of one on another axis (onnx2tf returns
+    an RNN state the source gives as ``[2, N, 128]`` as ``[1, 2, 128]``); as it is otherwise."""
+    if made is None or not made.shape or made.rank != a.ndim or spec.rank != a.ndim \
+            or not all(isinstance(d, int) for d in made.shape):
+        return a
+    got, want = batch_axis(made.shape), batch_axis(spec.shape)
+    if got is None or want is None or got == want:
+        return a
+    back = np.moveaxis(a, got, want)
+    fits = all(i == want or not isinstance(d, int) or d == n
+               for i, (d, n) in enumerate(zip(spec.shape, back.shape, strict=True)))
+    return back if fits else a
 
 
 def measure_fidelity(session: Session, evals: Dataset, refs: list[np.ndarray],
