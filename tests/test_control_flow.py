@@ -116,3 +116,16 @@ def test_the_folded_model_reaches_tflite_with_its_state_as_given(tmp_path: Path)
     art = report.deliverables[0]
     assert art.format == "tflite"
     assert all(f.max_abs_error <= FP32 and f.mismatch is None for f in art.fidelity)
+
+
+@pytest.mark.slow
+def test_the_folded_model_reaches_openvino_int8(tmp_path: Path) -> None:
+    """OpenVINO: the state rows (axis 1) fed one at a time to the static model (as contiguous
+    arrays, which its shared-memory tensors need), and NNCF's int8 with the LSTM left float
+    (on silero-vad its bias correction could not compile the LSTM quantized)."""
+    report = edgepack.build(_project(tmp_path, "openvino", "openvino", "int8-openvino"),
+                            "openvino-board", output=tmp_path / "out", runs=2, warmup=0)
+    art = report.deliverables[0]
+    assert (art.format, art.precision) == ("openvino", "int8")
+    assert any("LSTMSequence left float" in n for n in art.notes)
+    assert min(f.cosine for f in art.fidelity) >= 0.9

@@ -43,6 +43,11 @@ from .transformer import openvino_graph, resolve
 #: ``isa`` features (targets/*.yaml) whose int8 dot products accumulate in int32: no int16
 #: saturation, so no overflow fix (AVX-VNNI on Alder Lake, AVX512-VNNI, AMX on Xeons)
 INT8_DOT_PRODUCT_ISA = frozenset({"avx_vnni", "avx512_vnni", "amx_int8"})
+#: recurrent cells left float: NNCF's bias correction compiles sub-models in which their
+#: weights are no constants, which OpenVINO's CPU plugin refuses (ONNX Runtime's static int8
+#: leaves them float too)
+RECURRENT_OPS = frozenset({"LSTMSequence", "GRUSequence", "RNNSequence", "LSTMCell",
+                           "GRUCell", "RNNCell"})
 
 
 def _nncf():
@@ -84,7 +89,12 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
     types = [(p.get_any_name(), p.get_element_type().to_dtype()) for p in model.inputs]
     feeds = [{n: np.asarray(v).astype(t) for (n, t), v in zip(types, f.values(), strict=True)}
              for f in samples.samples()]
-    scope = nncf.IgnoredScope(names=list(ctx.keep_float)) if ctx.keep_float else None
+    recurrent = sorted({op.get_type_name() for op in model.get_ops()} & RECURRENT_OPS)
+    scope = nncf.IgnoredScope(names=list(ctx.keep_float), types=recurrent) \
+        if ctx.keep_float or recurrent else None
+    if recurrent:
+        ctx.notes.append(f"{', '.join(recurrent)} left float (NNCF's bias correction cannot "
+                         "compile them with quantized weights)")
     vnni = sorted(INT8_DOT_PRODUCT_ISA & set(ctx.isa))
     ranges = AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,

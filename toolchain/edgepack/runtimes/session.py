@@ -68,7 +68,9 @@ class _Plan:
         """Sample ``i`` of ``a`` as a batch of one (a scalar's value as a 0-d array)."""
         if self.axis is None:
             return np.asarray(a[i]) if a.ndim == 1 else a
-        return a[(slice(None),) * self.axis + (slice(i, i + 1),)]
+        # contiguous: a row taken across another axis is a strided view, which runtimes that
+        # read the array's memory in place (OpenVINO's shared tensors) refuse
+        return np.ascontiguousarray(a[(slice(None),) * self.axis + (slice(i, i + 1),)])
 
 
 class AdapterSession(Session):
