@@ -228,6 +228,45 @@ def test_a_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Path) -> N
     assert any("kept in float" in n and "head" in n and "32x" in n for n in notes)
 
 
+def _magnitude(path: Path) -> Path:
+    """A spectrum's magnitude as silero-vad computes it: two filters (real, imaginary) of
+    x[N,4,L], sqrt(re^2 + im^2), then a 1x1 convolution."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    init = [numpy_helper.from_array(rng.standard_normal((1, 4, 1)).astype(np.float32), n)
+            for n in ("w_re", "w_im")]
+    init += [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+    nodes = [helper.make_node("Conv", ["x", "w_re"], ["re"], name="real"),
+             helper.make_node("Conv", ["x", "w_im"], ["im"], name="imag"),
+             helper.make_node("Pow", ["re", "two"], ["re2"], name="re_squared"),
+             helper.make_node("Pow", ["im", "two"], ["im2"], name="im_squared"),
+             helper.make_node("Add", ["re2", "im2"], ["power"], name="power"),
+             helper.make_node("Sqrt", ["power"], ["mag"], name="magnitude"),
+             helper.make_node("Conv", ["mag", "w"], ["y"], name="features")]
+    graph = helper.make_graph(
+        nodes, "mag", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "L"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "L"])], init)
+    return save_onnx(graph, path)
+
+
+def test_a_square_before_its_root_stays_float(tmp_path: Path) -> None:
+    """A magnitude over signals whose loudness spans two decades: on an int8 grid over the
+    squares, every quiet frame's square rounds to 0 (its magnitude with it). The nodes from
+    each Pow to the Sqrt stay float; the filters before and the convolution after are int8."""
+    src = _magnitude(tmp_path / "mag.onnx")
+    rng = np.random.default_rng(9)
+    loudness = 10 ** rng.uniform(-2, 0, (48, 1, 1))
+    x = (rng.standard_normal((48, 4, 30)) * loudness).astype(np.float32)
+    notes = _int8(src, tmp_path / "mag.int8.onnx", {"x": x[:32]})
+    ref, out = _run(src, {"x": x[32:]})[0], _run(tmp_path / "mag.int8.onnx", {"x": x[32:]})[0]
+    quiet = (loudness[32:, 0, 0] < 0.1)
+    assert quiet.sum() >= 4 and _cosine(ref[quiet], out[quiet]) > 0.99
+    assert any("kept in float" in n and "square" in n and "power" in n for n in notes)
+    assert _op_count(tmp_path / "mag.int8.onnx", "QuantizeLinear") > 0
+
+
 def test_a_graph_whose_weights_sit_in_if_branches_is_no_int8_deliverable(
         tmp_path: Path) -> None:
     """ONNX Runtime's quantizer does not enter If bodies (silero-vad keeps every weight there):
@@ -327,6 +366,66 @@ def test_a_tflite_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Pat
         assert np.abs(out[0, :, 4:] - want).max() < 0.02  # scores: a few 1/255 steps
         assert np.abs(out[0, :, :4] - 320 / (1 + np.exp(-boxes))).mean() < 320 * 0.01
     assert any("kept in float" in n and "32x" in n for n in ctx.notes), ctx.notes
+
+
+def test_an_openvino_square_before_its_root_stays_float(tmp_path: Path) -> None:
+    """The same magnitude through NNCF: the Power, Add and Sqrt are its ignored scope, the
+    convolutions around them int8, and the quiet signals keep their magnitude."""
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+
+    ov.save_model(ov.convert_model(str(_magnitude(tmp_path / "mag.onnx"))),
+                  str(tmp_path / "mag.xml"))
+    rng = np.random.default_rng(9)
+    loudness = 10 ** rng.uniform(-2, 0, (48, 1, 1))
+    x = (rng.standard_normal((48, 4, 30)) * loudness).astype(np.float32)
+    ctx = ConvertContext(workdir=tmp_path, stem="mag", precision="int8",
+                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         calibration=Dataset("calib", {"x": x[:32]}))
+    compress(tmp_path / "mag.xml", tmp_path / "mag.int8.xml", ctx)
+    core = ov.Core()
+    ref, out = (core.compile_model(str(tmp_path / f), "CPU")
+                for f in ("mag.xml", "mag.int8.xml"))
+    quiet = [i for i in range(32, 48) if loudness[i, 0, 0] < 0.1]
+    assert len(quiet) >= 4 and _cosine(np.stack([ref(x[i:i + 1])[0] for i in quiet]),
+                                       np.stack([out(x[i:i + 1])[0] for i in quiet])) > 0.99
+    assert any("kept in float" in n and "power" in n for n in ctx.notes), ctx.notes
+    kinds = [op.get_type_name() for op in core.read_model(str(tmp_path / "mag.int8.xml"))
+             .get_ordered_ops()]
+    assert "FakeQuantize" in kinds
+
+
+def test_a_tflite_square_before_its_root_stays_float(tmp_path: Path) -> None:
+    """The magnitude through the TFLite converter: sqrt(re^2 + im^2) of two filters of
+    signals whose loudness spans two decades keeps the quiet ones (as in ONNX)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
+
+    rng = np.random.default_rng(10)
+    w = tf.constant(rng.standard_normal((4, 2)).astype(np.float32))
+
+    class Magnitude(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 30, 4], tf.float32, name="x")])
+        def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            parts = tf.matmul(x, w)
+            return {"mag": tf.sqrt(tf.square(parts[..., :1]) + tf.square(parts[..., 1:]))}
+
+    tf.saved_model.save(Magnitude(), str(tmp_path / "mag"))
+    loudness = 10 ** rng.uniform(-2, 0, (48, 1, 1, 1))
+    x = (rng.standard_normal((48, 1, 30, 4)) * loudness).astype(np.float32)
+    ctx = ConvertContext(workdir=tmp_path, stem="mag", precision="int8",
+                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         calibration=Dataset("calibration.npz", {"x": x[:32]}),
+                         scratch=tmp_path / "scratch")
+    interp = Interpreter(model_path=str(SavedModelToTFLite().convert(tmp_path / "mag", ctx)))
+    runner = interp.get_signature_runner()
+    quiet = [i for i in range(32, 48) if loudness[i, 0, 0, 0] < 0.1]
+    parts = [x[i, 0] @ w.numpy() for i in quiet]
+    ref = np.stack([np.sqrt((p ** 2).sum(-1, keepdims=True)) for p in parts])
+    out = np.stack([runner(x=x[i])["mag"][0] for i in quiet])
+    assert len(quiet) >= 4 and _cosine(ref, out) > 0.99
+    assert any("kept in float" in n and "square" in n for n in ctx.notes), ctx.notes
 
 
 def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path) -> None:

@@ -12,6 +12,12 @@ Two patterns of real models defeat a per-tensor int8 scale whatever the calibrat
   pixels (0..320) with class scores (0..1) in one output, and the scores get one or two int8
   steps (nudenet: 5% of the detections kept). The Concat stays float; its inputs are still
   quantized, each on its own range.
+- a square before its root: a magnitude (sqrt(re^2 + im^2), an STFT's spectrum) or a norm. A
+  squared tensor spans the square of its input's range, so an int8 grid over it keeps about
+  half the input's bits: every input below 1/16 of the largest rounds to 0 (silero-vad's
+  spectrum: its speech probability's cosine 0.89 with it quantized, 0.996 kept float). The
+  nodes from each Pow to the Sqrt it reaches through unweighted ops stay float; a Pow
+  reaching no Sqrt is left to the ranges.
 """
 
 from __future__ import annotations
@@ -30,15 +36,18 @@ MIXED_RANGE = 32.0
 
 
 def blind_spots(graph: Any, ranges: Path) -> dict[str, str]:
-    """Node name -> why int8 cannot represent it ("sentinel" or "mixed"), from the calibration
-    cache ``ranges`` that ``quantize_static`` wrote for ``graph``."""
+    """Node name -> why int8 cannot represent it ("sentinel", "mixed" or "squared"), from the
+    calibration cache ``ranges`` that ``quantize_static`` wrote for ``graph``."""
     spans = _spans(ranges)
     big = {t for t in _mask_paths(graph) if spans.get(t, 0.0) >= SENTINEL}
+    squared = _square_to_root(graph)
     found: dict[str, str] = {}
     for node in graph.node:
         if not node.name:
             continue
-        if big & {*node.input, *node.output}:
+        if node.name in squared:
+            found[node.name] = "squared"
+        elif big & {*node.input, *node.output}:
             found[node.name] = "sentinel"
         elif node.op_type == "Concat":
             parts = [spans[t] for t in node.input if spans.get(t, 0.0) > 0]
@@ -53,7 +62,9 @@ def notes(found: dict[str, str]) -> list[str]:
                        "data (an attention mask's -3.4e38, say), which no int8 step resolves",
            "mixed": f"they join tensors whose ranges differ more than {MIXED_RANGE:g}x (a "
                     "detector's boxes in pixels and its scores in 0..1), which one int8 scale "
-                    "cannot hold"}
+                    "cannot hold",
+           "squared": "they hold a square before its root (a magnitude or a norm), which "
+                      "an int8 grid keeps with half the bits of the value squared"}
     lines = []
     for reason, text in why.items():
         names = [n for n, r in found.items() if r == reason]
@@ -81,6 +92,35 @@ def _mask_paths(graph: Any) -> set[str]:
         if node is not None and node.op_type not in _WEIGHTED:
             frontier.extend(t for t in node.input if t)
     return seen
+
+
+def _square_to_root(graph: Any) -> set[str]:
+    """Names of the nodes on a path from a Pow to a Sqrt through no weighted op, both
+    included (a weighted op between them makes the root's input a new signal)."""
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for t in node.input:
+            readers.setdefault(t, []).append(node)
+    producer = {out: node for node in graph.node for out in node.output}
+    after = _closure([n for n in graph.node if n.op_type == "Pow"],
+                     lambda n: [r for t in n.output for r in readers.get(t, [])
+                                if r.op_type not in _WEIGHTED])
+    before = _closure([n for n in graph.node if n.op_type == "Sqrt"],
+                      lambda n: [producer[t] for t in n.input
+                                 if t in producer and producer[t].op_type not in _WEIGHTED])
+    return {n.name for n in after if n.name in {m.name for m in before}}
+
+
+def _closure(start: list[Any], step: Any) -> list[Any]:
+    """``start`` and every node ``step`` reaches from it (nodes compared by identity)."""
+    seen: dict[int, Any] = {}
+    frontier = list(start)
+    while frontier:
+        node = frontier.pop()
+        if id(node) not in seen:
+            seen[id(node)] = node
+            frontier.extend(step(node))
+    return list(seen.values())
 
 
 def _spans(ranges: Path) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """Ops no int8 scale can represent, found in the TFLite converter's calibrated ranges: kept float.
 
-The same two patterns as in ONNX (compress/onnx_guard.py says why each defeats one int8 scale):
-an attention mask's sentinel flowing into a Softmax, and a Concatenation of tensors whose
-ranges differ by orders of magnitude (a detector's boxes in pixels beside its scores in 0..1).
+The same three patterns as in ONNX (compress/onnx_guard.py says why each defeats one int8
+scale): an attention mask's sentinel flowing into a Softmax, a Concatenation of tensors whose
+ranges differ by orders of magnitude (a detector's boxes in pixels beside its scores in 0..1),
+and a square before its root (a SQUARE, POW or x*x reaching a SQRT through unweighted ops).
 Here the ranges are the min/max the calibration wrote into the float flatbuffer, and an op is
 named by its output tensor, which is what the converter's denylist takes.
 """
@@ -20,21 +21,24 @@ _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
 
 
 def blind_spots(calibrated: bytes) -> dict[str, str]:
-    """Output tensor name of each op int8 cannot represent -> why ("sentinel" or "mixed"), in
-    the calibrated float flatbuffer ``calibrated`` of the TFLite converter."""
+    """Output tensor name of each op int8 cannot represent -> why ("sentinel", "mixed" or
+    "squared"), in the calibrated float flatbuffer ``calibrated`` of the TFLite converter."""
     from ai_edge_litert.schema_py_generated import BuiltinOperator
 
     model = graph.read(calibrated)
     sub = model.subgraphs[0]
     spans = {i: _span(t) for i, t in enumerate(sub.tensors) if _span(t) is not None}
     masks = _mask_paths(model, sub)
+    squared = _square_to_root(model, sub)
     found: dict[str, str] = {}
     for op in sub.operators:
         if not len(op.outputs):
             continue
         name = sub.tensors[op.outputs[0]].name.decode()
         touched = [int(i) for i in (*op.inputs, *op.outputs) if i >= 0]
-        if any(i in masks and spans.get(i, 0.0) >= SENTINEL for i in touched):
+        if id(op) in squared:
+            found[name] = "squared"
+        elif any(i in masks and spans.get(i, 0.0) >= SENTINEL for i in touched):
             found[name] = "sentinel"
         elif graph.op_code(model, op) == BuiltinOperator.CONCATENATION:
             parts = [spans[int(i)] for i in op.inputs if spans.get(int(i), 0.0) > 0]
@@ -69,3 +73,38 @@ def _mask_paths(model: Any, sub: Any) -> set[int]:
         if op is not None and graph.op_code(model, op) not in weighted:
             frontier.extend(int(i) for i in op.inputs)
     return seen
+
+
+def _square_to_root(model: Any, sub: Any) -> set[int]:
+    """Ids of the ops on a path from a square (SQUARE, POW, MUL of a tensor by itself) to a
+    SQRT through unweighted ops, both included."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator
+
+    weighted = {getattr(BuiltinOperator, kind) for kind in _WEIGHTED}
+    code = {id(op): graph.op_code(model, op) for op in sub.operators}
+    readers: dict[int, list[Any]] = {}
+    for op in sub.operators:
+        for i in op.inputs:
+            readers.setdefault(int(i), []).append(op)
+    producer = {int(out): op for op in sub.operators for out in op.outputs}
+
+    def squares(op: Any) -> bool:
+        return code[id(op)] in (BuiltinOperator.SQUARE, BuiltinOperator.POW) or (
+            code[id(op)] == BuiltinOperator.MUL and len(op.inputs) == 2
+            and int(op.inputs[0]) == int(op.inputs[1]))
+
+    def reach(start: list[Any], step: Any) -> set[int]:
+        seen: set[int] = set()
+        frontier = list(start)
+        while frontier:
+            op = frontier.pop()
+            if id(op) not in seen:
+                seen.add(id(op))
+                frontier.extend(o for o in step(op) if code[id(o)] not in weighted)
+        return seen
+
+    after = reach([op for op in sub.operators if squares(op)],
+                  lambda op: [r for i in op.outputs for r in readers.get(int(i), [])])
+    before = reach([op for op in sub.operators if code[id(op)] == BuiltinOperator.SQRT],
+                   lambda op: [producer[int(i)] for i in op.inputs if int(i) in producer])
+    return after & before
