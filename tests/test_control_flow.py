@@ -107,6 +107,34 @@ def test_the_build_delivers_the_folded_model_as_onnx(tmp_path: Path) -> None:
     assert any("'sr' = 16000 frozen" in n for n in report.notes)
 
 
+def test_compare_feeds_a_folded_file_all_but_its_frozen_input(tmp_path: Path) -> None:
+    """``edgepack compare`` of the delivered file against the source: the source takes
+    ``sr`` (a scalar per sample), the file does not; fed the rest, it matches. On samples
+    whose ``sr`` varies it is refused in one line: the file was made with ``sr`` frozen."""
+    from edgepack.errors import DataError
+    from edgepack.measure.compare import compare_artifacts
+    from edgepack.progress import Progress
+    from edgepack.runtimes import RuntimeOptions, get_runtime
+    from edgepack.validate.outputs import feed_for
+
+    report = edgepack.build(_project(tmp_path, "onnx", "onnxruntime", "fp32"), "onnx-board",
+                            output=tmp_path / "out", runs=2, warmup=0)
+    delivered = tmp_path / "out" / report.deliverables[0].file
+    data = _data(12, seed=3)
+    np.savez(tmp_path / "same.npz", **{**data, "state": data["state"].transpose(1, 0, 2)},
+             **{"state.batch_axis": np.array(1)})
+    comp = compare_artifacts([tmp_path / "vad.onnx", delivered], tmp_path / "vad.onnx",
+                             evaluation=tmp_path / "same.npz", runs=1, warmup=0, threads=1,
+                             seed=0, progress=Progress())
+    assert all(f.max_abs_error <= FP32 for e in comp.entries for f in e.fidelity)
+    runtime = get_runtime("onnxruntime")
+    source = runtime.load(str(tmp_path / "vad.onnx"), RuntimeOptions()).signature
+    session = runtime.load(str(delivered), RuntimeOptions())
+    mixed = {**data, "sr": np.array([16000, 8000] * 6, np.int64)}
+    with pytest.raises(DataError, match="takes no input 'sr'.*frozen"):
+        feed_for(session, mixed, source, [s.layout for s in source.inputs])
+
+
 @pytest.mark.slow
 def test_the_folded_model_reaches_tflite_with_its_state_as_given(tmp_path: Path) -> None:
     """onnx2tf keeps the [2, 1, 4] state input as fed (it would move its last axes) and its

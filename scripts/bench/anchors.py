@@ -151,11 +151,12 @@ def time_interleaved(paths: dict[str, Path], x1: Any, rounds: int, runs: int, wa
 
 # ------------------------------------------------------------------------------- the zoo
 
-def zoo_anchors(folders: list[Path], cells: list[Any], work: Path, *, runs: int = 50,
-                warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
+def zoo_anchors(folders: list[Path], cells: list[Any], work: Path, evals: dict[str, Path], *,
+                runs: int = 50, warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
     """Per ONNX-source zoo model: its plain int8 anchors and edgepack's int8 deliverables of
     ``cells`` (zoo.py's rows, built into ``work.parent``), each with its fp32 of the same
-    format, measured by ``edgepack compare`` against the source on ``eval.npz``."""
+    format, measured by ``edgepack compare`` against the source on ``evals[model]`` (its
+    eval.npz, or the copy zoo.py made that declares batch axes)."""
     out = []
     for folder in folders:
         meta = json.loads((folder / "meta.json").read_text())
@@ -163,16 +164,16 @@ def zoo_anchors(folders: list[Path], cells: list[Any], work: Path, *, runs: int 
             continue
         own = [c for c in cells if c.model == folder.name]
         try:
-            out.append(model_anchors(folder, meta, own, work / folder.name, runs=runs,
-                                     warmup=warmup, threads=threads))
+            out.append(model_anchors(folder, meta, own, work / folder.name, evals[folder.name],
+                                     runs=runs, warmup=warmup, threads=threads))
         except Exception as exc:  # a model no anchor can read still gets its line
             out.append({"model": folder.name, "rows": [],
                         "error": f"{type(exc).__name__}: {one_line(exc)}"})
     return out
 
 
-def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Path, *,
-                  runs: int, warmup: int, threads: int) -> dict[str, Any]:
+def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Path,
+                  evals: Path, *, runs: int, warmup: int, threads: int) -> dict[str, Any]:
     """Make the anchors of one model, then compare them and edgepack's files per format."""
     work.mkdir(parents=True, exist_ok=True)
     src = folder / meta["model"]
@@ -209,7 +210,7 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
     rows = []
     for fmt, entries in made.items():
         if entries:
-            rows += compare_rows(src, folder / "eval.npz", fmt, entries, runs=runs,
+            rows += compare_rows(src, evals, fmt, entries, runs=runs,
                                  warmup=warmup, threads=threads)
     share_of_plain_speedup(rows)
     return {"model": folder.name, "calibration_samples": len(feeds), "rows": rows,

@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.anchors:
         import anchors  # beside this script
 
-        result["anchors"] = anchors.zoo_anchors(folders, rows, args.out / "anchors",
+        evals = {f.name: data_files(f, json.loads((f / "meta.json").read_text()),
+                                    args.out / f"{f.name}-data")[1] for f in folders}
+        result["anchors"] = anchors.zoo_anchors(folders, rows, args.out / "anchors", evals,
                                                 runs=args.runs, warmup=args.warmup)
         print_anchors(result["anchors"])
     if args.json:

@@ -56,11 +56,15 @@ def from_shapes(path: Path, artifact: Signature, source: Signature,
     """Each input's layout told from which of the source's samples, as they are or
     transposed, fit the artifact's input shape (``DataError`` when neither or both do)."""
     layouts = []
+    own = {s.name: s for s in artifact.inputs}
+    by_name = set(own) <= {s.name for s in source.inputs}
     for i, spec in enumerate(source.inputs):
-        if i >= len(artifact.inputs) or spec.name not in inputs:
+        target = own.get(spec.name) if by_name else (
+            artifact.inputs[i] if i < len(artifact.inputs) else None)
+        if target is None or spec.name not in inputs:
             layouts.append(spec.layout)
             continue
-        layouts.append(_input_layout(path, artifact.inputs[i], spec, inputs[spec.name]))
+        layouts.append(_input_layout(path, target, spec, inputs[spec.name]))
     return Layouts(layouts)
 
 
@@ -99,7 +103,10 @@ def outputs_as_source(outs: list[np.ndarray], refs: list[np.ndarray], source: Si
 
 
 def _fits(shape: tuple[int, ...], dims: tuple[Dim, ...]) -> bool:
-    """Whether samples of ``shape`` (batched) fit a tensor of ``dims`` (batch axis first)."""
+    """Whether samples of ``shape`` (batched) fit a tensor of ``dims`` (batch axis first; a
+    scalar input's samples are one value each)."""
+    if not dims:
+        return len(shape) == 1
     return len(shape) == len(dims) and all(
         not isinstance(d, int) or d < 0 or d == s for s, d in zip(shape[1:], dims[1:],
                                                                   strict=True))

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data import layout
 from ..data.dataset import Dataset
+from ..errors import DataError
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature, TensorSpec, batch_axis
 from .accuracy import Accuracy
@@ -35,12 +36,23 @@ def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
 
 def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
              layouts: list[str]) -> dict[str, np.ndarray]:
-    """Source-ordered, source-layout inputs -> this session's names and layouts."""
+    """Source-ordered, source-layout inputs -> this session's names and layouts.
+
+    A file that takes only some of the source's inputs by name was made with the others
+    frozen (converters/onnx_control_flow.py): it is fed the rest, and DataError says so when
+    the samples hold more than one value of an input it lacks."""
     names = session.signature.input_names
     src_names = source.input_names
-    by_name = set(names) == set(src_names)
+    by_name = set(names) <= set(src_names)
     feed = {}
     for i, spec in enumerate(source.inputs):
+        if by_name and spec.name not in names:
+            if np.unique(inputs[spec.name]).size > 1:
+                raise DataError(f"the file takes no input '{spec.name}', which the source "
+                                f"takes and the samples vary; it was made with that input "
+                                f"frozen to one value", hint="compare it on samples that hold "
+                                "the value it was built with")
+            continue
         target = spec.name if by_name else names[i]
         feed[target] = layout.convert(inputs[spec.name], spec.layout, layouts[i])
     return feed
