@@ -395,6 +395,29 @@ def test_an_openvino_square_before_its_root_stays_float(tmp_path: Path) -> None:
     assert "FakeQuantize" in kinds
 
 
+def test_an_openvino_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: Path) -> None:
+    """The detector head through NNCF, which gives a Concat's inputs one shared scale: the
+    fp32 model's ranges on the calibration samples show 0..320 beside 0..1, so the Concat is
+    ignored and the scores keep their own scale."""
+    import openvino as ov
+    from edgepack.compress.openvino import compress
+
+    ov.save_model(ov.convert_model(str(_detector_head(tmp_path / "head.onnx")),
+                                   input=[("x", [1, 8, 20])]), str(tmp_path / "head.xml"))
+    x = np.random.default_rng(7).standard_normal((32, 1, 8, 20)).astype(np.float32)
+    ctx = ConvertContext(workdir=tmp_path, stem="head", precision="int8",
+                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         calibration=Dataset("calib", {"x": x[:, 0]}))
+    compress(tmp_path / "head.xml", tmp_path / "head.int8.xml", ctx)
+    core = ov.Core()
+    ref, out = (core.compile_model(str(tmp_path / f), "CPU")
+                for f in ("head.xml", "head.int8.xml"))
+    for sample in x[:8]:
+        want, got = ref(sample)[0], out(sample)[0]
+        assert np.abs(got[:, 4:] - want[:, 4:]).max() < 0.02  # scores: a few 1/255 steps
+    assert any("kept in float" in n and "32x" in n for n in ctx.notes), ctx.notes
+
+
 def test_a_tflite_square_before_its_root_stays_float(tmp_path: Path) -> None:
     """The magnitude through the TFLite converter: sqrt(re^2 + im^2) of two filters of
     signals whose loudness spans two decades keeps the quiet ones (as in ONNX)."""

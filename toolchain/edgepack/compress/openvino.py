@@ -1,7 +1,8 @@
 """OpenVINO IR compression with NNCF, OpenVINO's own post-training tool.
 
 - int8: ``nncf.quantize`` on the fp32 IR with the profile's seeded calibration sample; layers
-  the accuracy fallback chose stay float through ``ignored_scope``. Three settings differ from
+  the accuracy fallback chose, and ops no int8 scale can represent (compress/openvino_guard.py),
+  stay float through ``ignored_scope``. Three settings differ from
   NNCF's defaults, which measured worse (docs/benchmarks.md):
 
   * BiasCorrection, not FastBiasCorrection: it measures each layer's output shift on the
@@ -36,6 +37,8 @@ import numpy as np
 
 from .context import ConvertContext
 from .fp16_range import expanded_note
+from .onnx_guard import notes
+from .openvino_guard import GUARD_SAMPLES, blind_spots
 from .openvino_ranges import apply_mse_ranges
 from .openvino_weights import expand_fp16_weights
 from .transformer import openvino_graph, resolve
@@ -48,40 +51,6 @@ INT8_DOT_PRODUCT_ISA = frozenset({"avx_vnni", "avx512_vnni", "amx_int8"})
 #: leaves them float too)
 RECURRENT_OPS = frozenset({"LSTMSequence", "GRUSequence", "RNNSequence", "LSTMCell",
                            "GRUCell", "RNNCell"})
-
-
-#: ops that compute with weights; a square reaching a root through one is a new signal
-WEIGHTED_OPS = frozenset({"Convolution", "GroupConvolution", "MatMul",
-                          "ConvolutionBackpropData"})
-
-
-def square_to_root(model: Any) -> list[str]:
-    """Names of the ops on a path from a square (Power, a Multiply of a tensor by itself) to
-    a Sqrt through unweighted ops, both included (compress/onnx_guard.py says why they
-    stay float)."""
-    def squares(op: Any) -> bool:
-        kind = op.get_type_name()
-        sources = [i.get_source_output() for i in op.inputs()]
-        return kind == "Power" or (kind == "Multiply" and len(sources) == 2
-                                   and sources[0] == sources[1])
-
-    def reach(start: list[Any], step: Any) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        frontier = list(start)
-        while frontier:
-            op = frontier.pop()
-            if op.get_friendly_name() not in seen:
-                seen[op.get_friendly_name()] = op
-                frontier.extend(o for o in step(op) if o.get_type_name() not in WEIGHTED_OPS)
-        return seen
-
-    ops = model.get_ordered_ops()
-    after = reach([op for op in ops if squares(op)], lambda op: [
-        t.get_node() for out in op.outputs() for t in out.get_target_inputs()])
-    before = reach([op for op in ops if op.get_type_name() == "Sqrt"], lambda op: [
-        i.get_source_output().get_node() for i in op.inputs()])
-    return [op.get_friendly_name() for op in ops
-            if op.get_friendly_name() in after and op.get_friendly_name() in before]
 
 
 def _nncf():
@@ -124,12 +93,9 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
     feeds = [{n: np.asarray(v).astype(t) for (n, t), v in zip(types, f.values(), strict=True)}
              for f in samples.samples()]
     recurrent = sorted({op.get_type_name() for op in model.get_ops()} & RECURRENT_OPS)
-    squared = square_to_root(model)
-    if squared:
-        ctx.notes.append(f"{len(squared)} op(s) kept in float because they hold a square "
-                         f"before its root (a magnitude or a norm), which an int8 grid keeps "
-                         f"with half the bits of the value squared: {', '.join(squared[:6])}")
-    names = [*ctx.keep_float, *squared]
+    found = blind_spots(model, feeds[:GUARD_SAMPLES])
+    ctx.notes.extend(notes(found))
+    names = [*ctx.keep_float, *(n for n in found if n not in ctx.keep_float)]
     scope = nncf.IgnoredScope(names=names, types=recurrent) if names or recurrent else None
     if recurrent:
         ctx.notes.append(f"{', '.join(recurrent)} left float (NNCF's bias correction cannot "
