@@ -108,3 +108,19 @@ PLAIN = {"onnx": "ORT quantize_static defaults", "openvino": "NNCF defaults"}
 
 def cells_of(zoo_run: dict, model: str) -> dict:
     return next(c for c in zoo_run["json"]["cells"] if c["model"] == model)
+
+
+def test_a_detector_line_shows_what_an_app_sees() -> None:
+    """An anchor's line carries the role's readings (detections kept, extra), which its
+    cosine hides: ONNX Runtime's defaults on nudenet read cosine 0.9989 and keep 3% of
+    the detections."""
+    sys.path.insert(0, str(REPO / "scripts" / "bench"))
+    try:
+        import zoo
+    finally:
+        sys.path.remove(str(REPO / "scripts" / "bench"))
+    line = zoo.reading({"output": "output0", "role": "detector", "cosine": 0.9989,
+                        "snr_db": 26.4, "readings": {"detections_kept": 0.034,
+                                                     "extra_detections": 0.0}})
+    assert line.endswith("cosine 0.9989 SNR 26.4 dB, detections_kept 0.034, "
+                         "extra_detections 0.000")

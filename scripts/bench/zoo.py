@@ -289,14 +289,17 @@ def print_anchors(models: list[dict[str, Any]]) -> None:
 
 def reading(out: dict[str, Any]) -> str:
     """An output's fidelity in a few characters: top-1 agreement [95% interval] for a
-    classifier, else cosine and SNR."""
+    classifier, else cosine and SNR, then the role's other readings (a detector's detections
+    kept and extra, a map's IoU, an embedding's neighbour agreement)."""
     if out.get("mismatch"):
         return f"{out['output']} {out['mismatch']}"
     if "top1_agreement" in out:
         lo, hi = out["top1_interval"]
         return f"{out['output']} top-1 {out['top1_agreement']:.3f} [{lo:.3f}, {hi:.3f}]"
+    more = "".join(f", {k} {v:.3f}" for k, v in (out.get("readings") or {}).items()
+                   if isinstance(v, float))
     return (f"{out['output']} ({out['role']}) cosine {fmt(out['cosine'], '.4f')} "
-            f"SNR {fmt(out['snr_db'], '.1f')} dB")
+            f"SNR {fmt(out['snr_db'], '.1f')} dB{more}")
 
 
 # ------------------------------------------------------------------------------- main
