@@ -176,6 +176,73 @@ def _tiny_transformer(path: Path) -> Path:
     return path
 
 
+def _multi_head_encoder(path: Path) -> Path:
+    """A BERT-style encoder layer as a dynamic-sequence export writes it: x[N,S,32] ->
+    LayerNorm -> 4-head attention (query, key and value reshaped to [N,S,4,8] and transposed,
+    scaled scores plus the padding mask times float32's lowest value, Softmax) -> output MatMul
+    -> residual Add -> LayerNorm -> MatMul -> GELU -> MatMul -> residual Add -> y[N,S,32].
+    OpenVINO's frontend fuses its attention into one ScaledDotProductAttention op (no Softmax
+    left in the IR), as it does MiniLM's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    hidden, heads, inner = 32, 4, 64
+
+    def dense(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape) / np.sqrt(shape[0])
+
+    weights = {"wq": dense(hidden, hidden), "wk": dense(hidden, hidden),
+               "wv": dense(hidden, hidden), "wo": dense(hidden, hidden),
+               "w1": dense(hidden, inner), "w2": dense(inner, hidden),
+               "gamma": np.ones(hidden), "beta": np.zeros(hidden),
+               "scale": 1 / np.sqrt(hidden // heads), "one": 1.0,
+               "lowest": np.finfo(np.float32).min, "half": 0.5, "root2": np.sqrt(2)}
+    init = [numpy_helper.from_array(np.asarray(w, np.float32), k) for k, w in weights.items()]
+    init += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in (
+        ("split", [0, 0, heads, hidden // heads]), ("merge", [0, 0, hidden]), ("axes", [1, 2]))]
+    n = helper.make_node
+
+    def heads_of(t: str, perm: list[int]) -> list[object]:
+        return [n("MatMul", ["h", f"w{t}"], [t], name=t),
+                n("Reshape", [t, "split"], [f"{t}4"], name=f"{t}_split"),
+                n("Transpose", [f"{t}4"], [f"{t}t"], name=f"{t}_t", perm=perm)]
+
+    nodes = [n("LayerNormalization", ["x", "gamma", "beta"], ["h"], name="norm0", axis=-1),
+             *heads_of("q", [0, 2, 1, 3]), *heads_of("k", [0, 2, 3, 1]),
+             *heads_of("v", [0, 2, 1, 3]),
+             n("MatMul", ["qt", "kt"], ["s"], name="scores"),
+             n("Mul", ["s", "scale"], ["s_scaled"], name="scaled"),
+             n("Sub", ["one", "mask"], ["pad"], name="pad"),
+             n("Mul", ["pad", "lowest"], ["pad_bias"], name="pad_bias"),
+             n("Unsqueeze", ["pad_bias", "axes"], ["pad_bias4"], name="pad_bias4"),
+             n("Add", ["s_scaled", "pad_bias4"], ["s_masked"], name="masked"),
+             n("Softmax", ["s_masked"], ["p"], name="softmax", axis=-1),
+             n("MatMul", ["p", "vt"], ["c"], name="context"),
+             n("Transpose", ["c"], ["ct"], name="context_t", perm=[0, 2, 1, 3]),
+             n("Reshape", ["ct", "merge"], ["a"], name="merge_heads"),
+             n("MatMul", ["a", "wo"], ["o"], name="attention_out"),
+             n("Add", ["h", "o"], ["r1"], name="residual1"),
+             n("LayerNormalization", ["r1", "gamma", "beta"], ["h1"], name="norm1", axis=-1),
+             n("MatMul", ["h1", "w1"], ["f1"], name="ffn1"),
+             n("Div", ["f1", "root2"], ["f1s"], name="gelu_div"),
+             n("Erf", ["f1s"], ["erf"], name="gelu_erf"),
+             n("Add", ["erf", "one"], ["erf1"], name="gelu_add"),
+             n("Mul", ["f1", "erf1"], ["gm"], name="gelu_mul"),
+             n("Mul", ["gm", "half"], ["gelu"], name="gelu"),
+             n("MatMul", ["gelu", "w2"], ["f2"], name="ffn2"),
+             n("Add", ["h1", "f2"], ["y"], name="residual2")]
+    graph = helper.make_graph(
+        nodes, "multi_head_encoder",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", hidden]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", "S"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "S", hidden])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
 def _sentences(n: int, seed: int) -> dict[str, np.ndarray]:
     """Token vectors and a padding mask (1 to 3 padded positions); one marker token."""
     x = np.random.default_rng(seed).standard_normal((n, 8, 16)).astype(np.float32)
@@ -203,6 +270,27 @@ def test_a_transformer_is_recognised_by_its_ops(tmp_path: Path) -> None:
         assert is_transformer(onnx_graph(src)) is expected
         ir = model_files.openvino_ir(src, src.with_suffix(".xml"))
         assert is_transformer(openvino_graph(ov.Core().read_model(str(ir)))) is expected
+
+
+def test_fused_attention_makes_a_transformer_too(tmp_path: Path) -> None:
+    """OpenVINO fuses a dynamic-sequence export's attention into ScaledDotProductAttention:
+    no Softmax is left to find, yet the IR is a transformer and gets NNCF's transformer model
+    type (MiniLM's dynamic-shape IR, taken for a CNN, quantized to cosine 0.58)."""
+    import openvino as ov
+    from edgepack.compress.transformer import is_transformer, openvino_graph
+
+    src = _multi_head_encoder(tmp_path / "e.onnx")
+    ir = model_files.openvino_ir(src, tmp_path / "e.xml")
+    kinds = {op.get_type_name() for op in ov.Core().read_model(str(ir)).get_ordered_ops()}
+    assert "ScaledDotProductAttention" in kinds and "Softmax" not in kinds
+    assert is_transformer(openvino_graph(ov.Core().read_model(str(ir))))
+    rng = np.random.default_rng(0)
+    calib, feeds = ({"x": rng.standard_normal((32, 8, 32)).astype(np.float32),
+                     "mask": (np.arange(8) < rng.integers(5, 9, (32, 1))).astype(np.float32)}
+                    for _ in range(2))
+    notes = _quantize("openvino", ir, tmp_path / "e-int8.xml", "minmax", calib)
+    assert any(n.startswith("transformer recipe: NNCF's transformer model type") for n in notes)
+    assert _cosine(tmp_path / "e-int8.xml", ir, feeds) >= 0.999
 
 
 def test_onnx_transformer_recipe_keeps_attention_and_massive_outputs_float(

@@ -7,7 +7,8 @@ matrix multiplications that have weights and leaves the rest in float (compress/
 hands NNCF its transformer model type (compress/openvino.py).
 
 A graph is taken for a transformer when it has attention (a Softmax reached from a MatMul of
-two activations through a few elementwise or shape ops, or feeding one) and a normalization
+two activations through a few elementwise or shape ops, or feeding one; or a fused attention op,
+which OpenVINO's frontend makes of a dynamic-shape export's attention) and a normalization
 (LayerNormalization, OpenVINO's MVN, or the decomposed ReduceMean ... Sqrt pattern).
 """
 
@@ -28,6 +29,10 @@ DECOMPOSED_NORMALIZATION = (frozenset({"ReduceMean"}), frozenset({"Sqrt", "Pow",
 PASS_THROUGH = frozenset({"Add", "Mul", "Div", "Sub", "Where", "Reshape", "Transpose", "Cast",
                           "Multiply", "Divide", "Subtract", "Select", "Convert", "Dropout",
                           "Squeeze", "Unsqueeze", "Identity"})
+#: attention fused into one op (softmax inside): OpenVINO's ScaledDotProductAttention, ONNX's
+#: Attention (opset 23) and ONNX Runtime's contrib ops
+FUSED_ATTENTION = frozenset({"ScaledDotProductAttention", "Attention", "MultiHeadAttention",
+                             "GroupQueryAttention"})
 #: how far back from a softmax (or forward from it) the attention product may sit
 HOPS = 4
 
@@ -60,6 +65,8 @@ def is_transformer(graph: Graph) -> bool:
 
 
 def _has_attention(graph: Graph) -> bool:
+    if any(op.kind in FUSED_ATTENTION for op in graph.ops):
+        return True
     products = {id(op) for op in graph.dynamic_products()}
     if not products:
         return False
