@@ -451,10 +451,15 @@ def test_a_tflite_square_before_its_root_stays_float(tmp_path: Path) -> None:
     assert any("kept in float" in n and "square" in n for n in ctx.notes), ctx.notes
 
 
-def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path) -> None:
-    """An attention mask made finite (-1e9 on padded positions) added to the scores: one int8
-    step of that range is wider than every score, so the ops around it stay float in the
-    TFLite converter's int8 as in ONNX Runtime's, and attention still attends."""
+@pytest.mark.parametrize(("method", "sentinel"), [("minmax", -1e9),
+                                                   ("percentile", float(np.finfo(np.float32).min))])
+def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path, method: str,
+                                                      sentinel: float) -> None:
+    """An attention mask made finite (-1e9, or float32's lowest as Hugging Face exports write
+    it) where the scores are padded: one int8 step of that range is wider than every score, so
+    the ops around it stay float in the TFLite converter's int8 as in ONNX Runtime's, the
+    scores' own op too (SELECT_V2 takes one scale for its inputs and output), under min/max
+    and percentile ranges alike, and attention still attends."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
     from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
@@ -467,7 +472,7 @@ def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path) -> None:
                                       tf.TensorSpec([1, 6], tf.float32, name="mask")])
         def __call__(self, x: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
             scores = tf.matmul(tf.matmul(x, wq), x, transpose_b=True)
-            masked = scores + (1.0 - mask[:, None, :]) * -1e9
+            masked = tf.where(mask[:, None, :] > 0.5, scores, sentinel)
             return {"out": tf.matmul(tf.nn.softmax(masked), x)}
 
     tf.saved_model.save(Attention(), str(tmp_path / "attn"))
@@ -475,7 +480,8 @@ def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path) -> None:
     mask = np.ones((32, 1, 6), np.float32)
     mask[:, :, 4:] = 0
     ctx = ConvertContext(workdir=tmp_path, stem="attn", precision="int8",
-                         quantization=Quantization(calibration=Calibration(samples=32)),
+                         quantization=Quantization(calibration=Calibration(samples=32,
+                                                                       method=method)),
                          calibration=Dataset("calibration.npz", {"mask": mask, "x": x}),
                          scratch=tmp_path / "scratch")
     interp = Interpreter(model_path=str(SavedModelToTFLite().convert(tmp_path / "attn", ctx)))

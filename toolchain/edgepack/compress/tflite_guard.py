@@ -31,6 +31,7 @@ def blind_spots(calibrated: bytes) -> dict[str, str]:
     masks = _mask_paths(model, sub)
     squared = _square_to_root(model, sub)
     found: dict[str, str] = {}
+    producer = {int(out): op for op in sub.operators for out in op.outputs}
     for op in sub.operators:
         if not len(op.outputs):
             continue
@@ -40,6 +41,12 @@ def blind_spots(calibrated: bytes) -> dict[str, str]:
             found[name] = "squared"
         elif any(i in masks and spans.get(i, 0.0) >= SENTINEL for i in touched):
             found[name] = "sentinel"
+            # a SELECT_V2 takes one scale for its inputs and output: the converter gives the
+            # op that computes the scores the sentinel's scale too, unless it is float
+            for i in op.inputs:
+                if int(i) in producer and len(producer[int(i)].outputs):
+                    found.setdefault(sub.tensors[producer[int(i)].outputs[0]].name.decode(),
+                                     "sentinel")
         elif graph.op_code(model, op) == BuiltinOperator.CONCATENATION:
             parts = [spans[int(i)] for i in op.inputs if spans.get(int(i), 0.0) > 0]
             if len(parts) > 1 and max(parts) > MIXED_RANGE * min(parts):
