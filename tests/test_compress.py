@@ -760,14 +760,17 @@ def _openvino_ir(tmp_path: Path, name: str, nodes: list, shapes: tuple[list[int]
     return tmp_path / f"{name}.xml"
 
 
-def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> None:
-    """The profile says min/max: one calibration image in 64 ten times brighter than the rest
-    sets the input's range, as in the other formats (NNCF's default averages each sample's
-    range: about 1.1 here, which would clip that image)."""
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_openvino_int8_input_range_by_the_calibration_method(tmp_path: Path,
+                                                             method: str) -> None:
+    """min/max: one calibration image in 64 ten times brighter than the rest sets the input's
+    range, as in the other formats (NNCF's default averages each sample's range: about 1.1
+    here, which would clip that image). percentile (the fallback's cheap fix, or the
+    profile's method): NNCF's mean of each sample's quantiles leaves that outlier out."""
     import openvino as ov
     from edgepack.compress.context import ConvertContext
     from edgepack.compress.openvino import compress
-    from edgepack.config.profiles import Quantization
+    from edgepack.config.profiles import Calibration, Quantization
     from edgepack.data.dataset import Dataset
     from onnx import helper
 
@@ -778,15 +781,19 @@ def test_openvino_int8_ranges_cover_every_calibration_sample(tmp_path: Path) -> 
     images = rng.random((64, 1, 3, 8, 8)).astype(np.float32)
     images[7] *= 10
     ctx = ConvertContext(workdir=tmp_path, stem="conv", precision="int8",
-                         quantization=Quantization(),
+                         quantization=Quantization(calibration=Calibration(method=method)),
                          calibration=Dataset("calibration.npz", {"image": images[:, 0]}))
     compress(fp32, tmp_path / "conv.int8.xml", ctx)
     model = ov.Core().read_model(str(tmp_path / "conv.int8.xml"))
     fq = next(op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
               and op.input_value(0).get_node().get_type_name() == "Parameter")
     high = float(np.max(fq.input_value(2).get_node().get_data()))
-    assert high >= 0.99 * images.max()
-    assert any("min/max, NNCF post-training quantization" in n for n in ctx.notes)
+    if method == "minmax":
+        assert high >= 0.99 * images.max()
+    else:
+        assert high < 0.2 * images.max()
+    shown = method.replace("minmax", "min/max")
+    assert any(f"{shown}, NNCF post-training quantization" in n for n in ctx.notes)
 
 
 def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> None:

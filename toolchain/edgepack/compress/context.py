@@ -56,8 +56,10 @@ class ConvertContext:
             raise DataError("full-integer int8 needs calibration data")
         settings = quant.calibration
         samples = self.calibration.take(settings.samples, settings.seed)
+        method = settings.method if settings.method in applies else "min/max"
         self.notes.append(f"calibrated on {len(samples)} samples of {self.calibration.source} "
-                          f"(seed {settings.seed}, min/max, {tool})")
+                          f"(seed {settings.seed}, {method.replace('minmax', 'min/max')}, "
+                          f"{tool})")
         if settings.method not in applies:
             self.notes.append(f"edgepack calibrates {tool} with {' or '.join(applies)}; profile "
                               f"method '{settings.method}' does not apply to it")

@@ -11,8 +11,9 @@
   * activation ranges per tensor, the min/max over every sample (the profile's ``minmax``):
     NNCF averages per-sample ranges, and its per-channel ranges on a depthwise input clip
     channels that were quiet on the calibration data. With ``mse`` each range is then
-    narrowed to its least-squared-error clipping (compress/openvino_ranges.py); entropy and
-    percentile are ONNX Runtime's and are reported, not mapped.
+    narrowed to its least-squared-error clipping (compress/openvino_ranges.py); with
+    ``percentile``, NNCF's mean of each sample's 0.01% and 99.99% quantiles; entropy is ONNX
+    Runtime's and is reported, not mapped.
   * the overflow fix (the first layer's weights on 7 bits, so CPUs summing u8 x s8 pairs into
     int16 cannot saturate) only on targets without an int8 dot-product instruction (VNNI, AMX).
 
@@ -86,7 +87,8 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
     )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    samples = ctx.minmax_sample("NNCF post-training quantization", applies=("minmax", "mse"))
+    samples = ctx.minmax_sample("NNCF post-training quantization",
+                                applies=("minmax", "mse", "percentile"))
     quant, settings = ctx.quantization, ctx.quantization.calibration
     # each input as the model takes it: float images, int64 token ids
     types = [(p.get_any_name(), p.get_element_type().to_dtype()) for p in model.inputs]
@@ -102,11 +104,13 @@ def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:
                          "compile them with quantized weights)")
     vnni = sorted(INT8_DOT_PRODUCT_ISA & set(ctx.isa))
     ranges = AdvancedQuantizationParameters(
-        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+        activations_range_estimator_params=RangeEstimatorParametersSet.MEAN_QUANTILE
+        if settings.method == "percentile" else RangeEstimatorParametersSet.MINMAX,
         activations_quantization_params=QuantizationParameters(per_channel=False),
         overflow_fix=nncf.OverflowFix.DISABLE if vnni else nncf.OverflowFix.FIRST_LAYER)
     model_type = resolve(quant.model_type, openvino_graph(model))
     stats = ctx.scratch_file("openvino-statistics", src, samples, ".pickle",
+                             quantile=settings.method == "percentile",
                              per_channel=quant.per_channel, model_type=model_type)
     model = _quantize(model, nncf.Dataset(feeds), scope, ranges, stats,
                       nncf.ModelType.TRANSFORMER if model_type == "transformer" else None)

@@ -21,8 +21,8 @@ PreparePass = Literal["fold-batchnorm", "equalize", "adaround"]
 class Calibration(Strict):
     #: how each activation's int8 range is set: ``minmax`` covers every calibration value;
     #: ``mse`` clips where the tensor's own squared int8 error is least (ONNX, TFLite,
-    #: OpenVINO); ``percentile`` keeps all but a sliver of the values (ONNX, TFLite; OpenVINO
-    #: calibrates with min/max instead and says so); ``entropy`` is ONNX Runtime's (ONNX only)
+    #: OpenVINO); ``percentile`` keeps all but a sliver of the values (ONNX, TFLite; OpenVINO:
+    #: NNCF's mean of per-sample quantiles); ``entropy`` is ONNX Runtime's (ONNX only)
     method: Literal["minmax", "mse", "entropy", "percentile"] = "minmax"
     samples: int = Field(default=200, ge=1, description="at most this many, drawn with seed")
     seed: int = 0

@@ -37,7 +37,7 @@ def _percentile(q: Quantization) -> Quantization | None:
 CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantization | None]]] = [
     ("per-channel weights", ("tflite", "onnx"),
      lambda q: None if q.per_channel else q.model_copy(update={"per_channel": True})),
-    ("percentile calibration", ("tflite", "onnx"), _percentile),
+    ("percentile calibration", ("tflite", "onnx", "openvino"), _percentile),
     ("twice the calibration samples", ("tflite", "onnx", "openvino"),
      lambda q: q.model_copy(update={"calibration": q.calibration.model_copy(
          update={"samples": 2 * q.calibration.samples})})),
