@@ -1,6 +1,7 @@
 """Small hostile files, made on the fly (nothing binary is committed): a TorchScript module
-whose ``__setstate__`` writes files when it is loaded, and zip archives whose local entries do
-not match their central directory (what a smuggler does to a signed bundle)."""
+whose ``__setstate__`` writes files when it is loaded, zip archives whose local entries do
+not match their central directory (what a smuggler does to a signed bundle), and an int8
+TFLite file LiteRT aborts the process on."""
 
 from __future__ import annotations
 
@@ -88,3 +89,29 @@ def smuggled(archive: bytes, how: str, name: str, data: bytes) -> bytes:
     at = {"in front": offsets[0], "between": offsets[1], "gap": offsets[1],
           "hidden": offsets[-1]}[how]
     return insert(archive, at, data if how == "gap" else local_entry(name, data))
+
+
+def aborting_tflite(folder: Path) -> Path:
+    """``folder/aborts.tflite``: a real int8 TFLite (Dense then Add) whose Add input carries the
+    scale 1.33e36, what a float32-min attention sentinel calibrated into an int8 tensor gives
+    (seen in all-MiniLM-L6-v2's int8 file): LiteRT's Add checks its rescale multiplier with
+    TFLITE_CHECK and calls abort() in allocate_tensors."""
+    import numpy as np
+    from edgepack.compress import tflite_graph as graph
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    x = tf.keras.Input((8,), name="x")
+    model = tf.keras.Model(x, tf.keras.layers.Add()([tf.keras.layers.Dense(8)(x), x]))
+    rows = np.random.default_rng(0).random((8, 1, 8), dtype=np.float32)
+    with captured():
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([r] for r in rows)
+        flat = graph.read(conv.convert())
+    sub = flat.subgraphs[0]
+    add = next(op for op in sub.operators if graph.op_code(flat, op) == 0)  # ADD
+    sub.tensors[add.inputs[0]].quantization.scale = np.array([1.33e36], np.float32)
+    path = folder / "aborts.tflite"
+    path.write_bytes(graph.write(flat))
+    return path

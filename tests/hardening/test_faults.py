@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from edgepack import staging
@@ -380,6 +381,51 @@ def test_an_interrupted_convert_never_leaves_a_model_beside_other_weights(
     if done.exit_code != 7 or left not in (None, old, new):
         t.failures.append(f"exit {done.exit_code}; left a model beside other weights: {left}")
     assert not t.failures, t.failures
+
+
+# ---------------------------------------------------------------- a runtime that aborts
+
+def test_a_file_litert_aborts_on_fails_with_one_line_and_no_output(tmp_path: Path) -> None:
+    """LiteRT calls abort() on a file with an absurd int8 scale: the build, in its own process
+    here so that a regression shows as a dead process, not a dead test run, loads it in a
+    child first and stops with a model error naming the file, nothing left behind."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from hostile_files import aborting_tflite
+
+    model = aborting_tflite(tmp_path)
+    out = tmp_path / "b"
+    done = subprocess.run([str(EDGEPACK), *T, "build", str(model), "--target", "fuzz-tflite",
+                           "-o", str(out), "--runs", "2", "--warmup", "0"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 5, said
+    assert "aborted (SIGABRT)" in said and str(model.name) in said, said
+    assert "Traceback" not in said and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aborts.tflite"]
+
+
+def test_the_child_probe_passes_a_good_file_and_names_the_signal_of_a_bad_one(
+        tmp_path: Path) -> None:
+    from edgepack.compress import tflite_graph as graph
+    from edgepack.errors import ModelError
+    from edgepack.runtimes import child_probe, get_runtime
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from hostile_files import aborting_tflite
+
+    bad = aborting_tflite(tmp_path)
+    good = tmp_path / "good.tflite"
+    flat = graph.read(bad.read_bytes())
+    add = next(op for op in flat.subgraphs[0].operators if graph.op_code(flat, op) == 0)
+    ref = flat.subgraphs[0].tensors[add.inputs[1]].quantization.scale
+    flat.subgraphs[0].tensors[add.inputs[0]].quantization.scale = ref  # a sane scale again
+    good.write_bytes(graph.write(flat))
+    litert = get_runtime("litert")
+    assert litert.aborts_on_bad_files
+    session = child_probe.load(litert, good)
+    assert session.run({"x": np.ones((1, 8), np.float32)})
+    with pytest.raises(ModelError, match=r"litert aborted \(SIGABRT\) loading the model"):
+        child_probe.load(litert, bad)
 
 
 # ------------------------------------------------------------------------------ caps

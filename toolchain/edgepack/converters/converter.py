@@ -40,7 +40,7 @@ from ..errors import (
     ResourceLimitError,
 )
 from ..formats import get_format
-from ..runtimes import get_runtime
+from ..runtimes import child_probe, get_runtime
 from ..signature import Signature
 from ..validate.attempts import FallbackAttempt
 from ..validate.fidelity import compare, head_rows
@@ -314,7 +314,7 @@ class Converter:
         fmt = get_format(produced.format)
         runtime = get_runtime(fmt.runtime)
         try:
-            session = runtime.load(str(produced.path), exact_options(runtime.name))
+            session = child_probe.load(runtime, produced.path, exact_options(runtime.name))
         except ModelError as exc:
             raise ConversionError(f"{edge.tool} wrote a file {runtime.name} cannot load: "
                                   f"{_bare(exc)}", path=self.shown, edge=edge_id(edge)) from exc

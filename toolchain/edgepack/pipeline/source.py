@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ModelError, UsageError, first_line
 from ..formats import detect
 from ..formats.base import ModelInfo
-from ..runtimes import get_runtime
+from ..runtimes import child_probe, get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..signature import Signature
 
@@ -127,5 +127,5 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
     if unknown:
         raise UsageError(f"--input-shape names unknown input(s) {', '.join(sorted(unknown))}",
                          hint=f"the model's inputs: {', '.join(signature.input_names)}")
-    session = get_runtime(fmt.runtime).load(str(path), options)
+    session = child_probe.load(get_runtime(fmt.runtime), path, options)
     return Source(path, fmt.name, info, signature, session, [note] if note else [])

@@ -59,6 +59,9 @@ class Runtime:
 
     name: str = ""
     formats: tuple[str, ...] = ()
+    #: its native code can end the process on a file it rejects (an ``abort()`` from a failed
+    #: check) instead of raising: the build loads new files in a child first (child_probe.py)
+    aborts_on_bad_files: bool = False
 
     def available(self) -> bool:
         raise NotImplementedError

@@ -45,6 +45,7 @@ _BACKENDS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 class LiteRTRuntime(Runtime):
     name = "litert"
     formats = ("tflite",)
+    aborts_on_bad_files = True  # TFLITE_CHECK on quantization parameters calls abort()
 
     def available(self) -> bool:
         return any(_installed(module) for module, _, _ in _BACKENDS)
