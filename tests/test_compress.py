@@ -1008,12 +1008,16 @@ def test_the_note_on_layers_left_out_names_the_best_ranked() -> None:
     assert unaffordable_note(["fc"], 1.5).endswith("past 1.5x plain int8: fc")
 
 
+@pytest.mark.parametrize("padded_calibration", [True, False])
 def test_attention_mask_sentinel_stays_float_and_outliers_do_not(tmp_path: Path,
-                                                                outlier_onnx: dict[str, Path]
+                                                                outlier_onnx: dict[str, Path],
+                                                                padded_calibration: bool
                                                                 ) -> None:
     """An attention mask made finite (-3.4e38 where a token is padding) flows into the softmax
     without passing a weighted op: the nodes around it stay float, or every score rounds to 0.
-    The outlier model's large activation feeds a Gemm first: it is left to the fallback."""
+    Calibration sequences without padding never show the sentinel in a range, but its
+    constant marks the path all the same, and padded eval rows stay masked. The outlier
+    model's large activation feeds a Gemm first: it is left to the fallback."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -1042,6 +1046,8 @@ def test_attention_mask_sentinel_stays_float_and_outliers_do_not(tmp_path: Path,
     onnx.save(model, tmp_path / "attention.onnx")
     mask = np.ones((96, 6), np.float32)
     mask[:, 4:] = 0.0  # the last two tokens are padding
+    if not padded_calibration:
+        mask[:48] = 1.0
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((48, 6, 8)).astype(np.float32),
              mask=mask[:48])
     np.savez(tmp_path / "eval.npz", x=rng.standard_normal((48, 6, 8)).astype(np.float32),

@@ -492,3 +492,55 @@ def test_a_tflite_attention_mask_sentinel_stays_float(tmp_path: Path, method: st
         want = ref(tf.constant(x[i]), tf.constant(mask[i]))["out"].numpy()
         assert _cosine(out, want) > 0.99
     assert any("values beyond" in n for n in ctx.notes), ctx.notes
+
+
+@pytest.mark.parametrize("quantizer", ["tf.lite.TFLiteConverter", "ai-edge-quantizer"])
+def test_a_constant_mask_sentinel_unseen_in_calibration_stays_float(tmp_path: Path,
+                                                                    quantizer: str) -> None:
+    """The mask as all-MiniLM-L6-v2's converted graph builds it: ``where(mask, 0,
+    float32.min)`` added to the scores, calibrated on sequences without padding. The select's
+    output never shows the sentinel there, yet the select takes its constant's scale (1.3e36),
+    which made LiteRT abort on the int8 file; the constant marks the path, so every op from it
+    to the Softmax stays float in both TFLite quantizers, and padded inputs are still masked."""
+    import tensorflow as tf
+    from edgepack.compress import tflite_quantizer
+    from edgepack.converters.savedmodel_to_tflite import SavedModelToTFLite
+    from edgepack.runtimes import child_probe, get_runtime
+
+    rng = np.random.default_rng(11)
+    wq = tf.constant(rng.standard_normal((8, 8)).astype(np.float32))
+    lowest = float(np.finfo(np.float32).min)
+
+    class Attention(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 6, 8], tf.float32, name="x"),
+                                      tf.TensorSpec([1, 6], tf.float32, name="mask")])
+        def __call__(self, x: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
+            scores = tf.matmul(tf.matmul(x, wq), x, transpose_b=True)
+            bias = tf.where(mask[:, None, :] > 0.5, 0.0, lowest)
+            return {"out": tf.matmul(tf.nn.softmax(scores + bias), x)}
+
+    tf.saved_model.save(Attention(), str(tmp_path / "attn"))
+    x = rng.standard_normal((40, 1, 6, 8)).astype(np.float32)
+    mask = np.ones((40, 1, 6), np.float32)
+    mask[32:, :, 3:] = 0  # padding only where it is judged, never in calibration
+    settings = dict(workdir=tmp_path, stem="attn",
+                    quantization=Quantization(calibration=Calibration(samples=32)),
+                    calibration=Dataset("calibration.npz", {"x": x[:32], "mask": mask[:32]}),
+                    scratch=tmp_path / "scratch")
+    fp32 = SavedModelToTFLite().convert(tmp_path / "attn", ConvertContext(**settings))
+    ctx = ConvertContext(precision="int8", **settings)
+    if quantizer == "ai-edge-quantizer":
+        made = tmp_path / "attn.aeq.int8.tflite"
+        tflite_quantizer.compress(fp32, made, ctx)
+    else:
+        made = SavedModelToTFLite().convert(tmp_path / "attn", ctx)
+    assert child_probe.killed_by("litert", made) == ""
+    session = get_runtime("litert").load(str(made))
+    ref = tf.saved_model.load(str(tmp_path / "attn"))
+    masked, unmasked = [], []
+    for i in range(32, 40):
+        out = session.run({"x": x[i], "mask": mask[i]})["out"]
+        masked.append(_cosine(out, ref(tf.constant(x[i]), tf.constant(mask[i]))["out"].numpy()))
+        unmasked.append(_cosine(out, ref(tf.constant(x[i]), tf.constant(mask[0]))["out"].numpy()))
+    assert np.mean(masked) > 0.98 and np.mean(unmasked) < 0.9, (masked, unmasked)
+    assert any("values beyond" in n for n in ctx.notes), ctx.notes

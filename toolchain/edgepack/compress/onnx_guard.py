@@ -39,7 +39,7 @@ def blind_spots(graph: Any, ranges: Path) -> dict[str, str]:
     """Node name -> why int8 cannot represent it ("sentinel", "mixed" or "squared"), from the
     calibration cache ``ranges`` that ``quantize_static`` wrote for ``graph``."""
     spans = _spans(ranges)
-    big = {t for t in _mask_paths(graph) if spans.get(t, 0.0) >= SENTINEL}
+    big = _sentinel_bearing(graph, _mask_paths(graph), spans)
     squared = _square_to_root(graph)
     found: dict[str, str] = {}
     for node in graph.node:
@@ -92,6 +92,27 @@ def _mask_paths(graph: Any) -> set[str]:
         if node is not None and node.op_type not in _WEIGHTED:
             frontier.extend(t for t in node.input if t)
     return seen
+
+
+def _sentinel_bearing(graph: Any, masks: set[str], spans: dict[str, float]) -> set[str]:
+    """The tensors on a mask's path to a Softmax that hold a sentinel: calibrated to one, a
+    constant one (``(1 - mask) * float32.min``: calibration data without padding never shows
+    it), or computed from one (graph order: a node comes after its producers)."""
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in graph.initializer if init.name in masks}
+    constants |= {node.output[0]: attr.t for node in graph.node if node.op_type == "Constant"
+                  and node.output[0] in masks for attr in node.attribute if attr.name == "value"}
+    bearing = {t for t in masks if spans.get(t, 0.0) >= SENTINEL}
+    for name, tensor in constants.items():
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind == "f" and values.size \
+                and float(np.max(np.abs(values.astype(np.float64)))) >= SENTINEL:
+            bearing.add(name)
+    for node in graph.node:
+        if bearing.intersection(node.input):
+            bearing |= {t for t in node.output if t in masks}
+    return bearing
 
 
 def _square_to_root(graph: Any) -> set[str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import tflite_graph as graph
 from .onnx_guard import MIXED_RANGE, SENTINEL
 
@@ -23,12 +25,30 @@ _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
 def blind_spots(calibrated: bytes) -> dict[str, str]:
     """Output tensor name of each op int8 cannot represent -> why ("sentinel", "mixed" or
     "squared"), in the calibrated float flatbuffer ``calibrated`` of the TFLite converter."""
-    from ai_edge_litert.schema_py_generated import BuiltinOperator
-
     model = graph.read(calibrated)
     sub = model.subgraphs[0]
-    spans = {i: _span(t) for i, t in enumerate(sub.tensors) if _span(t) is not None}
+    return _found(model, {i: _span(t) for i, t in enumerate(sub.tensors)
+                          if _span(t) is not None})
+
+
+def blind_spots_in(flatbuffer: bytes, stats: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The same, for a float flatbuffer and ai-edge-quantizer's calibration ``stats`` (tensor
+    name -> its "min" and "max"): a TFLite source, or a file its 16x8 layers are made from."""
+    model = graph.read(flatbuffer)
+    index = {t.name.decode(): i for i, t in enumerate(model.subgraphs[0].tensors)}
+    spans = {index[name]: float(max(np.max(np.abs(qsv["min"])), np.max(np.abs(qsv["max"]))))
+             for name, qsv in stats.items() if name in index and "min" in qsv and "max" in qsv}
+    return _found(model, spans)
+
+
+def _found(model: Any, spans: dict[int, float]) -> dict[str, str]:
+    """``blind_spots`` of ``model``'s main graph, given each tensor's largest calibrated
+    magnitude by tensor index."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator
+
+    sub = model.subgraphs[0]
     masks = _mask_paths(model, sub)
+    bearing = _sentinel_bearing(model, sub, masks, spans)
     squared = _square_to_root(model, sub)
     found: dict[str, str] = {}
     producer = {int(out): op for op in sub.operators for out in op.outputs}
@@ -39,11 +59,13 @@ def blind_spots(calibrated: bytes) -> dict[str, str]:
         touched = [int(i) for i in (*op.inputs, *op.outputs) if i >= 0]
         if id(op) in squared:
             found[name] = "squared"
-        elif any(i in masks and spans.get(i, 0.0) >= SENTINEL for i in touched):
+        elif any(i in bearing for i in touched):
             found[name] = "sentinel"
-            # a SELECT_V2 takes one scale for its inputs and output: the converter gives the
+            # a select takes one scale for its inputs and output: the converter gives the
             # op that computes the scores the sentinel's scale too, unless it is float
-            for i in op.inputs:
+            selects = graph.op_code(model, op) in (BuiltinOperator.SELECT_V2,
+                                                   BuiltinOperator.SELECT)
+            for i in op.inputs if selects else ():
                 if int(i) in producer and len(producer[int(i)].outputs):
                     found.setdefault(sub.tensors[producer[int(i)].outputs[0]].name.decode(),
                                      "sentinel")
@@ -52,6 +74,26 @@ def blind_spots(calibrated: bytes) -> dict[str, str]:
             if len(parts) > 1 and max(parts) > MIXED_RANGE * min(parts):
                 found[name] = "mixed"
     return found
+
+
+def _sentinel_bearing(model: Any, sub: Any, masks: set[int], spans: dict[int, float]
+                      ) -> set[int]:
+    """The tensors on a mask's path to a Softmax that hold a sentinel: calibrated to one, a
+    constant one (``tf.where(mask, scores, float32.min)``: calibration data without padding
+    never shows it, yet the select takes that constant's scale), or computed from one."""
+    from ai_edge_litert.schema_py_generated import TensorType
+
+    bearing = {i for i in masks if spans.get(i, 0.0) >= SENTINEL}
+    for i in masks:
+        tensor = sub.tensors[i]
+        data = model.buffers[tensor.buffer].data
+        if tensor.type == TensorType.FLOAT32 and data is not None and len(data) \
+                and float(np.max(np.abs(graph.values(model, tensor, np.float32)))) >= SENTINEL:
+            bearing.add(i)
+    for op in sub.operators:  # graph order: a consumer comes after its producers
+        if bearing.intersection(int(i) for i in op.inputs):
+            bearing |= {int(o) for o in op.outputs if int(o) in masks}
+    return bearing
 
 
 def _span(tensor: Any) -> float | None:

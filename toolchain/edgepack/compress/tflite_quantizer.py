@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..data.dataset import Dataset
+from . import onnx_guard, tflite_guard
 from . import tflite_graph as graph
 from . import tflite_ranges as ranged
 from .context import ConvertContext
@@ -48,7 +49,15 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     added = graph.add_signature(model)
     flatbuffer = graph.write(model)
     tool = quantizer.Quantizer(flatbuffer, _recipe(ctx))
-    calibration = _calibration(tool, flatbuffer, src, ctx) if tool.need_calibration else None
+    calibration = None
+    if tool.need_calibration:
+        minmax, samples = _calibration(tool, flatbuffer, src, ctx)
+        # judged on the true min/max: a method's range may clip the very sentinel it hides
+        guarded = tflite_guard.blind_spots_in(flatbuffer, minmax)
+        if guarded:
+            ctx.notes.extend(onnx_guard.notes(guarded))
+            tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tuple(guarded)))
+        calibration = _ranged(minmax, flatbuffer, src, ctx, samples)
     result = graph.read(tool.quantize(calibration, enable_progress_report=False).quantized_model)
     graph.rename_io(result, names)
     if added:
@@ -70,8 +79,9 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     out.write_bytes(quantized)
 
 
-def _recipe(ctx: ConvertContext) -> list[dict[str, Any]]:
-    """The quantization recipe for the context's precision and profile settings."""
+def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The quantization recipe for the context's precision and profile settings; the layers
+    of ``ctx.keep_float`` and ``guarded`` (ops no int8 scale represents) stay float."""
     from ai_edge_quantizer import qtyping, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -103,7 +113,7 @@ def _recipe(ctx: ConvertContext) -> list[dict[str, Any]]:
     for name in ctx.int16_layers:  # 16-bit activations, int8 weights: LiteRT's 16x8 kernels
         manager.add_static_config(_scope(name), qtyping.TFLOperationName.ALL_SUPPORTED, 16, 8,
                                   granularity)
-    for name in ctx.keep_float:  # float wins over int16 for a layer named in both
+    for name in (*ctx.keep_float, *guarded):  # float wins over int16 for a layer in both
         manager.add_quantization_config(_scope(name),
                                         qtyping.TFLOperationName.ALL_SUPPORTED,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
@@ -116,14 +126,12 @@ def _scope(name: str) -> str:
     return f"^{re.escape(name)};"
 
 
-def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -> dict[str, Any]:
-    """Each tensor's min/max over the profile's sample of the calibration data, with method
-    ``mse`` or ``percentile`` replaced by that method's range (compress/tflite_ranges.py;
-    the true min/max for what reaches the model's outputs) except for the layers with 16-bit
-    activations. Both
-    are kept in the build's scratch folder by the source's bytes and the samples' (the
-    accuracy fallback quantizes the same file again with other layers in float: the ranges are
-    the same)."""
+def _calibration(tool: Any, flatbuffer: bytes, src: Path,
+                 ctx: ConvertContext) -> tuple[dict[str, Any], Dataset]:
+    """Each tensor's min/max over the profile's sample of the calibration data (and that
+    sample), kept in the build's scratch folder by the source's bytes and the samples' (the
+    accuracy fallback quantizes the same file again with other layers in float: the ranges
+    are the same)."""
     samples = ctx.minmax_sample("ai-edge-quantizer", applies=("minmax", *ranged.METHODS))
     path = ctx.scratch_file("tflite-aeq-ranges", src, samples, ".json",
                             shapes=ctx.input_shapes)
@@ -138,6 +146,14 @@ def _calibration(tool: Any, flatbuffer: bytes, src: Path, ctx: ConvertContext) -
                                                for k, v in qsv.items()}
                                         for name, qsv in stats.items()}))
             part.replace(path)
+    return stats, samples
+
+
+def _ranged(stats: dict[str, Any], flatbuffer: bytes, src: Path, ctx: ConvertContext,
+            samples: Dataset) -> dict[str, Any]:
+    """``stats`` with method ``mse`` or ``percentile`` replaced by that method's range
+    (compress/tflite_ranges.py; the true min/max for what reaches the model's outputs) except
+    for the layers with 16-bit activations, kept in the scratch folder like the min/max."""
     method = ctx.quantization.calibration.method if ctx.quantization else "minmax"
     if method not in ranged.METHODS:
         return stats
