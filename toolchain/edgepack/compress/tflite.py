@@ -32,7 +32,10 @@ from .tflite_bias import apply as apply_shifts
 from .tflite_bias import measure as measure_shifts
 
 
-def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
+def configure(converter: Any, tf: Any, ctx: ConvertContext,
+              input_names: tuple[str, ...] = ()) -> None:
+    """Set ``converter`` up for ``ctx.precision``; ``input_names``: the serving signature's
+    input names of the model it converts (the calibration samples are fed by them)."""
     # Builtin ops only: "Select TF ops" need the Flex delegate, which device runtimes
     # (tflite-runtime, LiteRT in apps) do not ship; better to fail here, naming the op.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -48,7 +51,7 @@ def configure(converter: Any, tf: Any, ctx: ConvertContext) -> None:
     samples = ctx.minmax_sample("the TFLite converter",
                                applies=("minmax", *ranged.METHODS))
     quant = ctx.quantization
-    converter.representative_dataset = lambda: _representative(samples.samples())
+    converter.representative_dataset = lambda: _representative(samples.samples(), input_names)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter._experimental_disable_per_channel = not quant.per_channel
     if quant.io_dtype != "float32":
@@ -64,7 +67,8 @@ def debug_options(tf: Any) -> Any:
         layer_direct_compare_metrics={"scale": lambda f, q, s, zp: s})
 
 
-def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
+def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path,
+            input_names: tuple[str, ...] = ()) -> bytes:
     """The flatbuffer of ``src`` (the SavedModel ``converter`` reads).
 
     Full-integer int8 is calibrated once per build (the pass of the float model over every
@@ -79,10 +83,11 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
         return converter.convert()
     from tensorflow.lite.python.convert import deduplicate_readonly_buffers, mlir_quantize
 
-    calibrated = _calibrated(converter, ctx, src)
+    calibrated = calibrated_model(converter, ctx, src)
+    # judged on the true min/max: a method's range may clip the very sentinel it hides
+    guarded = tflite_guard.blind_spots(calibrated)
     if ctx.quantization is not None and ctx.quantization.calibration.method in ranged.METHODS:
         calibrated = _searched(calibrated, ctx, src)
-    guarded = tflite_guard.blind_spots(calibrated)
     ctx.notes.extend(onnx_guard.notes(guarded))
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,
@@ -99,7 +104,8 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     def measured() -> Shifts:
         # the same quantization with a float twin beside every op: each op's shift is measured
         debug = mlir_quantize(calibrated, enable_numeric_verify=True, **settings)
-        return measure_shifts(quantized, debug, _representative(feeds.samples()))
+        return measure_shifts(quantized, debug,
+                              _representative(feeds.samples(), input_names))
 
     path = ctx.scratch_file("tflite-bias", src, feeds, ".npz", shapes=ctx.input_shapes,
                             per_channel=quant.per_channel)
@@ -110,14 +116,20 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path) -> bytes:
     return deduplicate_readonly_buffers(quantized)
 
 
-def _calibrated(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
-    """The float model with the activation ranges the calibration samples gave, kept in the
-    build's scratch folder by the source's bytes, the samples' bytes and the input shapes."""
+def calibrated_path(ctx: ConvertContext, src: Path) -> Path | None:
+    """Where the build keeps ``src``'s calibration (by the source's bytes, the samples' bytes
+    and the input shapes); None without a scratch folder."""
     quant = ctx.quantization
     samples = ctx.calibration.take(quant.calibration.samples, quant.calibration.seed) \
         if ctx.calibration is not None and quant is not None else None
-    path = ctx.scratch_file("tflite-calibrated", src, samples, ".tflite",
+    return ctx.scratch_file("tflite-calibrated", src, samples, ".tflite",
                             shapes=ctx.input_shapes)
+
+
+def calibrated_model(converter: Any, ctx: ConvertContext, src: Path) -> bytes:
+    """The float model with the activation ranges the calibration samples gave, kept in the
+    build's scratch folder (``calibrated_path``)."""
+    path = calibrated_path(ctx, src)
     if path is not None and path.is_file():
         return path.read_bytes()
     converter._experimental_calibrate_only = True
@@ -146,6 +158,13 @@ def _searched(calibrated: bytes, ctx: ConvertContext, src: Path) -> bytes:
     return ranged.set_calibrated_ranges(calibrated, ranges)
 
 
-def _representative(feeds: list[dict[str, np.ndarray]]) -> Iterator[list[np.ndarray]]:
+def _representative(feeds: list[dict[str, np.ndarray]], names: tuple[str, ...] = ()
+                    ) -> Iterator[dict[str, np.ndarray] | list[np.ndarray]]:
+    """The samples as the converter's calibrator takes them: keyed by name when they are the
+    file's input names, which it then orders by the graph's input tensors (neither the data's
+    order nor the signature's: onnx2tf's silero-vad graph takes ``state`` before ``input``),
+    else as a list in the data's order (inputs an earlier hop renamed)."""
     for feed in feeds:
-        yield [v.astype(np.float32) for v in feed.values()]
+        values = {name: v.astype(np.float32) if v.dtype.kind == "f" else v
+                  for name, v in feed.items()}
+        yield values if names and set(values) == set(names) else list(values.values())

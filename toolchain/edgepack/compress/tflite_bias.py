@@ -39,10 +39,12 @@ class _Bias:
     linear: tuple[float, float] | None
 
 
-def measure(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -> Shifts:
+def measure(quantized: bytes, debug: bytes,
+            feeds: Iterable[dict[str, np.ndarray] | list[np.ndarray]]) -> Shifts:
     """Each weighted op's mean shift per output channel in ``quantized``, measured on
     ``feeds`` by the NumericVerify ops of ``debug`` (the same quantization, made with
-    ``enable_numeric_verify``)."""
+    ``enable_numeric_verify``). A feed keyed by the signature's input names goes to those
+    inputs; a list goes to the graph's inputs in order."""
     from tensorflow.lite.python.interpreter import Interpreter
 
     interp = Interpreter(model_content=debug, experimental_preserve_all_tensors=True)
@@ -66,14 +68,21 @@ def measure(quantized: bytes, debug: bytes, feeds: Iterable[list[np.ndarray]]) -
                           int(params["zero_points"][0])))
     shifts = [ChannelShift(bias.channels, bias.linear, -1) for bias, *_ in pairs]
     inputs = interp.get_input_details()
+    by_name = interp.get_signature_runner().get_input_details() \
+        if interp.get_signature_list() else {}
     shapes: list[tuple[int, ...]] = []
-    for feed in feeds:
-        if [tuple(a.shape) for a in feed] != shapes:
-            shapes = [tuple(a.shape) for a in feed]
-            for detail, shape in zip(inputs, shapes, strict=True):
-                interp.resize_tensor_input(detail["index"], shape)
+    for given in feeds:
+        if isinstance(given, dict) and set(given) == set(by_name):
+            feed = [(by_name[name], given[name]) for name in by_name]
+        else:
+            values = list(given.values()) if isinstance(given, dict) else given
+            feed = list(zip(inputs, values, strict=True))
+        if [tuple(a.shape) for _, a in feed] != shapes:
+            shapes = [tuple(a.shape) for _, a in feed]
+            for detail, array in feed:
+                interp.resize_tensor_input(detail["index"], array.shape)
             interp.allocate_tensors()
-        for detail, array in zip(inputs, feed, strict=True):
+        for detail, array in feed:
             interp.set_tensor(detail["index"], array.astype(detail["dtype"]))
         interp.invoke()
         for shift, (_, q, f, scale, zero) in zip(shifts, pairs, strict=True):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..compress import tflite_quantizer
 from ..compress.context import ConvertContext
-from ..compress.tflite import configure, convert
+from ..compress.tflite import calibrated_model, calibrated_path, configure, convert
 from ..compress.tflite_fp16 import guard
 from ..errors import ConversionError
 from ..formats.savedmodel import SavedModelFormat
@@ -47,8 +47,11 @@ class SavedModelToTFLite(Edge):
                 if ctx.precision == "int8" and ctx.int16_layers:
                     tflite_quantizer.compress(self._fp32_file(tf, src, ctx), out, ctx)
                     return out
-                configure(converter, tf, ctx)
-                flatbuffer = convert(converter, tf, ctx, src)
+                names = SavedModelFormat().serving_input_names(src)
+                if ctx.precision == "int8":
+                    _calibrate_apart(src, ctx, names)
+                configure(converter, tf, ctx, names)
+                flatbuffer = convert(converter, tf, ctx, src, names)
                 if ctx.precision == "fp16":
                     flatbuffer = guard(flatbuffer, lambda: self._fp32(tf, src, ctx),
                                        ctx.samples, ctx.notes)
@@ -93,3 +96,39 @@ class SavedModelToTFLite(Edge):
                                   name=n) for n in kwargs}
         concrete = tf.function(lambda **kw: fn(**kw)).get_concrete_function(**specs)
         return tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+
+
+def _calibrate_apart(src: Path, ctx: ConvertContext, names: tuple[str, ...]) -> None:
+    """Run the TFLite converter's calibration in a child process, into the build's scratch
+    folder, where the conversion then finds it. TensorFlow's calibrator crashes the process
+    on some graphs (a segmentation fault on silero-vad's LSTM, whatever the input order):
+    here that fails this edge with one line, and the planner routes around it. An exception
+    in the child is left to the conversion in this process to raise with its own message."""
+    import multiprocessing
+    import signal
+
+    path = calibrated_path(ctx, src)
+    if path is None or path.is_file():
+        return
+    child = multiprocessing.get_context("spawn").Process(
+        target=_calibrate, args=(src, replace(ctx, notes=[]), names), daemon=True)
+    child.start()
+    child.join()
+    if child.exitcode is not None and child.exitcode < 0:
+        try:
+            name = signal.Signals(-child.exitcode).name
+        except ValueError:
+            name = f"signal {-child.exitcode}"
+        raise ConversionError(f"TFLite conversion (int8) failed: TensorFlow's calibrator "
+                              f"crashed ({name}) running this model on the calibration "
+                              "samples (found in a child process)", path=src)
+
+
+def _calibrate(src: Path, ctx: ConvertContext, names: tuple[str, ...]) -> None:
+    """The child: the same converter, configured the same way, calibrated into the scratch
+    folder."""
+    tf = import_tensorflow()
+    with captured():
+        converter = SavedModelToTFLite()._converter(tf, src, ctx)
+        configure(converter, tf, ctx, names)
+        calibrated_model(converter, ctx, src)

@@ -69,6 +69,11 @@ class SavedModelFormat(Format):
                      "tf.saved_model.save(obj, path, signatures=fn)")
         return loaded, signatures[SERVING_KEY]
 
+    def serving_input_names(self, path: Path) -> tuple[str, ...]:
+        """The serving signature's input names, read from saved_model.pb (nothing runs)."""
+        serving = savedmodel_check.read_meta_graph(path).signature_def.get(SERVING_KEY)
+        return tuple(sorted(serving.inputs)) if serving is not None else ()
+
     def inspect(self, path: Path) -> ModelInfo:
         """Read from saved_model.pb without loading the model (nothing in it runs)."""
         meta = savedmodel_check.read_meta_graph(path)
