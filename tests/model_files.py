@@ -4,8 +4,8 @@ Plain functions (the test modules wrap them in fixtures): TFLite fp32 and full-i
 with int8 I/O from the ``tiny_savedmodel`` fixture, an ONNX graph written with ``onnx.helper``
 (optionally with dynamic height and width), OpenVINO IR converted from that ONNX, a stateful
 RNN step shaped like silero-vad's (state batched on axis 1, a scalar sample rate),
-``save_onnx`` for graphs a test writes itself, and ``onnx_host_target``, a target to build
-them for quickly.
+``save_onnx`` for graphs a test writes itself, ``onnx_host_target``, a target to build
+them for quickly, and a one-layer transformer encoder in ONNX.
 """
 
 from __future__ import annotations
@@ -193,3 +193,72 @@ def onnx_vad_if(out: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, out)
     return out
+
+
+def tiny_transformer(path: Path) -> Path:
+    """A one-layer transformer encoder: x[N,8,16] -> embedding MatMul -> LayerNorm ->
+    single-head attention (query x key, scaled, an additive -1e9 padding mask from
+    ``mask``[N,8], Softmax, x value) -> output MatMul -> residual Add -> LayerNorm -> MatMul ->
+    GELU (Erf) -> MatMul -> residual Add -> LayerNorm -> y[N,8,32].
+
+    Its feed-forward unit 0 fires only on a marker token (x[..., 0] = 12), and writes a value
+    hundreds of times the others' into one output channel: the sparse "massive activation"
+    real transformers have."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    dims, hidden, inner = 16, 32, 64
+
+    def dense(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape) / np.sqrt(shape[0])
+
+    embed = dense(dims, hidden)
+    w1, b1, w2 = dense(hidden, inner), np.zeros(inner), dense(inner, hidden)
+    w1[:, 0] = embed[0] / np.linalg.norm(embed[0]) * 30  # reads the marker's direction
+    b1[0], w2[0, 1] = -105, 10  # off unless the marker is there, then huge in channel 1
+    weights = {"we": embed, "wq": dense(hidden, hidden), "wk": dense(hidden, hidden),
+               "wv": dense(hidden, hidden), "wo": dense(hidden, hidden), "w1": w1, "b1": b1,
+               "w2": w2, "gamma": np.ones(hidden), "beta": np.zeros(hidden),
+               "scale": np.sqrt(hidden), "one": 1.0, "neg": -1e9, "half": 0.5,
+               "root2": np.sqrt(2)}
+    n = helper.make_node
+
+    def norm(x: str, y: str) -> object:
+        return n("LayerNormalization", [x, "gamma", "beta"], [y], name=f"norm_{y}", axis=-1)
+
+    nodes = [n("MatMul", ["x", "we"], ["e"], name="embed"), norm("e", "h"),
+             n("MatMul", ["h", "wq"], ["q"], name="query"),
+             n("MatMul", ["h", "wk"], ["k"], name="key"),
+             n("MatMul", ["h", "wv"], ["v"], name="value"),
+             n("Transpose", ["k"], ["kt"], name="key_t", perm=[0, 2, 1]),
+             n("MatMul", ["q", "kt"], ["s"], name="scores"),
+             n("Div", ["s", "scale"], ["s_scaled"], name="scaled"),
+             n("Sub", ["one", "mask"], ["pad"], name="pad"),
+             n("Mul", ["pad", "neg"], ["pad_bias"], name="pad_bias"),
+             n("Unsqueeze", ["pad_bias", "axis1"], ["pad_bias3"], name="pad_bias3"),
+             n("Add", ["s_scaled", "pad_bias3"], ["s_masked"], name="masked"),
+             n("Softmax", ["s_masked"], ["p"], name="softmax", axis=-1),
+             n("MatMul", ["p", "v"], ["a"], name="context"),
+             n("MatMul", ["a", "wo"], ["o"], name="attention_out"),
+             n("Add", ["h", "o"], ["r1"], name="residual1"), norm("r1", "h1"),
+             n("MatMul", ["h1", "w1"], ["f1"], name="ffn1"),
+             n("Add", ["f1", "b1"], ["f1b"], name="ffn1_bias"),
+             n("Div", ["f1b", "root2"], ["f1s"], name="gelu_div"),
+             n("Erf", ["f1s"], ["erf"], name="gelu_erf"),
+             n("Add", ["erf", "one"], ["erf1"], name="gelu_add"),
+             n("Mul", ["f1b", "erf1"], ["gm"], name="gelu_mul"),
+             n("Mul", ["gm", "half"], ["gelu"], name="gelu"),
+             n("MatMul", ["gelu", "w2"], ["f2"], name="ffn2"),
+             n("Add", ["h1", "f2"], ["r2"], name="residual2"), norm("r2", "y")]
+    init = [numpy_helper.from_array(np.asarray(w, np.float32), k) for k, w in weights.items()]
+    init.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    graph = helper.make_graph(
+        nodes, "tiny_transformer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, dims]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, hidden])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

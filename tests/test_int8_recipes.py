@@ -107,75 +107,6 @@ def test_mse_ranges_beat_min_max_on_an_outlier_activation(tmp_path: Path, fmt: s
         assert any("least-squared-error" in n for n in notes), notes
 
 
-def _tiny_transformer(path: Path) -> Path:
-    """A one-layer transformer encoder: x[N,8,16] -> embedding MatMul -> LayerNorm ->
-    single-head attention (query x key, scaled, an additive -1e9 padding mask from
-    ``mask``[N,8], Softmax, x value) -> output MatMul -> residual Add -> LayerNorm -> MatMul ->
-    GELU (Erf) -> MatMul -> residual Add -> LayerNorm -> y[N,8,32].
-
-    Its feed-forward unit 0 fires only on a marker token (x[..., 0] = 12), and writes a value
-    hundreds of times the others' into one output channel: the sparse "massive activation"
-    real transformers have."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    dims, hidden, inner = 16, 32, 64
-
-    def dense(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape) / np.sqrt(shape[0])
-
-    embed = dense(dims, hidden)
-    w1, b1, w2 = dense(hidden, inner), np.zeros(inner), dense(inner, hidden)
-    w1[:, 0] = embed[0] / np.linalg.norm(embed[0]) * 30  # reads the marker's direction
-    b1[0], w2[0, 1] = -105, 10  # off unless the marker is there, then huge in channel 1
-    weights = {"we": embed, "wq": dense(hidden, hidden), "wk": dense(hidden, hidden),
-               "wv": dense(hidden, hidden), "wo": dense(hidden, hidden), "w1": w1, "b1": b1,
-               "w2": w2, "gamma": np.ones(hidden), "beta": np.zeros(hidden),
-               "scale": np.sqrt(hidden), "one": 1.0, "neg": -1e9, "half": 0.5,
-               "root2": np.sqrt(2)}
-    n = helper.make_node
-
-    def norm(x: str, y: str) -> object:
-        return n("LayerNormalization", [x, "gamma", "beta"], [y], name=f"norm_{y}", axis=-1)
-
-    nodes = [n("MatMul", ["x", "we"], ["e"], name="embed"), norm("e", "h"),
-             n("MatMul", ["h", "wq"], ["q"], name="query"),
-             n("MatMul", ["h", "wk"], ["k"], name="key"),
-             n("MatMul", ["h", "wv"], ["v"], name="value"),
-             n("Transpose", ["k"], ["kt"], name="key_t", perm=[0, 2, 1]),
-             n("MatMul", ["q", "kt"], ["s"], name="scores"),
-             n("Div", ["s", "scale"], ["s_scaled"], name="scaled"),
-             n("Sub", ["one", "mask"], ["pad"], name="pad"),
-             n("Mul", ["pad", "neg"], ["pad_bias"], name="pad_bias"),
-             n("Unsqueeze", ["pad_bias", "axis1"], ["pad_bias3"], name="pad_bias3"),
-             n("Add", ["s_scaled", "pad_bias3"], ["s_masked"], name="masked"),
-             n("Softmax", ["s_masked"], ["p"], name="softmax", axis=-1),
-             n("MatMul", ["p", "v"], ["a"], name="context"),
-             n("MatMul", ["a", "wo"], ["o"], name="attention_out"),
-             n("Add", ["h", "o"], ["r1"], name="residual1"), norm("r1", "h1"),
-             n("MatMul", ["h1", "w1"], ["f1"], name="ffn1"),
-             n("Add", ["f1", "b1"], ["f1b"], name="ffn1_bias"),
-             n("Div", ["f1b", "root2"], ["f1s"], name="gelu_div"),
-             n("Erf", ["f1s"], ["erf"], name="gelu_erf"),
-             n("Add", ["erf", "one"], ["erf1"], name="gelu_add"),
-             n("Mul", ["f1b", "erf1"], ["gm"], name="gelu_mul"),
-             n("Mul", ["gm", "half"], ["gelu"], name="gelu"),
-             n("MatMul", ["gelu", "w2"], ["f2"], name="ffn2"),
-             n("Add", ["h1", "f2"], ["r2"], name="residual2"), norm("r2", "y")]
-    init = [numpy_helper.from_array(np.asarray(w, np.float32), k) for k, w in weights.items()]
-    init.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
-    graph = helper.make_graph(
-        nodes, "tiny_transformer",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, dims]),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, hidden])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 def _multi_head_encoder(path: Path) -> Path:
     """A BERT-style encoder layer as a dynamic-sequence export writes it: x[N,S,32] ->
     LayerNorm -> 4-head attention (query, key and value reshaped to [N,S,4,8] and transposed,
@@ -265,7 +196,7 @@ def test_a_transformer_is_recognised_by_its_ops(tmp_path: Path) -> None:
     import openvino as ov
     from edgepack.compress.transformer import is_transformer, onnx_graph, openvino_graph
 
-    for src, expected in ((_tiny_transformer(tmp_path / "t.onnx"), True),
+    for src, expected in ((model_files.tiny_transformer(tmp_path / "t.onnx"), True),
                           (_classifier(tmp_path / "cnn.onnx"), False)):
         assert is_transformer(onnx_graph(src)) is expected
         ir = model_files.openvino_ir(src, src.with_suffix(".xml"))
@@ -300,7 +231,7 @@ def test_onnx_transformer_recipe_keeps_attention_and_massive_outputs_float(
     cosine 0.966. The transformer recipe, chosen from the graph, quantizes the products with
     weights only, leaves attention's products float, and lets the one product whose output
     int8 cannot hold (ffn2: 18 dB at its best range) write it in float: 0.988."""
-    src = _tiny_transformer(tmp_path / "t.onnx")
+    src = model_files.tiny_transformer(tmp_path / "t.onnx")
     feeds, calib = _sentences(64, 1), _sentences(64, 0)
     notes = _quantize("onnx", src, tmp_path / "t-auto.onnx", "minmax", calib)
     assert _cosine(tmp_path / "t-auto.onnx", src, feeds) >= 0.98
@@ -315,7 +246,8 @@ def test_openvino_transformer_recipe_is_nncfs_transformer_model_type(tmp_path: P
     """The same transformer as an OpenVINO IR: NNCF's transformer model type (SmoothQuant,
     normalization and softmax float, its fast bias correction) where edgepack's CNN settings
     give cosine 0.92."""
-    src = model_files.openvino_ir(_tiny_transformer(tmp_path / "t.onnx"), tmp_path / "t.xml")
+    src = model_files.openvino_ir(model_files.tiny_transformer(tmp_path / "t.onnx"),
+                                  tmp_path / "t.xml")
     feeds, calib = _sentences(64, 1), _sentences(64, 0)
     notes = _quantize("openvino", src, tmp_path / "t-auto.xml", "minmax", calib)
     assert _cosine(tmp_path / "t-auto.xml", src, feeds) >= 0.99

@@ -20,11 +20,19 @@ OPENVINO_RANKED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBack
 TFLITE_LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
+#: ONNX Runtime's dynamic quantizer's integer ops, named after the node they replace
+#: with this suffix (which is what its ``nodes_to_exclude`` takes)
+INTEGER_OPS = {"ConvInteger": "_quant", "MatMulInteger": "_quant"}
+
+
 def onnx_layers(int8: Path) -> list[str]:
-    """Conv/MatMul/Gemm node names of a QDQ model (its nodes are in topological order)."""
+    """Conv/MatMul/Gemm node names of a QDQ or dynamic int8 model (its nodes are in
+    topological order), as the quantizer named the float node."""
     import onnx
 
-    return [n.name for n in onnx.load(str(int8)).graph.node if n.op_type in RANKED_OPS]
+    return [n.name.removesuffix(INTEGER_OPS[n.op_type]) if n.op_type in INTEGER_OPS
+            else n.name for n in onnx.load(str(int8)).graph.node
+            if n.op_type in RANKED_OPS or n.op_type in INTEGER_OPS]
 
 
 def tflite_layers(int8: Path) -> list[str]:

@@ -76,7 +76,10 @@ def _compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     elif ctx.precision == "dynamic-int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8)
+        quant = ctx.quantization
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8,
+                         per_channel=quant is not None and quant.per_channel,
+                         nodes_to_exclude=list(ctx.keep_float))
     elif ctx.precision == "int8":
         _static_int8(src, out, ctx)
     else:

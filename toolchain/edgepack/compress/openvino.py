@@ -71,7 +71,10 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if expanded:
         ctx.notes.append(expanded_note(expanded))
     if ctx.precision == "dynamic-int8":
-        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        ignored = nncf.IgnoredScope(names=list(ctx.keep_float)) \
+            if ctx.keep_float else None
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
+                                      ignored_scope=ignored)
     elif ctx.precision == "int8":
         model = _static_int8(model, src, ctx)
     else:

@@ -10,7 +10,8 @@ converter could quantize again; ai-edge-quantizer quantizes the flatbuffer itsel
   int8 or uint8, which TensorFlow's own I/O rewrite then gives them. Layers the accuracy
   fallback chose stay float (matched by their output tensor's name). The calibration is kept
   for the build, so the fallback's re-quantizations cost a quantizer pass only.
-- dynamic-int8: int8 weights read by the op with float activations quantized on the fly.
+- dynamic-int8: int8 weights read by the op with float activations quantized on the fly; with
+  calibration data, lookups in constant tables (embeddings) are int8 too.
 - fp16: float16 weights (fp32 compute), through the fp16 overflow guard (tflite_fp16.py).
 
 Weights stored as fp16 and expanded by DEQUANTIZE ops (MediaPipe's float models) are made float32
@@ -48,7 +49,11 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     names = graph.io_names(model)
     added = graph.add_signature(model)
     flatbuffer = graph.write(model)
-    tool = quantizer.Quantizer(flatbuffer, _recipe(ctx))
+    # an embedding table's lookup, left float by the dynamic recipe, takes most of a small
+    # transformer's bytes (MiniLM: 47 MB of 90); its int8 needs the calibration's ranges
+    tables = _table_lookups(model) \
+        if ctx.precision == "dynamic-int8" and ctx.calibration is not None else ()
+    tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tables=tables))
     calibration = None
     if tool.need_calibration:
         minmax, samples = _calibration(tool, flatbuffer, src, ctx)
@@ -56,7 +61,7 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         guarded = tflite_guard.blind_spots_in(flatbuffer, minmax)
         if guarded:
             ctx.notes.extend(onnx_guard.notes(guarded))
-            tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tuple(guarded)))
+            tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tuple(guarded), tables))
         calibration = _ranged(minmax, flatbuffer, src, ctx, samples)
     result = graph.read(tool.quantize(calibration, enable_progress_report=False).quantized_model)
     graph.rename_io(result, names)
@@ -79,9 +84,12 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     out.write_bytes(quantized)
 
 
-def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = (),
+            tables: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The quantization recipe for the context's precision and profile settings; the layers
-    of ``ctx.keep_float`` and ``guarded`` (ops no int8 scale represents) stay float."""
+    of ``ctx.keep_float`` and ``guarded`` (ops no int8 scale represents) stay float; with
+    dynamic int8, the Gathers writing ``tables`` (lookups in constant tables) get static
+    int8, which ai-edge-quantizer's dynamic recipe has no configuration for."""
     from ai_edge_quantizer import qtyping, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -100,6 +108,9 @@ def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = ()) -> list[dict[str
     elif ctx.precision == "dynamic-int8":
         manager.add_dynamic_config(everything, qtyping.TFLOperationName.ALL_SUPPORTED, 8,
                                    granularity)
+        for name in tables:  # a lookup's int8 output is its int8 table's rows, exactly
+            manager.add_static_config(_scope(name), qtyping.TFLOperationName.GATHER, 8, 8,
+                                      qtyping.QuantGranularity.TENSORWISE)
     elif ctx.precision == "fp16":
         manager.add_quantization_config(
             everything, qtyping.TFLOperationName.ALL_SUPPORTED,
@@ -118,6 +129,19 @@ def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = ()) -> list[dict[str
                                         qtyping.TFLOperationName.ALL_SUPPORTED,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
+
+
+def _table_lookups(model: Any) -> tuple[str, ...]:
+    """Output names of the GATHERs that read rows of a constant table (an embedding)."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator
+
+    found = []
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if graph.op_code(model, op) == BuiltinOperator.GATHER and op.inputs[0] >= 0 \
+                    and model.buffers[sub.tensors[op.inputs[0]].buffer].data is not None:
+                found.append(sub.tensors[op.outputs[0]].name.decode())
+    return tuple(found)
 
 
 def _scope(name: str) -> str:

@@ -132,6 +132,50 @@ def openvino_graph(model: Any) -> Graph:
     return Graph(ops, constants)
 
 
+#: TFLite builtins under the ONNX names the attention and normalization patterns above use
+TFLITE_KINDS = {"BATCH_MATMUL": "MatMul", "SOFTMAX": "Softmax", "MEAN": "ReduceMean",
+                "RSQRT": "Sqrt", "SQRT": "Sqrt", "POW": "Pow", "ADD": "Add", "MUL": "Mul",
+                "DIV": "Div", "SUB": "Sub", "SELECT": "Where", "SELECT_V2": "Where",
+                "RESHAPE": "Reshape", "TRANSPOSE": "Transpose", "CAST": "Cast",
+                "SQUEEZE": "Squeeze", "EXPAND_DIMS": "Unsqueeze"}
+
+
+def tflite_graph(path: Path) -> Graph:
+    """The ops of a TFLite file (every subgraph), named as ONNX names them where the patterns
+    above read them; constants are tensors with data and what ops of constants alone
+    compute."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator
+
+    from . import tflite_graph as flat
+
+    model = flat.read(path.read_bytes())
+    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    ops, constants = [], set()
+    for g, sub in enumerate(model.subgraphs):
+        def tensor(i: int, g: int = g) -> str:
+            return f"{g}:{i}"
+
+        constants.update(tensor(i) for i, t in enumerate(sub.tensors)
+                         if model.buffers[t.buffer].data is not None)
+        for k, op in enumerate(sub.operators):  # a subgraph's ops are in execution order
+            builtin = names.get(flat.op_code(model, op), "?")
+            inputs = tuple(tensor(i) for i in op.inputs if i >= 0)
+            outputs = tuple(tensor(i) for i in op.outputs if i >= 0)
+            ops.append(Op(TFLITE_KINDS.get(builtin, builtin), f"{g}:{k}", inputs, outputs))
+            if inputs and all(t in constants for t in inputs):
+                constants.update(outputs)
+    return Graph(ops, constants)
+
+
+def file_graph(fmt: str, path: Path) -> Graph:
+    """The ops of a model file of format ``fmt`` (onnx, openvino or tflite)."""
+    if fmt == "openvino":
+        import openvino as ov
+
+        return openvino_graph(ov.Core().read_model(str(path)))
+    return {"onnx": onnx_graph, "tflite": tflite_graph}[fmt](path)
+
+
 def resolve(setting: str, graph: Graph) -> str:
     """The profile's ``model_type`` with ``auto`` decided from ``graph``."""
     if setting != "auto":

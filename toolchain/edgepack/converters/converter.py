@@ -80,6 +80,8 @@ class ConvertedFile:
     #: plain int8 (the fallback's first attempt), kept when layers were kept in float so the
     #: report can say what they cost in host latency; None otherwise
     plain_int8: Path | None = None
+    #: what it was quantized to (the accuracy fallback may ship dynamic-int8 for int8)
+    precision: Precision = "fp32"
 
 
 class Converter:
@@ -151,6 +153,7 @@ class Converter:
                 produced = self._run(path, precision, out_dir, stem, quantization,
                                      calibration, keep_float, int16_layers)
                 produced.notes += self._routed_around(dst, precision)
+                produced.precision = precision
                 return produced
             except ConversionError as exc:
                 if exc.edge is None:

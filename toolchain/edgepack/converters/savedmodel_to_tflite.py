@@ -44,7 +44,7 @@ class SavedModelToTFLite(Edge):
         try:
             with captured() as cap:
                 converter = self._converter(tf, src, ctx)
-                if ctx.precision == "int8" and ctx.int16_layers:
+                if _by_quantizer(ctx):
                     tflite_quantizer.compress(self._fp32_file(tf, src, ctx), out, ctx)
                     return out
                 names = SavedModelFormat().serving_input_names(src)
@@ -75,7 +75,7 @@ class SavedModelToTFLite(Edge):
         stamped with an id: one file keeps ai-edge-quantizer's calibration of it reusable)."""
         path = ctx.scratch_file("tflite-fp32", src, None, ".tflite", shapes=ctx.input_shapes)
         if path is None:
-            path = ctx.workdir / f"{ctx.stem}.fp32-for-16x8.tflite"
+            path = ctx.workdir / f"{ctx.stem}.fp32-for-quantizer.tflite"
         elif path.is_file():
             return path
         part = path.with_suffix(".part")
@@ -96,6 +96,16 @@ class SavedModelToTFLite(Edge):
                                   name=n) for n in kwargs}
         concrete = tf.function(lambda **kw: fn(**kw)).get_concrete_function(**specs)
         return tf.lite.TFLiteConverter.from_concrete_functions([concrete], loaded)
+
+
+def _by_quantizer(ctx: ConvertContext) -> bool:
+    """Whether ai-edge-quantizer quantizes the float file instead of the TFLite converter:
+    for what only it does: 16-bit activations, and dynamic int8 with layers kept in float (the
+    converter's dynamic range takes no denylist) or with calibration data (an embedding
+    table's Gather then gets int8 too, compress/tflite_quantizer.py)."""
+    if ctx.precision == "int8":
+        return bool(ctx.int16_layers)
+    return ctx.precision == "dynamic-int8" and bool(ctx.keep_float or ctx.calibration)
 
 
 def _calibrate_apart(src: Path, ctx: ConvertContext, names: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..cache.keys import model_files
 from ..cache.records import BuildSteps
-from ..config.profiles import Profile, Quantization
+from ..config.profiles import Precision, Profile, Quantization
 from ..converters.converter import ConvertedFile, Converter
 from ..data.dataset import Dataset
 from ..validate import budget as budget_gate
@@ -66,12 +66,14 @@ class BudgetMeter:
 class Recipe:
     """What one attempt quantizes with: the quantization (the profile's, with the cheap fixes
     that helped, named in ``fixes``), the layers kept in float and those given 16-bit
-    activations with int8 weights (TFLite's 16x8)."""
+    activations with int8 weights (TFLite's 16x8); ``precision`` is dynamic-int8 where the
+    activations are quantized at run time (fallback.py)."""
 
     quantization: Quantization | None
     fixes: tuple[str, ...] = ()
     keep_float: tuple[str, ...] = ()
     int16_layers: tuple[str, ...] = ()
+    precision: Precision = "int8"
 
     @property
     def wide_layers(self) -> int:
@@ -97,7 +99,7 @@ class FallbackSetup:
     int16x8: bool = False
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
-        return self.converter.produce(self.fmt, "int8", self.out_dir, self.stem,
+        return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,
                                       recipe.quantization, self.calibration,
                                       keep_float=recipe.keep_float,
                                       int16_layers=recipe.int16_layers)
@@ -143,7 +145,8 @@ class Ledger:
     def find(self, recipe: Recipe) -> Tried | None:
         """The attempt made with ``recipe`` before (the same layers in another order), if any."""
         def layers(r: Recipe) -> tuple[Any, ...]:
-            return r.quantization, frozenset(r.keep_float), frozenset(r.int16_layers)
+            return (r.quantization, r.precision, frozenset(r.keep_float),
+                    frozenset(r.int16_layers))
 
         return next((t for t in self.tried if layers(t.recipe) == layers(recipe)), None)
 
@@ -175,9 +178,13 @@ class Ledger:
             return self.record(self.setup.quantize(recipe), recipe, **fields)
 
     def ship(self, tried: Tried) -> ConvertedFile:
-        """``tried``'s file back where the attempts write, marked chosen."""
+        """``tried``'s file back where the attempts write, marked chosen; the files other
+        attempts wrote under other names (another precision) leave the output folder."""
         for f in model_files(tried.kept):
             shutil.copy2(f, tried.produced.path.parent / f.name)
+        for other in {t.produced.path for t in self.tried} - {tried.produced.path}:
+            for f in model_files(other) if other.exists() else []:
+                f.unlink()
         tried.attempt.chosen = True
         tried.produced.fallback = self.attempts
         return tried.produced

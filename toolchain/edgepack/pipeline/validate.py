@@ -38,7 +38,8 @@ def validate_all(ctx: BuildContext, builds: list[FormatBuild], profile: Profile,
     """Every format's deliverable, then its reference, as the report's artifacts."""
     artifacts = []
     for build in builds:
-        artifacts.append(validate(ctx, "deliverable", profile.precision, build.deliverable,
+        artifacts.append(validate(ctx, "deliverable", build.deliverable.precision,
+                                  build.deliverable,
                                   profile, yardstick, preprocessing))
         if build.reference is not None:
             artifacts.append(validate(ctx, "reference", "fp32", build.reference, profile,

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+#: the accuracy fallback's change that quantizes activations at run time (pipeline/fallback.py)
+DYNAMIC_FIX = "dynamic int8 activations"
+
 
 @dataclass
 class FallbackAttempt:
@@ -39,6 +42,8 @@ class FallbackAttempt:
         said = [f"{len(layers)} layer(s) {how}" for layers, how in (
             (self.kept_float, "kept in float"),
             (self.int16_layers, "given 16-bit activations")) if layers]
+        if DYNAMIC_FIX in (self.change, *self.based_on):
+            said.insert(0, "activations quantized at run time")
         return " and ".join(said) or "no layer kept out of int8"
 
     def to_dict(self) -> dict[str, Any]:

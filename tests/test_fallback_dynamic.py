@@ -1,0 +1,182 @@
+"""Dynamic int8 in the accuracy fallback: a transformer whose static int8 misses the budget is
+quantized again with its activations' ranges taken per inference, where the profile allows it.
+
+The model is a one-layer transformer encoder (tests/model_files.py) calibrated on quiet
+sentences and judged on sentences ten to a hundred times louder, as an app meets inputs its
+calibration set did not hold: static ranges set on the quiet ones clip the loud ones, while a
+range taken per inference follows them. Real transformers miss for other reasons (MiniLM:
+outlier channels, and float softmax and normalization between int8 products); this one misses
+by construction, so the test can tell the fallback's dynamic step from its absence.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from edgepack.validate.attempts import DYNAMIC_FIX
+
+from tests import model_files
+
+pytestmark = pytest.mark.slow
+
+PROFILE = """
+name: int8-tx
+title: int8 for a transformer, its fallback free to quantize activations at run time
+precision: int8
+formats: [onnx]
+quantization: {{per_channel: true, calibration: {{method: minmax, samples: 64, seed: 0}}}}
+budget: {{min_cosine: 0.99}}
+fallback_max_size_growth: 1.1
+fallback_dynamic: {dynamic}
+"""
+
+
+def _sentences(n: int, seed: int, loudness: tuple[float, float]) -> dict[str, np.ndarray]:
+    """Token vectors scaled by 10 ** U(``loudness``), with 0 to 3 padded positions."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 8, 16)) * 10.0 ** rng.uniform(*loudness, (n, 1, 1))
+    mask = np.ones((n, 8), np.float32)
+    for i in range(n):
+        mask[i, 8 - i % 4:] = 0
+    return {"x": x.astype(np.float32), "mask": mask}
+
+
+def _build(tmp: Path, dynamic: bool) -> tuple[int, dict[str, Any], Path]:
+    from click.testing import CliRunner
+    from edgepack.cli import cli
+
+    from tests.test_compress import TARGET
+
+    for d in ("t", "p", "data"):
+        (tmp / d).mkdir()
+    (tmp / "t" / "onnx-board.yaml").write_text(TARGET.format(name="onnx-board",
+                                                             profile="int8-tx"))
+    (tmp / "p" / "int8-tx.yaml").write_text(PROFILE.format(dynamic=str(dynamic).lower()))
+    np.savez(tmp / "data" / "calib.npz", **_sentences(64, 0, (-1.0, -0.5)))
+    np.savez(tmp / "data" / "eval.npz", **_sentences(32, 1, (0.0, 0.5)))
+    src = model_files.tiny_transformer(tmp / "encoder.onnx")
+    out = tmp / "out"
+    res = CliRunner().invoke(cli, [
+        "--targets-dir", str(tmp / "t"), "--profiles-dir", str(tmp / "p"), "build", str(src),
+        "-t", "onnx-board", "-o", str(out), "--runs", "3",
+        "--calibration", str(tmp / "data" / "calib.npz"),
+        "--eval", str(tmp / "data" / "eval.npz")])
+    art = next(a for a in json.loads((out / "report.json").read_text())["artifacts"]
+               if a["role"] == "deliverable")
+    return res.exit_code, art, out
+
+
+def test_a_transformer_static_int8_cannot_hold_ships_dynamic_int8(tmp_path: Path) -> None:
+    """Static int8 misses (the loud sentences are clipped); the fallback's dynamic attempt
+    meets the budget and ships, named for its precision, with what it costs against plain
+    int8 stated; the static files leave the output folder."""
+    code, art, out = _build(tmp_path, dynamic=True)
+    assert code == 0, art
+    plain, *rest = art["fallback"]
+    assert not plain["passed"] and plain["cosine"] < 0.9, plain
+    dynamic = next(a for a in rest if a.get("change") == DYNAMIC_FIX)
+    assert dynamic["passed"] and dynamic["chosen"] and dynamic["cosine"] > 0.999, dynamic
+    assert art["precision"] == "dynamic-int8" and art["file"] == "encoder.dynamic-int8.onnx"
+    assert art["budget"]["passed"]
+    assert sorted(p.name for p in out.glob("encoder.*.onnx")) == [
+        "encoder.dynamic-int8.onnx", "encoder.fp32.onnx"]
+    cost = next(n for n in art["notes"] if n.startswith("accuracy fallback cost"))
+    assert cost.startswith("accuracy fallback cost: the activations quantized at run time "
+                           "make the file"), cost
+    import onnx
+
+    kinds = {n.op_type for n in onnx.load(str(out / art["file"])).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= kinds and "QuantizeLinear" not in kinds
+
+
+def test_a_profile_that_forbids_it_keeps_static_int8(tmp_path: Path) -> None:
+    """Without ``fallback_dynamic`` (hardware that runs integer ops only), no attempt is
+    dynamic and the closest static file ships over budget."""
+    code, art, out = _build(tmp_path, dynamic=False)
+    assert code == 3
+    assert art["precision"] == "int8" and all(
+        a.get("change") != DYNAMIC_FIX and DYNAMIC_FIX not in a.get("based_on", [])
+        for a in art["fallback"]), art["fallback"]
+    assert not list(out.glob("*.dynamic-int8.*"))
+
+
+def _keras_encoder(path: Path) -> Path:
+    """token ids[N,12] -> Embedding(2000 x 32) -> LayerNorm -> 2-head self-attention ->
+    Dense(32) -> mean over tokens -> y[N,32], as a float TFLite file: its embedding table holds
+    most of its weights, as a small transformer's does."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(0)
+    ids = tf.keras.Input((12,), dtype="int32", batch_size=1)
+    h = tf.keras.layers.LayerNormalization()(tf.keras.layers.Embedding(2000, 32)(ids))
+    h = tf.keras.layers.MultiHeadAttention(num_heads=2, key_dim=16)(h, h)
+    y = tf.keras.layers.GlobalAveragePooling1D()(tf.keras.layers.Dense(32)(h))
+    with captured():
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
+            tf.keras.Model(ids, y)).convert())
+    return path
+
+
+def test_a_tflite_transformer_is_read_and_its_embedding_lookup_gets_int8_too(
+        tmp_path: Path) -> None:
+    """The TFLite graph reader finds the attention and normalization (the fallback's test for
+    a transformer); dynamic int8 with calibration data makes the embedding table's lookup int8
+    (ai-edge-quantizer's dynamic recipe alone leaves it float: most of the file), and the
+    file still follows the float one."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress import tflite_quantizer
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.transformer import file_graph, is_transformer
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+
+    src = _keras_encoder(tmp_path / "encoder.tflite")
+    assert is_transformer(file_graph("tflite", src))
+    assert not is_transformer(file_graph("tflite", model_files.tflite(
+        _dense_savedmodel(tmp_path / "dense"), tmp_path / "dense.tflite")))
+    rng = np.random.default_rng(0)
+    name = Interpreter(str(src)).get_input_details()[0]["name"]
+    calib = Dataset("calib", {name: rng.integers(0, 2000, (32, 12)).astype(np.int32)})
+    sizes = {}
+    for label, data in (("calibrated", calib), ("bare", None)):
+        out = tmp_path / f"{label}.tflite"
+        tflite_quantizer.compress(src, out, ConvertContext(
+            workdir=tmp_path, stem=label, precision="dynamic-int8",
+            quantization=Quantization(), calibration=data, scratch=tmp_path))
+        sizes[label] = out.stat().st_size / src.stat().st_size
+    assert sizes["calibrated"] < 0.35 < 0.9 < sizes["bare"], sizes
+    feeds = rng.integers(0, 2000, (16, 12)).astype(np.int32)
+    ref, got = (_tflite_outputs(p, feeds) for p in (src, tmp_path / "calibrated.tflite"))
+    cos = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99, cos
+
+
+def _dense_savedmodel(path: Path) -> Path:
+    """A two-layer perceptron as a SavedModel: no attention, no transformer."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    x = tf.keras.Input((8,), batch_size=1)
+    model = tf.keras.Model(x, tf.keras.layers.Dense(4)(tf.keras.layers.Dense(16)(x)))
+    with captured():
+        model.export(str(path))
+    return path
+
+
+def _tflite_outputs(path: Path, feeds: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(str(path))
+    interp.allocate_tensors()
+    i, o = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    rows = []
+    for row in feeds:
+        interp.set_tensor(i, row[None])
+        interp.invoke()
+        rows.append(interp.get_tensor(o)[0].copy())
+    return np.stack(rows)
