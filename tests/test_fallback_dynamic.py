@@ -45,7 +45,8 @@ def _sentences(n: int, seed: int, loudness: tuple[float, float]) -> dict[str, np
     return {"x": x.astype(np.float32), "mask": mask}
 
 
-def _build(tmp: Path, dynamic: bool) -> tuple[int, dict[str, Any], Path]:
+def _build(tmp: Path, dynamic: bool, conv_head: bool = False
+           ) -> tuple[int, dict[str, Any], Path]:
     from click.testing import CliRunner
     from edgepack.cli import cli
 
@@ -59,6 +60,8 @@ def _build(tmp: Path, dynamic: bool) -> tuple[int, dict[str, Any], Path]:
     np.savez(tmp / "data" / "calib.npz", **_sentences(64, 0, (-1.0, -0.5)))
     np.savez(tmp / "data" / "eval.npz", **_sentences(32, 1, (0.0, 0.5)))
     src = model_files.tiny_transformer(tmp / "encoder.onnx")
+    if conv_head:
+        _add_conv_head(src)
     out = tmp / "out"
     res = CliRunner().invoke(cli, [
         "--targets-dir", str(tmp / "t"), "--profiles-dir", str(tmp / "p"), "build", str(src),
@@ -104,10 +107,46 @@ def test_a_profile_that_forbids_it_keeps_static_int8(tmp_path: Path) -> None:
     assert not list(out.glob("*.dynamic-int8.*"))
 
 
-def _keras_encoder(path: Path) -> Path:
+def test_a_dynamic_file_mostly_float_is_rejected_for_its_size(tmp_path: Path) -> None:
+    """A transformer whose weights sit mostly in a convolution: dynamic int8 quantizes only
+    its matrix products (dynamic convolutions cost more time than they save), so that file
+    holds the convolution in float, over the profile's size allowance against plain int8: the
+    fallback says so and never ships it; no dynamic file is left behind."""
+    code, art, out = _build(tmp_path, dynamic=True, conv_head=True)
+    assert code == 3
+    dynamic = next(a for a in art["fallback"] if a.get("change") == DYNAMIC_FIX)
+    assert dynamic["cosine"] > 0.99 and not dynamic["passed"], dynamic
+    growth = float(dynamic["rejected"].split("x the size of plain int8")[0])
+    assert growth > 2, dynamic  # the convolution's weights stayed float32
+    assert art["precision"] == "int8" and not list(out.glob("*.dynamic-int8.*"))
+    shipped = next(n for n in art["notes"] if n.startswith("accuracy fallback:")
+                   and "rejected" in n)
+    assert f"the attempt with {DYNAMIC_FIX} was rejected" in shipped, shipped
+
+
+def _add_conv_head(path: Path) -> None:
+    """y[N,8,32] -> channels first -> Conv(32 -> 256, kernel 3) -> z[N,256,8], the model's
+    output: three quarters of its weights in one convolution."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    weight = np.random.default_rng(1).standard_normal((256, 32, 3)) / np.sqrt(96)
+    model.graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), "wc"))
+    model.graph.node.extend([
+        helper.make_node("Transpose", ["y"], ["yt"], name="channels_first", perm=[0, 2, 1]),
+        helper.make_node("Conv", ["yt", "wc"], ["z"], name="head", pads=[1, 1])])
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT,
+                                                            ["N", 256, 8]))
+    onnx.save(model, str(path))
+
+
+def _keras_encoder(path: Path, conv: bool = False) -> Path:
     """token ids[N,12] -> Embedding(2000 x 32) -> LayerNorm -> 2-head self-attention ->
-    Dense(32) -> mean over tokens -> y[N,32], as a float TFLite file: its embedding table holds
-    most of its weights, as a small transformer's does."""
+    Dense(32) (a Conv1D(32, 3) with ``conv``) -> mean over tokens -> y[N,32], as a float
+    TFLite file: its embedding table holds most of its weights, as a small transformer's
+    does."""
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -115,7 +154,8 @@ def _keras_encoder(path: Path) -> Path:
     ids = tf.keras.Input((12,), dtype="int32", batch_size=1)
     h = tf.keras.layers.LayerNormalization()(tf.keras.layers.Embedding(2000, 32)(ids))
     h = tf.keras.layers.MultiHeadAttention(num_heads=2, key_dim=16)(h, h)
-    y = tf.keras.layers.GlobalAveragePooling1D()(tf.keras.layers.Dense(32)(h))
+    head = tf.keras.layers.Conv1D(32, 3) if conv else tf.keras.layers.Dense(32)
+    y = tf.keras.layers.GlobalAveragePooling1D()(head(h))
     with captured():
         path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
             tf.keras.Model(ids, y)).convert())
@@ -154,6 +194,55 @@ def test_a_tflite_transformer_is_read_and_its_embedding_lookup_gets_int8_too(
     ref, got = (_tflite_outputs(p, feeds) for p in (src, tmp_path / "calibrated.tflite"))
     cos = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.min() > 0.99, cos
+
+
+def test_a_transformer_dynamic_int8_quantizes_its_matrix_products_alone(
+        tmp_path: Path) -> None:
+    """In a transformer, dynamic int8 makes the fully connected layers' weights int8 and leaves
+    its convolution float (LiteRT's dynamic convolutions are slower than fp32's); a model
+    with no attention gets every weight int8, convolutions included."""
+    from edgepack.compress import tflite_quantizer
+    from edgepack.compress.context import ConvertContext
+    from edgepack.config.profiles import Quantization
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    x = tf.keras.Input((12, 12, 3), batch_size=1)
+    cnn = tf.keras.Model(x, tf.keras.layers.Dense(4)(tf.keras.layers.Flatten()(
+        tf.keras.layers.Conv2D(8, 3)(x))))
+    with captured():
+        (tmp_path / "cnn.tflite").write_bytes(
+            tf.lite.TFLiteConverter.from_keras_model(cnn).convert())
+    _keras_encoder(tmp_path / "encoder.tflite", conv=True)
+    types = {}
+    for name in ("encoder", "cnn"):
+        out = tmp_path / f"{name}.dynamic.tflite"
+        tflite_quantizer.compress(tmp_path / f"{name}.tflite", out, ConvertContext(
+            workdir=tmp_path, stem=name, precision="dynamic-int8",
+            quantization=Quantization(), scratch=tmp_path))
+        types[name] = _weight_types(out)
+    assert types["encoder"]["FULLY_CONNECTED"] == {"INT8"}, types
+    assert types["encoder"]["CONV_2D"] == {"FLOAT32"}, types
+    assert types["cnn"]["CONV_2D"] == {"INT8"} and types["cnn"]["FULLY_CONNECTED"] == {"INT8"}
+
+
+def _weight_types(path: Path) -> dict[str, set[str]]:
+    """The element types of the constant weights each kind of op reads in a TFLite file."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, TensorType
+    from edgepack.compress import tflite_graph as flat
+
+    model = flat.read(path.read_bytes())
+    ops = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    kinds = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    found: dict[str, set[str]] = {}
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if len(op.inputs) > 1 and op.inputs[1] >= 0:
+                weight = sub.tensors[op.inputs[1]]
+                if model.buffers[weight.buffer].data is not None:
+                    found.setdefault(ops[flat.op_code(model, op)], set()).add(
+                        kinds[weight.type])
+    return found
 
 
 def _dense_savedmodel(path: Path) -> Path:

@@ -79,7 +79,9 @@ def _compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         quant = ctx.quantization
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8,
                          per_channel=quant is not None and quant.per_channel,
-                         nodes_to_exclude=list(ctx.keep_float))
+                         nodes_to_exclude=list(ctx.keep_float),
+                         op_types_to_quantize=onnx_transformer.dynamic_op_types(
+                             _graph(src), quant.model_type if quant else "auto"))
     elif ctx.precision == "int8":
         _static_int8(src, out, ctx)
     else:

@@ -23,6 +23,9 @@ from .transformer import onnx_graph_of, resolve
 
 #: the op types the transformer recipe quantizes: those with weights
 OP_TYPES = ("MatMul", "Gemm", "Conv", "Gather")
+#: what dynamic int8 quantizes in a transformer: its matrix products and table lookups, where
+#: the weights are; its convolutions stay float (ConvInteger buys few bytes at a high cost)
+DYNAMIC_OP_TYPES = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization")
 #: the ops whose output the recipe may leave float
 PRODUCTS = ("MatMul", "Gemm", "Conv")
 #: an output whose int8 signal-to-noise ratio at its best range is below this stays float:
@@ -51,6 +54,13 @@ def recipe(graph: Any, setting: str) -> Recipe:
     products = {op.name for op in view.dynamic_products()}
     return Recipe("transformer", list(OP_TYPES), [n.name for n in graph.node
                                                   if n.name in products])
+
+
+def dynamic_op_types(graph: Any, setting: str) -> list[str] | None:
+    """The op types ``quantize_dynamic`` quantizes in ``graph``: a transformer's matrix
+    products and lookups, or None (every type ONNX Runtime has an integer kernel for)."""
+    return list(DYNAMIC_OP_TYPES) \
+        if resolve(setting, onnx_graph_of(graph)) == "transformer" else None
 
 
 def coarse_products(graph: Any, snr: dict[str, float]) -> set[str]:

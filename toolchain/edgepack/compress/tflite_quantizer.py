@@ -35,6 +35,7 @@ from . import tflite_ranges as ranged
 from .context import ConvertContext
 from .fp16_range import expanded_note
 from .tflite_fp16 import guard
+from .transformer import resolve, tflite_graph
 
 
 def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
@@ -53,7 +54,11 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     # transformer's bytes (MiniLM: 47 MB of 90); its int8 needs the calibration's ranges
     tables = _table_lookups(model) \
         if ctx.precision == "dynamic-int8" and ctx.calibration is not None else ()
-    tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tables=tables))
+    quant = ctx.quantization
+    products_only = ctx.precision == "dynamic-int8" and resolve(
+        quant.model_type if quant else "auto", tflite_graph(src)) == "transformer"
+    tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tables=tables,
+                                                   products_only=products_only))
     calibration = None
     if tool.need_calibration:
         minmax, samples = _calibration(tool, flatbuffer, src, ctx)
@@ -61,7 +66,8 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         guarded = tflite_guard.blind_spots_in(flatbuffer, minmax)
         if guarded:
             ctx.notes.extend(onnx_guard.notes(guarded))
-            tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tuple(guarded), tables))
+            tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tuple(guarded), tables,
+                                                           products_only))
         calibration = _ranged(minmax, flatbuffer, src, ctx, samples)
     result = graph.read(tool.quantize(calibration, enable_progress_report=False).quantized_model)
     graph.rename_io(result, names)
@@ -85,11 +91,13 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
 
 
 def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = (),
-            tables: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+            tables: tuple[str, ...] = (), products_only: bool = False) -> list[dict[str, Any]]:
     """The quantization recipe for the context's precision and profile settings; the layers
     of ``ctx.keep_float`` and ``guarded`` (ops no int8 scale represents) stay float; with
     dynamic int8, the Gathers writing ``tables`` (lookups in constant tables) get static
-    int8, which ai-edge-quantizer's dynamic recipe has no configuration for."""
+    int8, which ai-edge-quantizer's dynamic recipe has no configuration for, and
+    ``products_only`` (a transformer) quantizes its matrix products alone: LiteRT's dynamic
+    convolutions ran PP-OCR rec 19x slower than fp32 (docs/benchmarks.md)."""
     from ai_edge_quantizer import qtyping, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -106,8 +114,10 @@ def _recipe(ctx: ConvertContext, guarded: tuple[str, ...] = (),
             manager.add_quantization_config(everything, edge,
                                             algorithm_key=AlgorithmName.NO_QUANTIZE)
     elif ctx.precision == "dynamic-int8":
-        manager.add_dynamic_config(everything, qtyping.TFLOperationName.ALL_SUPPORTED, 8,
-                                   granularity)
+        ops = qtyping.TFLOperationName
+        for op in (ops.FULLY_CONNECTED, ops.BATCH_MATMUL, ops.EMBEDDING_LOOKUP) \
+                if products_only else (ops.ALL_SUPPORTED,):
+            manager.add_dynamic_config(everything, op, 8, granularity)
         for name in tables:  # a lookup's int8 output is its int8 table's rows, exactly
             manager.add_static_config(_scope(name), qtyping.TFLOperationName.GATHER, 8, 8,
                                       qtyping.QuantGranularity.TENSORWISE)

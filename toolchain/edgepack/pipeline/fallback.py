@@ -141,6 +141,7 @@ def _shipped_note(ledger: Ledger, chosen: Tried, ranked: int) -> str:
                 + ("" if a.passed else "; still over budget, the closest attempt shipped"))
     rejected = [t.attempt for t in ledger.tried if t.attempt.rejected is not None]
     if rejected:
-        text += (f"; the attempt with {len(rejected[-1].kept_float)} float layer(s) was "
-                 f"rejected: {rejected[-1].rejected}")
+        last = rejected[-1]
+        held = f"{len(last.kept_float)} float layer(s)" if last.kept_float else last.change
+        text += f"; the attempt with {held} was rejected: {last.rejected}"
     return text

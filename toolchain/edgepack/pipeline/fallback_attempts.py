@@ -159,8 +159,9 @@ class Ledger:
                                   based_on=[f for f in recipe.fixes if f != what.get("change")],
                                   int16_layers=list(recipe.int16_layers), **what)
         limit = self.setup.profile.fallback_max_size_growth
-        if recipe.keep_float and size > limit * self.plain_bytes:
-            # so much in float that it is no longer an int8 model: say so, never ship it
+        if (recipe.keep_float or recipe.precision != "int8") and size > limit * self.plain_bytes:
+            # so much in float (layers kept, or ops a dynamic recipe leaves) that it is no
+            # longer an int8 model: say so, never ship it
             attempt.passed = False
             attempt.rejected = (f"{size / self.plain_bytes:.2f}x the size of plain int8 "
                                 f"(profile allows {limit:g}x)")
