@@ -269,3 +269,29 @@ def _tflite_outputs(path: Path, feeds: np.ndarray) -> np.ndarray:
         interp.invoke()
         rows.append(interp.get_tensor(o)[0].copy())
     return np.stack(rows)
+
+
+def test_a_dynamic_int8_files_layers_are_ranked_by_their_error_per_channel(
+        tmp_path: Path) -> None:
+    """The layer ranking of a dynamic int8 ONNX file (the fallback's searches start from it
+    when it is the best attempt) scores each integer product against a float twin, channel by
+    channel: the feed-forward output whose one massive channel crushes the others' range
+    ranks first. Attention's products of two activations, float already, are not ranked, and
+    the weights each ranked layer would add in float are counted."""
+    from edgepack.compress.sensitivity import onnx_weight_params, rank_onnx
+    from edgepack.data.dataset import Dataset
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = model_files.tiny_transformer(tmp_path / "encoder.onnx")
+    dynamic = tmp_path / "encoder.dynamic-int8.onnx"
+    quantize_dynamic(str(src), str(dynamic), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gather"])
+    data = _sentences(16, 0, (0.0, 0.0))
+    data["x"][::2, 3, 0] = 12  # the marker token that fires the massive channel
+    ranked = rank_onnx(src, src, dynamic, Dataset("calib", data), None)
+    assert ranked[0] == "ffn2", ranked
+    assert sorted(ranked) == ["attention_out", "embed", "ffn1", "ffn2", "key", "query",
+                              "value"], ranked
+    assert onnx_weight_params(dynamic, ranked) == {
+        "embed": 512, "query": 1024, "key": 1024, "value": 1024, "attention_out": 1024,
+        "ffn1": 2048, "ffn2": 2048}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: the op types whose outputs are ranked (where int8 error is made and where it pays to undo it)
 RANKED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
@@ -25,14 +26,23 @@ TFLITE_LAYERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_C
 INTEGER_OPS = {"ConvInteger": "_quant", "MatMulInteger": "_quant"}
 
 
+def float_name(node: Any) -> str:
+    """The name of the float node an ONNX int8 model's ``node`` stands for."""
+    suffix = INTEGER_OPS.get(node.op_type)
+    return node.name.removesuffix(suffix) if suffix else node.name
+
+
+def is_layer(node: Any) -> bool:
+    """Whether ``node`` of a QDQ or dynamic int8 ONNX model is a ranked layer."""
+    return node.op_type in RANKED_OPS or node.op_type in INTEGER_OPS
+
+
 def onnx_layers(int8: Path) -> list[str]:
     """Conv/MatMul/Gemm node names of a QDQ or dynamic int8 model (its nodes are in
     topological order), as the quantizer named the float node."""
     import onnx
 
-    return [n.name.removesuffix(INTEGER_OPS[n.op_type]) if n.op_type in INTEGER_OPS
-            else n.name for n in onnx.load(str(int8)).graph.node
-            if n.op_type in RANKED_OPS or n.op_type in INTEGER_OPS]
+    return [float_name(n) for n in onnx.load(str(int8)).graph.node if is_layer(n)]
 
 
 def tflite_layers(int8: Path) -> list[str]:

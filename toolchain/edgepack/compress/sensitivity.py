@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config.profiles import Quantization
 from ..data.dataset import Dataset
-from .layer_order import OPENVINO_RANKED, RANKED_OPS
+from .layer_order import INTEGER_OPS, OPENVINO_RANKED, RANKED_OPS, float_name, is_layer
 from .openvino_weights import expand_fp16_weights
 
 
@@ -60,23 +60,24 @@ def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
         pre = Path(tmp) / "pre.onnx"
         prepare(fp32, pre, [])
         model = onnx.load(str(int8))
-        order = [n.name for n in model.graph.node if n.op_type in RANKED_OPS]  # not the twins
-        probes = float_twins(model.graph, onnx.load(str(pre)).graph)
+        # a dynamic int8 model was made from the float file itself, not the pre-processed
+        # one; its float MatMuls (attention's products of two activations) are float already
+        dynamic = any(n.op_type in INTEGER_OPS for n in model.graph.node)
+        order = [float_name(n) for n in model.graph.node  # not the twins
+                 if (n.op_type in INTEGER_OPS if dynamic else is_layer(n))]
+        probes = dynamic_twins(model.graph, onnx.load(str(parent)).graph) if dynamic \
+            else float_twins(model.graph, onnx.load(str(pre)).graph)
         session = twins_session(model)
         names = [i.name for i in session.get_inputs()]
         types = [dtype_of(i.type) for i in session.get_inputs()]
         wanted = [t for p in probes for t in (p.twin, p.quantized)]
-        squared = np.zeros(len(probes))
-        counts = np.zeros(len(probes))
+        errors = [Error(p) for p in probes]
         for feed in samples.samples():
             outs = session.run(wanted, {n: np.asarray(v).astype(t) for n, t, v in
                                         zip(names, types, feed.values(), strict=True)})
-            for i in range(len(probes)):
-                diff = outs[2 * i].astype(np.float64) - outs[2 * i + 1]
-                squared[i] += float(np.sum(diff ** 2))
-                counts[i] += diff.size
-    scored = {p.node: np.sqrt(squared[i] / max(counts[i], 1)) / p.step
-              for i, p in enumerate(probes)}
+            for i, error in enumerate(errors):
+                error.add(outs[2 * i], outs[2 * i + 1])
+    scored = {e.probe.node: e.score() for e in errors}
     # unprobed nodes (output not quantized) come last, in graph order
     return sorted(order, key=lambda n: (-scored.get(n, -1.0), order.index(n)))
 
@@ -104,6 +105,43 @@ class Probe:
     step: float  # that output's quantization scale
     #: where the folded activation is linear; None: bounds the graph does not state as numbers
     linear: tuple[float, float] | None
+    #: a dynamic int8 layer's output channel axis (its output is float: no step)
+    channel_axis: int | None = None
+
+
+class Error:
+    """What one probe's int8 output got wrong over the samples, and its score.
+
+    A static layer's error is measured in steps of its output's quantization. A dynamic
+    layer's output is float, and one range per inference over all its input's channels is
+    what hurts it: an output whose channels differ in scale by orders of magnitude (a
+    transformer's feed-forward output) hides the small channels' error under the big ones',
+    yet the residual and the normalization after it read every channel. So its score is the
+    mean over output channels of the error relative to that channel's own magnitude (MiniLM's
+    dynamic ONNX: the three layers this ranks first are the three whose float copy helps
+    most; the step measure ranked them last, docs/benchmarks.md)."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.squared: Any = 0.0  # per channel for a dynamic layer
+        self.signal: Any = 0.0
+        self.count = 0
+
+    def add(self, twin: np.ndarray, quantized: np.ndarray) -> None:
+        diff = quantized.astype(np.float64) - twin
+        axis = self.probe.channel_axis
+        if axis is None:
+            self.squared += float(np.sum(diff ** 2))
+            self.count += diff.size
+            return
+        others = tuple(a for a in range(twin.ndim) if a != axis % twin.ndim)
+        self.squared = self.squared + np.sum(diff ** 2, axis=others)
+        self.signal = self.signal + np.sum(twin.astype(np.float64) ** 2, axis=others)
+
+    def score(self) -> float:
+        if self.probe.channel_axis is None:
+            return float(np.sqrt(self.squared / max(self.count, 1)) / self.probe.step)
+        return float(np.mean(np.sqrt(self.squared / np.maximum(self.signal, 1e-30))))
 
 
 def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
@@ -176,6 +214,48 @@ def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
             qdq.output.append(helper.make_empty_tensor_value_info(dequant.output[0]))
             probes.append(Probe(node.name, out, dequant.output[0],
                                 float(scales[quant.input[1]].reshape(-1)[0]), linear))
+    return probes
+
+
+def dynamic_twins(model: Any, float_graph: Any) -> list[Probe]:
+    """Add a float twin of every integer op of a dynamic int8 model (ONNX Runtime's
+    ``quantize_dynamic``: DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> scale back to
+    the float node's output); each reads the float activation the op quantizes at run time,
+    with the float graph's weights. The probes have no step (the output has no fixed one):
+    their error is judged per output channel (``Error``)."""
+    from onnx import helper
+
+    floats = {i.name: i for i in float_graph.initializer}
+    float_nodes = {n.name: n for n in float_graph.node if n.name}
+    producer = {o: n for n in model.node for o in n.output}
+    made = {o for n in model.node for o in n.output}
+    probes = []
+    for node in [n for n in model.node if n.op_type in INTEGER_OPS]:
+        original = float_nodes.get(float_name(node))
+        quantize = producer.get(node.input[0])
+        if original is None or quantize is None \
+                or quantize.op_type != "DynamicQuantizeLinear" \
+                or original.output[0] not in made \
+                or any(t not in floats for t in original.input[1:]):
+            continue
+        weights = []
+        for t in original.input[1:]:
+            copy = f"edgepack_float/{t}"
+            if copy not in {i.name for i in model.initializer}:
+                tensor = type(floats[t])()
+                tensor.CopyFrom(floats[t])
+                tensor.name = copy
+                model.initializer.append(tensor)
+            weights.append(copy)
+        twin = f"edgepack_twin_dynamic_{len(probes)}"
+        model.node.append(helper.make_node(original.op_type, [quantize.input[0], *weights],
+                                           [twin], name=twin, domain=original.domain))
+        model.node[-1].attribute.extend(original.attribute)
+        outputs = {o.name for o in model.output}
+        model.output.extend(helper.make_empty_tensor_value_info(t)
+                            for t in (twin, original.output[0]) if t not in outputs)
+        probes.append(Probe(original.name, twin, original.output[0], 0.0, (-np.inf, np.inf),
+                            channel_axis=1 if original.op_type == "Conv" else -1))
     return probes
 
 
@@ -348,7 +428,8 @@ FLOAT_GROWTH = 3
 
 
 def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
-    """Weight parameters of each named node of a QDQ model (its int8 weight initializer)."""
+    """Weight parameters of each named node of a QDQ or dynamic int8 model (its int8 weight
+    initializer)."""
     import onnx
 
     graph = onnx.load(str(int8)).graph
@@ -356,11 +437,11 @@ def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
     producer = {o: n for n in graph.node for o in n.output}
     params = {}
     for node in graph.node:
-        if node.name in layers and len(node.input) > 1:
+        if float_name(node) in layers and len(node.input) > 1:
             dq = producer.get(node.input[1])
             weight = dq.input[0] if dq is not None and dq.op_type == "DequantizeLinear" \
                 else node.input[1]
-            params[node.name] = sizes.get(weight, 0)
+            params[float_name(node)] = sizes.get(weight, 0)
     return params
 
 
