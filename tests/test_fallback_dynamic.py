@@ -295,3 +295,39 @@ def test_a_dynamic_int8_files_layers_are_ranked_by_their_error_per_channel(
     assert onnx_weight_params(dynamic, ranked) == {
         "embed": 512, "query": 1024, "key": 1024, "value": 1024, "attention_out": 1024,
         "ffn1": 2048, "ffn2": 2048}
+
+
+def test_the_zoo_anchors_hold_a_dynamic_file_against_ort_dynamic_defaults(
+        tmp_path: Path) -> None:
+    """scripts/bench/anchors.py puts an ONNX dynamic-int8 deliverable beside ONNX Runtime's
+    ``quantize_dynamic`` defaults (its own kind of plain int8), not only the static anchors."""
+    import shutil
+    import sys
+    from types import SimpleNamespace
+
+    code, art, out = _build(tmp_path, dynamic=True)
+    assert code == 0 and art["precision"] == "dynamic-int8"
+    (tmp_path / "builds").mkdir()
+    shutil.move(out, tmp_path / "builds" / "encoder-onnx-board")
+    folder = tmp_path / "zoo" / "encoder"
+    folder.mkdir(parents=True)
+    shutil.copy(tmp_path / "encoder.onnx", folder / "encoder.onnx")
+    for split in ("calib", "eval"):
+        shutil.copy(tmp_path / "data" / f"{split}.npz", folder / f"{split}.npz")
+    meta = {"name": "encoder", "model": "encoder.onnx", "format": "onnx",
+            "inputs": [{"name": "x", "batch_axis": 0}, {"name": "mask", "batch_axis": 0}]}
+    cell = SimpleNamespace(model="encoder", target="onnx-board", delivered=[
+        SimpleNamespace(format="onnx", precision="dynamic-int8", file=art["file"])])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "bench"))
+    try:
+        import anchors
+    finally:
+        sys.path.pop(0)
+    result = anchors.model_anchors(folder, meta, [cell], tmp_path / "builds" / "anchors" /
+                                   "encoder", folder / "eval.npz", runs=3, warmup=1, threads=1)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert not [r for r in result["rows"] if "error" in r], result
+    plain, ours = rows["ORT quantize_dynamic defaults"], rows["edgepack onnx-board"]
+    assert plain["format"] == ours["format"] == "onnx"
+    assert plain["size_ratio"] < 0.6 and ours["size_ratio"] < 0.6
+    assert ours["outputs"][0]["cosine"] > 0.999, ours

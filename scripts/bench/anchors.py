@@ -96,6 +96,20 @@ def ort_quant(src: Path, out: Path, calib: np.ndarray | list[Feed], *, pre: bool
     return out
 
 
+def ort_dynamic(src: Path, out: Path) -> Path:
+    """``quantize_dynamic(src, out)`` with its defaults (int8 weights, per tensor, every op
+    type it has an integer kernel for): the plain dynamic int8 a dynamic-int8 file edgepack
+    ships is held against. Kept when ``out`` exists."""
+    if not out.exists():
+        from onnxruntime.quantization import quantize_dynamic
+
+        tmp = out.with_name(out.stem + ".tmp.onnx")
+        with captured():
+            quantize_dynamic(str(src), str(tmp))
+        tmp.rename(out)
+    return out
+
+
 def nncf_ov(src: Path, out: Path, calib: np.ndarray | list[Any], **kwargs: Any) -> Path:
     """``nncf.quantize`` of the OpenVINO model ``src`` (an IR or an ONNX file) on ``calib``
     (rows of one array, or what OpenVINO's infer takes per sample: a feed dict); saved as an
@@ -181,13 +195,18 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
     made: dict[str, list[tuple[str, Path]]] = {"onnx": [("fp32 source", src)],
                                                "openvino": []}
     notes: list[str] = []
-    for name, fmt, make in (
-            ("ORT quantize_static defaults", "onnx",
-             lambda: ort_quant(src, work / "ort-default.int8.onnx", feeds)),
-            ("fp32 IR (ov.convert_model)", "openvino",
-             lambda: openvino_fp32(src, work / "fp32.xml")),
-            ("NNCF defaults", "openvino",
-             lambda: nncf_ov(work / "fp32.xml", work / "nncf-default.int8.xml", feeds))):
+    anchors: list[tuple[str, str, Callable[[], Path]]] = [
+        ("ORT quantize_static defaults", "onnx",
+         lambda: ort_quant(src, work / "ort-default.int8.onnx", feeds)),
+        ("fp32 IR (ov.convert_model)", "openvino",
+         lambda: openvino_fp32(src, work / "fp32.xml")),
+        ("NNCF defaults", "openvino",
+         lambda: nncf_ov(work / "fp32.xml", work / "nncf-default.int8.xml", feeds))]
+    if any(d.format == "onnx" and d.precision == "dynamic-int8"
+           for cell in cells for d in cell.delivered):  # held against its own kind too
+        anchors.insert(1, ("ORT quantize_dynamic defaults", "onnx",
+                           lambda: ort_dynamic(src, work / "ort-dynamic.int8.onnx")))
+    for name, fmt, make in anchors:
         t = time.perf_counter()
         try:
             made[fmt].append((name, make()))
@@ -200,7 +219,7 @@ def model_anchors(folder: Path, meta: dict[str, Any], cells: list[Any], work: Pa
     for cell in cells:
         for d in cell.delivered:
             base = work.parent.parent / f"{cell.model}-{cell.target}"
-            if d.precision != "int8":
+            if d.precision not in ("int8", "dynamic-int8"):
                 continue
             group = made.setdefault(d.format, [])
             ref = fp32_reference(base, d.format)
