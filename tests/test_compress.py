@@ -238,6 +238,43 @@ def test_onnx_layers_kept_in_float_stay_float_in_onnx_runtime(tmp_path: Path) ->
     assert error(out) < error(_quantize_chain(tmp_path, keep=()))
 
 
+def test_a_layer_kept_in_float_keeps_its_silu_in_float(tmp_path: Path) -> None:
+    """SiLU (YOLO's and EfficientNet's activation) is a Sigmoid and a Mul of the layer's
+    output: when the layer is kept in float, both stay float with it, so no int8 step sits
+    between the float layer and its activation; the next layer reads int8 again."""
+    import onnx
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.onnx import compress
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    init = [numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c1"], ["g1"], name="gate"),
+             helper.make_node("Mul", ["c1", "g1"], ["a1"], name="silu"),
+             helper.make_node("Conv", ["a1", "w2"], ["y"], name="head")]
+    graph = helper.make_graph(
+        nodes, "silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "silu.onnx")
+    x = rng.standard_normal((32, 4, 6, 6)).astype(np.float32)
+    out = tmp_path / "silu.int8.onnx"
+    compress(tmp_path / "silu.onnx", out, ConvertContext(
+        workdir=tmp_path, stem="silu", precision="int8", quantization=Quantization(),
+        calibration=Dataset("calib", {"x": x}), keep_float=("stem",)))
+    graph = onnx.load(out).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    by_name = {n.name: n for n in graph.node}
+    for name in ("stem", "gate", "silu"):  # every input float: no int8 step among them
+        assert all(producer.get(t) != "DequantizeLinear" for t in by_name[name].input), name
+    assert producer[by_name["head"].input[0]] == "DequantizeLinear"  # int8 from there on
+
+
 def _bad_layer_model(tmp_path: Path) -> tuple[Path, object]:
     """Layer "bad" has, in every filter, a huge weight on an input channel that is always zero:
     it changes nothing in float but takes the whole per-channel int8 range, so the filter's
