@@ -249,6 +249,8 @@ def test_a_layer_kept_in_float_keeps_its_silu_in_float(tmp_path: Path) -> None:
     from edgepack.data.dataset import Dataset
     from onnx import TensorProto, helper, numpy_helper
 
+    from tests import model_files
+
     rng = np.random.default_rng(3)
     init = [numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "w1"),
             numpy_helper.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32), "w2")]
@@ -256,12 +258,10 @@ def test_a_layer_kept_in_float_keeps_its_silu_in_float(tmp_path: Path) -> None:
              helper.make_node("Sigmoid", ["c1"], ["g1"], name="gate"),
              helper.make_node("Mul", ["c1", "g1"], ["a1"], name="silu"),
              helper.make_node("Conv", ["a1", "w2"], ["y"], name="head")]
-    graph = helper.make_graph(
+    model_files.save_onnx(helper.make_graph(
         nodes, "silu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "silu.onnx")
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], init),
+        tmp_path / "silu.onnx")
     x = rng.standard_normal((32, 4, 6, 6)).astype(np.float32)
     out = tmp_path / "silu.int8.onnx"
     compress(tmp_path / "silu.onnx", out, ConvertContext(
