@@ -606,6 +606,68 @@ def test_tflite_fallback_can_keep_every_layer_of_an_mlp_in_float(tmp_path: Path)
     assert any("/hidden" in k for k in kept) and any("/head" in k for k in kept), kept
 
 
+def test_a_tflite_layer_kept_in_float_keeps_its_silu_in_float(tmp_path: Path) -> None:
+    """SiLU in TFLite is a LOGISTIC and a MUL of the layer's output: with the layer kept in
+    float, both quantizers (the TFLite converter's, ai-edge-quantizer) keep them float too,
+    and the next layer reads int8 again."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress import tflite_quantizer
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.layer_order import tflite_layers
+    from edgepack.compress.tflite import configure, convert
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from edgepack.quiet import captured, import_tensorflow
+
+    from tests import model_files
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(0)
+    image = tf.keras.Input((8, 8, 3), batch_size=1, name="image")
+    h = tf.keras.layers.Conv2D(8, 3, padding="same", name="stem")(image)
+    h = tf.keras.layers.Activation("swish")(h)
+    model = tf.keras.Model(image, tf.keras.layers.Conv2D(4, 1, name="head")(h))
+    with captured():
+        model.export(str(tmp_path / "sm"))
+    fp32 = model_files.tflite(tmp_path / "sm", tmp_path / "silu.tflite")
+    stem = tflite_layers(fp32)[0]  # the first convolution's output
+    x = np.random.default_rng(0).random((16, 8, 8, 3), np.float32)
+    name = Interpreter(str(fp32)).get_input_details()[0]["name"]
+    ctx = ConvertContext(workdir=tmp_path, stem="silu", precision="int8",
+                         quantization=Quantization(), keep_float=(stem,),
+                         calibration=Dataset("calib", {name: x}), scratch=tmp_path / "s1")
+    tflite_quantizer.compress(fp32, tmp_path / "aeq.tflite", ctx)
+    with captured():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
+        ctx = ConvertContext(workdir=tmp_path, stem="silu", precision="int8",
+                             quantization=Quantization(), keep_float=(stem,),
+                             calibration=Dataset("calib", {"image": x}),
+                             scratch=tmp_path / "s2")
+        configure(converter, tf, ctx)
+        (tmp_path / "converter.tflite").write_bytes(
+            convert(converter, tf, ctx, tmp_path / "sm"))
+    for made in ("aeq", "converter"):
+        ops = _op_types(tmp_path / f"{made}.tflite")
+        assert ops["LOGISTIC"] == ("FLOAT32", "FLOAT32"), (made, ops)
+        assert ops["MUL"][1] == "FLOAT32", (made, ops)
+        assert ops["CONV_2D"][0] == "INT8", (made, ops)  # the head: int8 again
+
+
+def _op_types(path: Path) -> dict[str, tuple[str, str]]:
+    """Per kind of op of a TFLite file (the last of each kind): its first input's and its
+    output's element types."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, TensorType
+    from edgepack.compress import tflite_graph as flat
+
+    model = flat.read(path.read_bytes())
+    kinds = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    sub = model.subgraphs[0]
+    return {kinds[flat.op_code(model, op)]: (types[sub.tensors[op.inputs[0]].type],
+                                             types[sub.tensors[op.outputs[0]].type])
+            for op in sub.operators}
+
+
 def test_tflite_int8_is_calibrated_once_per_build(tiny_savedmodel: Path, tiny_data: dict,
                                                   tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import onnx_guard, tflite_guard
+from . import tflite_graph as flat
 from . import tflite_ranges as ranged
 from .bias import BIAS_SAMPLES, Shifts, cached
 from .context import ConvertContext
@@ -89,9 +90,12 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path,
     if ctx.quantization is not None and ctx.quantization.calibration.method in ranged.METHODS:
         calibrated = _searched(calibrated, ctx, src)
     ctx.notes.extend(onnx_guard.notes(guarded))
+    # a layer kept in float keeps its activation float with it
+    floats = flat.with_activations(flat.read(calibrated), ctx.keep_float) \
+        if ctx.keep_float else ()
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,
-        "denylisted_nodes": list(dict.fromkeys([*ctx.keep_float, *guarded])) or None,
+        "denylisted_nodes": list(dict.fromkeys([*floats, *guarded])) or None,
         "disable_per_channel_for_dense_layers":
             converter._experimental_disable_per_channel_quantization_for_dense_layers}
     quantized = mlir_quantize(

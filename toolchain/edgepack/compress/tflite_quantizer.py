@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if folded:
         ctx.notes.append(expanded_note(folded))
     graph.fill_builtin_codes(model)
+    ctx = replace(ctx, keep_float=graph.with_activations(model, ctx.keep_float))
     names = graph.io_names(model)
     added = graph.add_signature(model)
     flatbuffer = graph.write(model)
