@@ -124,3 +124,20 @@ def test_a_detector_line_shows_what_an_app_sees() -> None:
                                                      "extra_detections": 0.0}})
     assert line.endswith("cosine 0.9989 SNR 26.4 dB, detections_kept 0.034, "
                          "extra_detections 0.000")
+
+
+def test_the_size_column_lines_up_for_every_precision(capsys: pytest.CaptureFixture) -> None:
+    """"openvino dynamic-int8", the longest format and precision, does not push the numbers
+    out from under their headings."""
+    sys.path.insert(0, str(REPO / "scripts" / "bench"))
+    try:
+        import zoo
+    finally:
+        sys.path.remove(str(REPO / "scripts" / "bench"))
+    rows = [zoo.CellRow("m", "intel-cpu", 0, 1.0, 100.0, delivered=[
+        zoo.Delivered(fmt, precision, "f", 0.256, 1.5, 2.0, 1.33, True)
+        for fmt, precision in (("openvino", "dynamic-int8"), ("onnx", "int8"))])]
+    zoo.print_table(rows)
+    header, *lines = capsys.readouterr().out.splitlines()
+    end = header.index("size") + len("size")
+    assert all(line[end - 5:end] == "0.256" for line in lines), lines

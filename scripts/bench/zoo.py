@@ -239,6 +239,10 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+#: the format column: room for "openvino dynamic-int8"
+FORMAT_WIDTH = 21
+
+
 def cell_lines(row: CellRow) -> list[str]:
     """The table lines of one cell: one per deliverable, one per format not delivered."""
     head = f"{row.model:30s} {row.target:12s} {row.exit_code:4d} {row.wall_s:7.1f} " \
@@ -249,11 +253,12 @@ def cell_lines(row: CellRow) -> list[str]:
         fid = "; ".join(f"{f['output']} {f['measure']} {fmt(f['value'], '.4f')}"
                         + (f" vs {f['limit']}" if f["limit"] is not None else "")
                         + ("" if f["passed"] is not False else " FAIL") for f in d.fidelity)
-        lines.append(f"{pad if lines else head}  {d.format + ' ' + d.precision:14s} "
+        lines.append(f"{pad if lines else head}  {d.format + ' ' + d.precision:{FORMAT_WIDTH}s} "
                      f"{fmt(d.size_ratio, '6.3f')} {fmt(d.p50_ms, '8.2f')} "
                      f"{fmt(d.fp32_p50_ms, '8.2f')} {fmt(d.speedup, '5.2f')}x  {fid}")
     for s in row.not_delivered:
-        lines.append(f"{pad if lines else head}  {s['format'] + ' ' + s['precision']:14s} "
+        what = f"{s['format']} {s['precision']}"
+        lines.append(f"{pad if lines else head}  {what:{FORMAT_WIDTH}s} "
                      f"not delivered: {s['reason'][:160]}")
     if row.error:
         lines.append(f"{pad if lines else head}  error: {row.error[:200]}")
@@ -262,7 +267,7 @@ def cell_lines(row: CellRow) -> list[str]:
 
 def print_table(rows: list[CellRow]) -> None:
     print(f"{'model':30s} {'target':12s} {'exit':>4s} {'wall s':>7s} {'RSS MB':>7s}  "
-          f"{'format':14s} {'size':>6s} {'p50 ms':>8s} {'fp32 ms':>8s} {'speed':>6s}  "
+          f"{'format':{FORMAT_WIDTH}s} {'size':>6s} {'p50 ms':>8s} {'fp32 ms':>8s} {'speed':>6s}  "
           "fidelity per output (gating measure vs budget)")
     for row in rows:
         print("\n".join(cell_lines(row)))
