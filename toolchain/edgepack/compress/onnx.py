@@ -36,6 +36,7 @@ from ..data.dataset import Dataset
 from ..errors import ConversionError, DataError
 from ..formats.onnx import write_with_shapes
 from . import onnx_transformer
+from .activations import following
 from .bias import BIAS_SAMPLES, cached
 from .context import ConvertContext
 from .fp16_range import FP16_MAX, beyond_fp16
@@ -46,6 +47,7 @@ from .onnx_guard import notes as guard_notes
 from .onnx_prepare import prepare
 from .onnx_ranges import own_calibration
 from .qdq import drop_unread
+from .transformer import onnx_graph_of
 
 #: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
 #: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples
@@ -246,37 +248,10 @@ def _ranges_file(src: Path, samples: Dataset, method: str, model_type: str,
     return path
 
 
-#: activations that belong to the layer before them: a layer kept in float keeps them float
-FUSED_ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSwish")
-#: the gate of a gated activation, x * gate(x): SiLU/swish (Sigmoid), hard swish (HardSigmoid)
-GATES = ("Sigmoid", "HardSigmoid")
-
-
 def with_fused_activations(graph: Any, nodes: tuple[str, ...]) -> list[str]:
-    """``nodes`` plus the activation right after each: an op kept in float keeps its
-    activation in float too. Otherwise the activation alone is quantized, on the op's
-    unclipped range, and a gated one (SiLU: a Sigmoid and a Mul of the op's output) puts int8
-    steps between a float layer and the next (nudenet's first 8 convolutions in float kept
-    0.862 of its detections, with their SiLUs 0.966: docs/benchmarks.md)."""
-    keep = list(nodes)
-    wanted = set(nodes)
-    producer = {o: n.name for n in graph.node for o in n.output}
-    gates: dict[str, str] = {}  # a gate's output -> the tensor it gates
-    for node in graph.node:
-        if not node.name or node.name in wanted or not node.input \
-                or producer.get(node.input[0]) not in wanted:
-            continue
-        if node.op_type in FUSED_ACTIVATIONS:
-            keep.append(node.name)
-        elif node.op_type in GATES:
-            keep.append(node.name)
-            gates[node.output[0]] = node.input[0]
-    for node in graph.node:  # the Mul of the gated tensor and its gate
-        if node.op_type == "Mul" and len(node.input) == 2 and node.name not in wanted:
-            a, b = node.input
-            if gates.get(a) == b or gates.get(b) == a:
-                keep.append(node.name)
-    return keep
+    """``nodes`` plus their activations (compress/activations.py): an op kept in float keeps
+    its activation in float too."""
+    return [*nodes, *following(onnx_graph_of(graph).ops, set(nodes))]
 
 
 def float_inputs(path: Path, nodes: set[str]) -> None:

@@ -144,9 +144,30 @@ class Error:
         return float(np.mean(np.sqrt(self.squared / np.maximum(self.signal, 1e-30))))
 
 
+class FloatWeights:
+    """The float graph's initializers, each added to an int8 graph once, under a name of its
+    own (in the int8 graph the original name is a DequantizeLinear's output or an int8
+    tensor): what a float twin reads."""
+
+    def __init__(self, graph: Any, floats: dict[str, Any]) -> None:
+        self.graph, self.floats = graph, floats
+        self.added: set[str] = set()
+
+    def copy(self, name: str) -> str:
+        import onnx
+
+        copy = f"edgepack_float/{name}"
+        if copy not in self.added:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(self.floats[name])
+            tensor.name = copy
+            self.graph.initializer.append(tensor)
+            self.added.add(copy)
+        return copy
+
+
 def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
     """Add a float twin of every ranked QDQ node whose output is quantized; the probes."""
-    import onnx
     from onnx import helper, numpy_helper
 
     floats = {i.name: i for i in float_graph.initializer}
@@ -162,19 +183,7 @@ def float_twins(qdq: Any, float_graph: Any) -> list[Probe]:
         for t in n.input:
             consumers.setdefault(t, []).append(n)
     scales = {i.name: numpy_helper.to_array(i) for i in qdq.initializer}
-    added: set[str] = set()
-
-    def float_copy(name: str) -> str:
-        """The float graph's initializer, added under its own name (in the QDQ graph the
-        original name is the output of a DequantizeLinear)."""
-        copy = f"edgepack_float/{name}"
-        if copy not in added:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(floats[name])
-            tensor.name = copy
-            qdq.initializer.append(tensor)
-            added.add(copy)
-        return copy
+    float_copy = FloatWeights(qdq, floats).copy
 
     probes = []
     for node in [n for n in qdq.node if n.op_type in RANKED_OPS]:
@@ -226,34 +235,28 @@ def dynamic_twins(model: Any, float_graph: Any) -> list[Probe]:
     from onnx import helper
 
     floats = {i.name: i for i in float_graph.initializer}
+    float_copy = FloatWeights(model, floats).copy
     float_nodes = {n.name: n for n in float_graph.node if n.name}
     producer = {o: n for n in model.node for o in n.output}
-    made = {o for n in model.node for o in n.output}
+    outputs = {o.name for o in model.output}
     probes = []
     for node in [n for n in model.node if n.op_type in INTEGER_OPS]:
         original = float_nodes.get(float_name(node))
         quantize = producer.get(node.input[0])
         if original is None or quantize is None \
                 or quantize.op_type != "DynamicQuantizeLinear" \
-                or original.output[0] not in made \
+                or original.output[0] not in producer \
                 or any(t not in floats for t in original.input[1:]):
             continue
-        weights = []
-        for t in original.input[1:]:
-            copy = f"edgepack_float/{t}"
-            if copy not in {i.name for i in model.initializer}:
-                tensor = type(floats[t])()
-                tensor.CopyFrom(floats[t])
-                tensor.name = copy
-                model.initializer.append(tensor)
-            weights.append(copy)
         twin = f"edgepack_twin_dynamic_{len(probes)}"
-        model.node.append(helper.make_node(original.op_type, [quantize.input[0], *weights],
-                                           [twin], name=twin, domain=original.domain))
+        model.node.append(helper.make_node(
+            original.op_type, [quantize.input[0], *map(float_copy, original.input[1:])],
+            [twin], name=twin, domain=original.domain))
         model.node[-1].attribute.extend(original.attribute)
-        outputs = {o.name for o in model.output}
-        model.output.extend(helper.make_empty_tensor_value_info(t)
-                            for t in (twin, original.output[0]) if t not in outputs)
+        for t in (twin, original.output[0]):
+            if t not in outputs:
+                model.output.append(helper.make_empty_tensor_value_info(t))
+                outputs.add(t)
         probes.append(Probe(original.name, twin, original.output[0], 0.0, (-np.inf, np.inf),
                             channel_axis=1 if original.op_type == "Conv" else -1))
     return probes
@@ -437,11 +440,12 @@ def onnx_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
     producer = {o: n for n in graph.node for o in n.output}
     params = {}
     for node in graph.node:
-        if float_name(node) in layers and len(node.input) > 1:
+        name = float_name(node)
+        if name in layers and len(node.input) > 1:
             dq = producer.get(node.input[1])
             weight = dq.input[0] if dq is not None and dq.op_type == "DequantizeLinear" \
                 else node.input[1]
-            params[float_name(node)] = sizes.get(weight, 0)
+            params[name] = sizes.get(weight, 0)
     return params
 
 

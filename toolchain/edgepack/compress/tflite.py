@@ -27,6 +27,7 @@ import numpy as np
 from . import onnx_guard, tflite_guard
 from . import tflite_graph as flat
 from . import tflite_ranges as ranged
+from .activations import tflite_with_activations
 from .bias import BIAS_SAMPLES, Shifts, cached
 from .context import ConvertContext
 from .tflite_bias import apply as apply_shifts
@@ -91,7 +92,7 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path,
         calibrated = _searched(calibrated, ctx, src)
     ctx.notes.extend(onnx_guard.notes(guarded))
     # a layer kept in float keeps its activation float with it
-    floats = flat.with_activations(flat.read(calibrated), ctx.keep_float) \
+    floats = tflite_with_activations(flat.read(calibrated), ctx.keep_float) \
         if ctx.keep_float else ()
     settings = {
         "disable_per_channel": converter._experimental_disable_per_channel,

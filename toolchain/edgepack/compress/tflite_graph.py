@@ -10,8 +10,7 @@
   that names its inputs and outputs after their tensors, which ai-edge-quantizer runs and
   calibrates the model through.
 
-Each edits the object form of the file (``read`` / ``write``) in place. ``with_activations``
-reads it: the activations that go float with a layer kept in float.
+Each edits the object form of the file (``read`` / ``write``) in place.
 
 The file is edited with LiteRT's own flatbuffer tools, as the TFLite converter edits the files
 whose I/O types it changes.
@@ -177,42 +176,3 @@ def _empty_unused_buffers(model: Any) -> None:
     for i, buffer in enumerate(model.buffers):
         if i not in used and buffer.data is not None:
             buffer.data = None
-
-
-#: activations that belong to the layer before them: a layer kept in float keeps them float
-ACTIVATIONS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH", "PRELU")
-#: the gate of a gated activation, x * gate(x): SiLU/swish
-GATES = ("LOGISTIC",)
-
-
-def with_activations(model: Any, names: tuple[str, ...]) -> tuple[str, ...]:
-    """``names`` (output tensors of layers kept in float) and the output tensors of their
-    activations: the one reading a kept output, and a gated one's MUL of the output and its
-    gate (SiLU, from an ONNX model). Left int8, they would put an int8 step between the float
-    layer and its activation (compress/onnx.py ``with_fused_activations``)."""
-    if not names:
-        return names
-    from ai_edge_litert.schema_py_generated import BuiltinOperator
-
-    kinds = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
-    wanted, found = set(names), list(names)
-    for sub in model.subgraphs:
-        def name(i: int, sub: Any = sub) -> str:
-            return sub.tensors[i].name.decode()
-
-        kept = {i for i in range(len(sub.tensors)) if name(i) in wanted}
-        gates: dict[int, int] = {}  # a gate's output -> the tensor it gates
-        for op in sub.operators:
-            kind = kinds.get(op_code(model, op))
-            if len(op.inputs) and op.inputs[0] in kept and len(op.outputs):
-                if kind in ACTIVATIONS:
-                    found.append(name(op.outputs[0]))
-                elif kind in GATES:
-                    found.append(name(op.outputs[0]))
-                    gates[op.outputs[0]] = op.inputs[0]
-        for op in sub.operators:
-            if kinds.get(op_code(model, op)) == "MUL" and len(op.inputs) == 2:
-                a, b = (int(i) for i in op.inputs)
-                if gates.get(a) == b or gates.get(b) == a:
-                    found.append(name(op.outputs[0]))
-    return tuple(dict.fromkeys(found))

@@ -33,10 +33,11 @@ from ..data.dataset import Dataset
 from . import onnx_guard, tflite_guard
 from . import tflite_graph as graph
 from . import tflite_ranges as ranged
+from .activations import tflite_with_activations
 from .context import ConvertContext
 from .fp16_range import expanded_note
 from .tflite_fp16 import guard
-from .transformer import resolve, tflite_graph
+from .transformer import resolve, tflite_graph_of
 
 
 def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
@@ -48,7 +49,7 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
     if folded:
         ctx.notes.append(expanded_note(folded))
     graph.fill_builtin_codes(model)
-    ctx = replace(ctx, keep_float=graph.with_activations(model, ctx.keep_float))
+    ctx = replace(ctx, keep_float=tflite_with_activations(model, ctx.keep_float))
     names = graph.io_names(model)
     added = graph.add_signature(model)
     flatbuffer = graph.write(model)
@@ -58,7 +59,7 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         if ctx.precision == "dynamic-int8" and ctx.calibration is not None else ()
     quant = ctx.quantization
     products_only = ctx.precision == "dynamic-int8" and resolve(
-        quant.model_type if quant else "auto", tflite_graph(src)) == "transformer"
+        quant.model_type if quant else "auto", tflite_graph_of(model)) == "transformer"
     tool = quantizer.Quantizer(flatbuffer, _recipe(ctx, tables=tables,
                                                    products_only=products_only))
     calibration = None

@@ -141,14 +141,20 @@ TFLITE_KINDS = {"BATCH_MATMUL": "MatMul", "SOFTMAX": "Softmax", "MEAN": "ReduceM
 
 
 def tflite_graph(path: Path) -> Graph:
-    """The ops of a TFLite file (every subgraph), named as ONNX names them where the patterns
-    above read them; constants are tensors with data and what ops of constants alone
-    compute."""
+    """The ops of a TFLite file (``tflite_graph_of``)."""
+    from . import tflite_graph as flat
+
+    return tflite_graph_of(flat.read(path.read_bytes()))
+
+
+def tflite_graph_of(model: Any) -> Graph:
+    """The ops of a TFLite model's object form (every subgraph), named as ONNX names them
+    where the patterns above read them; constants are tensors with data and what ops of
+    constants alone compute."""
     from ai_edge_litert.schema_py_generated import BuiltinOperator
 
     from . import tflite_graph as flat
 
-    model = flat.read(path.read_bytes())
     names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
     ops, constants = [], set()
     for g, sub in enumerate(model.subgraphs):
