@@ -134,13 +134,13 @@ def onnx_host_target(targets_dir: Path) -> Path:
     return path
 
 
-def onnx_vad_if(out: Path) -> Path:
+def onnx_vad_if(out: Path, hidden: int = 4) -> Path:
     """A voice-activity step shaped like silero-vad, with its sample-rate If: ``input``
-    [B, 8] at 16 kHz (declared [?, ?]), ``state`` [2, B, 4] (LSTM h and c, batch on axis 1),
-    ``sr`` an int64 scalar -> ``output`` [B, 1], ``stateN`` [2, B, 4]. At 16 kHz an LSTM
-    (228 parameters) steps the state; the 8 kHz branch frames the input in 16-sample windows,
-    so it only type-checks for other input sizes: with ``input`` fixed at 1x8 ONNX Runtime
-    refuses the whole model."""
+    [B, 8] at 16 kHz (declared [?, ?]), ``state`` [2, B, hidden] (LSTM h and c, batch on
+    axis 1), ``sr`` an int64 scalar -> ``output`` [B, 1], ``stateN`` [2, B, hidden]. At 16 kHz
+    an LSTM (228 parameters at hidden 4) steps the state; the 8 kHz branch frames the input in
+    16-sample windows, so it only type-checks for other input sizes: with ``input`` fixed at
+    1x8 ONNX Runtime refuses the whole model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -149,7 +149,8 @@ def onnx_vad_if(out: Path) -> Path:
     def const(name: str, value: np.ndarray) -> object:
         return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
 
-    weights = {"W": (1, 16, 8), "R": (1, 16, 4), "B": (1, 32), "Wo": (4, 1)}
+    weights = {"W": (1, 4 * hidden, 8), "R": (1, 4 * hidden, hidden), "B": (1, 8 * hidden),
+               "Wo": (hidden, 1)}
     then = helper.make_graph(
         [*(const(k, (0.5 * rng.standard_normal(s)).astype(np.float32))
            for k, s in weights.items()),
@@ -161,7 +162,7 @@ def onnx_vad_if(out: Path) -> Path:
          helper.make_node("Unsqueeze", ["h", "axis0"], ["h3"]),
          helper.make_node("Unsqueeze", ["c", "axis0"], ["c3"]),
          helper.make_node("LSTM", ["x3", "W", "R", "B", "", "h3", "c3"], ["y", "yh", "yc"],
-                          hidden_size=4),
+                          hidden_size=hidden),
          helper.make_node("Concat", ["yh", "yc"], ["state16"], axis=0),
          helper.make_node("Squeeze", ["yh", "axis0"], ["h2"]),
          helper.make_node("MatMul", ["h2", "Wo"], ["logit"]),
@@ -184,7 +185,7 @@ def onnx_vad_if(out: Path) -> Path:
                           else_branch=other)],
         "vad_if",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["", ""]),
-         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "", 4]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "", hidden]),
          helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["", 1]),
          helper.make_tensor_value_info("stateN", TensorProto.FLOAT, ["", "", ""])])

@@ -434,7 +434,8 @@ def test_an_artifact_made_by_another_path_says_why(tmp_path: Path) -> None:
     converter = Converter(src, "onnx", get_format("onnx").read_signature(src),
                           Dataset("eval", {"x": x}), refs, tmp_path,
                           lambda text: contextlib.nullcontext(), None, None)
-    converter.failed[edge_id(OnnxToSavedModel())] = "onnx2tf (onnx -> savedmodel) failed: boom"
+    converter.failed[(edge_id(OnnxToSavedModel()), "fp32")] = \
+        "onnx2tf (onnx -> savedmodel) failed: boom"
     produced = converter.produce("tflite", "fp32", tmp_path, "cnn")
     # next: the same edge with the dynamic batch fixed (onnx2tf's static-shapes variant)
     assert [h.tool for h in produced.hops] == ["onnx2tf (static shapes)",

@@ -174,7 +174,7 @@ def test_an_exception_in_a_hop_check_fails_that_edge(tmp_path: Path) -> None:
                           lambda text: contextlib.nullcontext(), None)
     (tmp_path / "work").mkdir()
     produced = converter.produce("tflite", "fp32", tmp_path, "resize")
-    why = converter.failed[edge_id(OnnxToSavedModel())]
+    why = converter.failed[(edge_id(OnnxToSavedModel()), "fp32")]
     assert why.startswith("the check of onnx2tf's savedmodel file failed: InvalidArgumentError: "
                           "Incompatible shapes: "), why
     assert "[4,8,16,4]" in why and "[4,4,16,4]" in why, why

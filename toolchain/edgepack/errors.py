@@ -28,6 +28,14 @@ class EdgepackError(Exception):
     def message(self) -> str:
         return str(self)
 
+    @property
+    def bare(self) -> str:
+        """The message without the leading path, for a caller whose message names the file
+        once already."""
+        text = str(self)
+        return text[len(self.path) + 2:] if self.path and text.startswith(f"{self.path}: ") \
+            else text
+
 
 class EdgepackWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI shows it as
@@ -114,10 +122,14 @@ class ConversionError(EdgepackError):
     exit_code = 8
 
     def __init__(self, message: str, *, path: str | Path | None = None, hint: str | None = None,
-                 edge: str | None = None):
+                 edge: str | None = None, precision: str | None = None):
         super().__init__(message, path=path, hint=hint)
         #: the converter edge that failed, so the planner can route around it
         self.edge = edge
+        #: the precision it failed to make (None: any): int8 that TensorFlow's calibrator
+        #: cannot make says nothing about dynamic int8 by the same edge, which needs no
+        #: calibration
+        self.precision = precision
 
 
 class MissingDependencyError(EdgepackError):

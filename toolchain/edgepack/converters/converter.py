@@ -103,7 +103,8 @@ class Converter:
         self.workdir = workdir
         self.step = step
         self.input_shapes = input_shapes
-        self.failed: dict[str, str] = {}  # edge id -> why it failed
+        #: (edge id, the precision it failed to make; None: any) -> why it failed
+        self.failed: dict[tuple[str, str | None], str] = {}
         self.tools: dict[str, str] = {}
         self._cache: dict[tuple[str, ...], ConvertedFile] = {}
         self.steps = steps  # the step cache across builds; None: every hop runs
@@ -139,14 +140,16 @@ class Converter:
             return produced
         for _ in range(MAX_REPLANS + 1):
             try:
-                path = plan_path(self.src_format, dst, precision, exclude=self.failed)
+                path = plan_path(self.src_format, dst, precision,
+                                 exclude=self._excluded(precision))
             except ConversionError as exc:
-                if not self.failed:
+                if not self._excluded(precision):
                     raise
                 # each names its edge; two edges that built the same graph failed alike
                 toward = edges_toward(self.src_format, dst)
                 tried = "; ".join(dict.fromkeys(
-                    why for edge, why in self.failed.items() if edge in toward))
+                    why for (edge, at), why in self.failed.items()
+                    if edge in toward and _fails(at, precision)))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.shown) from exc
             try:
@@ -158,7 +161,7 @@ class Converter:
             except ConversionError as exc:
                 if exc.edge is None:
                     raise
-                self.failed[exc.edge] = _bare(exc)
+                self.failed[(exc.edge, exc.precision)] = exc.bare
         raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "
                               + "; ".join(self.failed.values()), path=self.shown)
 
@@ -174,13 +177,20 @@ class Converter:
         child.prepares = False
         return child, made.notes
 
+    def _excluded(self, precision: Precision) -> dict[str, str]:
+        """The edges a path to ``precision`` must not take, with why: those that failed at it,
+        at fp32 (a float conversion fails every precision, and is every path's intermediate
+        hop) or at any precision."""
+        return {edge: why for (edge, at), why in self.failed.items() if _fails(at, precision)}
+
     def _routed_around(self, dst: str, precision: Precision) -> list[str]:
         """Why the file did not come by the cheapest path: the edges of that path that failed
         in this build (a slower or different converter made it instead)."""
         preferred = plan_path(self.src_format, dst, precision)
+        excluded = self._excluded(precision)
         return [f"made by another path: the cheaper {edge.src} -> {edge.dst} ({edge.tool}) "
-                f"failed: {self.failed[edge_id(edge)]}"
-                for edge in preferred if edge_id(edge) in self.failed]
+                f"failed: {excluded[edge_id(edge)]}"
+                for edge in preferred if edge_id(edge) in excluded]
 
     def _run(self, path: list[Edge], precision: Precision, out_dir: Path, stem: str,
              quantization: Quantization | None, calibration: Dataset | None,
@@ -230,7 +240,7 @@ class Converter:
         self._install_tools(edge)
         # the user's data (missing calibration) is the user's to fix, not the converter's
         with fails_edge(edge, f"{edge.tool} ({edge.src} -> {edge.dst})", self.shown,
-                        passes=(DataError,)):
+                        passes=(DataError,), precision=ctx.precision):
             with self.step(label):
                 t0 = time.perf_counter()
                 out = edge.convert(prev.path, ctx)
@@ -239,7 +249,8 @@ class Converter:
         self.tools[edge.tool] = version
         produced = self._after(edge, prev, out, ctx.notes)
         hop = Hop(edge.src, edge.dst, edge.tool, version, round(seconds, 3))
-        with fails_edge(edge, f"the check of {edge.tool}'s {edge.dst} file", self.shown):
+        with fails_edge(edge, f"the check of {edge.tool}'s {edge.dst} file", self.shown,
+                        precision=ctx.precision):
             self._check(edge, produced, hop, ctx.precision)
         produced.hops.append(hop)
         if key is not None:  # checked: worth keeping
@@ -320,7 +331,7 @@ class Converter:
             session = child_probe.load(runtime, produced.path, exact_options(runtime.name))
         except ModelError as exc:
             raise ConversionError(f"{edge.tool} wrote a file {runtime.name} cannot load: "
-                                  f"{_bare(exc)}", path=self.shown, edge=edge_id(edge)) from exc
+                                  f"{exc.bare}", path=self.shown, edge=edge_id(edge)) from exc
         outs = session.run(feed_for(session, self.check.inputs, self.signature,
                                     produced.input_layouts))
         outs_list = outputs_in_source_order(session, outs, self.signature,
@@ -357,15 +368,17 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 @contextlib.contextmanager
 def fails_edge(edge: Edge, what: str, source: Path,
-               passes: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
-    """Any exception in the block fails ``edge`` with one line naming ``what`` failed and the
-    root cause, so the planner routes around it; only a time or memory limit, memory
-    exhaustion, a full disk (they would stop any other path too) and the ``passes`` types
-    stop the build."""
+               passes: tuple[type[BaseException], ...] = (),
+               precision: str | None = None) -> Iterator[None]:
+    """Any exception in the block fails ``edge`` at ``precision`` (None: at any) with one line
+    naming ``what`` failed and the root cause, so the planner routes around it; only a time
+    or memory limit, memory exhaustion, a full disk (they would stop any other path too) and
+    the ``passes`` types stop the build."""
     try:
         yield
     except ConversionError as exc:
-        exc.edge = exc.edge or edge_id(edge)
+        if exc.edge in (None, edge_id(edge)):  # this edge's own failure, not a nested one
+            exc.edge, exc.precision = edge_id(edge), exc.precision or precision
         raise
     except (ResourceLimitError, MemoryError, *passes):
         raise
@@ -373,11 +386,16 @@ def fails_edge(edge: Edge, what: str, source: Path,
         if exc.errno in _NO_SPACE:
             raise
         raise ConversionError(f"{what} failed: {root_cause(exc)}", path=source,
-                              edge=edge_id(edge)) from exc
+                              edge=edge_id(edge), precision=precision) from exc
     except Exception as exc:
-        detail = _bare(exc) if isinstance(exc, EdgepackError) else root_cause(exc)
+        detail = exc.bare if isinstance(exc, EdgepackError) else root_cause(exc)
         raise ConversionError(f"{what} failed: {detail}", path=source,
-                              edge=edge_id(edge)) from exc
+                              edge=edge_id(edge), precision=precision) from exc
+
+
+def _fails(at: str | None, precision: str) -> bool:
+    """Whether an edge that failed at ``at`` would fail making ``precision``."""
+    return at in (None, "fp32", precision)
 
 
 def _same_dims(a: tuple, b: tuple) -> bool:
@@ -395,9 +413,3 @@ def _copy_to(produced: ConvertedFile, folder: Path, stem: str) -> ConvertedFile:
     if dest.suffix == ".xml":
         shutil.copyfile(produced.path.with_suffix(".bin"), dest.with_suffix(".bin"))
     return replace(produced, path=dest)
-
-
-def _bare(exc: EdgepackError) -> str:
-    """The message without the leading path (the caller's message names the file once)."""
-    text = str(exc)
-    return text[len(exc.path) + 2:] if exc.path and text.startswith(f"{exc.path}: ") else text

@@ -83,7 +83,7 @@ class _Onnx2tf(Edge):
         key = (str(src), str(src.stat().st_mtime_ns), repr(sorted(shapes.items())))
         if key in self._failed_builds:  # the same graph failed to build for the other edge
             again = copy.copy(self._failed_builds[key])
-            again.edge = None
+            again.edge = again.precision = None
             raise again
         ctx.notes.extend(prepare(src, private, shapes))
         cap = None

@@ -3,7 +3,10 @@
 format's own tool) and, when that is compressed, at fp32 too as the reference to compare with.
 
 A format whose every path fails is reported as not built (loudly); the build fails only when no
-format could be built.
+format could be built. Static int8 that no converter can make (TensorFlow's calibrator crashes
+on some recurrent graphs, and ai-edge-quantizer cannot quantize their loops) is made dynamic
+int8 instead where the profile allows such files, and the warning says so: an int8-weight file
+of the format the target runs beats none.
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
         try:
             reference = converter.produce(fmt, "fp32", staging, name) \
                 if profile.precision != "fp32" else None
-            deliverable = converter.produce(fmt, profile.precision, staging, name,
-                                            profile.quantization, data.calibration)
+            try:
+                deliverable = converter.produce(fmt, profile.precision, staging, name,
+                                                profile.quantization, data.calibration)
+            except ConversionError as exc:
+                deliverable = _dynamic_instead(ctx, planned, converter, fmt, staging, exc)
         except ConversionError as exc:
             if len(planned.formats) == 1:
                 raise
@@ -58,6 +64,28 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
     if not builds:
         raise nothing_built(ctx)
     return builds
+
+
+def _dynamic_instead(ctx: BuildContext, planned: Plan, converter: Converter, fmt: str,
+                     staging: Path, failed: ConversionError) -> ConvertedFile:
+    """``fmt`` at dynamic int8 (int8 weights, activations quantized at run time: no
+    calibration to crash) when static int8 could not be made and the profile allows dynamic
+    files; else, or when that fails too, the error that says why neither was made."""
+    profile = planned.profile
+    if profile.precision != "int8" or not profile.fallback_dynamic:
+        raise failed
+    try:
+        made = converter.produce(fmt, "dynamic-int8", staging, ctx.inputs.name,
+                                 profile.quantization)
+    except ConversionError as exc:
+        raise ConversionError(f"{failed.bare}; dynamic int8 instead failed too: {exc.bare}",
+                              path=exc.path) from failed
+    why = failed.bare
+    made.notes.append(f"dynamic int8 instead of static int8, which could not be made ({why})")
+    ctx.warn(f"{fmt}: static int8 could not be made, dynamic int8 delivered instead (int8 "
+             f"weights, activations quantized at run time; integer-only hardware cannot run "
+             f"it): {why}")
+    return made
 
 
 def nothing_built(ctx: BuildContext) -> ConversionError:
