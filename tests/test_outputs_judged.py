@@ -243,6 +243,23 @@ def test_roles_come_from_the_declaration_then_the_name_then_the_data() -> None:
         role_for("out", RNG.normal(size=(2, 32)), declared="detector")
 
 
+def test_a_first_output_of_mixed_quantities_is_not_read_as_class_scores() -> None:
+    """Landmarks as MediaPipe pose gives them, per point x and y in pixels, a depth and a
+    visibility logit: which of those is largest is no class, so they are judged by the
+    generic measures; the same as softmax probabilities, however rare some classes are, or
+    scaled by a name that says so, are class scores."""
+    n, points = 16, 24
+    xy = RNG.uniform(0, 256, size=(n, points, 2))
+    depth = RNG.normal(0, 40, size=(n, points, 1))
+    visibility = RNG.normal(0, 3, size=(n, points, 1))
+    landmarks = np.concatenate([xy, depth, visibility], axis=2).reshape(n, -1)
+    assert role_for("Identity", landmarks, primary=True).name == "generic"
+    assert role_for("landmark_logits", landmarks, primary=True).name == "classifier"
+    logits = RNG.normal(size=(n, 100)) + np.linspace(-6, 6, 100)  # common and rare classes
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert role_for("Identity", probs, primary=True).name == "classifier"
+
+
 def test_role_readings_by_hand() -> None:
     """Embedding: 4 vectors in two tight pairs; the artifact moves vector 2 next to the first
     pair, so its nearest neighbour becomes 1 (cosine 0.89 over 0.55 to vector 3) while the

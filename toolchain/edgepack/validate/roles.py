@@ -17,6 +17,11 @@ import numpy as np
 
 from ..errors import UsageError
 
+#: class scores share one scale, a regression's values mix quantities (MediaPipe pose's 195
+#: landmark values: x/y in pixels, depth, visibility logits): an (N, C) output whose channels'
+#: typical magnitudes (RMS over samples, 90th percentile over the 10th) spread beyond this is
+#: not read as class scores from its values (EfficientNet-Lite0's logits: 2.2, pose's: 38)
+MIXED_SCALES = 10.0
 #: a detector's anchor counts as a detection when its best class score reaches this
 #: (Ultralytics' default confidence)
 DETECTION_SCORE = 0.25
@@ -81,8 +86,16 @@ class Classifier(Role):
         return ref.ndim >= 2 and ref.shape[-1] >= 2
 
     def evident(self, ref: np.ndarray, primary: bool) -> bool:
-        # a model's (N, C) first output is class scores far more often than anything else
-        return primary and ref.ndim == 2 and ref.shape[1] >= 2
+        # a model's (N, C) first output is class scores far more often than anything else,
+        # unless its channels are quantities of different scales; probabilities (softmax,
+        # sigmoid) are class scores whatever the spread of their classes' frequencies
+        if not (primary and ref.ndim == 2 and ref.shape[1] >= 2):
+            return False
+        if ref.min() >= 0 and ref.max() <= 1:
+            return True
+        rms = np.sqrt(np.mean(np.square(ref, dtype=np.float64), axis=0))
+        low, high = np.percentile(rms, [10, 90])
+        return bool(high <= MIXED_SCALES * low)
 
     def readings(self, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         r, o = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, ref.shape[-1])
