@@ -9,8 +9,10 @@ from beside them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,10 +83,11 @@ def ort_quant(src: Path, out: Path, calib: np.ndarray | list[Feed], *, pre: bool
 
     feeds = onnx_feeds(src, calib)
     model = src
-    if pre:
-        model = out.with_name(out.stem + ".pre.onnx")
-        with captured():
-            quant_pre_process(str(src), str(model))
+    if pre:  # in a scratch folder: symbolic shape inference that gives up leaves
+        # sym_shape_infer_temp.onnx (and its .data) in the working directory
+        model, whole = out.with_name(out.stem + ".pre.onnx").resolve(), src.resolve()
+        with captured(), tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+            quant_pre_process(str(whole), str(model))
     tmp = out.with_name(out.stem + ".tmp.onnx")
     try:
         with captured():
