@@ -98,13 +98,16 @@ def test_a_transformer_static_int8_cannot_hold_ships_dynamic_int8(tmp_path: Path
 
 def test_a_profile_that_forbids_it_keeps_static_int8(tmp_path: Path) -> None:
     """Without ``fallback_dynamic`` (hardware that runs integer ops only), no attempt is
-    dynamic and the closest static file ships over budget."""
+    dynamic and the closest static file ships over budget. The layer searches are the ranked
+    ones: a transformer's first layers in execution order are not tried in float."""
     code, art, out = _build(tmp_path, dynamic=False)
     assert code == 3
     assert art["precision"] == "int8" and all(
         a.get("change") != DYNAMIC_FIX and DYNAMIC_FIX not in a.get("based_on", [])
         for a in art["fallback"]), art["fallback"]
     assert not list(out.glob("*.dynamic-int8.*"))
+    searched = [a for a in art["fallback"] if a.get("kept_float")]
+    assert searched and all(a["order"] == "ranked" for a in searched), art["fallback"]
 
 
 def test_a_dynamic_file_mostly_float_is_rejected_for_its_size(tmp_path: Path) -> None:

@@ -58,9 +58,13 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     if plain.attempt.passed:
         return produced
     _cheap_fixes(ledger)
-    notes = _dynamic(ledger, reference)
+    quant = setup.profile.quantization
+    transformer = quant is not None and resolve(
+        quant.model_type, file_graph(setup.fmt, reference.path)) == "transformer"
+    notes = _dynamic(ledger, transformer)
     start = Start(ledger, ledger.best(), reference,
-                  (setup.profile.fallback_max_size_growth - 1) * ledger.plain_bytes)
+                  (setup.profile.fallback_max_size_growth - 1) * ledger.plain_bytes,
+                  transformer)
     if not ledger.passed and setup.calibration is None:
         start.notes.append("over budget, and no calibration data to quantize again with "
                            "layers kept in float")
@@ -95,7 +99,7 @@ def _cheap_fixes(ledger: Ledger) -> None:
             return
 
 
-def _dynamic(ledger: Ledger, reference: ConvertedFile) -> list[str]:
+def _dynamic(ledger: Ledger, transformer: bool) -> list[str]:
     """A transformer's activations quantized at run time (int8 weights, each activation's
     range taken per inference), tried on the best recipe so far where static int8 missed and
     the profile allows it; the layer searches then start from it if it is the best. Static
@@ -103,10 +107,7 @@ def _dynamic(ledger: Ledger, reference: ConvertedFile) -> list[str]:
     length and every outlier channel, and float softmax and normalization between int8
     products that cost more than they save (MiniLM's static int8 TFLite: cosine 0.64, 0.26x
     fp32's speed; dynamic: 0.993, faster than fp32). The notes: why it was not made."""
-    setup = ledger.setup
-    quant = setup.profile.quantization
-    if ledger.passed or not setup.profile.fallback_dynamic or quant is None \
-            or resolve(quant.model_type, file_graph(setup.fmt, reference.path)) != "transformer":
+    if ledger.passed or not ledger.setup.profile.fallback_dynamic or not transformer:
         return []
     base = ledger.best().recipe
     recipe = replace(base, precision="dynamic-int8", fixes=(*base.fixes, DYNAMIC_FIX))

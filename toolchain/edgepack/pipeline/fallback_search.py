@@ -46,6 +46,8 @@ class Start:
     base: Tried
     reference: ConvertedFile
     allowance: float
+    #: the model is a transformer (compress/transformer.py), the profile's model type or found
+    transformer: bool = False
     notes: list[str] = field(default_factory=list)
     #: how many ranked layers fit the allowance (the shipped note says "k of n")
     ranked_count: int = 0
@@ -79,9 +81,14 @@ class AttemptKind(Protocol):
 
 class FirstLayersInFloat:
     """The first layers in execution order in float: one float region at the input, where a
-    CNN's int8 error starts."""
+    CNN's int8 error starts. Not for a transformer, whose error is not at its input (its
+    first layers are an embedding lookup and a normalization; MiniLM's ONNX with its first
+    1 to 8 layers in float: four attempts that changed nothing): the ranked search finds
+    its layers wherever they are."""
 
     def run(self, start: Start) -> None:
+        if start.transformer:
+            return
         fmt, file = start.ledger.setup.fmt, start.base.kept
         order = LAYERS_IN_ORDER.get(fmt)
         first = order(file)[:MAX_FIRST_LAYERS] if order is not None else []
