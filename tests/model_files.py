@@ -60,6 +60,28 @@ def onnx_cnn(out: Path, height: int | str = 4, width: int | str = 4) -> Path:
     return out
 
 
+def onnx_two_convs(out: Path) -> Path:
+    """x[1,3,8,8] -> Conv "stem" (8 filters) -> Relu -> Conv "late" (4 filters) -> y: every op
+    a layer or its activation, so with both layers in float nothing is left to quantize."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    init = [numpy_helper.from_array((0.3 * rng.standard_normal(s)).astype(np.float32), k)
+            for k, s in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="stem_relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="late", pads=[1] * 4)]
+    graph = helper.make_graph(
+        nodes, "two_convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, out)
+    return out
+
+
 def openvino_ir(onnx_path: Path, out: Path) -> Path:
     import openvino as ov
 

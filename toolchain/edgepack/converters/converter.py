@@ -120,11 +120,14 @@ class Converter:
     def produce(self, dst: str, precision: Precision, out_dir: Path, stem: str,
                 quantization: Quantization | None = None, calibration: Dataset | None = None,
                 keep_float: tuple[str, ...] = (),
-                int16_layers: tuple[str, ...] = ()) -> ConvertedFile:
+                int16_layers: tuple[str, ...] = (), replan: bool = True) -> ConvertedFile:
         """``dst`` at ``precision`` in ``out_dir``, by the cheapest path that works. With int8,
         the layers named in ``keep_float`` stay float and (TFLite only) those in
         ``int16_layers`` get 16-bit activations with int8 weights (LiteRT's 16x8 kernels); int8
-        is made from the prepared float model when the profile asks for it (prepared.py)."""
+        is made from the prepared float model when the profile asks for it (prepared.py).
+        ``replan``: a converter that fails is recorded and the next path tried; False raises
+        its failure as it is and records nothing (an accuracy-fallback attempt: its recipe
+        failed, not the edge that made plain int8 and makes the other attempts)."""
         if int16_layers and (dst != "tflite" or precision != "int8"):
             raise ValueError(f"int16_layers is for int8 TFLite, not {precision} {dst}")
         key = preparation_key(quantization, calibration, self.src_format) \
@@ -134,7 +137,7 @@ class Converter:
                 self.prepared[key] = self._prepared(quantization, calibration)
             child, notes = self.prepared[key]
             produced = child.produce(dst, precision, out_dir, stem, quantization, calibration,
-                                     keep_float, int16_layers)
+                                     keep_float, int16_layers, replan)
             self.tools.update(child.tools)
             produced.notes = [*notes, *produced.notes]
             return produced
@@ -159,7 +162,7 @@ class Converter:
                 produced.precision = precision
                 return produced
             except ConversionError as exc:
-                if exc.edge is None:
+                if exc.edge is None or not replan:
                     raise
                 self.failed[(exc.edge, exc.precision)] = exc.bare
         raise ConversionError(f"gave up on {dst} after {MAX_REPLANS} failing converters: "

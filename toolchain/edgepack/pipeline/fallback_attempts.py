@@ -102,7 +102,7 @@ class FallbackSetup:
         return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,
                                       recipe.quantization, self.calibration,
                                       keep_float=recipe.keep_float,
-                                      int16_layers=recipe.int16_layers)
+                                      int16_layers=recipe.int16_layers, replan=False)
 
 
 @dataclass

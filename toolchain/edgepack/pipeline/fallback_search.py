@@ -23,7 +23,7 @@ from ..compress.layer_order import LAYERS_IN_ORDER
 from ..compress.sensitivity import FLOAT_GROWTH, RANKERS, WEIGHT_PARAMS
 from ..converters.converter import ConvertedFile
 from ..data.layout import in_layouts
-from ..errors import first_line
+from ..errors import ConversionError, first_line
 from .fallback_attempts import Ledger, Recipe, Tried
 
 #: how many of the first layers the fallback tries in float before ranking layers: the stem
@@ -139,14 +139,20 @@ def bisect(start: Start, layers: list[str], order: str, widen: str = "keep_float
     """Attempts with the first k of ``layers`` out of int8 (``widen``: a field of
     ``WIDENINGS``): k doubles until one meets the budget, then the counts between it and the
     last that missed are bisected. A set of layers tried before (by the other order) is not
-    quantized again; an attempt over the size allowance ends the search."""
+    quantized again; an attempt over the size allowance, or one its quantizer cannot make,
+    ends the search."""
     ledger = start.ledger
     k, failing = 1, 0
     passing: int | None = None
     while layers:
         recipe = replace(start.recipe, **{widen: tuple(layers[:k])})
-        tried = ledger.find(recipe) or ledger.attempt(
-            recipe, f"{k} layer(s) {WIDENINGS[widen]}", order=order)
+        try:
+            tried = ledger.find(recipe) or ledger.attempt(
+                recipe, f"{k} layer(s) {WIDENINGS[widen]}", order=order)
+        except ConversionError as exc:  # e.g. nothing left for the quantizer to quantize
+            start.notes.append(f"accuracy fallback: the attempt with {k} layer(s) "
+                               f"{WIDENINGS[widen]} could not be made: {exc.bare}")
+            break
         if tried.attempt.rejected is not None:
             break
         if tried.attempt.passed:
