@@ -167,6 +167,19 @@ def test_tflite_int8_that_cannot_be_calibrated_ships_as_dynamic_int8(tmp_path: P
 
 
 @pytest.mark.slow
+def test_integer_only_hardware_gets_no_dynamic_int8(tmp_path: Path) -> None:
+    """An Edge TPU runs integer ops only, so its profile allows no dynamic files: where static
+    int8 cannot be made the build fails, saying why, and delivers nothing."""
+    from edgepack.errors import ConversionError
+
+    with pytest.raises(ConversionError, match="TensorFlow's calibrator crashed") as caught:
+        edgepack.build(_project(tmp_path, "tflite", "litert", "int8-edgetpu", hidden=32),
+                       "tflite-board", output=tmp_path / "out", runs=2, warmup=0)
+    assert "dynamic int8" not in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_the_folded_model_reaches_openvino_int8(tmp_path: Path) -> None:
     """OpenVINO: the state rows (axis 1) fed one at a time to the static model (as contiguous
     arrays, which its shared-memory tensors need), and NNCF's int8 with the LSTM left float

@@ -168,8 +168,9 @@ class Profile(Strict):
     #: size of plain int8; beyond that it is no longer an int8 model and is not shipped
     fallback_max_size_growth: float = Field(default=1.5, ge=1.0)
     #: the accuracy fallback may quantize a transformer's activations at run time (int8
-    #: weights, each input's range taken per inference) where static int8 misses: hardware
-    #: that runs integer ops only (an Edge TPU) cannot run such a file
+    #: weights, each input's range taken per inference) where static int8 misses, and a format
+    #: whose static int8 no converter can make is made so (pipeline/convert.py): hardware that
+    #: runs integer ops only (an Edge TPU) cannot run such a file
     fallback_dynamic: bool = False
     #: pruning / low-rank / distillation of the source before conversion (structural/)
     structural: Structural | None = None
