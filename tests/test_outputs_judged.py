@@ -278,6 +278,19 @@ def test_role_readings_by_hand() -> None:
     assert compare("mask", m, o).readings["iou"] == 0.5
 
 
+def test_a_class_the_source_ties_with_its_best_is_no_disagreement() -> None:
+    """Row 0's two best logits differ by 1e-4 of the row's spread: the source decides nothing
+    between them, and an artifact that picks the other agrees. Row 1's differ by 0.04 (the
+    margin of an int8 flip on EfficientNet): picking the other is a disagreement."""
+    ref = np.array([[5.0, 5.0 - 3e-4, 1.0, -3.0, 0.0, 2.0],
+                    [5.0, 5.0 - 0.11, 1.0, -3.0, 0.0, 2.0]])
+    margins = (ref[:, 0] - ref[:, 1]) / ref.std(1)
+    assert margins[0] < 1.1e-4 and 0.039 < margins[1] < 0.041, margins
+    swapped = ref[:, [1, 0, 2, 3, 4, 5]]
+    assert compare("logits", ref, swapped).top1_agreement == 0.5
+    assert compare("logits", ref, ref).top1_agreement == 1.0
+
+
 def test_fidelity_round_trips_through_a_dict() -> None:
     """The step cache stores fidelity as JSON and reads it back with its channel groups."""
     ref = _detector(n=3)
