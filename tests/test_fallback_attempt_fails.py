@@ -35,7 +35,7 @@ def test_an_attempt_the_quantizer_cannot_make_ends_its_search_only(tmp_path: Pat
     (tmp_path / "t" / "onnx-board.yaml").write_text(TARGET.format(name="onnx-board",
                                                                   profile="int8-exact"))
     (tmp_path / "p" / "int8-exact.yaml").write_text(PROFILE)
-    src = onnx_two_convs(tmp_path / "residual.onnx")
+    src = onnx_two_convs(tmp_path / "two_convs.onnx")
     rng = np.random.default_rng(2)
     for name in ("calib", "eval"):
         np.savez(tmp_path / f"{name}.npz",

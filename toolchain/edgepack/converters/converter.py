@@ -142,17 +142,16 @@ class Converter:
             produced.notes = [*notes, *produced.notes]
             return produced
         for _ in range(MAX_REPLANS + 1):
+            excluded = self._excluded(precision)
             try:
-                path = plan_path(self.src_format, dst, precision,
-                                 exclude=self._excluded(precision))
+                path = plan_path(self.src_format, dst, precision, exclude=excluded)
             except ConversionError as exc:
-                if not self._excluded(precision):
+                if not excluded:
                     raise
                 # each names its edge; two edges that built the same graph failed alike
                 toward = edges_toward(self.src_format, dst)
                 tried = "; ".join(dict.fromkeys(
-                    why for (edge, at), why in self.failed.items()
-                    if edge in toward and _fails(at, precision)))
+                    why for edge, why in excluded.items() if edge in toward))
                 raise ConversionError(f"every path to {dst} ({precision}) failed: {tried}",
                                       path=self.shown) from exc
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.profiles import Profile
 from ..converters.converter import ConvertedFile, Converter
 from ..errors import ConversionError
 from .context import BuildContext, Yardstick
@@ -54,7 +55,7 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
                 deliverable = converter.produce(fmt, profile.precision, staging, name,
                                                 profile.quantization, data.calibration)
             except ConversionError as exc:
-                deliverable = _dynamic_instead(ctx, planned, converter, fmt, staging, exc)
+                deliverable = _dynamic_instead(ctx, profile, converter, fmt, staging, exc)
         except ConversionError as exc:
             if len(planned.formats) == 1:
                 raise
@@ -66,12 +67,11 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
     return builds
 
 
-def _dynamic_instead(ctx: BuildContext, planned: Plan, converter: Converter, fmt: str,
+def _dynamic_instead(ctx: BuildContext, profile: Profile, converter: Converter, fmt: str,
                      staging: Path, failed: ConversionError) -> ConvertedFile:
     """``fmt`` at dynamic int8 (int8 weights, activations quantized at run time: no
     calibration to crash) when static int8 could not be made and the profile allows dynamic
     files; else, or when that fails too, the error that says why neither was made."""
-    profile = planned.profile
     if profile.precision != "int8" or not profile.fallback_dynamic:
         raise failed
     try:
