@@ -995,6 +995,56 @@ def test_openvino_int8_biases_are_corrected_where_the_shift_dwarfs_the_bias(
     assert np.all(np.abs((int8_out - fp32_out).mean(axis=(0, 2, 3))) < 0.006)
 
 
+def test_openvino_int8_ir_describes_each_constant_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NNCF gives each FakeQuantize four range Constants, its output range equal to its input
+    range: the int8 IR keeps one node per distinct constant, so its .xml (most of a small
+    model's IR) is smaller, and it computes exactly what the IR with every node computes."""
+    import openvino as ov
+    from edgepack.compress import openvino as ov_compress
+    from edgepack.compress.context import ConvertContext
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    fp32 = _openvino_ir(
+        tmp_path, "chain", [helper.make_node("Conv", ["image", "w1"], ["c1"]),
+                            helper.make_node("Relu", ["c1"], ["r1"]),
+                            helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+                            helper.make_node("Relu", ["c2"], ["r2"]),
+                            helper.make_node("Conv", ["r2", "w3"], ["out"])],
+        ([1, 3, 8, 8], [1, 4, 6, 6]),
+        {"w1": rng.standard_normal((3, 3, 1, 1)).astype(np.float32),
+         "w2": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+         "w3": rng.standard_normal((4, 4, 1, 1)).astype(np.float32)})
+    calibration = Dataset("calibration.npz", {"image": rng.random((16, 3, 8, 8),
+                                                                  np.float32)})
+
+    def int8(name: str) -> Path:
+        ctx = ConvertContext(workdir=tmp_path, stem=name, precision="int8",
+                             quantization=Quantization(), calibration=calibration)
+        ov_compress.compress(fp32, tmp_path / f"{name}.int8.xml", ctx)
+        return tmp_path / f"{name}.int8.xml"
+
+    shared = int8("shared")
+    monkeypatch.setattr(ov_compress, "share_equal_constants", lambda model: 0)
+    every = int8("every")
+    core = ov.Core()
+
+    def constants(xml: Path) -> list[tuple[str, tuple[int, ...], bytes]]:
+        return [(op.get_element_type().get_type_name(), tuple(op.get_output_shape(0)),
+                 op.get_data().tobytes()) for op in core.read_model(str(xml)).get_ordered_ops()
+                if op.get_type_name() == "Constant"]
+
+    assert len(set(constants(shared))) == len(constants(shared)) < len(constants(every))
+    assert shared.stat().st_size < every.stat().st_size
+    image = rng.random((1, 3, 8, 8), np.float32)
+    outs = [core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([image])[0]
+            for p in (shared, every)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-quantization with layers kept in float takes the statistics the build's first

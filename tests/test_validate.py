@@ -153,6 +153,28 @@ def test_warns_when_the_fallbacks_float_layers_make_int8_slower_than_fp32() -> N
     assert slower_than_fp32([art("deliverable", 6.4, kept=0), art("reference", 4.7)]) == []
 
 
+def test_warns_when_a_compressed_file_is_not_smaller_than_fp32() -> None:
+    """MediaPipe's selfie segmenter (about 100k weights, stored in fp16 by its TFLite source)
+    gave an int8 OpenVINO IR of 536 KB next to an fp32 one of 503 KB: the report says so
+    rather than letting the user believe int8 made the file smaller."""
+    from edgepack.pipeline.validate import not_smaller_than_fp32
+    from edgepack.report.model import Artifact
+
+    def art(role: str, size: int, fmt: str = "openvino") -> Artifact:
+        return Artifact(role=role, format=fmt, precision="fp32" if role == "reference"
+                        else "int8", file=f"m.{role}.{fmt}", size_bytes=size, sha256="0",
+                        path=[], signature={})
+
+    warned = not_smaller_than_fp32([art("deliverable", 536 * 1024),
+                                    art("reference", 503 * 1024)])
+    assert len(warned) == 1
+    assert "m.deliverable.openvino (int8) is not smaller than its fp32 reference " \
+           "(536.0 KB vs 503.0 KB)" in warned[0]
+    assert not_smaller_than_fp32([art("deliverable", 300), art("reference", 503)]) == []
+    # a reference in another format is no yardstick for this file
+    assert not_smaller_than_fp32([art("deliverable", 536), art("reference", 503, "onnx")]) == []
+
+
 def test_validation_runs_every_runtime_on_every_core() -> None:
     """LiteRT's own default is one thread: the accuracy fallback's evaluations (hundreds of eval
     samples per attempt) ask for every core instead, and OpenVINO for f32 as the file says."""

@@ -45,6 +45,7 @@ def validate_all(ctx: BuildContext, builds: list[FormatBuild], profile: Profile,
             artifacts.append(validate(ctx, "reference", "fp32", build.reference, profile,
                                       yardstick, preprocessing))
     ctx.warnings.extend(slower_than_fp32(artifacts))
+    ctx.warnings.extend(not_smaller_than_fp32(artifacts))
     return artifacts
 
 
@@ -164,6 +165,27 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
             f"{chosen.out_of_int8()} by the accuracy fallback: check "
             f"on the device (--device) before shipping it for speed; fp32 or a looser budget "
             f"may serve better")
+    return warnings
+
+
+def not_smaller_than_fp32(artifacts: list[Artifact]) -> list[str]:
+    """Warnings for compressed deliverables at least as large as their fp32 reference: a
+    model of a few hundred thousand weights is mostly graph description (an OpenVINO IR's
+    .xml grows with every quantizer it gains), and a source whose weights are already stored
+    in fp16 halves what int8 can save. The file may still be the faster one; the user should
+    know that size is not what it buys."""
+    warnings = []
+    for art in artifacts:
+        ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
+                   None)
+        if art.role != "deliverable" or ref is None or art.size_bytes < ref.size_bytes:
+            continue
+        warnings.append(
+            f"{art.file} ({art.precision}) is not smaller than its fp32 reference "
+            f"({art.size_bytes / 1024:.1f} KB vs {ref.size_bytes / 1024:.1f} KB): "
+            f"{art.precision} saves no space on this model (its file is mostly graph "
+            f"description, or the reference already stores its weights in fp16); ship the "
+            f"reference where size is what matters")
     return warnings
 
 
