@@ -484,3 +484,80 @@ def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) ->
     art = next(a for a in pi.deliverables if a.format == "tflite")
     assert pi.passed, art.budget
     assert _weight_types(tmp_path / "pi" / art.file) == {k: {"int8"} for k in WEIGHTED}
+
+
+# ------------------------------------------------------------------------ quantized sources
+
+def test_a_quantized_tflite_source_keeps_its_own_int8(sources: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    """A full-integer TFLite (a Coral or MediaPipe int8 model) is not quantized a second time:
+    the TFLite file ships byte for byte as the source, ONNX is converted only (no quantizer
+    hop), both named and reported int8 with no fp32 reference (there is none), and the user
+    is told why. (Quantized again, the TFLite went through ai-edge-quantizer and the report
+    called the int8 source its "fp32" reference.)"""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(2)
+    with captured():  # as TensorFlow's converter makes full-integer files, float I/O
+        converter = tf.lite.TFLiteConverter.from_keras_model(_keras_segmenter())
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [rng.random((1, 32, 32, 3), np.float32)] for _ in range(16))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        int8 = tmp_path / "seg.tflite"
+        int8.write_bytes(converter.convert())
+    report = edgepack.build(int8, "raspberrypi", evaluation=sources["eval"],
+                            output=tmp_path / "out", runs=5)
+    assert sorted((a.format, a.precision, a.role) for a in report.artifacts) == [
+        ("onnx", "int8", "deliverable"), ("tflite", "int8", "deliverable")], report.skipped
+    tflite = next(a for a in report.artifacts if a.format == "tflite")
+    onnx_art = next(a for a in report.artifacts if a.format == "onnx")
+    assert tflite.file == "seg.int8.tflite" and onnx_art.file == "seg.int8.onnx"
+    assert (tmp_path / "out" / tflite.file).read_bytes() == int8.read_bytes()
+    assert [h.tool for h in onnx_art.path] == ["tf2onnx"]
+    assert report.passed, onnx_art.budget
+    assert any("seg.tflite is already quantized (int8 weights and activations)" in w
+               and "keep that quantization instead of profile int8-arm's int8" in w
+               for w in report.warnings), report.warnings
+
+
+def test_which_files_come_quantized(sources: dict[str, Path], tmp_path: Path) -> None:
+    """Integer weights with a scale make a file dynamic int8, activations on an integer grid
+    make it int8, in each format edgepack reads; fp16-stored weights are no quantization."""
+    from edgepack.formats.prequantized import quantization_of
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    from tests.model_files import onnx_cnn, openvino_ir
+
+    assert quantization_of("tflite", sources["fp16"]) is None
+    assert quantization_of("tflite", sources["fp32"]) is None
+    for precision in ("int8", "dynamic-int8"):
+        made = _compress(sources["fp16"], sources["calibration"], tmp_path / precision,
+                         precision)
+        assert quantization_of("tflite", made) == precision
+
+    float_onnx = onnx_cnn(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter([{"x": rng.random((1, 3, 4, 4), np.float32)} for _ in range(8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.rows, None)
+
+    quantize_static(str(float_onnx), str(tmp_path / "qdq.onnx"), Reader())
+    quantize_dynamic(str(float_onnx), str(tmp_path / "dyn.onnx"), weight_type=QuantType.QInt8)
+    assert quantization_of("onnx", float_onnx) is None
+    assert quantization_of("onnx", tmp_path / "qdq.onnx") == "int8"
+    assert quantization_of("onnx", tmp_path / "dyn.onnx") == "dynamic-int8"
+    assert quantization_of("openvino", openvino_ir(float_onnx, tmp_path / "cnn.xml")) is None
+    assert quantization_of("openvino", openvino_ir(tmp_path / "qdq.onnx",
+                                                   tmp_path / "qdq.xml")) == "int8"
+    assert quantization_of("keras", tmp_path / "any.keras") is None  # not read

@@ -40,7 +40,8 @@ def run_build(request: BuildRequest, progress: Progress | None = None,
             changed = structural.run_structural(ctx, source, samples, yardstick, work)
             changed, samples, yardstick = control_flow.fold(ctx, source.format, changed,
                                                             samples, yardstick, work)
-            converter = convert.make_converter(ctx, source, samples, yardstick, changed, work)
+            converter = convert.make_converter(ctx, planned, source, samples, yardstick,
+                                               changed, work)
             builds = convert.convert_formats(ctx, planned, converter, samples, staging)
             builds = compress.fit_budgets(ctx, planned, converter, builds, samples, yardstick,
                                           staging)

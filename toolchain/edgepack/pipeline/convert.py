@@ -11,9 +11,10 @@ of the format the target runs beats none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..cache.keys import model_files
 from ..config.profiles import Profile
 from ..converters.converter import ConvertedFile, Converter
 from ..errors import ConversionError
@@ -32,14 +33,15 @@ class FormatBuild:
     reference: ConvertedFile | None = None
 
 
-def make_converter(ctx: BuildContext, source: SourceModel, data: BuildData,
+def make_converter(ctx: BuildContext, planned: Plan, source: SourceModel, data: BuildData,
                    yardstick: Yardstick, structural: StructuralResult,
                    workdir: Path) -> Converter:
     """The build's converter: it converts the (structurally changed) source and checks each
     hop against that source's outputs on the eval inputs."""
     return Converter(structural.model, source.format, yardstick.signature, yardstick.evaluation,
                      structural.outputs, workdir, ctx.progress.step, data.shapes, ctx.steps,
-                     isa=tuple(ctx.target.isa), shown=source.path)
+                     isa=tuple(ctx.target.isa), shown=source.path,
+                     quantized_source=planned.source_quantization is not None)
 
 
 def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data: BuildData,
@@ -49,6 +51,11 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
     builds = []
     for fmt in planned.formats:
         try:
+            if planned.source_quantization is not None:
+                builds.append(FormatBuild(fmt, _keeping_quantization(
+                    converter.produce(fmt, "fp32", staging, name),
+                    planned.source_quantization)))
+                continue
             reference = converter.produce(fmt, "fp32", staging, name) \
                 if profile.precision != "fp32" else None
             try:
@@ -65,6 +72,16 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
     if not builds:
         raise nothing_built(ctx)
     return builds
+
+
+def _keeping_quantization(made: ConvertedFile, quantization: str) -> ConvertedFile:
+    """A quantized source's file as converted (its hops quantize nothing), named and labelled
+    by the quantization it carries: ``model.int8.tflite``, not ``model.fp32.tflite``."""
+    renamed = [f.with_name(f.name.replace(".fp32.", f".{quantization}.", 1))
+               for f in model_files(made.path)]
+    for old, new in zip(model_files(made.path), renamed, strict=True):
+        old.replace(new)
+    return replace(made, path=renamed[0], precision=quantization)
 
 
 def _dynamic_instead(ctx: BuildContext, profile: Profile, converter: Converter, fmt: str,

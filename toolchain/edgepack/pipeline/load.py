@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..cache.keys import build_key, file_digest
-from ..config.profiles import ROLE_NAMES, Profile
+from ..config.profiles import ROLE_NAMES, Precision, Profile
 from ..converters import plan_path
 from ..errors import ConversionError, DataError
 from ..formats import detect, get_format
+from ..formats.prequantized import DESCRIBED, quantization_of
 from ..report.parts import SkippedFormat
 from ..signature import Signature
 from .context import BuildContext
@@ -30,6 +31,9 @@ class Plan:
     source_format: str
     profile: Profile
     formats: list[str]
+    #: the quantization the source file brings (formats/prequantized.py): its files keep it
+    #: and are not quantized again; None for a float source
+    source_quantization: Precision | None = None
 
 
 @dataclass
@@ -51,26 +55,35 @@ class SourceModel:
 def plan(ctx: BuildContext) -> Plan:
     """The profile and formats to build (the formats no path reaches go to ``ctx.skipped``)."""
     fmt = detect(ctx.inputs.model).name
-    profile = _effective_profile(ctx, has_calibration=ctx.inputs.calibration is not None)
+    quantized = quantization_of(fmt, ctx.inputs.model)
+    profile = ctx.profile if quantized else \
+        _effective_profile(ctx, has_calibration=ctx.inputs.calibration is not None)
     if ctx.inputs.project is not None:  # the project file's limits per output
         profile = profile.with_output_budgets(ctx.inputs.project.output_budgets())
     chosen = []
     for target_format in ctx.target.formats:
         if target_format not in profile.formats:
             continue
-        try:
-            plan_path(fmt, target_format, profile.precision)
+        try:  # a quantized source is converted only
+            plan_path(fmt, target_format, "fp32" if quantized else profile.precision)
         except ConversionError as exc:
-            ctx.skipped.append(SkippedFormat(target_format, profile.precision, str(exc)))
+            ctx.skipped.append(SkippedFormat(target_format, quantized or profile.precision,
+                                             str(exc)))
             continue
         chosen.append(target_format)
     if not chosen:
         raise ConversionError(
             f"cannot build any format {ctx.target.name} accepts "
-            f"({', '.join(ctx.target.formats)}) at {profile.precision} from {fmt}",
+            f"({', '.join(ctx.target.formats)}) at {quantized or profile.precision} from {fmt}",
             hint="; ".join(s.reason for s in ctx.skipped) or
                  f"profile {profile.name} produces {', '.join(profile.formats)}")
-    return Plan(fmt, profile, chosen)
+    if quantized:
+        ctx.warn(f"{ctx.inputs.model.name} is already quantized ({DESCRIBED[quantized]}): its "
+                 f"files keep that quantization instead of profile {profile.name}'s "
+                 f"{profile.precision} (quantizing it again only adds error, and its float "
+                 f"weights are not in the file); each file is compared with the quantized "
+                 f"source, so its fidelity is the conversion's alone")
+    return Plan(fmt, profile, chosen, quantized)
 
 
 def _effective_profile(ctx: BuildContext, has_calibration: bool) -> Profile:
