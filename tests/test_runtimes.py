@@ -374,6 +374,16 @@ def test_litert_int8_io_takes_and_returns_real_values(tflite_models, images, ref
     assert np.abs(out - reference).max() < 0.05
 
 
+def test_integer_data_for_an_int8_input_is_fed_as_it_is(tflite_models, images):
+    """Integer data (camera bytes, or values already on the tensor's grid) is the tensor's
+    integers: cast, not quantized a second time (which saturated every value)."""
+    s = get_runtime("litert").load(tflite_models["int8"])
+    q = s.signature.inputs[0].quantization
+    on_grid = quantize(images[:4], q, "int8")
+    real = s.run({"image": images[:4]})["output_0"]
+    np.testing.assert_array_equal(s.run({"image": on_grid})["output_0"], real)
+
+
 def test_litert_signature_matches_the_format_reader(tflite_models):
     """Names, order and quantization as formats/tflite.py reads them from the flatbuffer."""
     from edgepack.formats.tflite import TFLiteFormat

@@ -488,6 +488,24 @@ def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) ->
 
 # ------------------------------------------------------------------------ quantized sources
 
+def _tf_int8(path: Path, io: str = "float32") -> Path:
+    """The segmenter as TensorFlow's converter makes full-integer files (the I/O ``io``)."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(2)
+    with captured():
+        converter = tf.lite.TFLiteConverter.from_keras_model(_keras_segmenter())
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [rng.random((1, 32, 32, 3), np.float32)] for _ in range(16))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io != "float32":
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, io)
+        path.write_bytes(converter.convert())
+    return path
+
+
 def test_a_quantized_tflite_source_keeps_its_own_int8(sources: dict[str, Path],
                                                       tmp_path: Path) -> None:
     """A full-integer TFLite (a Coral or MediaPipe int8 model) is not quantized a second time:
@@ -495,18 +513,7 @@ def test_a_quantized_tflite_source_keeps_its_own_int8(sources: dict[str, Path],
     hop), both named and reported int8 with no fp32 reference (there is none), and the user
     is told why. (Quantized again, the TFLite went through ai-edge-quantizer and the report
     called the int8 source its "fp32" reference.)"""
-    from edgepack.quiet import captured, import_tensorflow
-
-    tf = import_tensorflow()
-    rng = np.random.default_rng(2)
-    with captured():  # as TensorFlow's converter makes full-integer files, float I/O
-        converter = tf.lite.TFLiteConverter.from_keras_model(_keras_segmenter())
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [rng.random((1, 32, 32, 3), np.float32)] for _ in range(16))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        int8 = tmp_path / "seg.tflite"
-        int8.write_bytes(converter.convert())
+    int8 = _tf_int8(tmp_path / "seg.tflite")
     report = edgepack.build(int8, "raspberrypi", evaluation=sources["eval"],
                             output=tmp_path / "out", runs=5)
     assert sorted((a.format, a.precision, a.role) for a in report.artifacts) == [
@@ -520,6 +527,34 @@ def test_a_quantized_tflite_source_keeps_its_own_int8(sources: dict[str, Path],
     assert any("seg.tflite is already quantized (int8 weights and activations)" in w
                and "keep that quantization instead of profile int8-arm's int8" in w
                for w in report.warnings), report.warnings
+
+
+def test_a_uint8_io_source_converted_to_onnx_is_fed_and_read_in_real_values(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    """ONNX I/O has no scale: the ONNX converted from a uint8-I/O TFLite records its inputs'
+    and outputs' scale and zero point in its metadata, and is fed and read in real values as
+    the source is (read raw, its outputs were 255x the source's: max abs error 56.8 on a
+    softmax). The eval data is real values (the session quantizes them) or bytes on the
+    input's grid (fed as they are): both give the same result."""
+    from edgepack.io_quantization import KEY
+    from edgepack.runtimes import get_runtime
+
+    source = _tf_int8(tmp_path / "seg.tflite", io="uint8")
+    real = np.load(sources["eval"])
+    name = next(iter(real.keys()))
+    grid = get_runtime("litert").load(source).signature.inputs[0].quantization
+    np.savez(tmp_path / "bytes.npz", **{name: np.clip(
+        np.round(real[name] / grid.scale) + grid.zero_point, 0, 255).astype(np.uint8)})
+    for data in (sources["eval"], tmp_path / "bytes.npz"):
+        out = tmp_path / data.stem
+        report = edgepack.build(source, "raspberrypi", evaluation=data, output=out, runs=3)
+        onnx_art = next(a for a in report.artifacts if a.format == "onnx")
+        assert report.passed, onnx_art.budget
+        session = get_runtime("onnxruntime").load(out / onnx_art.file)
+        assert session.signature.outputs[0].quantization is not None
+        assert KEY in session.native.get_modelmeta().custom_metadata_map
+        (fidelity,) = onnx_art.fidelity
+        assert fidelity.max_abs_error <= 2 / 256, fidelity  # a step or two of the output
 
 
 def test_which_files_come_quantized(sources: dict[str, Path], tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from ..compress.context import ConvertContext
 from ..errors import ConversionError
 from ..quiet import captured, import_tensorflow
 from .base import converter_failed
+from .onnx_io_quantization import record_io_quantization
 from .onnx_names import name_batch_dim, rename
 from .savedmodel_to_onnx import OPSET, Tf2onnx
 
@@ -42,6 +43,7 @@ class TFLiteToOnnx(Tf2onnx):
                                   f"{', '.join(left)}", path=src)
         rename(model, _signature_names(src))
         name_batch_dim(model)
+        record_io_quantization(model)  # a source with uint8 I/O: ONNX I/O has no scale
         import onnx
 
         onnx.save(model, str(out))

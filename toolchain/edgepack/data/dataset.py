@@ -311,7 +311,8 @@ def _check_array(path: Path, spec: TensorSpec, a: np.ndarray, axis: int | None =
         raise DataError(
             f"input '{spec.name}' is {a.dtype} but the model takes {spec.dtype}", path=path,
             hint="store the data already preprocessed (normalized floats) as the model expects")
-    if not want_float and a.dtype.kind not in "iub":
+    real = a.dtype.kind == "f" and spec.quantization is not None  # quantized by the session
+    if not want_float and a.dtype.kind not in "iub" and not real:
         raise DataError(f"input '{spec.name}' is {a.dtype} but the model takes {spec.dtype}",
                         path=path)
     if axis is None:

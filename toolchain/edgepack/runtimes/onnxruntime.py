@@ -9,7 +9,9 @@ initializers in graph inputs) are silenced with ``set_default_logger_severity(3)
 The signature is read from the session (ONNX Runtime alone, no ``onnx`` package needed), named
 as ``formats/onnx.py`` names it: graph input/output names, a dynamic dimension by its
 ``dim_param`` or "?". ONNX I/O carries no scale or zero point (a quantized ONNX model is QDQ
-with float I/O), so inputs are only cast to the declared dtype.
+with float I/O), so inputs are only cast to the declared dtype, unless the file's metadata
+gives them (io_quantization.py: converted from a TFLite model with uint8 I/O): those are
+quantized and dequantized as the TFLite adapter does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from ..signature import Signature, TensorSpec, guess_layout, readable_dim
+from ..io_quantization import KEY, parse
+from ..signature import Quantization, Signature, TensorSpec, guess_layout, readable_dim
 from .base import Runtime, RuntimeOptions
 from .session import AdapterSession, InputError
 
@@ -79,10 +82,13 @@ class OnnxRuntime(Runtime):
 class OnnxSession(AdapterSession):
     def __init__(self, session: Any, version: str):
         self.native = session
-        inputs = tuple(_spec(v) for v in session.get_inputs())
+        quantized = parse(session.get_modelmeta().custom_metadata_map.get(KEY))
+        inputs = tuple(_spec(v, quantization=quantized.get(v.name))
+                       for v in session.get_inputs())
         named = tuple(d for spec in inputs for d in spec.shape if isinstance(d, str))
         signature = Signature(inputs=inputs,
-                              outputs=tuple(_spec(v, named) for v in session.get_outputs()))
+                              outputs=tuple(_spec(v, named, quantized.get(v.name))
+                                            for v in session.get_outputs()))
         super().__init__(signature, runtime="onnxruntime", runtime_version=version)
         self._feed_names = signature.input_names
         self._fetch_names = signature.output_names
@@ -111,9 +117,11 @@ def dtype_of(ort_type: str) -> str:
     return _TYPES.get(ort_type, "float32")
 
 
-def _spec(value: Any, input_dims: tuple[str, ...] = ()) -> TensorSpec:
+def _spec(value: Any, input_dims: tuple[str, ...] = (),
+          quantization: Quantization | None = None) -> TensorSpec:
     shape = tuple(int(d) if isinstance(d, int) else (readable_dim(d, input_dims) if d else "?")
                   for d in (value.shape or ()))
     dtype = _TYPES.get(value.type, "?")
     return TensorSpec(name=value.name, shape=shape, dtype=dtype,
-                      layout=guess_layout(shape, channels_first=True, dtype=dtype))
+                      layout=guess_layout(shape, channels_first=True, dtype=dtype),
+                      quantization=quantization)

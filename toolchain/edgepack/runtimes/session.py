@@ -11,7 +11,8 @@ python3, numpy and one runtime and nothing else.
 * inputs by name (or by position, ``Session.order_inputs``), checked against the signature's
   static dimensions with one clear message (``InputError``: both a ``DataError`` for the CLI and
   a ``ValueError`` for callers that catch that);
-* real-valued inputs quantized into int8/uint8 inputs with the tensor's scale and zero point,
+* real-valued (float) inputs quantized into int8/uint8 inputs with the tensor's scale and zero
+  point (integer data is the tensor's integers already, e.g. camera bytes, and is only cast),
   int8/uint8 outputs dequantized to float32 (``base.quantize`` / ``base.dequantize``);
 * a model with a STATIC batch of 1 given N > 1 samples is run once per sample and the outputs
   concatenated, each input split and each output joined on its own batch axis
@@ -127,7 +128,7 @@ class AdapterSession(Session):
                     raise InputError(
                         f"input '{spec.name}' takes shape {spec.shape_str()}, got {a.shape} "
                         f"(dimension {axis} must be {size})")
-        if plan.quant is not None:
+        if plan.quant is not None and a.dtype.kind == "f":
             a = quantize(a, plan.quant, spec.dtype)  # real values -> the tensor's integers
         elif plan.dtype is not None and a.dtype != plan.dtype:
             a = a.astype(plan.dtype)
