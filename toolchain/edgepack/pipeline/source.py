@@ -7,7 +7,7 @@ every source is a file with a format, a signature and a runtime to compute refer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from ..errors import ModelError, UsageError, first_line
 from ..formats import detect
 from ..formats.base import ModelInfo
 from ..runtimes import child_probe, get_runtime
-from ..runtimes.base import RuntimeOptions, Session
+from ..runtimes.base import Session
 from ..signature import Signature
+from ..validate.outputs import exact_options
 
 
 @dataclass
@@ -117,12 +118,14 @@ def open_source(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> 
     note = fmt.checked_note(path)  # refused here, before anything reads it, if it runs code
     info = fmt.inspect(path)
     signature = info.signature
-    options = RuntimeOptions()
+    # as every file is validated: OpenVINO computes in bf16 on CPUs that have it unless told
+    # f32, which put a bf16 error into every reference output of an IR source
+    options = exact_options(fmt.runtime)
     if fmt.name == "torchscript":
         from ..formats.torch import TorchScriptFormat
 
         signature = TorchScriptFormat().signature_with_shapes(path, input_shapes or {})
-        options = RuntimeOptions(extra={"signature": signature})
+        options = replace(options, extra={"signature": signature})
     unknown = set(input_shapes or {}) - set(signature.input_names)
     if unknown:
         raise UsageError(f"--input-shape names unknown input(s) {', '.join(sorted(unknown))}",
