@@ -39,9 +39,14 @@ OPENVINO_WEIGHT_TYPES = frozenset({"i8", "u8", "i4", "u4", "nf4", "f4e2m1"})
 
 def quantization_of(fmt: str, path: Path) -> Precision | None:
     """``int8``, ``dynamic-int8``, or None for a float file (and for formats whose files
-    edgepack does not read for this: Keras, SavedModel, PyTorch)."""
+    edgepack does not read for this: Keras, SavedModel, PyTorch). A file that cannot be read
+    is None too: the build plans before it loads the model, and loading says what is wrong
+    with the file in the format's own words."""
     reader = READERS.get(fmt)
-    return reader(path) if reader is not None else None
+    try:
+        return reader(path) if reader is not None else None
+    except Exception:  # noqa: BLE001 - a corrupt file is the loader's to report
+        return None
 
 
 def _tflite(path: Path) -> Precision | None:
