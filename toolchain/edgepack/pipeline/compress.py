@@ -33,8 +33,9 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
     fitted = []
     for build in builds:
         if build.deliverable.precision != "int8" or build.reference is None:
-            # fp32/fp16, or dynamic int8 made because static int8 could not be (convert.py):
-            # quantizing again would fail as it did; the budget gate judges it as it is
+            # fp32/fp16, dynamic int8 made because static int8 could not be (convert.py):
+            # quantizing again would fail as it did, or a source's own quantization (no fp32
+            # reference, nothing to quantize again); the budget gate judges it as it is
             fitted.append(build)
             continue
         runtime = ctx.target.runtime(get_format(build.format).runtime or "")
