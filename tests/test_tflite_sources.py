@@ -536,8 +536,8 @@ def test_a_uint8_io_source_converted_to_onnx_is_fed_and_read_in_real_values(
     the source is (read raw, its outputs were 255x the source's: max abs error 56.8 on a
     softmax). The eval data is real values (the session quantizes them) or bytes on the
     input's grid (fed as they are): both give the same result."""
-    from edgepack.io_quantization import KEY
     from edgepack.runtimes import get_runtime
+    from edgepack.runtimes.io_quantization import KEY
 
     source = _tf_int8(tmp_path / "seg.tflite", io="uint8")
     real = np.load(sources["eval"])

@@ -1,5 +1,5 @@
 """The quantization of an ONNX graph's integer inputs and outputs, read from the graph and
-written to its metadata (edgepack/io_quantization.py): an integer output made by a
+written to its metadata (runtimes/io_quantization.py): an integer output made by a
 QuantizeLinear, an integer input read by DequantizeLinear nodes (either through layout ops),
 each with one scale and zero point given as constants: how tf2onnx converts a TFLite model with
 uint8 I/O.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..io_quantization import KEY, dump
+from ..runtimes.io_quantization import KEY, dump
 from ..signature import Quantization
 
 #: ONNX TensorProto element types of quantized I/O (UINT8, INT8)

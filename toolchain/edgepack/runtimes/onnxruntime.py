@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, first_line
-from ..io_quantization import KEY, parse
 from ..signature import Quantization, Signature, TensorSpec, guess_layout, readable_dim
 from .base import Runtime, RuntimeOptions
+from .io_quantization import KEY, parse
 from .session import AdapterSession, InputError
 
 _LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .signature import Quantization
+from ..signature import Quantization
 
 #: the metadata key (ONNX ``metadata_props``)
 KEY = "edgepack.io_quantization"
