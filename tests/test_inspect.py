@@ -203,6 +203,14 @@ def test_tflite_int8_io(int8_tflite: Path) -> None:
     assert "FULLY_CONNECTED" in d["details"]["operator_versions"]
     # the same 2970 weights, stored as int8 (plus int32 biases)
     assert d["parameters"] >= 2970
+    assert d["quantization"] == "int8"  # a build keeps it, rather than quantizing again
+    shown = CliRunner().invoke(cli, ["inspect", str(int8_tflite)])
+    assert "quantized (int8 weights and activations)" in shown.output
+
+
+def test_a_float_model_is_not_quantized(tiny_keras: Path, onnx_model: Path) -> None:
+    assert _inspect(tiny_keras)["quantization"] is None
+    assert _inspect(onnx_model)["quantization"] is None
 
 
 def test_openvino(onnx_model: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..formats.base import ModelInfo
+from ..formats.prequantized import DESCRIBED
 from ..progress import Progress
 from ..report.formatting import fmt_bytes, fmt_num, fmt_pct
 from ..report.model import Report
@@ -174,8 +175,9 @@ CATALOG_DETAILS = {"targets": target_detail, "profiles": profile_detail}
 
 def model_info(info: ModelInfo) -> None:
     """``edgepack inspect``: the summary line, inputs, outputs, operators and details."""
+    quantized = f", quantized ({DESCRIBED[info.quantization]})" if info.quantization else ""
     out.print(f"[bold]{info.path}[/]  {info.format}, {info.parameters:,} parameters, "
-              f"{fmt_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)")
+              f"{fmt_bytes(info.size_bytes)} ({info.size_bytes:,} bytes){quantized}")
     for title, specs in (("inputs", info.signature.inputs), ("outputs", info.signature.outputs)):
         table = Table(title=title, title_justify="left")
         for col in ("name", "shape", "dtype", "layout", "quantization"):

@@ -42,9 +42,15 @@ def detect(path: str | Path) -> Format:
 
 
 def inspect(path: str | Path) -> ModelInfo:
-    """Format, signature, parameter count, size and operator histogram of a model file."""
+    """Format, signature, parameter count, size, operator histogram and the quantization it
+    comes with, of a model file."""
+    from .prequantized import quantization_of
+
     p = Path(path)
-    return detect(p).inspect(p)
+    fmt = detect(p)
+    info = fmt.inspect(p)
+    info.quantization = quantization_of(fmt.name, p)
+    return info
 
 
 __all__ = ["FORMATS", "Format", "ModelInfo", "detect", "get_format", "inspect"]

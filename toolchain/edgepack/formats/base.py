@@ -21,6 +21,8 @@ class ModelInfo:
     size_bytes: int
     operators: dict[str, int]
     details: dict[str, Any] = field(default_factory=dict)
+    #: the quantization the file comes with (formats/prequantized.py), None for a float file
+    quantization: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -28,6 +30,7 @@ class ModelInfo:
             "format": self.format,
             "size_bytes": self.size_bytes,
             "parameters": self.parameters,
+            "quantization": self.quantization,
             "inputs": [s.to_dict() for s in self.signature.inputs],
             "outputs": [s.to_dict() for s in self.signature.outputs],
             "operators": dict(sorted(self.operators.items(), key=lambda kv: (-kv[1], kv[0]))),
