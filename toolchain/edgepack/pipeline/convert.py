@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..cache.keys import model_files
-from ..config.profiles import Profile
+from ..config.profiles import Precision, Profile
 from ..converters.converter import ConvertedFile, Converter
 from ..errors import ConversionError
 from .context import BuildContext, Yardstick
@@ -74,7 +74,7 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
     return builds
 
 
-def _keeping_quantization(made: ConvertedFile, quantization: str) -> ConvertedFile:
+def _keeping_quantization(made: ConvertedFile, quantization: Precision) -> ConvertedFile:
     """A quantized source's file as converted (its hops quantize nothing), named and labelled
     by the quantization it carries: ``model.int8.tflite``, not ``model.fp32.tflite``."""
     renamed = [f.with_name(f.name.replace(".fp32.", f".{quantization}.", 1))
