@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..formats.metadata import set_onnx_property
 from ..runtimes.io_quantization import KEY, dump
 from ..signature import Quantization
 
@@ -53,11 +54,7 @@ def record_io_quantization(model: Any) -> int:
         if value.type.tensor_type.elem_type in INTEGER_TYPES and readers and len(qs) == 1 \
                 and all(n.op_type == "DequantizeLinear" for n in readers) and None not in qs:
             found[value.name] = qs.pop()
-    kept = [p for p in model.metadata_props if p.key != KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    if found:
-        model.metadata_props.add(key=KEY, value=dump(found))
+    set_onnx_property(model, KEY, dump(found) if found else None)
     return len(found)
 
 

@@ -27,14 +27,21 @@ def _onnx(path: Path, meta: dict[str, Any]) -> list[Path]:
     import onnx
 
     model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key != KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=KEY, value=json.dumps(meta, sort_keys=True))
+    set_onnx_property(model, KEY, json.dumps(meta, sort_keys=True))
     if meta.get("name"):
         model.doc_string = f"{meta['name']} {meta.get('version', '')}".strip()
     onnx.save(model, str(path))
     return []
+
+
+def set_onnx_property(model: Any, key: str, value: str | None) -> None:
+    """``key`` in an ONNX ModelProto's ``metadata_props`` set to ``value`` (None: removed),
+    whatever it held before."""
+    kept = [p for p in model.metadata_props if p.key != key]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    if value is not None:
+        model.metadata_props.add(key=key, value=value)
 
 
 def _openvino(path: Path, meta: dict[str, Any]) -> list[Path]:

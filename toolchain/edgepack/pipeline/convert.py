@@ -77,9 +77,9 @@ def convert_formats(ctx: BuildContext, planned: Plan, converter: Converter, data
 def _keeping_quantization(made: ConvertedFile, quantization: Precision) -> ConvertedFile:
     """A quantized source's file as converted (its hops quantize nothing), named and labelled
     by the quantization it carries: ``model.int8.tflite``, not ``model.fp32.tflite``."""
-    renamed = [f.with_name(f.name.replace(".fp32.", f".{quantization}.", 1))
-               for f in model_files(made.path)]
-    for old, new in zip(model_files(made.path), renamed, strict=True):
+    files = model_files(made.path)
+    renamed = [f.with_name(f.name.replace(".fp32.", f".{quantization}.", 1)) for f in files]
+    for old, new in zip(files, renamed, strict=True):
         old.replace(new)
     return replace(made, path=renamed[0], precision=quantization)
 

@@ -152,8 +152,7 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
     warnings = []
     for art in artifacts:
         chosen = next((a for a in art.fallback if a.chosen), None)
-        ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
-                   None)
+        ref = _reference_of(art, artifacts)
         if art.role != "deliverable" or not chosen \
                 or not (chosen.kept_float or chosen.int16_layers) \
                 or ref is None or art.latency is None or ref.latency is None \
@@ -176,8 +175,7 @@ def not_smaller_than_fp32(artifacts: list[Artifact]) -> list[str]:
     know that size is not what it buys."""
     warnings = []
     for art in artifacts:
-        ref = next((r for r in artifacts if r.role == "reference" and r.format == art.format),
-                   None)
+        ref = _reference_of(art, artifacts)
         if art.role != "deliverable" or ref is None or art.size_bytes < ref.size_bytes:
             continue
         warnings.append(
@@ -187,6 +185,12 @@ def not_smaller_than_fp32(artifacts: list[Artifact]) -> list[str]:
             f"description, or the reference already stores its weights in fp16); ship the "
             f"reference where size is what matters")
     return warnings
+
+
+def _reference_of(art: Artifact, artifacts: list[Artifact]) -> Artifact | None:
+    """The fp32 reference of ``art``'s format, if the build made one."""
+    return next((r for r in artifacts if r.role == "reference" and r.format == art.format),
+                None)
 
 
 def _with_layouts(sig: Signature, produced: ConvertedFile) -> Signature:
