@@ -275,11 +275,12 @@ def test_a_layer_kept_in_float_keeps_its_silu_in_float(tmp_path: Path) -> None:
     assert producer[by_name["head"].input[0]] == "DequantizeLinear"  # int8 from there on
 
 
-def _bad_layer_model(tmp_path: Path) -> tuple[Path, object]:
+def _bad_layer_model(tmp_path: Path, transposed: bool = False) -> tuple[Path, object]:
     """Layer "bad" has, in every filter, a huge weight on an input channel that is always zero:
     it changes nothing in float but takes the whole per-channel int8 range, so the filter's
     real weights round to zero. Its input is quantized well; only comparing its int8 output
-    with a float twin on the same input finds it."""
+    with a float twin on the same input finds it. ``transposed``: "bad" is a transposed
+    convolution (a segmenter's decoder), whose filters are laid out (in, out, ...)."""
     import onnx
     from edgepack.data.dataset import Dataset
     from onnx import TensorProto, helper, numpy_helper
@@ -289,14 +290,18 @@ def _bad_layer_model(tmp_path: Path) -> tuple[Path, object]:
     b1 = np.zeros(4, np.float32)
     w1[0] = 0.0
     b1[0] = -1.0  # channel 0 of the first layer is always relu(-1) = 0
-    w2 = rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.1
+    width = 6 if transposed else 4  # in != out: a twin with the wrong layout cannot type-check
+    w2 = rng.standard_normal((width, 4, 3, 3)).astype(np.float32) * 0.1
     w2[:, 0, 1, 1] = 1000.0  # reads that dead channel
-    w3 = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    if transposed:
+        w2 = np.ascontiguousarray(w2.transpose(1, 0, 2, 3))
+    w3 = rng.standard_normal((4, width, 1, 1)).astype(np.float32)
     init = [numpy_helper.from_array(a, n) for a, n in
             ((w1, "w1"), (b1, "b1"), (w2, "w2"), (w3, "w3"))]
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="first", pads=[1] * 4),
              helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="bad", pads=[1] * 4),
+             helper.make_node("ConvTranspose" if transposed else "Conv", ["r1", "w2"], ["c2"],
+                              name="bad", pads=[1] * 4),
              helper.make_node("Conv", ["c2", "w3"], ["y"], name="last")]
     graph = helper.make_graph(
         nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
@@ -308,9 +313,10 @@ def _bad_layer_model(tmp_path: Path) -> tuple[Path, object]:
     return src, Dataset("calib", {"x": rng.standard_normal((32, 3, 6, 6)).astype(np.float32)})
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path,
-                                                                 fmt: str) -> None:
+@pytest.mark.parametrize(("fmt", "transposed"), [("onnx", False), ("openvino", False),
+                                                 ("openvino", True)])
+def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path, fmt: str,
+                                                                 transposed: bool) -> None:
     from edgepack.compress import onnx as onnx_compress
     from edgepack.compress import openvino as openvino_compress
     from edgepack.compress.context import ConvertContext
@@ -319,7 +325,7 @@ def test_ranking_finds_the_layer_whose_own_int8_error_is_largest(tmp_path: Path,
 
     from tests import model_files
 
-    src, data = _bad_layer_model(tmp_path)
+    src, data = _bad_layer_model(tmp_path, transposed)
     if fmt == "openvino":
         src = model_files.openvino_ir(src, tmp_path / "bad.xml")
     ctx = ConvertContext(workdir=tmp_path, stem="bad", precision="int8",

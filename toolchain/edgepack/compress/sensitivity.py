@@ -349,32 +349,35 @@ def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     inputs = [p.get_any_name() for p in model.inputs]
-    exposed = compiled.outputs[-2 * len(probes):]  # add_outputs appends after the model's own
+    # by the port each Result reads, not by position: a port that already fed a Result (a
+    # ranked op giving the model's output) is not exposed a second time
+    index = {_port_key(r.get_node().input_value(0)): i for i, r in enumerate(model.outputs)}
+    exposed = [(compiled.outputs[index[_port_key(twin)]], compiled.outputs[index[_port_key(op)]])
+               for _, _, twin, op in probes]
     squared = np.zeros(len(probes))
     power = np.zeros(len(probes))
     counts = np.zeros(len(probes))
     for feed in samples.samples():
         result = request.infer({n: v.astype(np.float32)
                                 for n, v in zip(inputs, feed.values(), strict=True)})
-        for i in range(len(probes)):
-            twin = np.asarray(result[exposed[2 * i]], np.float64)
-            got = np.asarray(result[exposed[2 * i + 1]], np.float64)
+        for i, (twin_port, op_port) in enumerate(exposed):
+            twin = np.asarray(result[twin_port], np.float64)
+            got = np.asarray(result[op_port], np.float64)
             squared[i] += float(np.sum((twin - got) ** 2))
             power[i] += float(np.sum(twin ** 2))
             counts[i] += twin.size
     scores = []
-    for i, (name, step) in enumerate(probes):
+    for i, (name, step, _, _) in enumerate(probes):
         rmse = np.sqrt(squared[i] / max(counts[i], 1))
         step = step or np.sqrt(power[i] / max(counts[i], 1)) / 128
         scores.append((-rmse / step if step > 0 else 0.0, i, name))
     return [name for _, _, name in sorted(scores)]
 
 
-def _openvino_twins(model: Any, float_ops: dict[str, Any]) -> list[tuple[str, float]]:
+def _openvino_twins(model: Any, float_ops: dict[str, Any]) -> list[tuple[str, float, Any, Any]]:
     """Add, for every ranked op with a float counterpart, a twin on the same input with the
-    float weights, and expose both outputs; (op name, step of the next quantization) each."""
-    import openvino.opset13 as ops
-
+    float weights, and expose both outputs; (op name, step of the next quantization, twin's
+    output, op's output) each."""
     probes = []
     ports = []
     for op in [o for o in model.get_ordered_ops() if o.get_type_name() in OPENVINO_RANKED]:
@@ -383,21 +386,52 @@ def _openvino_twins(model: Any, float_ops: dict[str, Any]) -> list[tuple[str, fl
         weight = _constant(original.input_value(1).get_node()) if original is not None else None
         if weight is None:
             continue
-        data = op.input_value(0)
-        attrs = op.get_attributes()
-        kind = op.get_type_name()
-        if kind == "MatMul":
-            twin = ops.matmul(data, ops.constant(weight), attrs["transpose_a"],
-                              attrs["transpose_b"])
-        else:
-            make = ops.group_convolution if kind == "GroupConvolution" else ops.convolution
-            twin = make(data, ops.constant(weight), attrs["strides"], attrs["pads_begin"],
-                        attrs["pads_end"], attrs["dilations"], attrs["auto_pad"])
+        twin = _TWINS[op.get_type_name()](op, weight)
         ports += [twin.output(0), op.output(0)]
-        probes.append((name, _next_step(op)))
+        probes.append((name, _next_step(op), twin.output(0), op.output(0)))
     if ports:
         model.add_outputs(ports)
     return probes
+
+
+def _port_key(port: Any) -> tuple[int, int]:
+    return port.get_node().get_instance_id(), port.get_index()
+
+
+def _matmul_twin(op: Any, weight: np.ndarray) -> Any:
+    import openvino.opset13 as ops
+
+    attrs = op.get_attributes()
+    return ops.matmul(op.input_value(0), ops.constant(weight), attrs["transpose_a"],
+                      attrs["transpose_b"])
+
+
+def _convolution_twin(op: Any, weight: np.ndarray) -> Any:
+    import openvino.opset13 as ops
+
+    a = op.get_attributes()
+    make = ops.group_convolution if op.get_type_name() == "GroupConvolution" else ops.convolution
+    return make(op.input_value(0), ops.constant(weight), a["strides"], a["pads_begin"],
+                a["pads_end"], a["dilations"], a["auto_pad"])
+
+
+def _transposed_twin(op: Any, weight: np.ndarray) -> Any:
+    """A transposed convolution's filters are laid out (in, out, ...), so a plain
+    Convolution on its input does not even type-check (the selfie segmenter's decoder):
+    the twin is the same op, its optional output-shape input passed on."""
+    import openvino.opset13 as ops
+
+    a = op.get_attributes()
+    shape = op.input_value(2) if op.get_input_size() > 2 else None
+    return ops.convolution_backprop_data(
+        op.input_value(0), ops.constant(weight), a["strides"], shape, a["pads_begin"],
+        a["pads_end"], a["dilations"], a["auto_pad"], a["output_padding"])
+
+
+#: how each ranked op type is rebuilt on the same input with float weights
+_TWINS: dict[str, Callable[[Any, np.ndarray], Any]] = {
+    "MatMul": _matmul_twin, "Convolution": _convolution_twin,
+    "GroupConvolution": _convolution_twin, "ConvolutionBackpropData": _transposed_twin}
 
 
 def _constant(node: Any) -> np.ndarray | None:
