@@ -93,7 +93,9 @@ def _with_mediapipe_custom_op(flatbuffer: bytes) -> bytes:
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``fp16``: the segmenter as MediaPipe ships float models (fp16-stored weights);
     ``fp32``: the same with float32 weights; ``custom``: ``fp16`` with MediaPipe's custom
-    transpose convolution; calibration.npz (48) and eval.npz (16)."""
+    transpose convolution; ``sparse``: the segmenter with most of its pointwise weights zero,
+    stored sparse in fp16 and expanded by DENSIFY then DEQUANTIZE, as MediaPipe's pose detector
+    ships; calibration.npz (48) and eval.npz (16)."""
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -111,12 +113,44 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[kind].write_bytes(_as_mediapipe_ships_it(flatbuffer))
     files["custom"] = folder / "seg_custom.tflite"
     files["custom"].write_bytes(_with_mediapipe_custom_op(files["fp16"].read_bytes()))
+    files["sparse"] = folder / "seg_sparse.tflite"
+    files["sparse"].write_bytes(_as_mediapipe_ships_it(_sparse(tf, model)))
     rng = np.random.default_rng(1)
     name = _input_name(files["fp16"])
     for split, n in (("calibration", 48), ("eval", 16)):
         files[split] = folder / f"{split}.npz"
         np.savez(files[split], **{name: rng.random((n, 32, 32, 3), np.float32)})
     return files
+
+
+def _sparse(tf, model) -> bytes:
+    """``model`` (changed in place) with 80% of each pointwise convolution's weights zero,
+    converted with fp16 weights and the converter's sparse encoding."""
+    import keras
+
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1):
+            kernel, *rest = layer.get_weights()
+            kernel[rng.random(kernel.shape) < 0.8] = 0
+            layer.set_weights([kernel, *rest])
+    from edgepack.quiet import captured
+
+    with captured():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT,
+                                   tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def _op_counts(path: Path) -> dict[str, int]:
+    from collections import Counter
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = Interpreter(model_path=str(path))._get_ops_details()  # noqa: SLF001
+    return dict(Counter(op["op_name"] for op in ops))
 
 
 def _input_name(path: Path) -> str:
@@ -484,6 +518,33 @@ def test_mediapipe_custom_op_source(sources: dict[str, Path], tmp_path: Path) ->
     art = next(a for a in pi.deliverables if a.format == "tflite")
     assert pi.passed, art.budget
     assert _weight_types(tmp_path / "pi" / art.file) == {k: {"int8"} for k in WEIGHTED}
+
+
+def test_sparse_weights_are_stored_dense_for_every_tool(sources: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """Weights stored sparse (read through DENSIFY) are made the dense constants LiteRT expands
+    them to, computing exactly the same; then tf2onnx converts the file (its TFLite reader
+    reshapes sparse values as dense ones and fails) and ai-edge-quantizer quantizes every weight
+    to int8 (it takes a DENSIFY's output for an activation, and LiteRT refuses the asymmetric
+    weights it writes), so the board gets both formats."""
+    from edgepack.compress.tflite_sparse import densified
+
+    src = sources["sparse"]
+    assert _op_counts(src).get("DENSIFY", 0) >= 3
+    dense, count = densified(src.read_bytes())
+    assert count == _op_counts(src)["DENSIFY"]
+    (tmp_path / "dense.tflite").write_bytes(dense)
+    assert "DENSIFY" not in _op_counts(tmp_path / "dense.tflite")
+    x = np.random.default_rng(4).random((1, 32, 32, 3), np.float32)
+    np.testing.assert_array_equal(_run(tmp_path / "dense.tflite", x), _run(src, x))
+    report = edgepack.build(src, "raspberrypi", calibration=sources["calibration"],
+                            evaluation=sources["eval"], output=tmp_path / "out", runs=3)
+    assert sorted((a.format, a.precision) for a in report.deliverables) == [
+        ("onnx", "int8"), ("tflite", "int8")], report.skipped
+    art = next(a for a in report.deliverables if a.format == "tflite")
+    assert any(f"{count} sparse weight(s) stored dense" in n for n in art.notes), art.notes
+    assert _weight_types(tmp_path / "out" / art.file) == {k: {"int8"} for k in WEIGHTED}
+    assert report.passed, [a.budget for a in report.deliverables]
 
 
 # ------------------------------------------------------------------------ quantized sources

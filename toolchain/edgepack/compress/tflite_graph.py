@@ -129,6 +129,13 @@ def rename_io(model: Any, names: tuple[list[bytes], list[bytes]]) -> None:
             graph.tensors[index].name = name
 
 
+def drop_unused(model: Any, g: int) -> None:
+    """Remove the tensors of subgraph ``g`` that nothing refers to any more, and the data of
+    buffers no tensor refers to (after ops were removed)."""
+    _drop_unused_tensors(model, g)
+    _empty_unused_buffers(model)
+
+
 def _rewire(graph: Any, old: int, new: int) -> None:
     """Every reader of tensor ``old`` (and the graph's outputs) reads tensor ``new`` instead
     (tensor indices are int32 vectors in the flatbuffer)."""

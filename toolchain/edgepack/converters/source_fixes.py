@@ -7,7 +7,9 @@ source's outputs. Registered per source format:
 * tflite: custom ops that a builtin op computes exactly are rewritten as that builtin
   (compress/tflite_builtins.py: MediaPipe's Convolution2DTransposeBias -> TRANSPOSE_CONV), so
   OpenVINO's and tf2onnx's TFLite readers, ai-edge-quantizer and LiteRT's int8 kernels see
-  builtins.
+  builtins; sparse constant weights expanded by a DENSIFY op are stored dense
+  (compress/tflite_sparse.py: MediaPipe's pose and full-range face detectors), which tf2onnx and
+  ai-edge-quantizer cannot read sparse.
 """
 
 from __future__ import annotations
@@ -15,17 +17,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..compress import tflite_builtins
+from ..compress import tflite_builtins, tflite_sparse
 
 
 def _tflite(src: Path, dst: Path) -> list[str] | None:
-    """The TFLite source with its known custom ops as builtins (None: it has none)."""
+    """The TFLite source with its known custom ops as builtins and its sparse weights dense
+    (None: it has neither)."""
     flatbuffer, done = tflite_builtins.rewritten(src.read_bytes())
-    if not done:
+    flatbuffer, dense = tflite_sparse.densified(flatbuffer)
+    notes = []
+    if done:
+        counts = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
+        notes.append("custom op(s) rewritten as the builtin that computes the same, for every "
+                     f"tool to read: {counts}")
+    if dense:
+        notes.append(tflite_sparse.describe(dense))
+    if not notes:
         return None
     dst.write_bytes(flatbuffer)
-    return ["custom op(s) rewritten as the builtin that computes the same, for every tool to "
-            f"read: {', '.join(f'{what} x{n}' for what, n in sorted(done.items()))}"]
+    return notes
 
 
 #: source format -> fix(source, copy to write) -> notes, or None when nothing needed fixing
