@@ -33,10 +33,12 @@ def tflite(saved_model: Path, out: Path, int8_samples: np.ndarray | None = None)
     return out
 
 
-def onnx_cnn(out: Path, height: int | str = 4, width: int | str = 4) -> Path:
+def onnx_cnn(out: Path, height: int | str = 4, width: int | str = 4, output: str = "y") -> Path:
     """x[N,3,H,W] -> Conv(2 filters, 3x3) -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> y[N,5].
 
-    Global pooling makes H and W free, so ``height``/``width`` may be dimension names.
+    Global pooling makes H and W free, so ``height``/``width`` may be dimension names; ``output``
+    names y (its random weights pick nearly the same class for every input, so only a name
+    such as "logits" makes it read as class scores).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -49,11 +51,11 @@ def onnx_cnn(out: Path, height: int | str = 4, width: int | str = 4) -> Path:
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("GlobalAveragePool", ["r"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]),
-             helper.make_node("Gemm", ["f", "g"], ["y"])]
+             helper.make_node("Gemm", ["f", "g"], [output])]
     graph = helper.make_graph(
         nodes, "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, height, width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], [w, b, g])
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 5])], [w, b, g])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, out)

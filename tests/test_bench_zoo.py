@@ -37,7 +37,7 @@ def zoo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("zoo")
     model_files.onnx_cnn(zoo_folder(tmp / "zoo", "tiny-cnn", "tiny-cnn.onnx",
                                     {"calib": 32, "eval": 16}) / "tiny-cnn.onnx",
-                         height="H", width="W")
+                         height="H", width="W", output="logits")
     broken = zoo_folder(tmp / "zoo", "broken", "broken.onnx", {"calib": 4, "eval": 4})
     (broken / "broken.onnx").write_bytes(b"not a model")
     env = {**os.environ, "PYTHONPATH": str(REPO / "toolchain"),
@@ -64,7 +64,7 @@ def test_every_cell_is_a_row_with_real_time_and_memory(zoo_run: dict) -> None:
     assert tiny["not_delivered"] == []
     for d in tiny["delivered"]:
         assert 0 < d["size_ratio"] and d["p50_ms"] > 0 and d["speedup"] > 0
-        assert d["fidelity"] and d["fidelity"][0]["output"] == "y"
+        assert d["fidelity"] and d["fidelity"][0]["output"] == "logits"
         assert d["fidelity"][0]["value"] is not None
     assert tiny["wall_s"] > 0 and tiny["peak_rss_mb"] > 50
     assert "x:1x3x8x8" in tiny["command"]  # the dynamic H, W fixed from meta.json

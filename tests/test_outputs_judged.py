@@ -245,8 +245,9 @@ def test_roles_come_from_the_declaration_then_the_name_then_the_data() -> None:
 
 def test_a_first_output_of_mixed_quantities_is_not_read_as_class_scores() -> None:
     """Landmarks as MediaPipe pose gives them, per point x and y in pixels, a depth and a
-    visibility logit: which of those is largest is no class, so they are judged by the
-    generic measures; the same as softmax probabilities, however rare some classes are, or
+    visibility logit, and a hand's, whose largest value is its wrist's y in every sample:
+    which of those is largest is no class, so they are judged by the generic measures; the
+    same as softmax probabilities, however rare some classes are, or
     scaled by a name that says so, are class scores."""
     n, points = 16, 24
     xy = RNG.uniform(0, 256, size=(n, points, 2))
@@ -255,6 +256,14 @@ def test_a_first_output_of_mixed_quantities_is_not_read_as_class_scores() -> Non
     landmarks = np.concatenate([xy, depth, visibility], axis=2).reshape(n, -1)
     assert role_for("Identity", landmarks, primary=True).name == "generic"
     assert role_for("landmark_logits", landmarks, primary=True).name == "classifier"
+    # hand landmarks: x, y and z in pixels (scales within 10x), the wrist's y the largest
+    hand = np.concatenate([RNG.normal(100, 15, size=(n, 21, 2)),
+                           RNG.normal(0, 20, size=(n, 21, 1))], axis=2)
+    hand[:, 0, 1] = RNG.normal(175, 5, size=n)
+    hand = hand.reshape(n, -1)
+    rms = np.sqrt(np.mean(hand ** 2, axis=0))
+    assert np.percentile(rms, 90) < 10 * np.percentile(rms, 10)  # not told by the scales
+    assert role_for("Identity", hand, primary=True).name == "generic"
     logits = RNG.normal(size=(n, 100)) + np.linspace(-6, 6, 100)  # common and rare classes
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     assert role_for("Identity", probs, primary=True).name == "classifier"

@@ -22,6 +22,12 @@ from ..errors import UsageError
 #: typical magnitudes (RMS over samples, 90th percentile over the 10th) spread beyond this is
 #: not read as class scores from its values (EfficientNet-Lite0's logits: 2.2, pose's: 38)
 MIXED_SCALES = 10.0
+#: a classifier's top class follows its input: an (N, C) output whose largest entry is one
+#: channel's in this share of at least ``DOMINANT_ROWS`` samples is a regression (MediaPipe's
+#: hand landmarks: the wrist's y in pixels, largest in 31 of 32 crops, while its channels'
+#: scales spread only 9x, as a z in pixels sits beside each x and y)
+DOMINANT_SHARE = 0.9
+DOMINANT_ROWS = 8
 #: a source row whose best classes lie within this share of its spread (the row's standard
 #: deviation) of each other decides nothing between them, and an artifact that picks any of them
 #: agrees with it (EfficientNet-Lite2's eval row 25 scores two classes 5.72845 and 5.72812, 2.4e-4
@@ -93,15 +99,18 @@ class Classifier(Role):
 
     def evident(self, ref: np.ndarray, primary: bool) -> bool:
         # a model's (N, C) first output is class scores far more often than anything else,
-        # unless its channels are quantities of different scales; probabilities (softmax,
-        # sigmoid) are class scores whatever the spread of their classes' frequencies
+        # unless its channels are quantities of different scales or one channel is the largest
+        # whatever the input; probabilities (softmax, sigmoid) are class scores whatever the
+        # spread of their classes' frequencies
         if not (primary and ref.ndim == 2 and ref.shape[1] >= 2):
             return False
         if ref.min() >= 0 and ref.max() <= 1:
             return True
         rms = np.sqrt(np.mean(np.square(ref, dtype=np.float64), axis=0))
         low, high = np.percentile(rms, [10, 90])
-        return bool(high <= MIXED_SCALES * low)
+        top = np.bincount(ref.argmax(1), minlength=ref.shape[1]).max()
+        return bool(high <= MIXED_SCALES * low) and not (
+            len(ref) >= DOMINANT_ROWS and top >= DOMINANT_SHARE * len(ref))
 
     def readings(self, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         r, o = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, ref.shape[-1])
