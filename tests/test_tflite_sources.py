@@ -51,6 +51,20 @@ def _keras_segmenter():
     return model
 
 
+def _keras_relu_net():
+    """32x32x3 -> 16x16x8: convolutions, a depthwise one and a residual ADD, each followed by a
+    ReLU (every op XNNPACK runs in int8)."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((32, 32, 3), batch_size=1, name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv2D(8, 1)(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    return keras.Model(inp, keras.layers.Conv2D(8, 1, name="features")(x))
+
+
 def _as_mediapipe_ships_it(flatbuffer: bytes) -> bytes:
     """No SignatureDef and every operator code in the deprecated field only (older converters)."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -89,13 +103,49 @@ def _with_mediapipe_custom_op(flatbuffer: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def _with_standalone_relus(flatbuffer: bytes) -> bytes:
+    """Each op's fused ReLU made a RELU op of its own, as MediaPipe's face detector applies
+    them: the op writes a new tensor, which the RELU reads."""
+    import copy
+
+    from ai_edge_litert.schema_py_generated import (
+        ActivationFunctionType,
+        BuiltinOperator,
+        OperatorCodeT,
+        OperatorT,
+    )
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    code = OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = BuiltinOperator.RELU
+    code.version = 1
+    model.operatorCodes.append(code)
+    sub = model.subgraphs[0]
+    for op in list(sub.operators):
+        options = op.builtinOptions
+        if getattr(options, "fusedActivationFunction", None) != ActivationFunctionType.RELU:
+            continue
+        options.fusedActivationFunction = ActivationFunctionType.NONE
+        before = copy.deepcopy(sub.tensors[op.outputs[0]])
+        before.name += b"/before_relu"
+        sub.tensors.append(before)
+        relu = OperatorT()
+        relu.opcodeIndex, relu.inputs = len(model.operatorCodes) - 1, [len(sub.tensors) - 1]
+        relu.outputs = list(op.outputs)
+        op.outputs = [len(sub.tensors) - 1]
+        sub.operators.insert(sub.operators.index(op) + 1, relu)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``fp16``: the segmenter as MediaPipe ships float models (fp16-stored weights);
     ``fp32``: the same with float32 weights; ``custom``: ``fp16`` with MediaPipe's custom
     transpose convolution; ``sparse``: the segmenter with most of its pointwise weights zero,
     stored sparse in fp16 and expanded by DENSIFY then DEQUANTIZE, as MediaPipe's pose detector
-    ships; calibration.npz (48) and eval.npz (16)."""
+    ships; ``relus``: a residual ReLU network with its fused ReLUs as ops of their own, as
+    MediaPipe's face detector has them; calibration.npz (48) and eval.npz (16)."""
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -113,6 +163,10 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[kind].write_bytes(_as_mediapipe_ships_it(flatbuffer))
     files["custom"] = folder / "seg_custom.tflite"
     files["custom"].write_bytes(_with_mediapipe_custom_op(files["fp16"].read_bytes()))
+    with captured():
+        relu_net = tf.lite.TFLiteConverter.from_keras_model(_keras_relu_net()).convert()
+    files["relus"] = folder / "relus.tflite"
+    files["relus"].write_bytes(_with_standalone_relus(_as_mediapipe_ships_it(relu_net)))
     files["sparse"] = folder / "seg_sparse.tflite"
     files["sparse"].write_bytes(_as_mediapipe_ships_it(_sparse(tf, model)))
     rng = np.random.default_rng(1)
@@ -545,6 +599,36 @@ def test_sparse_weights_are_stored_dense_for_every_tool(sources: dict[str, Path]
     assert any(f"{count} sparse weight(s) stored dense" in n for n in art.notes), art.notes
     assert _weight_types(tmp_path / "out" / art.file) == {k: {"int8"} for k in WEIGHTED}
     assert report.passed, [a.budget for a in report.deliverables]
+
+
+def test_standalone_relus_are_fused_so_int8_runs_in_one_xnnpack_graph(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    """A float file's standalone RELUs are fused into the op before them (the same outputs);
+    left standalone, the quantizer gives each its own scale and XNNPACK delegates none of
+    them, splitting the int8 file into one delegated graph per RELU."""
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepack.compress.tflite_fuse import fused
+
+    src = sources["relus"]
+    assert _op_counts(src)["RELU"] == 3
+    flatbuffer, done = fused(src.read_bytes())
+    assert done == {"CONV_2D+RELU": 1, "DEPTHWISE_CONV_2D+RELU": 1, "ADD+RELU": 1}
+    (tmp_path / "fused.tflite").write_bytes(flatbuffer)
+    assert "RELU" not in _op_counts(tmp_path / "fused.tflite")
+    x = np.random.default_rng(5).random((1, 32, 32, 3), np.float32)
+    np.testing.assert_array_equal(_run(tmp_path / "fused.tflite", x), _run(src, x))
+    assert _weight_types(src) == {"CONV_2D": {"float32"}, "DEPTHWISE_CONV_2D": {"float32"}}
+    report = edgepack.build(src, "raspberrypi", calibration=sources["calibration"],
+                            evaluation=sources["eval"], output=tmp_path / "out", runs=3)
+    art = next(a for a in report.deliverables if a.format == "tflite")
+    assert art.precision == "int8" and report.passed, art.budget
+    interp = Interpreter(model_path=str(tmp_path / "out" / art.file))
+    interp.allocate_tensors()
+    nodes = [interp._interpreter.NodeName(i)  # noqa: SLF001 (the plan after delegation)
+             for i in range(interp._interpreter.NumNodes())]  # noqa: SLF001
+    assert nodes.count("DELEGATE") == 1, nodes
+    assert any("ADD+RELU x1, CONV_2D+RELU x1, DEPTHWISE_CONV_2D+RELU x1" in n
+               for n in art.notes), art.notes
 
 
 # ------------------------------------------------------------------------ quantized sources

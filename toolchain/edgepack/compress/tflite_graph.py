@@ -6,6 +6,8 @@
   quantizer then sees each weight as a constant of the op that reads it, which it quantizes,
   instead of the output of another op, which it leaves alone.
 - ``fill_builtin_codes``: operator codes in the field newer tools read.
+- ``run_once`` / ``same_outputs``: a file run in LiteRT's own kernels on a seeded input, so an
+  edit that must not change what a file computes is checked before its copy is used.
 - ``add_signature``: a file without a SignatureDef (MediaPipe's) gets the serving signature
   that names its inputs and outputs after their tensors, which ai-edge-quantizer runs and
   calibrates the model through.
@@ -44,6 +46,17 @@ def op_code(model: Any, op: Any) -> int:
     field and the others in a newer one; the larger of the two is the code)."""
     code = model.operatorCodes[op.opcodeIndex]
     return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def declares(flatbuffer: bytes, ops: tuple[str, ...]) -> bool:
+    """Whether the file declares any of the builtin ``ops`` (schema names), read without
+    unpacking it, so a file without them costs nothing."""
+    from ai_edge_litert.schema_py_generated import BuiltinOperator, Model
+
+    wanted = {getattr(BuiltinOperator, n) for n in ops}
+    model = Model.GetRootAs(flatbuffer, 0)
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return any({c.BuiltinCode(), c.DeprecatedBuiltinCode()} & wanted for c in codes)
 
 
 def is_dequantize(model: Any, op: Any) -> bool:
@@ -127,6 +140,36 @@ def rename_io(model: Any, names: tuple[list[bytes], list[bytes]]) -> None:
     for ids, wanted in zip((graph.inputs, graph.outputs), names, strict=True):
         for index, name in zip(ids, wanted, strict=True):
             graph.tensors[index].name = name
+
+
+def run_once(flatbuffer: bytes) -> Any:
+    """A LiteRT interpreter (its own kernels, no delegate) after one run of ``flatbuffer`` on
+    a seeded input; None when the file cannot run here."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    rng = np.random.default_rng(0)
+    try:
+        interpreter = Interpreter(
+            model_content=flatbuffer,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"],
+                                   rng.random(detail["shape"]).astype(detail["dtype"]))
+        interpreter.invoke()
+    except (RuntimeError, ValueError):
+        return None
+    return interpreter
+
+
+def same_outputs(a: bytes, b: bytes) -> bool:
+    """Whether two files' outputs on the same seeded input are equal, bit for bit (False when
+    either cannot run)."""
+    x, y = run_once(a), run_once(b)
+    if x is None or y is None:
+        return False
+    return all(np.array_equal(x.get_tensor(p["index"]), y.get_tensor(q["index"]))
+               for p, q in zip(x.get_output_details(), y.get_output_details(), strict=True))
 
 
 def drop_unused(model: Any, g: int) -> None:

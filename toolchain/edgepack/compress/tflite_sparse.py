@@ -14,8 +14,6 @@ same values, and a quantizer sees a weight.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from . import tflite_graph as graph
@@ -28,7 +26,7 @@ def densified(flatbuffer: bytes) -> tuple[bytes, int]:
     source's, bit for bit)."""
     from ai_edge_litert.schema_py_generated import BufferT, BuiltinOperator
 
-    if not _has_densify(flatbuffer):
+    if not graph.declares(flatbuffer, ("DENSIFY",)):
         return flatbuffer, 0
     model = graph.read(flatbuffer)
     if not model.subgraphs:
@@ -54,60 +52,20 @@ def densified(flatbuffer: bytes) -> tuple[bytes, int]:
     graph.drop_unused(model, 0)
     dense_flatbuffer = graph.write(model)
     # the very outputs on one input, or the source stands as it is
-    if not _same(_run(flatbuffer), _run(dense_flatbuffer)):
+    if not graph.same_outputs(flatbuffer, dense_flatbuffer):
         return flatbuffer, 0
     return dense_flatbuffer, len(ops)
-
-
-def _has_densify(flatbuffer: bytes) -> bool:
-    """Whether the file declares a DENSIFY op (read without unpacking it, so a file without
-    one costs nothing)."""
-    from ai_edge_litert.schema_py_generated import BuiltinOperator, Model
-
-    model = Model.GetRootAs(flatbuffer, 0)
-    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
-    return any(BuiltinOperator.DENSIFY in (c.BuiltinCode(), c.DeprecatedBuiltinCode())
-               for c in codes)
 
 
 def _expanded(flatbuffer: bytes, tensors: list[int]) -> dict[int, np.ndarray] | None:
     """The values LiteRT's DENSIFY kernel gives ``tensors`` of the main subgraph (it keeps them
     in persistent memory once expanded); None when the file cannot run here."""
-    interpreter = _run(flatbuffer)
+    interpreter = graph.run_once(flatbuffer)
     return None if interpreter is None else {t: interpreter.get_tensor(t).copy()
                                              for t in tensors}
-
-
-def _run(flatbuffer: bytes) -> Any:
-    """A LiteRT interpreter (its own kernels) after one run of ``flatbuffer`` on a seeded
-    input; None when the file cannot run here."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    rng = np.random.default_rng(0)
-    try:
-        interpreter = Interpreter(
-            model_content=flatbuffer,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"],
-                                   rng.random(detail["shape"]).astype(detail["dtype"]))
-        interpreter.invoke()
-    except (RuntimeError, ValueError):
-        return None
-    return interpreter
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two interpreters' outputs are equal, bit for bit."""
-    if a is None or b is None:
-        return False
-    return all(np.array_equal(a.get_tensor(x["index"]), b.get_tensor(y["index"]))
-               for x, y in zip(a.get_output_details(), b.get_output_details(), strict=True))
 
 
 def describe(count: int) -> str:
     """The source fix's note."""
     return (f"{count} sparse weight(s) stored dense (each DENSIFY op folded into the constant "
             "LiteRT expands it to), for every tool to read")
-

@@ -9,7 +9,8 @@ source's outputs. Registered per source format:
   OpenVINO's and tf2onnx's TFLite readers, ai-edge-quantizer and LiteRT's int8 kernels see
   builtins; sparse constant weights expanded by a DENSIFY op are stored dense
   (compress/tflite_sparse.py: MediaPipe's pose and full-range face detectors), which tf2onnx and
-  ai-edge-quantizer cannot read sparse.
+  ai-edge-quantizer cannot read sparse; standalone ReLUs are fused into the op before them
+  (compress/tflite_fuse.py), so their int8 ops run whole in XNNPACK.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..compress import tflite_builtins, tflite_sparse
+from ..compress import tflite_builtins, tflite_fuse, tflite_sparse
 
 
 def _tflite(src: Path, dst: Path) -> list[str] | None:
-    """The TFLite source with its known custom ops as builtins and its sparse weights dense
-    (None: it has neither)."""
+    """The TFLite source with its known custom ops as builtins, its sparse weights dense and
+    its standalone activations fused (None: it needed none of them)."""
     flatbuffer, done = tflite_builtins.rewritten(src.read_bytes())
     flatbuffer, dense = tflite_sparse.densified(flatbuffer)
+    flatbuffer, activations = tflite_fuse.fused(flatbuffer)
     notes = []
     if done:
         counts = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
@@ -32,6 +34,8 @@ def _tflite(src: Path, dst: Path) -> list[str] | None:
                      f"tool to read: {counts}")
     if dense:
         notes.append(tflite_sparse.describe(dense))
+    if activations:
+        notes.append(tflite_fuse.describe(activations))
     if not notes:
         return None
     dst.write_bytes(flatbuffer)
