@@ -92,6 +92,13 @@ def rewritten(flatbuffer: bytes) -> tuple[bytes, Counter[str]]:
     return (graph.write(model) if done else flatbuffer), done
 
 
+def describe(done: Counter[str]) -> str:
+    """The source fix's note."""
+    counts = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
+    return ("custom op(s) rewritten as the builtin that computes the same, for every tool to "
+            f"read: {counts}")
+
+
 def rewrite(model: Any) -> Counter[str]:
     """Rewrite every custom op of ``model`` (the object form, tflite_graph.read) that a
     registered rewrite recognises; how many were, per "CUSTOM_CODE -> BUILTIN"."""

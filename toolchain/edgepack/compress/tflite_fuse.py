@@ -78,4 +78,3 @@ def describe(done: Counter[str]) -> str:
     counts = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
     return ("standalone activation(s) fused into the op before them, so an int8 op runs "
             f"whole in XNNPACK (it delegates no int8 activation that rescales): {counts}")
-

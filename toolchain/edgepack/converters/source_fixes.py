@@ -17,25 +17,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..compress import tflite_builtins, tflite_fuse, tflite_sparse
 
+#: the fixes of a TFLite source, in the order applied: each turns the file's bytes into
+#: (bytes, what it did: falsy when nothing), and says what it did in a note
+TFLITE_FIXES: list[tuple[Callable[[bytes], tuple[bytes, Any]], Callable[[Any], str]]] = [
+    (tflite_builtins.rewritten, tflite_builtins.describe),
+    (tflite_sparse.densified, tflite_sparse.describe),
+    (tflite_fuse.fused, tflite_fuse.describe)]
+
 
 def _tflite(src: Path, dst: Path) -> list[str] | None:
-    """The TFLite source with its known custom ops as builtins, its sparse weights dense and
-    its standalone activations fused (None: it needed none of them)."""
-    flatbuffer, done = tflite_builtins.rewritten(src.read_bytes())
-    flatbuffer, dense = tflite_sparse.densified(flatbuffer)
-    flatbuffer, activations = tflite_fuse.fused(flatbuffer)
-    notes = []
-    if done:
-        counts = ", ".join(f"{what} x{n}" for what, n in sorted(done.items()))
-        notes.append("custom op(s) rewritten as the builtin that computes the same, for every "
-                     f"tool to read: {counts}")
-    if dense:
-        notes.append(tflite_sparse.describe(dense))
-    if activations:
-        notes.append(tflite_fuse.describe(activations))
+    """The TFLite source with every fix of ``TFLITE_FIXES`` that applies (None: none did)."""
+    flatbuffer, notes = src.read_bytes(), []
+    for fix, describe in TFLITE_FIXES:
+        flatbuffer, done = fix(flatbuffer)
+        if done:
+            notes.append(describe(done))
     if not notes:
         return None
     dst.write_bytes(flatbuffer)
