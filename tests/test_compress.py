@@ -1331,3 +1331,13 @@ def test_onnx_int8_of_a_graph_without_node_names_pairs_each_layer_with_its_own_t
     assert any(n.startswith("bias correction: 1 layer(s)") for n in ctx.notes), ctx.notes
     order = RANKERS["onnx"](src, src, int8, data, Quantization())
     assert sorted(order) == ["Conv_c", "Gemm_y"], order
+
+
+def test_onnx_int8_kinds_name_the_nodes_the_quantizer_leaves_float(tmp_path: Path) -> None:
+    """The speed step's reader of a QDQ file: the nodes that compute in int8 by op type, under
+    the names ``nodes_to_exclude`` takes; a node excluded is no longer among them."""
+    from edgepack.compress.layer_order import onnx_int8_kinds
+
+    kinds = onnx_int8_kinds(_quantize_chain(tmp_path, keep=()))
+    assert kinds == {"Conv": ["stem", "dw"]}, kinds
+    assert onnx_int8_kinds(_quantize_chain(tmp_path, keep=("dw",))) == {"Conv": ["stem"]}

@@ -1,4 +1,5 @@
-"""An int8 model's compute layers in execution order, named as its quantizer takes them.
+"""An int8 model's compute layers in execution order, named as its quantizer takes them, and its
+int8 ops grouped by kind.
 
 The accuracy fallback first keeps the first layers in float: the stem and the early,
 high-resolution layers, where a CNN's int8 error starts and then compounds. Together they form
@@ -56,6 +57,46 @@ def tflite_layers(int8: Path) -> list[str]:
             if op["op_name"] in TFLITE_LAYERS]
 
 
+def onnx_int8_kinds(int8: Path) -> dict[str, list[str]]:
+    """The nodes of a QDQ model that compute in int8 (a dequantized input, a quantized
+    output: ONNX Runtime runs them as one int8 kernel), by op type, as the quantizer's
+    ``nodes_to_exclude`` takes them; types in the order they first run."""
+    import onnx
+
+    graph = onnx.load(str(int8)).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    read_by: dict[str, list[str]] = {}
+    for n in graph.node:
+        for i in n.input:
+            read_by.setdefault(i, []).append(n.op_type)
+    kinds: dict[str, list[str]] = {}
+    for n in graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or not n.output:
+            continue
+        if any(made_by.get(i) == "DequantizeLinear" for i in n.input) \
+                and "QuantizeLinear" in read_by.get(n.output[0], []):
+            kinds.setdefault(n.op_type, []).append(float_name(n))
+    return kinds
+
+
+def tflite_int8_kinds(int8: Path) -> dict[str, list[str]]:
+    """The output tensor names of a TFLite model's ops that compute in int8, by op kind, kinds
+    in the order they first run (QUANTIZE and DEQUANTIZE aside: they are the int8 edges)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(int8))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    kinds: dict[str, list[str]] = {}
+    for op in interp._get_ops_details():  # noqa: SLF001 (as in tflite_layers)
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["outputs"]):
+            continue
+        out = tensors.get(op["outputs"][0])
+        if out is not None and out["dtype"] == np.int8:
+            kinds.setdefault(op["op_name"], []).append(out["name"])
+    return kinds
+
+
 def openvino_layers(int8: Path) -> list[str]:
     """Convolution/MatMul op names of an IR, in topological order (NNCF's ignored scope)."""
     import openvino as ov
@@ -66,3 +107,7 @@ def openvino_layers(int8: Path) -> list[str]:
 
 LAYERS_IN_ORDER: dict[str, Callable[[Path], list[str]]] = {
     "onnx": onnx_layers, "tflite": tflite_layers, "openvino": openvino_layers}
+
+#: per format: its int8 ops by kind (the speed step keeps kinds the runtime runs slowly in float)
+INT8_KINDS: dict[str, Callable[[Path], dict[str, list[str]]]] = {
+    "onnx": onnx_int8_kinds, "tflite": tflite_int8_kinds}

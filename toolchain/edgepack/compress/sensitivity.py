@@ -488,7 +488,9 @@ def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
 
     With float I/O an output's name is on the DEQUANTIZE after the op that computes it (a
     classifier's output "PartitionedCall:0" names the int8 file's DEQUANTIZE): the count is the
-    computing op's, found through (de)quantizations.
+    computing op's, found through (de)quantizations. Its second input is a weight when no op
+    but a DEQUANTIZE makes it and the model is not fed it (an ADD of two activations has
+    none).
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -497,6 +499,7 @@ def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
     # the op list has no public accessor; the debugger's own tooling reads it the same way
     ops = interp._get_ops_details()  # noqa: SLF001
     producer = {out: op for op in ops for out in op["outputs"]}
+    inputs = {d["index"] for d in interp.get_input_details()}
     params = {}
     for index, tensor in tensors.items():
         if tensor["name"] not in layers or index not in producer:
@@ -504,8 +507,11 @@ def tflite_weight_params(int8: Path, layers: list[str]) -> dict[str, int]:
         op = producer[index]
         while op["op_name"] in ("DEQUANTIZE", "QUANTIZE") and op["inputs"][0] in producer:
             op = producer[op["inputs"][0]]
-        if len(op["inputs"]) > 1 and op["inputs"][1] in tensors:
-            params[tensor["name"]] = int(np.prod(tensors[op["inputs"][1]]["shape"]))
+        weight = op["inputs"][1] if len(op["inputs"]) > 1 else -1
+        if weight in producer and producer[weight]["op_name"] == "DEQUANTIZE":
+            weight = producer[weight]["inputs"][0]  # weights stored narrower, expanded
+        if weight in tensors and weight not in producer and weight not in inputs:
+            params[tensor["name"]] = int(np.prod(tensors[weight]["shape"]))
     return params
 
 

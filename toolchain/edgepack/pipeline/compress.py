@@ -41,7 +41,8 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
         runtime = ctx.target.runtime(get_format(build.format).runtime or "")
         setup = FallbackSetup(converter, build.format, profile, data.calibration, staging,
                               ctx.inputs.name, meter, ctx.progress,
-                              int16x8=runtime is not None and runtime.kernels_int16x8)
+                              int16x8=runtime is not None and runtime.kernels_int16x8,
+                              threads=ctx.threads)
         try:
             fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
                                                                 build.reference)))

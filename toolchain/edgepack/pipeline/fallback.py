@@ -1,9 +1,11 @@
 """The accuracy-aware fallback: an int8 artifact over budget is quantized again, composing
 what helps, until one meets the budget.
 
-After quantizing, the artifact is measured against the profile's budget on the eval set. If it
-is over, the cheap fixes come first (per-channel weights, percentile calibration where the tool
-has it and the profile's method is not already a better one, twice the calibration samples):
+Plain int8 that runs slower than its fp32 reference first has the kinds of int8 op its runtime
+runs slowly kept in float (fallback_speed.py); every attempt starts from that. The artifact
+is then measured against the profile's budget on the eval set. If it is over, the cheap fixes
+come first (per-channel weights, percentile calibration where the tool has it and the
+profile's method is not already a better one, twice the calibration samples):
 each costs nothing in size or speed, and one that brings the file closer stays in the recipe
 the later attempts start from. If none is enough, the kinds of attempt of fallback_search.py
 keep layers in float with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``, the
@@ -24,8 +26,9 @@ from ..config.profiles import Quantization
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError, first_line
 from ..validate.attempts import DYNAMIC_FIX
-from .fallback_attempts import FallbackSetup, Ledger, Recipe, Tried
+from .fallback_attempts import FallbackSetup, Ledger, Recipe, Tried, artifact_bytes
 from .fallback_search import ATTEMPT_KINDS, Start
+from .fallback_speed import faster_int8
 
 
 def _percentile(q: Quantization) -> Quantization | None:
@@ -53,18 +56,22 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     """``produced`` if within budget; else the best attempt of the fallback (or, when none
     meets the budget, the one closest to it: the budget gate then fails the build and the
     recorded attempts explain why)."""
-    ledger = Ledger(setup)
-    plain = ledger.record(produced, Recipe(setup.profile.quantization))
+    ledger = Ledger(setup, plain_size=artifact_bytes(produced.path))
+    produced, recipe, speed_notes = faster_int8(setup, produced, reference,
+                                                Recipe(setup.profile.quantization))
+    plain = ledger.record(produced, recipe)
     if plain.attempt.passed:
+        produced.notes += speed_notes
         return produced
     _cheap_fixes(ledger)
     quant = setup.profile.quantization
     transformer = quant is not None and resolve(
         quant.model_type, file_graph(setup.fmt, reference.path)) == "transformer"
     notes = _dynamic(ledger, transformer)
-    start = Start(ledger, ledger.best(), reference,
-                  (setup.profile.fallback_max_size_growth - 1) * ledger.plain_bytes,
-                  transformer)
+    best = ledger.best()
+    start = Start(ledger, best, reference,
+                  setup.profile.fallback_max_size_growth * ledger.plain_bytes
+                  - best.attempt.size_bytes, transformer)
     if not ledger.passed and setup.calibration is None:
         start.notes.append("over budget, and no calibration data to quantize again with "
                            "layers kept in float")
@@ -77,7 +84,8 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     shipped = ledger.ship(chosen)
     if chosen.recipe.wide_layers or chosen.recipe.precision != "int8":
         shipped.plain_int8 = plain.kept
-    shipped.notes += [*notes, *start.notes, _shipped_note(ledger, chosen, start.ranked_count)]
+    shipped.notes += [*speed_notes, *notes, *start.notes,
+                      _shipped_note(ledger, chosen, start.ranked_count)]
     return shipped
 
 
@@ -94,7 +102,8 @@ def _cheap_fixes(ledger: Ledger) -> None:
                 what.startswith("twice")
                 and len(setup.calibration) <= base.quantization.calibration.samples):
             continue  # not this tool's knob, already so, or no more samples to take
-        tried = ledger.attempt(Recipe(quant, (*base.fixes, what)), what, change=what)
+        tried = ledger.attempt(replace(base, quantization=quant, fixes=(*base.fixes, what)),
+                               what, change=what)
         if tried.attempt.passed:
             return
 
@@ -110,7 +119,9 @@ def _dynamic(ledger: Ledger, transformer: bool) -> list[str]:
     if ledger.passed or not ledger.setup.profile.fallback_dynamic or not transformer:
         return []
     base = ledger.best().recipe
-    recipe = replace(base, precision="dynamic-int8", fixes=(*base.fixes, DYNAMIC_FIX))
+    # the speed step's kinds were timed in static int8
+    recipe = replace(base, precision="dynamic-int8", fixes=(*base.fixes, DYNAMIC_FIX),
+                     speed_float=())
     try:
         ledger.attempt(recipe, "activations quantized at run time", change=DYNAMIC_FIX)
     except ConversionError as exc:  # the static files stand: this is one more attempt

@@ -67,13 +67,16 @@ class Recipe:
     """What one attempt quantizes with: the quantization (the profile's, with the cheap fixes
     that helped, named in ``fixes``), the layers kept in float and those given 16-bit
     activations with int8 weights (TFLite's 16x8); ``precision`` is dynamic-int8 where the
-    activations are quantized at run time (fallback.py)."""
+    activations are quantized at run time (fallback.py). ``speed_float``: the ops of the
+    kinds the runtime runs slower in int8 than in float (fallback_speed.py), float in every
+    attempt."""
 
     quantization: Quantization | None
     fixes: tuple[str, ...] = ()
     keep_float: tuple[str, ...] = ()
     int16_layers: tuple[str, ...] = ()
     precision: Precision = "int8"
+    speed_float: tuple[str, ...] = ()
 
     @property
     def wide_layers(self) -> int:
@@ -97,11 +100,14 @@ class FallbackSetup:
     meter: BudgetMeter
     progress: Any
     int16x8: bool = False
+    #: the build's thread count for the speed step's timings (None: the runtime's default)
+    threads: int | None = None
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
         return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,
                                       recipe.quantization, self.calibration,
-                                      keep_float=recipe.keep_float,
+                                      keep_float=tuple(dict.fromkeys(
+                                          (*recipe.speed_float, *recipe.keep_float))),
                                       int16_layers=recipe.int16_layers, replan=False)
 
 
@@ -124,6 +130,9 @@ class Ledger:
 
     setup: FallbackSetup
     tried: list[Tried] = field(default_factory=list)
+    #: the size of plain int8 when the first attempt is not it (the speed step kept op kinds
+    #: in float): the size allowance stays relative to plain int8
+    plain_size: int | None = None
 
     @property
     def attempts(self) -> list[FallbackAttempt]:
@@ -131,7 +140,7 @@ class Ledger:
 
     @property
     def plain_bytes(self) -> int:
-        return self.tried[0].attempt.size_bytes
+        return self.plain_size or self.tried[0].attempt.size_bytes
 
     @property
     def passed(self) -> bool:
@@ -146,7 +155,7 @@ class Ledger:
         """The attempt made with ``recipe`` before (the same layers in another order), if any."""
         def layers(r: Recipe) -> tuple[Any, ...]:
             return (r.quantization, r.precision, frozenset(r.keep_float),
-                    frozenset(r.int16_layers))
+                    frozenset(r.int16_layers), frozenset(r.speed_float))
 
         return next((t for t in self.tried if layers(t.recipe) == layers(recipe)), None)
 
