@@ -68,10 +68,10 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     transformer = quant is not None and resolve(
         quant.model_type, file_graph(setup.fmt, reference.path)) == "transformer"
     notes = _dynamic(ledger, transformer)
-    best = ledger.best()
-    start = Start(ledger, best, reference,
+    # what the speed step's float kinds added to plain int8 is spent from the allowance
+    start = Start(ledger, ledger.best(), reference,
                   setup.profile.fallback_max_size_growth * ledger.plain_bytes
-                  - best.attempt.size_bytes, transformer)
+                  - plain.attempt.size_bytes, transformer)
     if not ledger.passed and setup.calibration is None:
         start.notes.append("over budget, and no calibration data to quantize again with "
                            "layers kept in float")
