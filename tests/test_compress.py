@@ -1341,3 +1341,37 @@ def test_onnx_int8_kinds_name_the_nodes_the_quantizer_leaves_float(tmp_path: Pat
     kinds = onnx_int8_kinds(_quantize_chain(tmp_path, keep=()))
     assert kinds == {"Conv": ["stem", "dw"]}, kinds
     assert onnx_int8_kinds(_quantize_chain(tmp_path, keep=("dw",))) == {"Conv": ["stem"]}
+
+
+def test_openvino_int8_kinds_name_the_ops_nncf_leaves_float(tmp_path: Path) -> None:
+    """The speed step's reader of an int8 IR: the ops that read an activation through a
+    FakeQuantize, by type, under the names NNCF's ignored scope takes; an op ignored is no
+    longer among them."""
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.layer_order import openvino_int8_kinds
+    from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    fp32 = _openvino_ir(tmp_path, "two", [helper.make_node("Conv", ["image", "w1"], ["c1"]),
+                                          helper.make_node("Relu", ["c1"], ["r1"]),
+                                          helper.make_node("Conv", ["r1", "w2"], ["out"])],
+                        ([1, 3, 10, 10], [1, 4, 6, 6]),
+                        {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+                         "w2": rng.standard_normal((4, 8, 3, 3)).astype(np.float32)})
+    images = rng.random((16, 3, 10, 10)).astype(np.float32)
+
+    def kinds(keep: tuple[str, ...]) -> dict[str, list[str]]:
+        ctx = ConvertContext(workdir=tmp_path, stem="two", precision="int8",
+                             quantization=Quantization(), keep_float=keep,
+                             calibration=Dataset("calibration.npz", {"image": images}))
+        out = tmp_path / f"two-{len(keep)}.int8.xml"
+        compress(fp32, out, ctx)
+        return openvino_int8_kinds(out)
+
+    found = kinds(())
+    assert list(found) == ["Convolution"] and len(found["Convolution"]) == 2, found
+    first, last = found["Convolution"]
+    assert kinds((last,)) == {"Convolution": [first]}

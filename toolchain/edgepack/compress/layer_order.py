@@ -105,9 +105,28 @@ def openvino_layers(int8: Path) -> list[str]:
             if op.get_type_name() in OPENVINO_RANKED]
 
 
+def openvino_int8_kinds(int8: Path) -> dict[str, list[str]]:
+    """The ops of an int8 IR that read an activation through a FakeQuantize (the CPU plugin
+    runs them in int8), by op type, under the names NNCF's ignored scope takes; types in the
+    order they first run."""
+    import openvino as ov
+
+    kinds: dict[str, list[str]] = {}
+    for op in ov.Core().read_model(str(int8)).get_ordered_ops():
+        if op.get_type_name() in ("FakeQuantize", "Result"):
+            continue
+        for port in op.inputs():
+            fq = port.get_source_output().get_node()
+            if fq.get_type_name() == "FakeQuantize" \
+                    and fq.input_value(0).get_node().get_type_name() != "Constant":
+                kinds.setdefault(op.get_type_name(), []).append(op.get_friendly_name())
+                break
+    return kinds
+
+
 LAYERS_IN_ORDER: dict[str, Callable[[Path], list[str]]] = {
     "onnx": onnx_layers, "tflite": tflite_layers, "openvino": openvino_layers}
 
 #: per format: its int8 ops by kind (the speed step keeps kinds the runtime runs slowly in float)
 INT8_KINDS: dict[str, Callable[[Path], dict[str, list[str]]]] = {
-    "onnx": onnx_int8_kinds, "tflite": tflite_int8_kinds}
+    "onnx": onnx_int8_kinds, "openvino": openvino_int8_kinds, "tflite": tflite_int8_kinds}

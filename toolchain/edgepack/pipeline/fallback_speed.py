@@ -25,12 +25,13 @@ import numpy as np
 from ..compress.layer_order import INT8_KINDS
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError
-from ..runtimes.base import Session
+from ..formats import get_format
+from ..runtimes import get_runtime
+from ..runtimes.base import RuntimeOptions, Session
 from ..validate.latency import time_runs
 from ..validate.outputs import feed_for
 from .fallback_attempts import FallbackSetup, Recipe, keep_files
 from .fallback_search import affordable
-from .measurement import open_session
 
 #: plain int8 this much slower than its fp32 reference (host p50) is searched for slow kinds
 SLOWER = 1.1
@@ -117,7 +118,10 @@ class _Stopwatch:
         self.runtime = ""
 
     def load(self, path: Path) -> tuple[Session, dict[str, np.ndarray]]:
-        session = open_session(replace(self.produced, path=path), self.setup.threads)
+        """``path`` loaded as the build's latency measurement loads it (OpenVINO at its own
+        precision: an fp32 IR runs bf16 where the CPU has it), warmed up, with its feed."""
+        runtime = get_runtime(get_format(self.produced.format).runtime)
+        session = runtime.load(str(path), RuntimeOptions(threads=self.setup.threads))
         self.runtime = session.runtime
         y = self.setup.meter.yardstick
         feed = feed_for(session, y.evaluation.head(1).inputs, y.signature,
