@@ -8,7 +8,9 @@ split MediaPipe's selfie segmenter into 17 partitions. Which kinds are slow depe
 runtime's version and the CPU, so it is measured, not listed: when plain int8 runs slower than
 the fp32 reference on the build host, each kind of int8 op is tried in float (on top of the
 kinds kept so far), and kept float only if the file then runs clearly faster. The file and its
-reference are timed in turns in this process, so a load that comes and goes slows both.
+reference are timed in turns in this process, so a load that comes and goes slows both. Each
+format names its int8 ops by kind as its quantizer takes them (compress/layer_order.py: TFLite
+tensor names, ONNX Runtime's node names, NNCF's op names).
 
 What stays float is part of the recipe every accuracy-fallback attempt starts from; a kind
 with weights stays float only within the profile's size allowance. Measured on the build
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compress.layer_order import INT8_KINDS
+from ..compress.sensitivity import WEIGHT_PARAMS
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError
 from ..formats import get_format
@@ -102,8 +105,6 @@ def faster_int8(setup: FallbackSetup, produced: ConvertedFile, reference: Conver
 def _order(fmt: str, int8: Path, kinds: dict[str, list[str]]) -> list[str]:
     """Kinds without weights first (float costs them no size), each group in execution
     order."""
-    from ..compress.sensitivity import WEIGHT_PARAMS
-
     counter = WEIGHT_PARAMS.get(fmt)
     weighted = set(counter(int8, [n for names in kinds.values() for n in names])) \
         if counter is not None else set()
