@@ -28,8 +28,9 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-STEPS = 9  # load, source outputs (as given, and rounded to int8 input steps: the input-rounding
-#           floor), three hops, the int8 file's judgment, two validations
+STEPS = 10  # load, source outputs (as given, and rounded to int8 input steps: the input-rounding
+#            floor), three hops, the speed step's timing of plain int8 against fp32, the int8
+#            file's judgment, two validations
 
 
 class Recorder(Progress):
@@ -148,9 +149,10 @@ def test_changed_calibration_rebuilds_only_the_int8_hop(cold: Cold, cache: Path,
     assert [h.cached for h in int8.path] == [True, False] and not int8.latency.cached
     assert any("calibrated on 40 samples" in n for n in int8.notes)
     assert int8.sha256 != by_precision(cold.report)["int8"].sha256
-    # the source, the fp32 hops and validation reused; the int8 hop, its judgment and
-    # validation rebuilt, and the input-rounding floor (its steps span the calibration data)
-    assert report.step_cache == {"reused": 5, "built": 4}
+    # the source, the fp32 hops and validation reused; the int8 hop, the speed step's timing
+    # of it, its judgment and validation rebuilt, and the input-rounding floor (its steps span
+    # the calibration data)
+    assert report.step_cache == {"reused": 5, "built": 5}
 
 
 def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_keras: Path,
@@ -171,8 +173,9 @@ def test_corrupted_entries_are_rebuilt_never_used(cold: Cold, cache: Path, tiny_
 
     report = tiny_build(tiny_keras, tiny_data, cold.targets, tmp_path / "out")
     # reused: the source (its outputs, as given and at the input-rounding floor), the two
-    # good hops, and the judgment of the int8 file (rebuilt byte for byte)
-    assert report.passed and report.step_cache == {"reused": 6, "built": 3}
+    # good hops, and the speed step's timing and the judgment of the int8 file (rebuilt byte
+    # for byte)
+    assert report.passed and report.step_cache == {"reused": 7, "built": 3}
     before = by_precision(cold.report)
     for precision, art in by_precision(report).items():
         assert not art.latency.cached

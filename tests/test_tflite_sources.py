@@ -761,7 +761,8 @@ def _keras_decoder():
 def test_int8_op_kinds_the_runtime_runs_slower_stay_float(tmp_path: Path) -> None:
     """Plain int8 slower than fp32 on the host: the kind of int8 op that makes it so (the
     TRANSPOSE_CONV) is kept float in the file shipped, the convolutions stay int8, and the
-    report says what was kept and what it bought."""
+    report says what was kept and what it bought; a rebuild keeps the same kinds from the
+    step cache."""
     from edgepack.quiet import captured, import_tensorflow
 
     tf = import_tensorflow()
@@ -780,3 +781,10 @@ def test_int8_op_kinds_the_runtime_runs_slower_stay_float(tmp_path: Path) -> Non
     assert note is not None and "TRANSPOSE_CONV x1" in note, art.notes
     path = tmp_path / "out" / art.file
     assert _weight_types(path) == {"CONV_2D": {"int8"}, "TRANSPOSE_CONV": {"float32"}}
+    # built again: the step cache's verdict keeps the same kinds float, without timing again
+    again = edgepack.build(src, "raspberrypi", calibration=tmp_path / "calibration.npz",
+                           evaluation=tmp_path / "eval.npz", output=tmp_path / "again", runs=5)
+    redone = next(a for a in again.deliverables if a.format == "tflite")
+    assert redone.sha256 == art.sha256
+    assert any(n.startswith("speed: int8 ops kept in float") and "by an earlier build" in n
+               for n in redone.notes), redone.notes

@@ -1,7 +1,8 @@
 """One build's use of the step cache: keyed records fetched and stored, reuse counted.
 
 The records are what the build measured: the source's facts and its outputs on the eval data,
-each artifact's validation (a Measurement), the accuracy fallback's judgements and rankings.
+each artifact's validation (a Measurement), the accuracy fallback's judgements and rankings,
+the speed step's verdicts.
 A validation's key covers the sha256 of every file of the finished artifact (metadata
 embedded), the eval data and the source's outputs on it, the options latency was measured
 with and the host (CPU model, cores, machine): the same bytes, timed the same way on the same
@@ -138,6 +139,14 @@ class BuildSteps:
                        accuracy: Accuracy | None) -> None:
         self.store(key, {}, {"fidelity": [f.to_dict() for f in fidelity],
                              "accuracy": accuracy.to_dict() if accuracy else None})
+
+    def fetch_speed(self, key: str) -> dict[str, Any] | None:
+        """The speed step's verdict on one plain int8 file (pipeline/fallback_speed.py)."""
+        hit = self.fetch(key)
+        return None if hit is None else dict(hit.record)
+
+    def store_speed(self, key: str, verdict: dict[str, Any]) -> None:
+        self.store(key, {}, verdict)
 
     def fetch_ranking(self, key: str) -> list[str] | None:
         hit = self.fetch(key)

@@ -19,11 +19,13 @@ host: with ``--device`` the report has the device's own latency for the file shi
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..cache.keys import build_key, host_facts, model_digest
 from ..compress.layer_order import INT8_KINDS
 from ..compress.sensitivity import WEIGHT_PARAMS
 from ..converters.converter import ConvertedFile
@@ -47,6 +49,43 @@ MIN_SAVED_MS = 0.2
 ROUNDS, RUNS, WARMUP = 5, 10, 3
 
 
+@dataclass
+class SpeedVerdict:
+    """What the step timed (host p50s in ms) and chose; a step-cache record, so a rebuild of
+    the same plain int8 on the same kind of host keeps the same kinds without timing again."""
+
+    plain_ms: float
+    fp32_ms: float
+    best_ms: float
+    runtime: str
+    #: the kinds kept in float, and their op counts
+    chosen: dict[str, int] = field(default_factory=dict)
+    #: the kinds whose weights the size allowance could not pay for
+    unaffordable: list[str] = field(default_factory=list)
+    cached: bool = False
+
+    @property
+    def slower(self) -> bool:
+        return self.plain_ms >= SLOWER * self.fp32_ms and \
+            self.plain_ms - self.fp32_ms >= MIN_SAVED_MS
+
+    def notes(self, growth: float) -> list[str]:
+        if not self.slower:
+            return []
+        how = "timed in turns on this host" + (
+            " by an earlier build of this file on the same kind of host" if self.cached else "")
+        notes = [f"speed: int8 {', '.join(self.unaffordable)} not tried in float: the weights "
+                 f"would grow the file past {growth:g}x plain int8"] if self.unaffordable else []
+        if not self.chosen:
+            return [*notes, f"speed: plain int8 runs slower than fp32 on this host (p50 "
+                            f"{self.plain_ms:.3f} ms vs {self.fp32_ms:.3f} ms, {how}) and no "
+                            "kind of int8 op made it faster in float"]
+        counts = ", ".join(f"{kind} x{n}" for kind, n in self.chosen.items())
+        return [*notes, f"speed: int8 ops kept in float because this host's {self.runtime} "
+                        f"ran them slower in int8 ({counts}): p50 {self.plain_ms:.3f} ms -> "
+                        f"{self.best_ms:.3f} ms (fp32 {self.fp32_ms:.3f} ms, {how})"]
+
+
 def faster_int8(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedFile,
                 recipe: Recipe) -> tuple[ConvertedFile, Recipe, list[str]]:
     """``produced`` (plain int8, made by ``recipe``) with the int8 op kinds that the runtime
@@ -56,22 +95,52 @@ def faster_int8(setup: FallbackSetup, produced: ConvertedFile, reference: Conver
     reader = INT8_KINDS.get(setup.fmt)
     if reader is None or setup.calibration is None:
         return produced, recipe, []
+    steps = setup.meter.steps
+    key = build_key({"step": "speed", "format": setup.fmt,
+                     "files": [model_digest(produced.path), model_digest(reference.path)],
+                     "quantization": recipe.quantization.model_dump()
+                     if recipe.quantization else None,
+                     "growth": setup.profile.fallback_max_size_growth,
+                     "threads": setup.threads, "host": host_facts(),
+                     "rules": [SLOWER, FASTER, MIN_SAVED_MS, ROUNDS, RUNS]}) \
+        if steps is not None else None
+    record = steps.fetch_speed(key) if steps is not None and key else None
+    if record is not None:
+        verdict = replace(SpeedVerdict(**record), cached=True)
+        if verdict.chosen:
+            kinds = reader(produced.path)
+            recipe = replace(recipe, speed_float=tuple(
+                name for kind in verdict.chosen for name in kinds.get(kind, [])))
+            with setup.progress.step(f"Re-quantizing {setup.fmt} with "
+                                     f"{', '.join(verdict.chosen)} in float (cached timing)"):
+                produced = setup.quantize(recipe)
+    else:
+        produced, recipe, verdict = _search(setup, produced, reference, recipe, reader)
+        if steps is not None and key:
+            steps.store_speed(key, {k: v for k, v in asdict(verdict).items() if k != "cached"})
+    return produced, recipe, verdict.notes(setup.profile.fallback_max_size_growth)
+
+
+def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedFile,
+            recipe: Recipe, reader: Callable[[Path], dict[str, list[str]]]
+            ) -> tuple[ConvertedFile, Recipe, SpeedVerdict]:
+    """Plain int8 and its reference timed; if plain int8 is the slower, each kind of its
+    int8 ops tried in float on top of the kinds kept so far."""
     folder = setup.converter.workdir / f"speed-{setup.fmt}"
     best_path = keep_files(produced.path, folder / "plain")
     stopwatch = _Stopwatch(setup, produced)
     best = stopwatch.load(best_path)
     plain_ms, fp32_ms = stopwatch.compare(best, stopwatch.load(reference.path))
-    if plain_ms < SLOWER * fp32_ms or plain_ms - fp32_ms < MIN_SAVED_MS:
-        return produced, recipe, []
+    verdict = SpeedVerdict(plain_ms, fp32_ms, plain_ms, stopwatch.runtime)
+    if not verdict.slower:
+        return produced, recipe, verdict
     kinds = reader(best_path)
     allowance = (setup.profile.fallback_max_size_growth - 1) * produced.path.stat().st_size
-    chosen: list[str] = []
-    unaffordable: list[str] = []
-    best_ms, best_made = plain_ms, produced
+    best_made = produced
     for i, kind in enumerate(_order(setup.fmt, best_path, kinds)):
-        layers = [name for k in (*chosen, kind) for name in kinds[k]]
+        layers = [name for k in (*verdict.chosen, kind) for name in kinds[k]]
         if affordable(setup.fmt, best_path, layers, allowance)[1]:
-            unaffordable.append(kind)
+            verdict.unaffordable.append(kind)
             continue
         trial = replace(recipe, speed_float=tuple(layers))
         try:
@@ -82,24 +151,14 @@ def faster_int8(setup: FallbackSetup, produced: ConvertedFile, reference: Conver
         except ConversionError:
             continue  # this kind cannot be left float by the quantizer: the others still can
         session = stopwatch.load(path)
-        trial_ms, best_ms = stopwatch.compare(session, best)
-        if trial_ms <= FASTER * best_ms and best_ms - trial_ms >= MIN_SAVED_MS:
-            chosen.append(kind)
-            best, best_path, best_ms, best_made, recipe = session, path, trial_ms, made, trial
-    notes = [f"speed: int8 {', '.join(unaffordable)} not tried in float: the weights would "
-             f"grow the file past {setup.profile.fallback_max_size_growth:g}x plain int8"
-             ] if unaffordable else []
+        trial_ms, verdict.best_ms = stopwatch.compare(session, best)
+        if trial_ms <= FASTER * verdict.best_ms and verdict.best_ms - trial_ms >= MIN_SAVED_MS:
+            verdict.chosen[kind] = len(kinds[kind])
+            best, best_path, best_made, recipe = session, path, made, trial
+            verdict.best_ms = trial_ms
     for f in best_path.parent.iterdir():  # the last attempt's file is where they all write
         f.replace(best_made.path.parent / f.name)
-    if not chosen:
-        return best_made, recipe, [
-            *notes, f"speed: plain int8 runs slower than fp32 on this host (p50 {plain_ms:.3f} "
-            f"ms vs {fp32_ms:.3f} ms) and no kind of int8 op made it faster in float"]
-    counts = ", ".join(f"{kind} x{len(kinds[kind])}" for kind in chosen)
-    return best_made, recipe, [*notes, (
-        f"speed: int8 ops kept in float because this host's {stopwatch.runtime} ran them "
-        f"slower in int8 ({counts}): p50 {plain_ms:.3f} ms -> {best_ms:.3f} ms "
-        f"(fp32 {fp32_ms:.3f} ms, timed in turns on the build host)")]
+    return best_made, recipe, verdict
 
 
 def _order(fmt: str, int8: Path, kinds: dict[str, list[str]]) -> list[str]:
