@@ -70,10 +70,12 @@ class SpeedVerdict:
             self.plain_ms - self.fp32_ms >= MIN_SAVED_MS
 
     def notes(self, growth: float) -> list[str]:
+        """The report's notes on what was timed and kept (none when plain int8 was not the
+        slower file); ``growth``: the profile's size allowance."""
         if not self.slower:
             return []
-        how = "timed in turns on this host" + (
-            " by an earlier build of this file on the same kind of host" if self.cached else "")
+        how = "timed in turns by an earlier build of this file on a host like this one" \
+            if self.cached else "timed in turns on this host"
         notes = [f"speed: int8 {', '.join(self.unaffordable)} not tried in float: the weights "
                  f"would grow the file past {growth:g}x plain int8"] if self.unaffordable else []
         if not self.chosen:
