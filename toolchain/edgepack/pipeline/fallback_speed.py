@@ -41,11 +41,12 @@ from .fallback_search import affordable
 #: plain int8 this much slower than its fp32 reference (host p50) is searched for slow kinds
 SLOWER = 1.1
 #: a kind stays float when the file then runs in at most this share of the best time so far
+#: (the median over the rounds of each round's ratio)
 FASTER = 0.9
 #: ... and saves at least this much: below it, run-to-run noise on a sub-millisecond model
 #: decides, and a user cannot tell the difference
 MIN_SAVED_MS = 0.2
-#: the two files are timed in turns, this many rounds of this many runs each
+#: files compared are timed in turns, this many rounds of this many runs each
 ROUNDS, RUNS, WARMUP = 5, 10, 3
 
 
@@ -72,7 +73,7 @@ class SpeedVerdict:
     def notes(self, growth: float) -> list[str]:
         """The report's notes on what was timed and kept (none when plain int8 was not the
         slower file); ``growth``: the profile's size allowance."""
-        if not self.slower:
+        if not self.slower and not self.chosen:
             return []
         how = "timed in turns by an earlier build of this file on a host like this one" \
             if self.cached else "timed in turns on this host"
@@ -131,9 +132,10 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
     folder = setup.converter.workdir / f"speed-{setup.fmt}"
     best_path = keep_files(produced.path, folder / "plain")
     stopwatch = _Stopwatch(setup, produced)
-    best = stopwatch.load(best_path)
-    plain_ms, fp32_ms = stopwatch.compare(best, stopwatch.load(reference.path))
-    verdict = SpeedVerdict(plain_ms, fp32_ms, plain_ms, stopwatch.runtime)
+    plain = best = stopwatch.load(best_path)
+    fp32 = stopwatch.load(reference.path)
+    plain_ms, fp32_ms = np.median(stopwatch.rounds(plain, fp32), axis=1)
+    verdict = SpeedVerdict(float(plain_ms), float(fp32_ms), float(plain_ms), stopwatch.runtime)
     if not verdict.slower:
         return produced, recipe, verdict
     kinds = reader(best_path)
@@ -153,13 +155,17 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
         except ConversionError:
             continue  # this kind cannot be left float by the quantizer: the others still can
         session = stopwatch.load(path)
-        trial_ms, verdict.best_ms = stopwatch.compare(session, best)
-        if trial_ms <= FASTER * verdict.best_ms and verdict.best_ms - trial_ms >= MIN_SAVED_MS:
+        trial_ms, best_ms = stopwatch.rounds(session, best)
+        # the median of the rounds' ratios: two rounds a burst of load hit cannot decide
+        if np.median(trial_ms / best_ms) <= FASTER \
+                and np.median(best_ms) - np.median(trial_ms) >= MIN_SAVED_MS:
             verdict.chosen[kind] = len(kinds[kind])
             best, best_path, best_made, recipe = session, path, made, trial
-            verdict.best_ms = trial_ms
     for f in best_path.parent.iterdir():  # the last attempt's file is where they all write
         f.replace(best_made.path.parent / f.name)
+    if verdict.chosen:  # the note's three numbers from the same rounds
+        verdict.plain_ms, verdict.best_ms, verdict.fp32_ms = (
+            float(ms) for ms in np.median(stopwatch.rounds(plain, best, fp32), axis=1))
     return best_made, recipe, verdict
 
 
@@ -192,11 +198,11 @@ class _Stopwatch:
         return session, feed
 
     @staticmethod
-    def compare(a: tuple[Session, dict[str, np.ndarray]],
-                b: tuple[Session, dict[str, np.ndarray]]) -> tuple[float, float]:
-        """The p50 of ``a`` and of ``b`` in ms, timed in turns."""
-        times: tuple[list[float], list[float]] = ([], [])
-        for _ in range(ROUNDS):
-            for (session, feed), into in ((a, times[0]), (b, times[1])):
-                into.extend(time_runs(session, feed, 0, RUNS))
-        return (float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3))
+    def rounds(*loaded: tuple[Session, dict[str, np.ndarray]]) -> np.ndarray:
+        """Each file's p50 in ms in each round (rows: files), the files timed in turns: a load
+        that comes and goes falls on every file of a round alike."""
+        p50 = np.zeros((len(loaded), ROUNDS))
+        for r in range(ROUNDS):
+            for i, (session, feed) in enumerate(loaded):
+                p50[i, r] = np.median(time_runs(session, feed, 0, RUNS)) * 1e3
+        return p50
