@@ -35,7 +35,7 @@ from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
 from ..validate.latency import time_runs
 from ..validate.outputs import feed_for
-from .fallback_attempts import FallbackSetup, Recipe, keep_files
+from .fallback_attempts import FallbackSetup, Recipe, artifact_bytes, keep_files
 from .fallback_search import affordable
 
 #: plain int8 this much slower than its fp32 reference (host p50) is searched for slow kinds
@@ -77,7 +77,7 @@ class SpeedVerdict:
             return []
         how = "timed in turns by an earlier build of this file on a host like this one" \
             if self.cached else "timed in turns on this host"
-        notes = [f"speed: int8 {', '.join(self.unaffordable)} not tried in float: the weights "
+        notes = [f"speed: int8 {', '.join(self.unaffordable)} not kept in float: the weights "
                  f"would grow the file past {growth:g}x plain int8"] if self.unaffordable else []
         if not self.chosen:
             return [*notes, f"speed: plain int8 runs slower than fp32 on this host (p50 "
@@ -139,7 +139,8 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
     if not verdict.slower:
         return produced, recipe, verdict
     kinds = reader(best_path)
-    allowance = (setup.profile.fallback_max_size_growth - 1) * produced.path.stat().st_size
+    limit = setup.profile.fallback_max_size_growth * artifact_bytes(best_path)
+    allowance = limit - artifact_bytes(best_path)
     best_made = produced
     for i, kind in enumerate(_order(setup.fmt, best_path, kinds)):
         layers = [name for k in (*verdict.chosen, kind) for name in kinds[k]]
@@ -154,6 +155,10 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
                 path = keep_files(made.path, folder / str(i))
         except ConversionError:
             continue  # this kind cannot be left float by the quantizer: the others still can
+        if artifact_bytes(path) > limit:
+            # weights the estimate did not count (a Gather reads its table as its first input)
+            verdict.unaffordable.append(kind)
+            continue
         session = stopwatch.load(path)
         trial_ms, best_ms = stopwatch.rounds(session, best)
         # the median of the rounds' ratios: two rounds a burst of load hit cannot decide
