@@ -2,7 +2,8 @@
 what helps, until one meets the budget.
 
 Plain int8 that runs slower than its fp32 reference first has the kinds of int8 op its runtime
-runs slowly kept in float (fallback_speed.py); every attempt starts from that. The artifact
+runs slowly kept in float (fallback_speed.py; not for a transformer over budget, which goes
+dynamic); every attempt starts from that. The artifact
 is then measured against the profile's budget on the eval set. If it is over, the cheap fixes
 come first (per-channel weights, percentile calibration where the tool has it and the
 profile's method is not already a better one, twice the calibration samples):
@@ -57,16 +58,20 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     meets the budget, the one closest to it: the budget gate then fails the build and the
     recorded attempts explain why)."""
     ledger = Ledger(setup, plain_size=artifact_bytes(produced.path))
-    produced, recipe, speed_notes = faster_int8(setup, produced, reference,
-                                                Recipe(setup.profile.quantization))
+    quant = setup.profile.quantization
+    transformer = quant is not None and resolve(
+        quant.model_type, file_graph(setup.fmt, reference.path)) == "transformer"
+    recipe, speed_notes = Recipe(quant), []
+    if not (transformer and setup.profile.fallback_dynamic
+            and not setup.meter.verdict(produced)[0].passed):
+        # a transformer over budget goes dynamic next, which drops static int8's float kinds:
+        # timing them would be wasted (MiniLM's TFLite: 12 kinds, the build took twice as long)
+        produced, recipe, speed_notes = faster_int8(setup, produced, reference, recipe)
     plain = ledger.record(produced, recipe)
     if plain.attempt.passed:
         produced.notes += speed_notes
         return produced
     _cheap_fixes(ledger)
-    quant = setup.profile.quantization
-    transformer = quant is not None and resolve(
-        quant.model_type, file_graph(setup.fmt, reference.path)) == "transformer"
     notes = _dynamic(ledger, transformer)
     # what the speed step's float kinds added to plain int8 is spent from the allowance
     start = Start(ledger, ledger.best(), reference,

@@ -7,7 +7,8 @@ HARD_SWISH and AVERAGE_POOL_2D that ai-edge-quantizer writes are not delegated t
 split MediaPipe's selfie segmenter into 17 partitions. Which kinds are slow depends on the
 runtime's version and the CPU, so it is measured, not listed: when plain int8 runs slower than
 the fp32 reference on the build host, each kind of int8 op is tried in float (on top of the
-kinds kept so far), and kept float only if the file then runs clearly faster. The file and its
+kinds kept so far), and kept float only if the file then runs clearly faster, until it is no
+longer the slower file. The file and its
 reference are timed in turns in this process, so a load that comes and goes slows both. Each
 format names its int8 ops by kind as its quantizer takes them (compress/layer_order.py: TFLite
 tensor names, ONNX Runtime's node names, NNCF's op names).
@@ -142,7 +143,10 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
     limit = setup.profile.fallback_max_size_growth * artifact_bytes(best_path)
     allowance = limit - artifact_bytes(best_path)
     best_made = produced
+    best_ms = plain_ms
     for i, kind in enumerate(_order(setup.fmt, best_path, kinds)):
+        if best_ms < SLOWER * fp32_ms:
+            break  # no longer the slower file: each further kind costs a quantization
         layers = [name for k in (*verdict.chosen, kind) for name in kinds[k]]
         if affordable(setup.fmt, best_path, layers, allowance)[1]:
             verdict.unaffordable.append(kind)
@@ -160,12 +164,13 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
             verdict.unaffordable.append(kind)
             continue
         session = stopwatch.load(path)
-        trial_ms, best_ms = stopwatch.rounds(session, best)
+        trial_rounds, best_rounds = stopwatch.rounds(session, best)
         # the median of the rounds' ratios: two rounds a burst of load hit cannot decide
-        if np.median(trial_ms / best_ms) <= FASTER \
-                and np.median(best_ms) - np.median(trial_ms) >= MIN_SAVED_MS:
+        if np.median(trial_rounds / best_rounds) <= FASTER \
+                and np.median(best_rounds) - np.median(trial_rounds) >= MIN_SAVED_MS:
             verdict.chosen[kind] = len(kinds[kind])
             best, best_path, best_made, recipe = session, path, made, trial
+            best_ms = float(np.median(trial_rounds))
     for f in best_path.parent.iterdir():  # the last attempt's file is where they all write
         f.replace(best_made.path.parent / f.name)
     if verdict.chosen:  # the note's three numbers from the same rounds
