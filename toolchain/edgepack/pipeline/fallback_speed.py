@@ -8,14 +8,13 @@ split MediaPipe's selfie segmenter into 17 partitions. Which kinds are slow depe
 runtime's version and the CPU, so it is measured, not listed: when plain int8 runs slower than
 the fp32 reference on the build host, each kind of int8 op is tried in float (on top of the
 kinds kept so far), and kept float only if the file then runs clearly faster, until it is no
-longer the slower file. The file and its
-reference are timed in turns in this process, so a load that comes and goes slows both. Each
-format names its int8 ops by kind as its quantizer takes them (compress/layer_order.py: TFLite
-tensor names, ONNX Runtime's node names, NNCF's op names).
+longer the slower file. The files are timed in turns in this process, so a load that comes
+and goes slows them alike. Each format names its int8 ops by kind as its quantizer takes them
+(compress/layer_order.py: TFLite tensor names, ONNX Runtime's node names, NNCF's op names).
 
-What stays float is part of the recipe every accuracy-fallback attempt starts from; a kind
-with weights stays float only within the profile's size allowance. Measured on the build
-host: with ``--device`` the report has the device's own latency for the file shipped.
+What stays float is part of the recipe every accuracy-fallback attempt starts from, and only
+while the file stays within the profile's size allowance. Measured on the build host: with
+``--device`` the report has the device's own latency for the file shipped.
 """
 
 from __future__ import annotations
