@@ -715,3 +715,19 @@ def test_an_openvino_source_is_run_in_f32_for_its_reference_outputs(tmp_path: Pa
     got = source.session.run({"x": x})["y"]
     f32 = ov.Core().compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     np.testing.assert_array_equal(got, f32(x)[0])
+
+
+@pytest.mark.parametrize(("allow", "entry"), [(False, "0"), (True, "1")])
+def test_onnxruntime_spinning_follows_the_option(tmp_path: Path, allow: bool, entry: str) -> None:
+    """``extra["allow_spinning"]`` reaches the session (the speed step times files in turns
+    with it off); without it, ONNX Runtime's own default stands."""
+    from tests.model_files import onnx_cnn
+
+    path = onnx_cnn(tmp_path / "m.onnx")
+    runtime = get_runtime("onnxruntime")
+    session = runtime.load(str(path), RuntimeOptions(threads=1, extra={"allow_spinning": allow}))
+    options = session.native.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    default = runtime.load(str(path), RuntimeOptions(threads=1)).native
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")

@@ -196,9 +196,14 @@ class _Stopwatch:
 
     def load(self, path: Path) -> tuple[Session, dict[str, np.ndarray]]:
         """``path`` loaded as the build's latency measurement loads it (OpenVINO at its own
-        precision: an fp32 IR runs bf16 where the CPU has it), warmed up, with its feed."""
+        precision: an fp32 IR runs bf16 where the CPU has it; ONNX Runtime without spinning),
+        warmed up, with its feed."""
         runtime = get_runtime(get_format(self.produced.format).runtime)
-        session = runtime.load(str(path), RuntimeOptions(threads=self.setup.threads))
+        # ONNX Runtime's idle threads spin-wait after each run, taking the cores the next
+        # file's run needs: selfie's int8/fp32 ratio ranged 1.36-2.78 over 5 rounds with
+        # spinning, 1.92-2.33 without
+        session = runtime.load(str(path), RuntimeOptions(threads=self.setup.threads,
+                                                         extra={"allow_spinning": False}))
         self.runtime = session.runtime
         y = self.setup.meter.yardstick
         feed = feed_for(session, y.evaluation.head(1).inputs, y.signature,

@@ -3,7 +3,9 @@
 Settings from RuntimeOptions: ``threads`` -> ``intra_op_num_threads``; ``device`` picks the
 execution provider ("CPU" -> CPUExecutionProvider, "CUDA"/"GPU" -> CUDA then CPU, or a provider
 name) unless ``extra["providers"]`` lists them explicitly; ``extra["graph_optimization_level"]``
-is one of "all" (default), "extended", "basic", "disable". ORT's own warnings (e.g. about
+is one of "all" (default), "extended", "basic", "disable"; ``extra["allow_spinning"]`` False
+stops idle intra-op threads from spin-waiting (two sessions timed in turns in one process then
+stop taking each other's cores: the speed step's A/B timing). ORT's own warnings (e.g. about
 initializers in graph inputs) are silenced with ``set_default_logger_severity(3)``.
 
 The signature is read from the session (ONNX Runtime alone, no ``onnx`` package needed), named
@@ -70,6 +72,9 @@ class OnnxRuntime(Runtime):
                                  f"got {level!r}")
             level = getattr(ort.GraphOptimizationLevel, _LEVELS[level.lower()])
         so.graph_optimization_level = level
+        if "allow_spinning" in options.extra:
+            so.add_session_config_entry("session.intra_op.allow_spinning",
+                                        "1" if options.extra["allow_spinning"] else "0")
         providers = options.extra.get("providers") or _providers(options.device)
         try:
             session = ort.InferenceSession(str(p), sess_options=so, providers=list(providers))
