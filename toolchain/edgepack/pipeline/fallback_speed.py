@@ -27,7 +27,7 @@ import numpy as np
 
 from ..cache.keys import build_key, host_facts, model_digest
 from ..compress.layer_order import INT8_KINDS
-from ..compress.sensitivity import WEIGHT_PARAMS
+from ..compress.sensitivity import FLOAT_GROWTH, WEIGHT_PARAMS
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError
 from ..formats import get_format
@@ -36,7 +36,6 @@ from ..runtimes.base import RuntimeOptions, Session
 from ..validate.latency import time_runs
 from ..validate.outputs import feed_for
 from .fallback_attempts import FallbackSetup, Recipe, artifact_bytes, keep_files
-from .fallback_search import affordable
 
 #: plain int8 this much slower than its fp32 reference (host p50) is searched for slow kinds
 SLOWER = 1.1
@@ -135,19 +134,22 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
     plain = best = stopwatch.load(best_path)
     fp32 = stopwatch.load(reference.path)
     plain_ms, fp32_ms = np.median(stopwatch.rounds(plain, fp32), axis=1)
-    verdict = SpeedVerdict(float(plain_ms), float(fp32_ms), float(plain_ms), stopwatch.runtime)
+    verdict = SpeedVerdict(float(plain_ms), float(fp32_ms), float(plain_ms),
+                           stopwatch.runtime.name)
     if not verdict.slower:
         return produced, recipe, verdict
     kinds = reader(best_path)
     limit = setup.profile.fallback_max_size_growth * artifact_bytes(best_path)
     allowance = limit - artifact_bytes(best_path)
+    params = _weights(setup.fmt, best_path, kinds)
     best_made = produced
     best_ms = plain_ms
-    for i, kind in enumerate(_order(setup.fmt, best_path, kinds)):
+    # kinds without weights first (float costs them no size), each group in execution order
+    for i, kind in enumerate(sorted(kinds, key=lambda k: any(n in params for n in kinds[k]))):
         if best_ms < SLOWER * fp32_ms:
             break  # no longer the slower file: each further kind costs a quantization
         layers = [name for k in (*verdict.chosen, kind) for name in kinds[k]]
-        if affordable(setup.fmt, best_path, layers, allowance)[1]:
+        if FLOAT_GROWTH * sum(params.get(n, 0) for n in layers) > allowance:
             verdict.unaffordable.append(kind)
             continue
         trial = replace(recipe, speed_float=tuple(layers))
@@ -178,13 +180,15 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
     return best_made, recipe, verdict
 
 
-def _order(fmt: str, int8: Path, kinds: dict[str, list[str]]) -> list[str]:
-    """Kinds without weights first (float costs them no size), each group in execution
-    order."""
+def _weights(fmt: str, int8: Path, kinds: dict[str, list[str]]) -> dict[str, int]:
+    """Weight parameters of every op of ``kinds`` (an estimate: a format without a counter,
+    or one that cannot read the file, counts none; the real size is checked after)."""
     counter = WEIGHT_PARAMS.get(fmt)
-    weighted = set(counter(int8, [n for names in kinds.values() for n in names])) \
-        if counter is not None else set()
-    return sorted(kinds, key=lambda k: any(n in weighted for n in kinds[k]))
+    try:
+        return counter(int8, [n for names in kinds.values() for n in names]) \
+            if counter is not None else {}
+    except Exception:  # noqa: BLE001 (an estimate only orders and filters the search)
+        return {}
 
 
 class _Stopwatch:
@@ -192,19 +196,17 @@ class _Stopwatch:
 
     def __init__(self, setup: FallbackSetup, produced: ConvertedFile):
         self.setup, self.produced = setup, produced
-        self.runtime = ""
+        self.runtime = get_runtime(get_format(produced.format).runtime)
 
     def load(self, path: Path) -> tuple[Session, dict[str, np.ndarray]]:
         """``path`` loaded as the build's latency measurement loads it (OpenVINO at its own
         precision: an fp32 IR runs bf16 where the CPU has it; ONNX Runtime without spinning),
         warmed up, with its feed."""
-        runtime = get_runtime(get_format(self.produced.format).runtime)
         # ONNX Runtime's idle threads spin-wait after each run, taking the cores the next
         # file's run needs: selfie's int8/fp32 ratio ranged 1.36-2.78 over 5 rounds with
         # spinning, 1.92-2.33 without
-        session = runtime.load(str(path), RuntimeOptions(threads=self.setup.threads,
-                                                         extra={"allow_spinning": False}))
-        self.runtime = session.runtime
+        session = self.runtime.load(str(path), RuntimeOptions(
+            threads=self.setup.threads, extra={"allow_spinning": False}))
         y = self.setup.meter.yardstick
         feed = feed_for(session, y.evaluation.head(1).inputs, y.signature,
                         self.produced.input_layouts)
