@@ -81,11 +81,11 @@ def _coarser_weights(src: Path, out: Path, k: int) -> Path:
 
 
 def _agreement(path: Path, x: np.ndarray, refs: list[np.ndarray]) -> list:
-    import onnxruntime as ort
+    from edgepack.runtimes import get_runtime
+    from edgepack.validate.outputs import exact_options
 
-    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x})
-    return compare_all(["logits"], refs, out, ["classifier"])
+    session = get_runtime("onnxruntime").load(path, exact_options("onnxruntime"))
+    return compare_all(["logits"], refs, list(session.run({"x": x}).values()), ["classifier"])
 
 
 def _check(verdict: budget.BudgetVerdict, name: str) -> budget.BudgetCheck:

@@ -71,18 +71,16 @@ def _quantize(fmt: str, src: Path, out: Path, method: str, data: dict[str, np.nd
 
 
 def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """``path`` run one sample at a time, as edgepack's validation runs it
+    (validate/outputs.py ``exact_options``)."""
+    from edgepack.runtimes import get_runtime
+    from edgepack.validate.outputs import exact_options
+
+    runtime = "onnxruntime" if path.suffix == ".onnx" else "openvino"
+    session = get_runtime(runtime).load(path, exact_options(runtime))
     n = len(next(iter(feeds.values())))
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return np.concatenate([session.run(None, {k: v[i:i + 1] for k, v in feeds.items()})[0]
-                               for i in range(n)])
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return np.concatenate([compiled({k: v[i:i + 1] for k, v in feeds.items()})[0]
-                           for i in range(n)])
+    return np.concatenate([next(iter(session.run({k: v[i:i + 1] for k, v in feeds.items()})
+                                     .values())) for i in range(n)])
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])

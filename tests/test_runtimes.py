@@ -731,3 +731,52 @@ def test_onnxruntime_spinning_follows_the_option(tmp_path: Path, allow: bool, en
     default = runtime.load(str(path), RuntimeOptions(threads=1)).native
     with pytest.raises(RuntimeError, match="does not have configuration"):
         default.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def _matmul_integer(path: Path, weights: np.ndarray) -> Path:
+    """Y = MatMulInteger(A, W): u8 activations [n, K] by s8 weights [K, N], int32 out, as ONNX
+    Runtime's dynamic int8 writes a layer (zero points 128 and 0)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w", "a_zero", "w_zero"], ["y"])], "mmi",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, ["n", weights.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", weights.shape[1]])],
+        [numpy_helper.from_array(weights, "w"),
+         numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+         numpy_helper.from_array(np.array(0, np.int8), "w_zero")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_integer_semantics_computes_an_int8_file_as_written(tmp_path: Path) -> None:
+    """Full-range u8 activations times s8 weights: pairs of products reach 64,770, past 16
+    bits. ``integer_semantics`` gives the exact int32 sums that ARM and VNNI CPUs compute, on
+    any host; on an x86 host without VNNI (this one, where ``kernels_saturate``), ONNX
+    Runtime's own kernels do not, which is why the validation asks for it there."""
+    from edgepack.runtimes.integer_semantics import kernels_saturate
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-128, 128, (64, 8)).astype(np.int8)
+    weights[:, 0] = 127  # a column every pair of products of a bright input saturates
+    a = rng.integers(0, 256, (4, 64)).astype(np.uint8)
+    a[0] = 255
+    exact = (a.astype(np.int64) - 128) @ weights.astype(np.int64)
+    path = _matmul_integer(tmp_path / "mmi.onnx", weights)
+    ort = get_runtime("onnxruntime")
+    written = ort.load(path, RuntimeOptions(extra={"integer_semantics": True}))
+    assert np.array_equal(next(iter(written.run({"a": a}).values())), exact)
+    if kernels_saturate():
+        kernels = next(iter(ort.load(path, RuntimeOptions()).run({"a": a}).values()))
+        assert not np.array_equal(kernels, exact)
+
+
+def test_int8_kernels_saturate_on_x86_without_vnni_only() -> None:
+    from edgepack.runtimes.integer_semantics import saturating
+
+    assert saturating("x86_64", ["sse2", "avx2", "fma"])
+    assert saturating("x86_64", ["avx2", "avx512f", "avx512bw"])  # Skylake-SP: no VNNI
+    assert not saturating("x86_64", ["avx2", "avx_vnni"])  # Alder Lake
+    assert not saturating("x86_64", ["avx512f", "avx512_vnni"])  # Cascade Lake, Zen 4
+    assert not saturating("aarch64", ["asimd", "asimddp"])

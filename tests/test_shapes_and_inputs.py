@@ -76,9 +76,12 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _run(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
+    """``path`` run as edgepack's validation runs it (validate/outputs.py ``exact_options``)."""
+    from edgepack.runtimes import get_runtime
+    from edgepack.validate.outputs import exact_options
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    session = get_runtime("onnxruntime").load(path, exact_options("onnxruntime"))
+    return list(session.run(feed).values())
 
 
 def _op_count(path: Path, op: str) -> int:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config.profiles import Quantization
 from ..data.dataset import Dataset
+from ..runtimes.integer_semantics import OPENVINO_SETTINGS, kernels_saturate, rewritten
 from .layer_order import INTEGER_OPS, OPENVINO_RANKED, RANKED_OPS, float_name, is_layer
 from .openvino_weights import expand_fp16_weights
 
@@ -94,7 +95,10 @@ def twins_session(model: Any) -> Any:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # a dynamic file's integer ops, as written where this host's int8 kernels saturate
+        written = rewritten(path) if kernels_saturate() else None
+        return ort.InferenceSession(written or str(path), options,
+                                    providers=["CPUExecutionProvider"])
 
 
 @dataclass
@@ -346,7 +350,8 @@ def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
     probes = _openvino_twins(model, weights)
     if not probes:
         return []
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(model, "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", **(OPENVINO_SETTINGS if kernels_saturate() else {})})
     request = compiled.create_infer_request()
     inputs = [p.get_any_name() for p in model.inputs]
     # by the port each Result reads, not by position: a port that already fed a Result (a

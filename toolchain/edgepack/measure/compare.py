@@ -32,7 +32,7 @@ from ..signature import Signature
 from ..validate import accuracy as acc
 from ..validate.fidelity import compare_all
 from ..validate.latency import measure_isolated
-from ..validate.outputs import feed_for
+from ..validate.outputs import exact_options, feed_for
 from .compare_layouts import from_shapes, outputs_as_source, recorded
 from .host import real_valued
 
@@ -113,8 +113,7 @@ def _measure(path: Path, fmt: Format, info: ModelInfo, source: tuple[Dataset, Si
     its own input layouts, its outputs compared in the source's (compare_layouts.py)."""
     data, signature = source
     runtime = runtime_for_format(fmt.name)
-    exact = RuntimeOptions(threads=threads,
-                           precision_hint="f32" if runtime.name == "openvino" else None)
+    exact = exact_options(runtime.name, threads)
     layouts = recorded(path) or from_shapes(path, info.signature, signature, data.inputs)
     with progress.step(f"Running {path.name} on {len(data)} samples ({runtime.name})"):
         session = runtime.load(str(path), exact)

@@ -13,6 +13,7 @@ from ..converters.converter import ConvertedFile
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
+from ..runtimes.integer_semantics import kernels_saturate
 from ..validate.latency import measure_isolated
 from ..validate.outputs import exact_options, feed_for, measure_fidelity
 from .context import BuildContext, Yardstick
@@ -75,4 +76,5 @@ def measure_key(ctx: BuildContext, produced: ConvertedFile, files: list[Path], y
         "format": produced.format,
         "layouts": [produced.input_layouts, produced.output_layouts],
         "signature": yardstick.signature.to_dict(), "eval": ctx.steps.digest(yardstick.evaluation),
-        "refs": ctx.steps.digest(yardstick.outputs), "metric": metric, **timing})
+        "refs": ctx.steps.digest(yardstick.outputs), "metric": metric,
+        "int8_as_written": kernels_saturate(), **timing})

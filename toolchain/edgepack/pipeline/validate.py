@@ -21,6 +21,7 @@ from ..report.model import Artifact
 from ..report.parts import DeviceRun
 from ..runtimes import get_runtime
 from ..runtimes.base import Session
+from ..runtimes.integer_semantics import kernels_saturate
 from ..signature import Signature
 from ..validate import budget as budget_gate
 from ..validate.outputs import feed_for
@@ -31,6 +32,9 @@ from .measurement import measure, open_session
 #: how much slower than its fp32 reference (host p50) a deliverable whose accuracy fallback
 #: kept layers in float may be before the report warns: above run-to-run noise
 SLOWER_THAN_FP32 = 1.1
+#: formats whose runtime computes int8 files as written where its kernels saturate
+#: (validate/outputs.py ``exact_options``), by the runtime's name
+SEMANTICS_FORMATS = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def validate_all(ctx: BuildContext, builds: list[FormatBuild], profile: Profile,
@@ -66,6 +70,12 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
         notes.append(own.note)
     if produced.plain_int8 is not None:
         notes.append(_fallback_cost(ctx, produced, produced.plain_int8, m, yardstick))
+    if precision in ("int8", "dynamic-int8") and produced.format in SEMANTICS_FORMATS \
+            and kernels_saturate():
+        notes.append(f"fidelity computed as the file's int8 ops are written: this host's x86 "
+                     f"CPU has no VNNI, and {SEMANTICS_FORMATS[produced.format]}'s int8 kernels "
+                     "here add products in saturating 16-bit steps, which ARM and VNNI CPUs "
+                     "do not; its host latency is those kernels'")
     if m.cached:
         notes.append("fidelity, accuracy and host latency taken from the step cache: "
                      "measured by an earlier build of this byte-identical file, with the "

@@ -5,8 +5,10 @@ execution provider ("CPU" -> CPUExecutionProvider, "CUDA"/"GPU" -> CUDA then CPU
 name) unless ``extra["providers"]`` lists them explicitly; ``extra["graph_optimization_level"]``
 is one of "all" (default), "extended", "basic", "disable"; ``extra["allow_spinning"]`` False
 stops idle intra-op threads from spin-waiting (two sessions timed in turns in one process then
-stop taking each other's cores: the speed step's A/B timing). ORT's own warnings (e.g. about
-initializers in graph inputs) are silenced with ``set_default_logger_severity(3)``.
+stop taking each other's cores: the speed step's A/B timing); ``extra["integer_semantics"]``
+True computes an int8 file as its ops say, not through this host's saturating x86 integer
+kernels (integer_semantics.py: validation on an x86 host without VNNI). ORT's own warnings
+(e.g. about initializers in graph inputs) are silenced with ``set_default_logger_severity(3)``.
 
 The signature is read from the session (ONNX Runtime alone, no ``onnx`` package needed), named
 as ``formats/onnx.py`` names it: graph input/output names, a dynamic dimension by its
@@ -71,13 +73,23 @@ class OnnxRuntime(Runtime):
                 raise ValueError(f"graph_optimization_level must be one of {sorted(_LEVELS)}, "
                                  f"got {level!r}")
             level = getattr(ort.GraphOptimizationLevel, _LEVELS[level.lower()])
+        model: str | bytes = str(p)
+        if options.extra.get("integer_semantics"):
+            # what the file says, not what this host's integer kernels make of it
+            # (integer_semantics.py): no QDQ fusion, integer ops as the float ops they equal
+            from .integer_semantics import rewritten
+
+            if level not in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                             ort.GraphOptimizationLevel.ORT_ENABLE_BASIC):
+                level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            model = rewritten(p) or model
         so.graph_optimization_level = level
         if "allow_spinning" in options.extra:
             so.add_session_config_entry("session.intra_op.allow_spinning",
                                         "1" if options.extra["allow_spinning"] else "0")
         providers = options.extra.get("providers") or _providers(options.device)
         try:
-            session = ort.InferenceSession(str(p), sess_options=so, providers=list(providers))
+            session = ort.InferenceSession(model, sess_options=so, providers=list(providers))
         except Exception as exc:
             raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}",
                              path=p) from exc

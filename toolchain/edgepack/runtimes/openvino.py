@@ -9,7 +9,10 @@ Precision: on a CPU with AVX512_BF16 or AMX, OpenVINO computes an f32 model in *
 told otherwise, which moves outputs by ~1e-2 relative. That is the speed a user gets, so it is
 not overridden here, but a validation that compares against the original model must load with
 ``RuntimeOptions(precision_hint="f32")``, or it measures OpenVINO's default precision rather than
-the artifact.
+the artifact. ``extra["integer_semantics"]`` True turns the CPU plugin's low-precision
+transformations off, so an int8 IR's FakeQuantize ops are computed as written rather than by
+int8 kernels that saturate on an x86 CPU without VNNI (integer_semantics.py; NNCF's test
+encoder on an AMD EPYC: cosine 0.99994 to fp32 so, 0.99662 through the kernels).
 
 Names are as ``formats/openvino.py`` gives them: the first of a port's names in sorted order.
 """
@@ -61,6 +64,12 @@ class OpenVinoRuntime(Runtime):
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
         if options.precision_hint:
             config["INFERENCE_PRECISION_HINT"] = options.precision_hint
+        if options.extra.get("integer_semantics"):
+            # FakeQuantize computed as written, not by this host's saturating x86 int8
+            # kernels (integer_semantics.py): the CPU plugin's low-precision passes off
+            from .integer_semantics import OPENVINO_SETTINGS
+
+            config.update(OPENVINO_SETTINGS)
         try:
             with captured():
                 compiled = ov.Core().compile_model(str(p), options.device, config)

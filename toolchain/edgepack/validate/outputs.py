@@ -17,6 +17,7 @@ from ..data import layout
 from ..data.dataset import Dataset
 from ..errors import DataError
 from ..runtimes.base import RuntimeOptions, Session
+from ..runtimes.integer_semantics import kernels_saturate
 from ..signature import Signature, TensorSpec, batch_axis
 from .accuracy import Accuracy
 from .fidelity import OutputFidelity, compare_all
@@ -27,11 +28,17 @@ AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
 def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
     """Options under which a runtime computes what the file says (validation, not speed).
 
-    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. Without
+    OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. ONNX
+    Runtime's and OpenVINO's int8 kernels on an x86 CPU without VNNI add products in
+    saturating 16-bit steps, which no device edgepack targets does (ARM, x86 with VNNI): there
+    the file's int8 ops are computed as they read (runtimes/integer_semantics.py). Without
     ``threads`` every core of this machine is used (LiteRT's own default is one thread).
     """
     hint = "f32" if runtime == "openvino" else None
-    return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint)
+    extra = {"integer_semantics": True} \
+        if runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
+    return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint,
+                          extra=extra)
 
 
 def feed_for(session: Session, inputs: dict[str, np.ndarray], source: Signature,
