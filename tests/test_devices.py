@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ from edgepack.devices.inventory import (
 from edgepack.devices.lock import device_lock
 from edgepack.devices.runner import build_runner
 from edgepack.errors import ConfigError, DeviceBusyError, UsageError
+
+from tests.test_tflite_sources import hard_swish_source, input_types
 
 REPO = Path(__file__).resolve().parents[1]
 BOARDS = Path(os.environ.get("EDGEPACK_BOARDS", "/tmp/edgepack-boards"))
@@ -606,3 +609,36 @@ def test_output_steps_of_int8_models_with_float_outputs(models: dict[str, Path],
     assert output_steps(tiny_build / "tiny.fp32.onnx") == [None]
     assert output_steps(tiny_build / "tiny.fp32.tflite") == [None]
     assert output_steps(models["int8"]) == [None]
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_the_speed_step_times_int8_op_kinds_on_the_board(boards: dict, inventory_env: Path,
+                                                         tmp_path: Path) -> None:
+    """`build --device`: the speed step times plain int8 and its float-kind trials on the
+    board, not on the build host. The loopback board is given this host's runtimes (the same
+    Python minor version, their site-packages on PYTHONPATH); the emulated Pi, whose timings
+    are qemu's, is passed over with a note, and the kinds are timed on this host."""
+    runner = CliRunner()
+    site = sysconfig.get_paths()["purelib"]
+    _add(runner, "x", boards["loopback"], "--python", f"env PYTHONPATH={site} python3")
+    _add(runner, "pi", boards["emulated-pi"], "--target", "raspberrypi4")
+    src = hard_swish_source(tmp_path)
+    for device, out in (("x", tmp_path / "on-x"), ("pi", tmp_path / "on-pi")):
+        done = runner.invoke(cli, ["build", str(src), "-t", "raspberrypi",
+                                   "--calibration", str(tmp_path / "calibration.npz"),
+                                   "--eval", str(tmp_path / "eval.npz"), "-o", str(out),
+                                   "--runs", "5", "--device", device])
+        assert done.exit_code == 0, done.output
+        report = json.loads((out / "report.json").read_text())
+        art = next(a for a in report["artifacts"]
+                   if a["role"] == "deliverable" and a["format"] == "tflite")
+        speed = [n for n in art["notes"] if n.startswith("speed:")]
+        kept = next(n for n in speed if n.startswith("speed: int8 ops kept in float"))
+        assert "HARD_SWISH x4" in kept, speed
+        assert input_types(out / art["file"])["HARD_SWISH"] == {"float32"}
+        if device == "x":
+            assert "because board x's ai-edge-litert" in kept and "on board x)" in kept, speed
+        else:
+            assert speed[0].startswith("speed: pi is emulated"), speed
+            assert "because this host's" in kept and "on this host)" in kept, speed

@@ -759,7 +759,24 @@ def _keras_hard_swish_net():
     return keras.Model(inp, keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x))
 
 
-def _input_types(path: Path) -> dict[str, set[str]]:
+def hard_swish_source(folder: Path) -> Path:
+    """``_keras_hard_swish_net`` as a float TFLite in ``folder``, with calibration.npz (32
+    samples) and eval.npz (8) beside it."""
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    with captured():
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(_keras_hard_swish_net()).convert()
+    src = folder / "hard_swish.tflite"
+    src.write_bytes(_as_mediapipe_ships_it(flatbuffer))
+    rng = np.random.default_rng(3)
+    name = _input_name(src)
+    for split, n in (("calibration", 32), ("eval", 8)):
+        np.savez(folder / f"{split}.npz", **{name: rng.random((n, 40, 40, 3), np.float32)})
+    return src
+
+
+def input_types(path: Path) -> dict[str, set[str]]:
     """The dtype names of the first input each kind of op reads in a TFLite file."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -777,17 +794,7 @@ def test_int8_op_kinds_the_runtime_runs_slower_stay_float(tmp_path: Path) -> Non
     HARD_SWISH) is kept float in the file shipped, the convolutions stay int8, and the
     report says what was kept and what it bought; a rebuild keeps the same kinds from the
     step cache."""
-    from edgepack.quiet import captured, import_tensorflow
-
-    tf = import_tensorflow()
-    with captured():
-        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(_keras_hard_swish_net()).convert()
-    src = tmp_path / "hard_swish.tflite"
-    src.write_bytes(_as_mediapipe_ships_it(flatbuffer))
-    rng = np.random.default_rng(3)
-    name = _input_name(src)
-    for split, n in (("calibration", 32), ("eval", 8)):
-        np.savez(tmp_path / f"{split}.npz", **{name: rng.random((n, 40, 40, 3), np.float32)})
+    src = hard_swish_source(tmp_path)
     report = edgepack.build(src, "raspberrypi", calibration=tmp_path / "calibration.npz",
                             evaluation=tmp_path / "eval.npz", output=tmp_path / "out", runs=5)
     art = next(a for a in report.deliverables if a.format == "tflite")
@@ -795,7 +802,7 @@ def test_int8_op_kinds_the_runtime_runs_slower_stay_float(tmp_path: Path) -> Non
     assert note is not None and "HARD_SWISH x4" in note, art.notes
     path = tmp_path / "out" / art.file
     assert _weight_types(path) == {"CONV_2D": {"int8"}}
-    assert _input_types(path)["HARD_SWISH"] == {"float32"}
+    assert input_types(path)["HARD_SWISH"] == {"float32"}
     # built again: the step cache's verdict keeps the same kinds float, without timing again
     again = edgepack.build(src, "raspberrypi", calibration=tmp_path / "calibration.npz",
                            evaluation=tmp_path / "eval.npz", output=tmp_path / "again", runs=5)

@@ -47,7 +47,8 @@ from .options import (
 @warmup_option
 @input_shape_option("Fix an input's dynamic dimensions in every delivered file (needed for "
                     "TorchScript sources).")
-@device_option("Also run the deliverables on this board (see `edgepack devices`).")
+@device_option("Also run the deliverables on this board (see `edgepack devices`); the first "
+               "board named, unless emulated, times int8 against fp32 for the speed step.")
 @trust_new_host_option("Accept an unknown device host key once (a changed key is always "
                        "refused).")
 @click.option("--metric", metavar="PKG.MODULE:FUNCTION|ROLE",

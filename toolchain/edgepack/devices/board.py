@@ -3,7 +3,9 @@
 ``python3 runner.pyz spec.json`` loads the artifact with edgepack's own runtime adapter, times
 it with the same ``measure`` the host uses (load, first inference, warm-up, percentiles, peak
 RSS), runs the host's inputs through it, and prints ONE JSON line: the latency, the outputs
-(an .npz, base64) and the session's signature. Runtimes print C++ notices on fd 1, so fd 1 is
+(an .npz, base64) and the session's signature. A spec of mode "turns" instead times several
+files in turns, as the build's speed step does on the host, and answers each file's p50 per
+round. Runtimes print C++ notices on fd 1, so fd 1 is
 pointed at /dev/null while they run and the result goes to a saved copy of it.
 
 Only numpy, a runtime and the modules inside the zipapp are imported.
@@ -20,6 +22,8 @@ from typing import Any
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("mode") == "turns":
+        return turns(spec)
     import numpy as np
 
     from edgepack.runtimes import get_runtime
@@ -43,6 +47,30 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "latency": stats.to_dict(), "runtime_version": session.runtime_version,
             "signature": session.signature.to_dict(), "outputs": len(outputs),
             "outputs_npz": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def turns(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec's models loaded and warmed up, then timed in turns on their own feeds."""
+    import numpy as np
+
+    from edgepack.runtimes import get_runtime
+    from edgepack.runtimes.base import RuntimeOptions
+    from edgepack.validate.latency import time_in_turns, time_runs
+
+    runtime = get_runtime(spec["runtime"])
+    if not runtime.available():
+        return {"ok": False, "error_type": "MissingRuntime",
+                "error": f"the {spec['runtime']} runtime is not installed"}
+    options = RuntimeOptions(threads=spec["threads"], extra=spec.get("extra", {}))
+    loaded = []
+    with np.load(spec["inputs"], allow_pickle=False) as npz:
+        for j, model in enumerate(spec["models"]):
+            feed = {name: npz[f"m{j}_in{i}"] for i, name in enumerate(spec["input_names"][j])}
+            session = runtime.load(model, options)
+            time_runs(session, feed, spec["warmup"], 0)
+            loaded.append((session, feed))
+    p50 = time_in_turns(loaded, spec["rounds"], spec["runs"])
+    return {"ok": True, "p50_ms": p50.tolist(), "runtime_version": loaded[0][0].runtime_version}
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -171,6 +172,34 @@ def bench_on_devices(devices: Sequence[Device | str], artifact: str | Path,
         return list(pool.map(one, names))
 
 
+@dataclass
+class TurnsResult:
+    """Files timed in turns on a board: each file's p50 in ms per round (rows: files)."""
+
+    device: str
+    facts: DeviceFacts
+    runtime: str
+    runtime_version: str
+    p50_ms: np.ndarray
+
+
+def time_in_turns_on_device(device: Device | str, files: Sequence[Path],
+                            feeds: Sequence[dict[str, np.ndarray]], *, rounds: int, runs: int,
+                            warmup: int, threads: int | None, extra: dict[str, Any],
+                            timeout: float = 600, trust_new_host: bool = False,
+                            lock_wait_s: float = 600) -> TurnsResult:
+    """``files`` (one format, each with its feed) timed in turns on ``device``, as the
+    build's speed step times them on the host (validate/latency.py ``time_in_turns``)."""
+    dev = _resolve(device)
+    with device_lock(dev.name, wait_s=lock_wait_s), \
+            tempfile.TemporaryDirectory(prefix="edgepack-device-") as tmp:
+        run = _Turns(dev, list(files), list(feeds), Path(tmp), rounds, runs, warmup, threads,
+                     extra, timeout, trust_new_host)
+        facts, check, answer = run._exchange(_ANSWER_OVERHEAD)
+    return TurnsResult(dev.name, facts, check.runtime, answer["runtime_version"],
+                       np.asarray(answer["p50_ms"], dtype=float))
+
+
 def _resolve(device: Device | str) -> Device:
     if isinstance(device, Device):
         return device
@@ -192,6 +221,14 @@ class _Run:
         self.seconds: dict[str, float] = {}
 
     def execute(self, reference: list[np.ndarray], tolerance: float | None) -> DeviceResult:
+        facts, check, answer = self._exchange(_ANSWER_OVERHEAD + 2 * sum(r.nbytes
+                                                                         for r in reference))
+        return self._result(facts, check, answer, reference, tolerance)
+
+    def _exchange(self, max_answer: int
+                  ) -> tuple[DeviceFacts, compat.Compatibility, dict[str, Any]]:
+        """Connect, probe, check, upload, run: the board's facts, what was checked and the
+        runner's answer; the board is left as it was found on every path."""
         t0 = time.perf_counter()
         conn = connect(self.device, trust_new_host=self.trust_new_host,
                        timeout=min(self.timeout, 30))
@@ -203,16 +240,14 @@ class _Run:
             check = compat.check_artifact(self.device, facts, self.artifact,
                                           sum(p.stat().st_size for p in uploads),
                                           self._memory_limit())
-            answer = self._upload_and_run(conn, uploads, check.runtime,
-                                          _ANSWER_OVERHEAD + 2 * sum(r.nbytes
-                                                                     for r in reference))
+            answer = self._upload_and_run(conn, uploads, check.runtime, max_answer)
         except DroppedError as exc:
             raise self._after_drop(exc) from None
         finally:
             self._cleanup(conn)
             conn.close()
         self.seconds["total"] = _since(t0)
-        return self._result(facts, check, answer, reference, tolerance)
+        return facts, check, answer
 
     # -- steps ---------------------------------------------------------------------------------
     def _prepare(self) -> list[Path]:
@@ -327,6 +362,39 @@ class _Run:
     def _cores(self) -> int | None:
         target = self._target()
         return target.device.cores if target is not None else None
+
+
+class _Turns(_Run):
+    """Several files of one format timed in turns in one run of the runner; each goes to the
+    board under a name of its own (``m<i>.``), as the files of a search share one name."""
+
+    def __init__(self, device: Device, files: list[Path], feeds: list[dict[str, np.ndarray]],
+                 tmp: Path, rounds: int, runs: int, warmup: int, threads: int | None,
+                 extra: dict[str, Any], timeout: float, trust_new_host: bool):
+        super().__init__(device, files[0], feeds[0], tmp, runs, warmup, threads, timeout,
+                         trust_new_host)
+        self.files, self.feeds, self.rounds, self.extra = files, feeds, rounds, extra
+
+    def _prepare(self) -> list[Path]:
+        runtime, _ = compat.runtime_for(self.artifact)
+        models, uploads = [], []
+        for j, file in enumerate(self.files):
+            for part in compat.artifact_files(file):
+                renamed = self.tmp / f"m{j}.{part.name}"
+                shutil.copyfile(part, renamed)
+                uploads.append(renamed)
+            models.append(f"m{j}.{file.name}")
+        np.savez(self.tmp / "inputs.npz", **{f"m{j}_in{i}": np.asarray(v)
+                                             for j, feed in enumerate(self.feeds)
+                                             for i, v in enumerate(feed.values())})
+        spec = {"mode": "turns", "runtime": runtime, "models": models, "inputs": "inputs.npz",
+                "input_names": [list(feed) for feed in self.feeds],
+                "threads": self.threads or self._cores(), "rounds": self.rounds,
+                "runs": self.runs, "warmup": self.warmup, "extra": self.extra}
+        (self.tmp / "spec.json").write_text(json.dumps(spec))
+        build_runner(self.tmp / "runner.pyz")
+        return [self.tmp / "runner.pyz", self.tmp / "inputs.npz", self.tmp / "spec.json",
+                *uploads]
 
 
 def _kill_and_remove(folder: str) -> str:

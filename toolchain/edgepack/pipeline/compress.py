@@ -42,7 +42,9 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
         setup = FallbackSetup(converter, build.format, profile, data.calibration, staging,
                               ctx.inputs.name, meter, ctx.progress,
                               int16x8=runtime is not None and runtime.kernels_int16x8,
-                              threads=ctx.threads)
+                              threads=ctx.threads,
+                              board=ctx.boards[0] if ctx.boards else None,
+                              trust_new_host=ctx.request.devices.trust_new_host)
         try:
             fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
                                                                 build.reference)))

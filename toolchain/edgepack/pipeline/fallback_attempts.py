@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cache.keys import model_files
 from ..cache.records import BuildSteps
@@ -25,6 +25,9 @@ from ..validate.outputs import AccuracyFn, measure_fidelity
 from .context import Yardstick
 from .fallback_rank import Scored, best
 from .measurement import open_session
+
+if TYPE_CHECKING:
+    from ..devices.inventory import Device
 
 
 @dataclass
@@ -102,6 +105,9 @@ class FallbackSetup:
     int16x8: bool = False
     #: the build's thread count for the speed step's timings (None: the runtime's default)
     threads: int | None = None
+    #: the build's first --device board: the speed step times files there (fallback_speed.py)
+    board: Device | None = None
+    trust_new_host: bool = False
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
         return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,

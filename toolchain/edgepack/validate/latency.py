@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,18 @@ def time_runs(session: Session, feed: dict[str, np.ndarray], warmup: int, runs: 
         elif len(times) >= runs:
             break
     return times
+
+
+def time_in_turns(loaded: Sequence[tuple[Session, dict[str, np.ndarray]]], rounds: int,
+                  runs: int) -> np.ndarray:
+    """Each file's p50 in ms in each round (rows: files, each a warmed-up session and its
+    feed), the files timed in turns: a load that comes and goes falls on every file of a
+    round alike. How the speed step compares files, on this host and on a board."""
+    p50 = np.zeros((len(loaded), rounds))
+    for r in range(rounds):
+        for i, (session, feed) in enumerate(loaded):
+            p50[i, r] = np.median(time_runs(session, feed, 0, runs)) * 1e3
+    return p50
 
 
 def _status_mb(field: str) -> float | None:
