@@ -5,8 +5,8 @@ it with the same ``measure`` the host uses (load, first inference, warm-up, perc
 RSS), runs the host's inputs through it, and prints ONE JSON line: the latency, the outputs
 (an .npz, base64) and the session's signature. A spec of mode "turns" instead times several
 files in turns, as the build's speed step does on the host, and answers each file's p50 per
-round. Runtimes print C++ notices on fd 1, so fd 1 is
-pointed at /dev/null while they run and the result goes to a saved copy of it.
+round. Runtimes print C++ notices on fd 1, so fd 1 is pointed at /dev/null while they run and
+the result goes to a saved copy of it.
 
 Only numpy, a runtime and the modules inside the zipapp are imported.
 """

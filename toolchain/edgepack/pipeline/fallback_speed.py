@@ -9,7 +9,8 @@ runtime's version and the CPU (the int8 TRANSPOSE_CONV is slow on an Intel host 
 AVX512-VNNI, not on an AMD EPYC), so it is measured, not listed: when plain int8 runs slower
 than the fp32 reference, each kind of int8 op is tried in float (on top of the kinds kept so
 far), and kept float only if the file then runs clearly faster, until it is no longer the
-slower file; the kinds that each made it a little faster are then tried together. The files
+slower file; the kinds that each made it a little faster are then tried together, and plain
+int8, the kept file and fp32 are timed again together before anything is kept. The files
 are timed in turns in one process, so a load that comes and goes slows them alike: on the
 build's first ``--device`` board, where the file will run, unless that board is emulated;
 else on the build host. Each format names its int8 ops by kind as its quantizer takes them
