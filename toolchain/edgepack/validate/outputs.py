@@ -25,18 +25,20 @@ from .fidelity import OutputFidelity, compare_all
 AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
 
 
-def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
+def exact_options(runtime: str, threads: int | None = None,
+                  as_written: bool = True) -> RuntimeOptions:
     """Options under which a runtime computes what the file says (validation, not speed).
 
     OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. ONNX
     Runtime's and OpenVINO's int8 kernels on an x86 CPU without VNNI add products in
     saturating 16-bit steps, which no device edgepack targets does (ARM, x86 with VNNI): there
-    the file's int8 ops are computed as they read (runtimes/integer_semantics.py). Without
+    the file's int8 ops are computed as they read (runtimes/integer_semantics.py), unless
+    ``as_written`` is False (a board's run is compared with the host's kernels). Without
     ``threads`` every core of this machine is used (LiteRT's own default is one thread).
     """
     hint = "f32" if runtime == "openvino" else None
     extra = {"integer_semantics": True} \
-        if runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
+        if as_written and runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
     return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint,
                           extra=extra)
 
