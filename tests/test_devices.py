@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -552,15 +553,18 @@ def _kill_session_sshd(board: dict, pid: int) -> list[int]:
 @pytest.mark.device
 def test_timeout_on_the_board_says_so_and_leaves_nothing(boards: dict, inventory_env: Path,
                                                          models: dict[str, Path]) -> None:
+    # 10 s: the probe (python3 started under qemu) must fit in it, and took over 4 s on a
+    # 2-core AMD EPYC host; 200,000 emulated runs do not
     runner = CliRunner()
     before = frozenset(_leftovers(boards["emulated-pi"]))
     _add(runner, "pi", boards["emulated-pi"])
     start = time.monotonic()
     done = runner.invoke(cli, ["bench", str(models["int8"]), "--device", "pi", "--runs",
-                               "200000", "--timeout", "4"])
+                               "200000", "--timeout", "10"])
     assert done.exit_code == 4
-    assert "pi: the run of tiny.int8.tflite did not finish within 4 s on the board" in done.output
-    assert time.monotonic() - start < 30
+    assert "pi: the run of tiny.int8.tflite did not finish within 10 s on the board" \
+        in done.output
+    assert time.monotonic() - start < 45
     assert _leftovers(boards["emulated-pi"], before) == []
 
 
@@ -617,28 +621,36 @@ def test_the_speed_step_times_int8_op_kinds_on_the_board(boards: dict, inventory
                                                          tmp_path: Path) -> None:
     """`build --device`: the speed step times plain int8 and its float-kind trials on the
     board, not on the build host. The loopback board is given this host's runtimes (the same
-    Python minor version, their site-packages on PYTHONPATH); the emulated Pi, whose timings
-    are qemu's, is passed over with a note, and the kinds are timed on this host."""
+    Python minor version, their site-packages on PYTHONPATH)."""
     runner = CliRunner()
     site = sysconfig.get_paths()["purelib"]
     _add(runner, "x", boards["loopback"], "--python", f"env PYTHONPATH={site} python3")
-    _add(runner, "pi", boards["emulated-pi"], "--target", "raspberrypi4")
     src = hard_swish_source(tmp_path)
-    for device, out in (("x", tmp_path / "on-x"), ("pi", tmp_path / "on-pi")):
-        done = runner.invoke(cli, ["build", str(src), "-t", "raspberrypi",
-                                   "--calibration", str(tmp_path / "calibration.npz"),
-                                   "--eval", str(tmp_path / "eval.npz"), "-o", str(out),
-                                   "--runs", "5", "--device", device])
-        assert done.exit_code == 0, done.output
-        report = json.loads((out / "report.json").read_text())
-        art = next(a for a in report["artifacts"]
-                   if a["role"] == "deliverable" and a["format"] == "tflite")
-        speed = [n for n in art["notes"] if n.startswith("speed:")]
-        kept = next(n for n in speed if n.startswith("speed: int8 ops kept in float"))
-        assert "HARD_SWISH x4" in kept, speed
-        assert input_types(out / art["file"])["HARD_SWISH"] == {"float32"}
-        if device == "x":
-            assert "because board x's ai-edge-litert" in kept and "on board x)" in kept, speed
-        else:
-            assert speed[0].startswith("speed: pi is emulated"), speed
-            assert "because this host's" in kept and "on this host)" in kept, speed
+    out = tmp_path / "out"
+    done = runner.invoke(cli, ["build", str(src), "-t", "raspberrypi",
+                               "--calibration", str(tmp_path / "calibration.npz"),
+                               "--eval", str(tmp_path / "eval.npz"), "-o", str(out),
+                               "--runs", "5", "--device", "x"])
+    assert done.exit_code == 0, done.output
+    report = json.loads((out / "report.json").read_text())
+    art = next(a for a in report["artifacts"]
+               if a["role"] == "deliverable" and a["format"] == "tflite")
+    speed = [n for n in art["notes"] if n.startswith("speed:")]
+    kept = next((n for n in speed if n.startswith("speed: int8 ops kept in float")), None)
+    assert kept is not None and "HARD_SWISH x4" in kept, speed
+    assert "because board x's ai-edge-litert" in kept and "on board x)" in kept, speed
+    assert input_types(out / art["file"])["HARD_SWISH"] == {"float32"}
+
+
+@pytest.mark.device
+def test_the_speed_step_passes_an_emulated_board_over(boards: dict) -> None:
+    """qemu's timings are not the board's: the step times on this host and says why."""
+    from edgepack.pipeline.fallback_speed import _where
+
+    setup = SimpleNamespace(board=_device(boards["emulated-pi"]), trust_new_host=False)
+    board, where, notes = _where(setup)  # type: ignore[arg-type]
+    assert board is None and "host" in where
+    assert notes[0].startswith("speed: pi is emulated (") and "timed on this host" in notes[0]
+    setup.board = _device(boards["loopback"], "x")
+    board, where, notes = _where(setup)  # type: ignore[arg-type]
+    assert board is setup.board and where["board"]["arch"] == os.uname().machine and not notes
