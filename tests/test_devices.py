@@ -29,6 +29,7 @@ import pytest
 from click.testing import CliRunner
 from edgepack.cli import cli
 from edgepack.devices import opversions
+from edgepack.devices.agreement import AS_WRITTEN, KERNELS
 from edgepack.devices.inventory import (
     Device,
     DeviceSpec,
@@ -40,6 +41,7 @@ from edgepack.devices.inventory import (
 from edgepack.devices.lock import device_lock
 from edgepack.devices.runner import build_runner
 from edgepack.errors import ConfigError, DeviceBusyError, UsageError
+from edgepack.runtimes.integer_semantics import kernels_saturate
 
 from tests.test_tflite_sources import hard_swish_source, input_types
 
@@ -261,6 +263,85 @@ def test_probe_on_this_host_is_native() -> None:
                                       text=True, timeout=60, check=True).stdout)
     assert facts["emulated"] is False and facts["arch"] == os.uname().machine
     assert facts["packages"]["numpy"] == np.__version__
+    assert facts["cpu_flags"], "the CPU's feature flags say how its int8 kernels add"
+
+
+def test_a_board_is_compared_with_the_host_computed_as_it_adds() -> None:
+    """An x86 host without VNNI saturates int8 sums that an ARM board adds exactly: the ARM
+    board is compared with the file computed as written, under a tolerance for the rounding
+    of fixed-point against float requantization; a board that saturates too, with the host's
+    own kernels, one step apart."""
+    from edgepack.devices.agreement import AS_WRITTEN_STEPS, INT_STEPS, HostReference, agree
+    from edgepack.devices.facts import DeviceFacts
+    from edgepack.signature import TensorSpec
+
+    def facts(arch: str, flags: list[str]) -> DeviceFacts:
+        return DeviceFacts(arch=arch, os="", kernel="", hostname="", python="",
+                           python_executable="", cpu="", cores=4, memory_total_mb=None,
+                           memory_available_mb=None, tmp_dir="/tmp", disk_free_mb=None,
+                           cpu_flags=flags)
+
+    pi, epyc = facts("aarch64", ["fp", "asimd", "asimddp"]), facts("x86_64", ["sse2", "avx2"])
+    assert not pi.int8_saturates and epyc.int8_saturates
+    assert not facts("x86_64", ["avx2", "avx_vnni"]).int8_saturates
+    kernels, written = [np.zeros((2, 3))], [np.ones((2, 3))]
+    saturating_host = HostReference(kernels, written)
+    assert saturating_host.for_board(pi.int8_saturates) == (written, True)
+    assert saturating_host.for_board(epyc.int8_saturates) == (kernels, False)
+    assert HostReference(kernels).for_board(False) == (kernels, False)
+
+    step, spec = 0.01, TensorSpec("y", (2, 3), "float32")
+    ref, off = np.zeros((2, 3)), np.full((2, 3), 2.5 * step)  # 2.5 steps from the reference
+    assert agree([ref], [off], [spec], steps=[step]).failures
+    assert not agree([ref], [off], [spec], steps=[step], as_written=True).failures
+    assert INT_STEPS < 2.5 < AS_WRITTEN_STEPS
+
+
+def test_a_compressed_file_may_drift_on_the_board_as_long_as_it_follows_the_source() -> None:
+    """Integer rounding carried through a deep int8 network moves a board's outputs many
+    steps from the host's here and there: a compressed file passes when the board's outputs
+    follow the source model as closely as the host's, and fails when they do not."""
+    from edgepack.devices.agreement import FAITHFUL_MARGIN, agree
+    from edgepack.signature import TensorSpec
+
+    rng = np.random.default_rng(0)
+    spec = TensorSpec("mask", (64, 64), "float32")
+    source = rng.random((64, 64))
+    host = source + rng.normal(0, 0.05, source.shape)  # the int8 file's own error
+    drift = host.copy()  # a few elements rounded the other way, no further from the source
+    flipped = rng.choice(host.size, 20, replace=False)
+    drift.flat[flipped] = source.flat[flipped]
+    assert agree([host], [drift], [spec]).failures  # beyond any float tolerance
+    passed = agree([host], [drift], [spec], sources=[source])
+    assert not passed.failures and "as close to the source model" in passed.notes[0]
+    fault = host + 0.1  # every element moved: further from the source than the margin allows
+    assert np.abs(fault - source).mean() > (1 + FAITHFUL_MARGIN) * np.abs(host - source).mean()
+    assert agree([host], [fault], [spec], sources=[source]).failures
+    far = host.copy()
+    far[0, 0] = source[0, 0] + 1.5  # one element beyond the host's worst
+    assert agree([host], [far], [spec], sources=[source]).failures
+    assert agree([host], [drift], [spec], sources=[None]).failures  # fp32: no allowance
+    assert agree([host], [drift], [spec], sources=[source[:32]]).failures  # not comparable
+
+
+def test_source_outputs_in_the_order_and_layouts_a_file_gives_them() -> None:
+    """What a board returns is in the file's terms (onnx2tf's NHWC, its own output order);
+    the source's outputs are brought into them for the comparison, by name when they match."""
+    from edgepack.signature import Signature, TensorSpec
+    from edgepack.validate.outputs import outputs_in_file_order, outputs_in_source_order
+
+    source = Signature([], [TensorSpec("map", (1, 3, 4, 5), "float32", layout="NCHW"),
+                            TensorSpec("score", (1, 2), "float32")])
+    made = Signature([], [TensorSpec("score", (1, 2), "float32"),
+                          TensorSpec("map", (1, 4, 5, 3), "float32", layout="NHWC")])
+    session = SimpleNamespace(signature=made)
+    outs = [np.arange(60.0).reshape(1, 3, 4, 5), np.array([[0.25, 0.75]])]
+    layouts = ["NHWC", ""]  # per source output
+    in_file = outputs_in_file_order(session, outs, source, layouts)
+    assert np.array_equal(in_file[0], outs[1]) and in_file[1].shape == (1, 4, 5, 3)
+    back = outputs_in_source_order(session, dict(zip(made.output_names, in_file,
+                                                     strict=True)), source, layouts)
+    assert all(np.array_equal(a, b) for a, b in zip(back, outs, strict=True))
 
 
 # ------------------------------------------------------------------------------ the boards
@@ -598,6 +679,15 @@ def test_build_with_device_validates_the_deliverables_on_the_board(
         assert run["device"] == "pi" and run["passed"] and run["emulated"]
         assert run["facts"]["arch"] == "aarch64" and not run["timings_are_performance"]
         assert run["fidelity"][0]["max_abs_error"] <= run["tolerances"][0]
+        # an x86 host without VNNI computes ONNX int8 as written for the ARM board
+        written = art["format"] == "onnx" and kernels_saturate()
+        assert run["compared_with"] == (AS_WRITTEN if written else KERNELS)
+        assert run["notes"] == [] or "as close to the source model" in run["notes"][0]
+        assert f"on pi: {art['file']} p50 " in done.output
+    assert "(EMULATED: not performance), outputs agree with the host's" in done.output
+    text = (out / "report.md").read_text()
+    assert text.count("- On board pi (Raspberry Pi 4 Model B") == len(deliverables)
+    assert "EMULATED: not performance" in text and "(tolerance " in text
 
 
 def test_output_steps_of_int8_models_with_float_outputs(models: dict[str, Path],

@@ -133,7 +133,8 @@ def _echo_device_result(result: Any) -> None:
                f"{result.runtime_version}){emulated}")
     for fid, tol in zip(result.fidelity, result.tolerances, strict=True):
         click.echo(f"  fidelity {fid.name}: max_abs_err {fid.max_abs_error:.3g} (tolerance "
-                   f"{tol:.3g}), cosine {fid.cosine:.6f} on {fid.samples} samples")
+                   f"{tol:.3g}), cosine {fid.cosine:.6f} on {fid.samples} samples, against "
+                   f"{result.compared_with}")
     for failure in result.failures:
         click.echo(f"  MISMATCH {failure}")
     click.echo(f"  latency: p50 {lat.p50_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms, load "

@@ -215,10 +215,22 @@ def build_summary(report: Report) -> None:
         out.print(f"source model top-1 accuracy: {100 * report.source_accuracy.top1:.2f}%")
     for a in report.deliverables:
         out.print(f"path: {a.conversion_path}")
+    for a in report.deliverables:
+        for d in a.devices:
+            verdict = "[green]outputs agree with the host's[/]" if d.passed \
+                else f"[bold red]outputs differ from the host's[/]: {escape('; '.join(d.failures))}"
+            out.print(f"on {d.device}: {a.file} p50 {d.latency.p50_ms:.3f} ms"
+                      + (" (EMULATED: not performance)" if d.emulated else "")
+                      + f", {verdict}")
     if report.step_cache and report.step_cache["reused"]:
         out.print(f"step cache: {report.step_cache['reused']} steps reused, "
                   f"{report.step_cache['built']} built (--no-cache runs every step)")
-    status = "[green]passed[/]" if report.passed else "[bold red]FAILED the accuracy budget[/]"
+    if report.passed:
+        status = "[green]passed[/]"
+    elif all(a.budget is None or a.budget.passed for a in report.artifacts):
+        status = "[bold red]FAILED on the device[/]"
+    else:
+        status = "[bold red]FAILED the accuracy budget[/]"
     out.print(f"{status}; report: {report.output}/report.md")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeviceCompatibilityError, DeviceError
+from ..runtimes.integer_semantics import saturating
 from .ssh import Connection
 
 PROBE_TIMEOUT_S = 60
@@ -37,6 +38,13 @@ class DeviceFacts:
     qemu_cpu: str | None = None
     throttled: str | None = None
     temperature_c: float | None = None
+    cpu_flags: list[str] = field(default_factory=list)
+
+    @property
+    def int8_saturates(self) -> bool:
+        """Whether ONNX Runtime's and OpenVINO's int8 kernels on this board add products in
+        saturating 16-bit steps (an x86 CPU without VNNI: runtimes/integer_semantics.py)."""
+        return saturating(self.arch, self.cpu_flags)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

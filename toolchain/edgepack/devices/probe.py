@@ -62,6 +62,16 @@ def cpu_model():
     return board or core or platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The first core's feature flags ("flags" on x86, "Features" on ARM): whether its int8
+    dot products add in 32 bits is read from them on the host (devices/facts.py)."""
+    for line in (read("/proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return value.split()
+    return []
+
+
 def memory_mb():
     info = {}
     for line in (read("/proc/meminfo") or "").splitlines():
@@ -156,6 +166,7 @@ def main():
         "arch": platform.machine(), "os": os_name(), "kernel": platform.release(),
         "hostname": platform.node(), "python": platform.python_version(),
         "python_executable": sys.executable, "cpu": cpu_model(), "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "memory_total_mb": total, "memory_available_mb": available, "tmp_dir": tmp,
         "disk_free_mb": shutil.disk_usage(tmp).free // (1 << 20),
         "packages": packages(), "emulated": emulated, "emulation": how,

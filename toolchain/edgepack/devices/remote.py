@@ -27,18 +27,20 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DeviceError, DeviceMismatchError, EdgepackError, ModelError
+from ..runtimes.base import RuntimeOptions
+from ..runtimes.integer_semantics import kernels_saturate
 from ..signature import Signature
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
 from . import compat
-from .agreement import agree
+from .agreement import AS_WRITTEN, KERNELS, HostReference, agree
 from .facts import DeviceFacts, probe_device
 from .inventory import Device, load_inventory, python_argv
 from .lock import device_lock
@@ -82,6 +84,8 @@ class DeviceResult:
     failures: list[str]
     checked: list[str]
     seconds: dict[str, float]
+    compared_with: str = KERNELS
+    notes: list[str] = field(default_factory=list)
     outputs: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -97,6 +101,7 @@ class DeviceResult:
             "latency": self.latency.to_dict(with_samples=False),
             "fidelity": [f.to_dict() for f in self.fidelity], "tolerances": self.tolerances,
             "checked": self.checked, "seconds": self.seconds, "facts": self.facts.to_dict(),
+            "compared_with": self.compared_with, "notes": self.notes,
         }
 
     def raise_for_mismatch(self) -> None:
@@ -113,12 +118,20 @@ def check_device(device: Device | str, trust_new_host: bool = False,
         return probe_device(conn, timeout=timeout)
 
 
-def host_reference(artifact: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The artifact's outputs on this host, with the runtime the device will use."""
+def host_reference(artifact: Path, feed: dict[str, np.ndarray]) -> HostReference:
+    """The artifact's outputs on this host, with the runtime the device will use: from this
+    host's own kernels, and computed as written where those saturate (``exact_options``)."""
     from ..runtimes import get_runtime
+    from ..validate.outputs import exact_options
 
-    runtime, _ = compat.runtime_for(artifact)
-    return list(get_runtime(runtime).load(str(artifact)).run(feed).values())
+    runtime = get_runtime(compat.runtime_for(artifact)[0])
+    options = exact_options(runtime.name)
+
+    def outputs(opts: RuntimeOptions) -> list[np.ndarray]:
+        return list(runtime.load(str(artifact), opts).run(feed).values())
+
+    return HostReference(outputs(replace(options, extra={})),
+                         outputs(options) if options.extra else None)
 
 
 #: eval samples sent to a board for its fidelity check: emulated boards are 170-700x slower
@@ -126,14 +139,17 @@ DEVICE_SAMPLES = 32
 
 
 def bench_on_device(device: Device | str, artifact: str | Path, feed: dict[str, np.ndarray],
-                    reference: list[np.ndarray] | None = None, *, runs: int = 20,
+                    reference: HostReference | None = None, *, runs: int = 20,
                     warmup: int = 3, threads: int | None = None, timeout: float = 600,
                     trust_new_host: bool = False, lock_wait_s: float = 600,
-                    tolerance: float | None = None) -> DeviceResult:
+                    tolerance: float | None = None,
+                    sources: list[np.ndarray | None] | None = None) -> DeviceResult:
     """Run ``artifact`` on ``device``: on-device latency and fidelity against ``reference``.
 
     ``feed``: input name -> batch; all of it is run for fidelity, its first sample is timed.
     ``reference``: the host's outputs for ``feed`` (None: run the artifact here to get them).
+    ``sources``: for a compressed file, the source model's outputs for ``feed`` in the file's
+    order and layouts (devices/agreement.py ``as_faithful``).
     Device problems raise DeviceError subclasses (exit 4); a fidelity mismatch does not raise
     but fills ``failures`` (``raise_for_mismatch`` turns it into exit 3).
     """
@@ -146,11 +162,11 @@ def bench_on_device(device: Device | str, artifact: str | Path, feed: dict[str, 
     with device_lock(dev.name, wait_s=lock_wait_s), \
             tempfile.TemporaryDirectory(prefix="edgepack-device-") as tmp:
         return _Run(dev, path, feed, Path(tmp), runs, warmup, threads, timeout,
-                    trust_new_host).execute(reference, tolerance)
+                    trust_new_host).execute(reference, tolerance, sources)
 
 
 def bench_on_devices(devices: Sequence[Device | str], artifact: str | Path,
-                     feed: dict[str, np.ndarray], reference: list[np.ndarray] | None = None,
+                     feed: dict[str, np.ndarray], reference: HostReference | None = None,
                      **options: Any) -> list[DeviceResult | EdgepackError]:
     """``bench_on_device`` on several devices concurrently; one result or error per device.
 
@@ -220,10 +236,11 @@ class _Run:
         self.remote_dir: str | None = None
         self.seconds: dict[str, float] = {}
 
-    def execute(self, reference: list[np.ndarray], tolerance: float | None) -> DeviceResult:
-        facts, check, answer = self._exchange(_ANSWER_OVERHEAD + 2 * sum(r.nbytes
-                                                                         for r in reference))
-        return self._result(facts, check, answer, reference, tolerance)
+    def execute(self, reference: HostReference, tolerance: float | None,
+                sources: list[np.ndarray | None] | None) -> DeviceResult:
+        facts, check, answer = self._exchange(_ANSWER_OVERHEAD + 2 * sum(
+            r.nbytes for r in reference.kernels))
+        return self._result(facts, check, answer, reference, tolerance, sources)
 
     def _exchange(self, max_answer: int
                   ) -> tuple[DeviceFacts, compat.Compatibility, dict[str, Any]]:
@@ -307,20 +324,30 @@ class _Run:
         return answer
 
     def _result(self, facts: DeviceFacts, check: compat.Compatibility, answer: dict[str, Any],
-                reference: list[np.ndarray], tolerance: float | None) -> DeviceResult:
+                reference: HostReference, tolerance: float | None,
+                sources: list[np.ndarray | None] | None) -> DeviceResult:
         with np.load(io.BytesIO(base64.b64decode(answer["outputs_npz"])),
                      allow_pickle=False) as npz:
             outputs = [npz[f"out{i}"] for i in range(int(answer["outputs"]))]
         signature = Signature.from_dict(answer["signature"])
-        verdict = agree(reference, outputs, list(signature.outputs), tolerance,
-                        output_steps(self.artifact))
+        host, as_written = reference.for_board(facts.int8_saturates)
+        verdict = agree(host, outputs, list(signature.outputs), tolerance,
+                        output_steps(self.artifact), as_written, sources)
+        if verdict.failures and facts.int8_saturates and not kernels_saturate() \
+                and check.runtime in ("onnxruntime", "openvino"):
+            verdict.failures.append(
+                "this board's int8 kernels add products in saturating 16-bit steps (an x86 "
+                "CPU without VNNI), which this host's do not: its int8 outputs differ from "
+                "what the file says")
         return DeviceResult(
             device=self.device.name, artifact=self.artifact.name, facts=facts,
             emulated=bool(facts.emulated), runtime=check.runtime,
             runtime_version=answer["runtime_version"],
             latency=LatencyStats(**answer["latency"]), fidelity=verdict.fidelity,
             tolerances=verdict.tolerances, failures=verdict.failures, checked=check.checked,
-            seconds={k: round(v, 3) for k, v in self.seconds.items()}, outputs=outputs)
+            seconds={k: round(v, 3) for k, v in self.seconds.items()},
+            compared_with=AS_WRITTEN if as_written else KERNELS, notes=verdict.notes,
+            outputs=outputs)
 
     # -- cleanup -------------------------------------------------------------------------------
     def _cleanup(self, conn: Connection) -> None:

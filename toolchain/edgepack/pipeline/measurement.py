@@ -19,13 +19,11 @@ from ..validate.outputs import exact_options, feed_for, measure_fidelity
 from .context import BuildContext, Yardstick
 
 
-def open_session(produced: ConvertedFile, threads: int | None = None,
-                 as_written: bool = True) -> Session:
+def open_session(produced: ConvertedFile, threads: int | None = None) -> Session:
     """``produced`` loaded by its format's runtime, computing what the file says
-    (``as_written`` False: int8 through this host's own integer kernels, even where they
-    saturate: validate/outputs.py ``exact_options``)."""
+    (validate/outputs.py ``exact_options``)."""
     runtime = get_runtime(get_format(produced.format).runtime)
-    return runtime.load(str(produced.path), exact_options(runtime.name, threads, as_written))
+    return runtime.load(str(produced.path), exact_options(runtime.name, threads))
 
 
 def measure(ctx: BuildContext, produced: ConvertedFile, files: list[Path],

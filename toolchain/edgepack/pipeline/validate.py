@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..cache.keys import file_digest, model_files
 from ..cache.records import Measurement
@@ -22,9 +24,9 @@ from ..report.parts import DeviceRun
 from ..runtimes import get_runtime
 from ..runtimes.base import Session
 from ..runtimes.integer_semantics import kernels_saturate
-from ..signature import Signature
+from ..signature import Signature, TensorSpec, batch_axis
 from ..validate import budget as budget_gate
-from ..validate.outputs import feed_for
+from ..validate.outputs import feed_for, outputs_in_file_order
 from .context import BuildContext, Yardstick
 from .convert import FormatBuild
 from .measurement import measure, open_session
@@ -97,8 +99,8 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
                                           yardstick.accuracy, m.accuracy,
                                           own.floor if own is not None else None)
         if ctx.boards:  # device runs are never cached: they need a host session
-            art.devices = on_devices(ctx, open_session(produced, ctx.threads, as_written=False),
-                                     produced, yardstick)
+            art.devices = on_devices(ctx, open_session(produced, ctx.threads), produced,
+                                     yardstick, compressed=precision != "fp32")
     return art
 
 
@@ -120,28 +122,40 @@ def _fallback_cost(ctx: BuildContext, produced: ConvertedFile, plain: Path, ship
 
 
 def on_devices(ctx: BuildContext, session: Session, produced: ConvertedFile,
-               yardstick: Yardstick) -> list[DeviceRun]:
+               yardstick: Yardstick, compressed: bool) -> list[DeviceRun]:
     """The deliverable on each named board: latency there, and its outputs compared with
-    the same artifact's host outputs (a device problem fails the build, exit 4). ``session``
-    runs the host's own integer kernels: the board's and the host's kernels agree within an
-    output step (devices/agreement.py), while the file computed as written differs from any
-    kernels' integer rounding by more after a few layers (an emulated Pi's ONNX int8 output
-    0.000168 from the as-written host's, one step 0.000151)."""
+    the same artifact's host outputs (a device problem fails the build, exit 4), computed the
+    way each board's int8 kernels add (devices/agreement.py ``HostReference``); ``session``
+    gives the file's input names and layouts. A ``compressed`` file's board outputs may
+    drift from the host's by integer rounding, as long as they follow the source model as
+    closely (``as_faithful``): the source's outputs go along."""
     from ..devices.remote import DEVICE_SAMPLES, bench_on_devices
+
+    sources = outputs_in_file_order(
+        session, [_head(o, spec, DEVICE_SAMPLES)
+                  for o, spec in zip(yardstick.outputs, yardstick.signature.outputs,
+                                     strict=False)],
+        yardstick.signature, produced.output_layouts) if compressed else None
 
     feed = feed_for(session, yardstick.evaluation.head(DEVICE_SAMPLES).inputs,
                     yardstick.signature, produced.input_layouts)
-    host = list(session.run(feed).values())
     names = ", ".join(board.name for board in ctx.boards)
     with ctx.progress.step(f"Running {produced.path.name} on {names}"):
-        results = bench_on_devices(ctx.boards, produced.path, feed, host,
+        results = bench_on_devices(ctx.boards, produced.path, feed,
                                    runs=min(ctx.request.validation.runs, 20), warmup=3,
-                                   threads=ctx.threads,
+                                   threads=ctx.threads, sources=sources,
                                    trust_new_host=ctx.request.devices.trust_new_host)
     for r in results:
         if isinstance(r, EdgepackError):
             raise r
     return [DeviceRun.from_dict(r.to_dict()) for r in results]
+
+
+def _head(output: np.ndarray, spec: TensorSpec, n: int) -> np.ndarray:
+    """The first ``n`` samples of a source output, on its batch axis (a scalar whole)."""
+    axis = batch_axis(spec.shape)
+    return output if axis is None or output.ndim <= axis \
+        else output[(slice(None),) * axis + (slice(0, n),)]
 
 
 def _metadata(ctx: BuildContext, source: Signature, produced: ConvertedFile,

@@ -15,8 +15,9 @@ from ..validate.attempts import latency_trade
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, from_report, rows
 from .formatting import fmt_bytes, fmt_pct
 from .model import Artifact, Report
+from .parts import DeviceRun
 from .svg import Point, latency_plot, scatter_plot
-from .tables import fallback_table, fidelity_lines, output_verdicts
+from .tables import device_lines, fallback_table, fidelity_lines, output_verdicts
 
 _NUMERIC = set(COLUMNS) - {"artifact", "format", "precision", "runtime"}
 
@@ -199,9 +200,17 @@ def _artifact(a: Artifact) -> str:
         items.append(f"<li>Accuracy fallback:<div class=\"table-wrap\"><table><tr>{head}</tr>"
                      f"{body}</table></div>"
                      + (f"<p>Shipped attempt: {escape(trade)}</p>" if trade else "") + "</li>")
+    items += [_device_run(run) for run in a.devices]
     items += [f"<li>Note: {escape(n)}</li>" for n in a.notes]
     return (f"<section><h3>{escape(a.file)} <span class=\"muted\">({escape(a.role)}, "
             f"{escape(a.precision)})</span></h3><ul>{''.join(items)}</ul></section>")
+
+
+def _device_run(d: DeviceRun) -> str:
+    """One board's run of the artifact, its outputs and failures nested under it."""
+    (_, head), *rest = device_lines(d)
+    sub = "".join(f"<li>{escape(text)}</li>" for _, text in rest)
+    return f"<li>{escape(head)}" + (f"<ul>{sub}</ul>" if sub else "") + "</li>"
 
 
 def _fidelity(a: Artifact) -> str:

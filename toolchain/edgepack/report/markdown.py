@@ -16,7 +16,7 @@ from ..validate.latency import LatencyStats
 from .comparison import COLUMNS, Comparison, describe_eval, formatted, rows
 from .formatting import fmt_bytes, fmt_num, fmt_pct
 from .model import Artifact, Hop, Report
-from .tables import fallback_table, fidelity_lines, output_verdicts, summary_rows
+from .tables import device_lines, fallback_table, fidelity_lines, output_verdicts, summary_rows
 
 #: the artifact summary's columns, in order
 _SUMMARY = ["artifact", "role", "precision", "size", "smaller", "max_abs_err", "cosine",
@@ -152,7 +152,10 @@ def _artifact(a: Artifact) -> list[str]:
     if a.budget:
         lines += _budget(a.budget)
     lines += _fallback(a)
+    lines += ["  " * depth + f"- {text}" for run in a.devices
+              for depth, text in device_lines(run)]
     return lines + [f"- Note: {n}" for n in a.notes]
+
 
 
 def _hop(h: Hop) -> str:

@@ -98,6 +98,9 @@ class DeviceRun:
     checked: list[str]
     seconds: dict[str, float]
     facts: dict[str, Any]  # what the board reported about itself (devices/facts.py)
+    compared_with: str = "the same file on this host"  # devices/agreement.py HostReference
+    #: outputs beyond their tolerance that passed within the file's own error from the source
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -11,6 +11,7 @@ from ..validate.budget import BudgetVerdict, OutputVerdict
 from ..validate.fidelity import OutputFidelity
 from .formatting import fmt_bytes, fmt_num, fmt_pct
 from .model import Artifact, Report
+from .parts import DeviceRun
 
 
 def summary_rows(report: Report) -> list[dict[str, str]]:
@@ -80,6 +81,20 @@ def _output_verdict(o: OutputVerdict) -> str:
         c.name + ("" if c.output == o.output else " " + (c.output or "")[len(o.output):])
         + f" {c.reading()} {c.outcome()}" for c in o.checks)
     return f"`{o.output}` ({o.role}): {'passed' if o.passed else 'FAILED'}: {checks}"
+
+
+def device_lines(d: DeviceRun) -> list[tuple[int, str]]:
+    """The artifact on one board (``--device``) as (depth, text): the verdict and its latency
+    there, then how far each output was from the host's, then what failed."""
+    lt = d.latency
+    board = ", ".join(v for v in (d.facts.get("cpu"), d.runtime_version) if v)
+    lines = [(0, f"On board {d.device} ({board}): {'passed' if d.passed else 'FAILED'}; "
+                 f"p50 {lt.p50_ms:.3f} ms, p90 {lt.p90_ms:.3f} ms ({lt.threads} threads, "
+                 f"{lt.runs} runs)" + (", EMULATED: not performance" if d.emulated else ""))]
+    lines += [(1, f"`{f.name}`: max abs error {f.max_abs_error:.3g} from {d.compared_with} "
+                  f"(tolerance {tol:.3g})")
+              for f, tol in zip(d.fidelity, d.tolerances, strict=True)]
+    return lines + [(1, text) for text in d.notes + d.failures]
 
 
 def fidelity_lines(f: OutputFidelity) -> list[tuple[int, str]]:

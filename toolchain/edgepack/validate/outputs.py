@@ -25,20 +25,18 @@ from .fidelity import OutputFidelity, compare_all
 AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
 
 
-def exact_options(runtime: str, threads: int | None = None,
-                  as_written: bool = True) -> RuntimeOptions:
+def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
     """Options under which a runtime computes what the file says (validation, not speed).
 
     OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. ONNX
     Runtime's and OpenVINO's int8 kernels on an x86 CPU without VNNI add products in
     saturating 16-bit steps, which no device edgepack targets does (ARM, x86 with VNNI): there
-    the file's int8 ops are computed as they read (runtimes/integer_semantics.py), unless
-    ``as_written`` is False (a board's run is compared with the host's kernels). Without
+    the file's int8 ops are computed as they read (runtimes/integer_semantics.py). Without
     ``threads`` every core of this machine is used (LiteRT's own default is one thread).
     """
     hint = "f32" if runtime == "openvino" else None
     extra = {"integer_semantics": True} \
-        if as_written and runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
+        if runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
     return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint,
                           extra=extra)
 
@@ -81,6 +79,18 @@ def outputs_in_source_order(session: Session, outputs: dict[str, np.ndarray],
              for i, a in enumerate(ordered)]
     return [_samples_axis(a, specs[i] if i < len(specs) else None, source.outputs[i])
             if i < len(source.outputs) else a for i, a in enumerate(moved)]
+
+
+def outputs_in_file_order(session: Session, outputs: list[np.ndarray], source: Signature,
+                          layouts: list[str]) -> list[np.ndarray | None]:
+    """The source's outputs (its order and layouts) as this session gives its own, None where
+    the file has an output the source lacks: ``outputs_in_source_order`` the other way, to
+    compare them with the file's outputs as a board returns them."""
+    names = session.signature.output_names
+    src = source.output_names
+    index = [src.index(n) for n in names] if set(names) == set(src) else range(len(names))
+    return [layout.convert(outputs[i], source.outputs[i].layout, layouts[i])
+            if i < len(outputs) and i < len(layouts) else None for i in index]
 
 
 def _samples_axis(a: np.ndarray, made: TensorSpec | None, spec: TensorSpec) -> np.ndarray:
