@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,25 +14,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "digits"
-sys.path.insert(0, str(Path(__file__).resolve().parent / "hardening"))
-
-import fuzzlib  # noqa: E402  (one module for the hardening tests and this summary)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """A pytest-xdist worker is done: its fuzz tally joins the controller's."""
-    fuzzlib.add_from_wire(getattr(node, "workeroutput", {}).get("fuzz_tally", {}))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The fuzz counts in the CI log: one line per target plus a total."""
-    lines = fuzzlib.summary_lines()
-    if not lines:
-        return
-    terminalreporter.section("fuzz cases")
-    for line in lines:
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", autouse=True)

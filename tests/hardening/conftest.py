@@ -1,5 +1,5 @@
 """Hardening tests: fuzzing, fault injection, untrusted files. The fuzz counts are printed in
-the terminal summary (the CI log), one line per target plus a total (tests/conftest.py)."""
+the terminal summary (the CI log), one line per target plus a total."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # model_files, hos
 import fuzzlib  # noqa: E402
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """In a pytest-xdist worker: the tally goes to the controller, which prints it
-    (tests/conftest.py)."""
-    output = getattr(session.config, "workeroutput", None)
-    if output is not None:
-        output["fuzz_tally"] = fuzzlib.to_wire()
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = fuzzlib.summary_lines()
+    if not lines:
+        return
+    terminalreporter.section("fuzz cases")
+    for line in lines:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

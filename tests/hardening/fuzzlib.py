@@ -52,22 +52,6 @@ def tally(name: str) -> Tally:
     return TALLY.setdefault(name, Tally())
 
 
-def to_wire() -> dict[str, list]:
-    """The tally as plain values, for a pytest-xdist worker to hand to the controller."""
-    return {name: [t.cases, t.failures, [[k, v] for k, v in t.exits.items()]]
-            for name, t in TALLY.items()}
-
-
-def add_from_wire(wire: dict[str, list]) -> None:
-    """A worker's tally (``to_wire``) added to this process's."""
-    for name, (n, failures, exits) in wire.items():
-        t = tally(name)
-        t.cases += n
-        t.failures += failures
-        for k, v in exits:
-            t.exits[k] = t.exits.get(k, 0) + v
-
-
 def summary_lines() -> list[str]:
     lines = []
     for name, t in TALLY.items():
