@@ -124,8 +124,10 @@ up() {
   SECONDS=0
   apt_deps; binfmt_on; log "binfmt ok"
   rootfs; log "rootfs and wheels ok"
-  accounts_and_sshd
-  if ! running; then
+  if running; then
+    log "already running"  # its /proc is mounted: the board's files are written before that
+  else
+    accounts_and_sshd
     mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
     mountpoint -q "$R/proc/cpuinfo" || mount --bind "$R/etc/edgepack/cpuinfo" "$R/proc/cpuinfo"
     mountpoint -q "$R/dev/pts" || mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts" 2>/dev/null || true
