@@ -342,6 +342,10 @@ def test_source_outputs_in_the_order_and_layouts_a_file_gives_them() -> None:
     back = outputs_in_source_order(session, dict(zip(made.output_names, in_file,
                                                      strict=True)), source, layouts)
     assert all(np.array_equal(a, b) for a, b in zip(back, outs, strict=True))
+    # no layouts recorded: as they are; an output the source lacks: nothing to compare with
+    extra = Signature([], [*made.outputs, TensorSpec("aux", (1,), "float32")])
+    as_is = outputs_in_file_order(SimpleNamespace(signature=extra), outs, source, [])
+    assert np.array_equal(as_is[0], outs[0]) and as_is[2] is None
 
 
 # ------------------------------------------------------------------------------ the boards

@@ -89,8 +89,9 @@ def outputs_in_file_order(session: Session, outputs: list[np.ndarray], source: S
     names = session.signature.output_names
     src = source.output_names
     index = [src.index(n) for n in names] if set(names) == set(src) else range(len(names))
-    return [layout.convert(outputs[i], source.outputs[i].layout, layouts[i])
-            if i < len(outputs) and i < len(layouts) else None for i in index]
+    return [None if i >= len(outputs) else outputs[i] if i >= len(layouts)
+            else layout.convert(outputs[i], source.outputs[i].layout, layouts[i])
+            for i in index]
 
 
 def _samples_axis(a: np.ndarray, made: TensorSpec | None, spec: TensorSpec) -> np.ndarray:
