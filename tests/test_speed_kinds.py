@@ -9,7 +9,14 @@ kind's saving, the same in every round.
 from __future__ import annotations
 
 import numpy as np
-from edgepack.pipeline.fallback_speed import ROUNDS, SLOWER, SpeedVerdict, Timing, choose_kinds
+from edgepack.pipeline.fallback_speed import (
+    ROUNDS,
+    SLOWER,
+    KindChoice,
+    SpeedVerdict,
+    Timing,
+    choose_kinds,
+)
 
 
 class Product:
@@ -47,7 +54,7 @@ class Product:
 
 def test_a_kind_clearly_faster_in_float_stays_and_one_that_is_not_goes() -> None:
     file = Product(10.0, 4.0, {"TRANSPOSE_CONV": 0.5, "ADD": 1.0, "PAD": 1.02})
-    assert choose_kinds(["TRANSPOSE_CONV", "ADD", "PAD"], file) == ["TRANSPOSE_CONV"]
+    assert choose_kinds(["TRANSPOSE_CONV", "ADD", "PAD"], file).alone == ["TRANSPOSE_CONV"]
     assert file.best_ms == 5.0
 
 
@@ -56,14 +63,20 @@ def test_kinds_that_each_save_a_little_are_kept_together() -> None:
     its time (MediaPipe's selfie segmenter's ONNX, about 10% a kind)."""
     kinds = [f"K{i}" for i in range(7)]
     file = Product(10.0, 4.0, {**dict.fromkeys(kinds, 0.93), "Neutral": 1.0})
-    assert choose_kinds([*kinds[:3], "Neutral", *kinds[3:]], file) == kinds
+    choice = choose_kinds([*kinds[:3], "Neutral", *kinds[3:]], file)
+    assert choice.alone == [] and choice.together == kinds
     assert file.timed[-1] == kinds  # the group, without the kind that saved nothing
     assert np.isclose(file.best_ms, 10.0 * 0.93 ** 7)
+    verdict = SpeedVerdict(10.0, 4.0, file.best_ms, "onnxruntime 1.32.0",
+                           chosen={"TRANSPOSE_CONV": 1, **dict.fromkeys(kinds, 2)},
+                           together=kinds)
+    (note,) = verdict.notes(1.5)
+    assert "(TRANSPOSE_CONV x1; together, each too small a gain alone: K0 x2, K1 x2" in note
 
 
 def test_near_misses_that_are_not_faster_together_stay_int8() -> None:
     file = Product(10.0, 4.0, {"A": 0.96, "B": 0.96, "C": 1.1})
-    assert choose_kinds(["A", "B", "C"], file) == []
+    assert choose_kinds(["A", "B", "C"], file).kinds == []
     assert file.timed == [["A"], ["B"], ["C"], ["A", "B"]]
     assert file.best_ms == 10.0
 
@@ -72,13 +85,13 @@ def test_the_search_stops_once_the_file_is_no_longer_the_slower() -> None:
     """Each further kind costs a quantization: none is tried after the file beats fp32 by
     less than the step's margin, and no group either."""
     file = Product(10.0, 6.0, {"A": 0.6, "B": 0.95, "C": 0.95, "D": 0.5})
-    assert choose_kinds(["A", "B", "C", "D"], file) == ["A"]
+    assert choose_kinds(["A", "B", "C", "D"], file) == KindChoice(["A"], [])
     assert file.timed == [["A"]]
 
 
 def test_a_kind_that_cannot_be_made_is_passed_over() -> None:
     file = Product(10.0, 4.0, {"A": 0.94, "B": 0.5, "C": 0.94}, unmakeable=("B",))
-    assert choose_kinds(["A", "B", "C"], file) == ["A", "C"]
+    assert choose_kinds(["A", "B", "C"], file).kinds == ["A", "C"]
 
 
 def test_kinds_not_faster_when_timed_again_are_retracted_in_the_note() -> None:

@@ -83,6 +83,8 @@ class SpeedVerdict:
     place: str = HOST
     #: kinds the search kept that were not faster when timed again (plain int8 shipped)
     retracted: list[str] = field(default_factory=list)
+    #: the kinds of ``chosen`` kept only as a group, each too small a gain alone
+    together: list[str] = field(default_factory=list)
 
     @property
     def slower(self) -> bool:
@@ -105,7 +107,12 @@ class SpeedVerdict:
             return [*notes, f"speed: plain int8 runs slower than fp32 on {self.place} (p50 "
                             f"{self.plain_ms:.3f} ms vs {self.fp32_ms:.3f} ms, {how}) and no "
                             f"kind of int8 op made it faster in float{seemed}"]
-        counts = ", ".join(f"{kind} x{n}" for kind, n in self.chosen.items())
+        counts = ", ".join(f"{kind} x{n}" for kind, n in self.chosen.items()
+                           if kind not in self.together)
+        if self.together:
+            group = ", ".join(f"{kind} x{self.chosen[kind]}" for kind in self.together)
+            counts = f"{counts + '; ' if counts else ''}together, each too small a gain alone: " \
+                     f"{group}"
         return [*notes, f"speed: int8 ops kept in float because {self.place}'s {self.runtime} "
                         f"ran them slower in int8 ({counts}): p50 {self.plain_ms:.3f} ms -> "
                         f"{self.best_ms:.3f} ms (fp32 {self.fp32_ms:.3f} ms, {how})"]
@@ -179,12 +186,14 @@ def _search(setup: FallbackSetup, produced: ConvertedFile, reference: ConvertedF
         return produced, recipe, verdict
     kinds = trials.read(reader)
     order = sorted(kinds, key=lambda k: any(n in trials.params for n in kinds[k]))
-    verdict.chosen = {kind: len(kinds[kind]) for kind in choose_kinds(order, trials)}
+    choice = choose_kinds(order, trials)
+    verdict.chosen = {kind: len(kinds[kind]) for kind in choice.kinds}
+    verdict.together = choice.together
     verdict.unaffordable = trials.unaffordable
     if verdict.chosen:  # timed again, all three in the same rounds: the note's numbers
         confirmed, (verdict.plain_ms, verdict.best_ms, verdict.fp32_ms) = trials.confirm()
         if not confirmed:  # a search under a passing load: plain int8 ships
-            verdict.retracted, verdict.chosen = list(verdict.chosen), {}
+            verdict.retracted, verdict.chosen, verdict.together = list(verdict.chosen), {}, []
             verdict.best_ms = verdict.plain_ms
     trials.finish()
     return trials.best_made, trials.recipe, verdict
@@ -222,7 +231,19 @@ class Trials(Protocol):
         """The file last timed becomes the best so far."""
 
 
-def choose_kinds(order: list[str], trials: Trials) -> list[str]:
+@dataclass(frozen=True)
+class KindChoice:
+    """The kinds kept float: each clearly faster alone, and near misses kept as a group."""
+
+    alone: list[str]
+    together: list[str]
+
+    @property
+    def kinds(self) -> list[str]:
+        return self.alone + self.together
+
+
+def choose_kinds(order: list[str], trials: Trials) -> KindChoice:
     """The kinds kept float: each in ``order``, alone on top of those kept, stays if the file
     then runs clearly faster (``Timing.faster``), while it is still the slower file; then the
     near misses, kinds that made it faster by less than that, all at once, judged the same way.
@@ -233,7 +254,7 @@ def choose_kinds(order: list[str], trials: Trials) -> list[str]:
     near: list[str] = []
     for kind in order:
         if not trials.slower():
-            return chosen  # each further kind costs a quantization
+            return KindChoice(chosen, [])  # each further kind costs a quantization
         timing = trials.time([kind])
         if timing is None:
             continue
@@ -246,8 +267,8 @@ def choose_kinds(order: list[str], trials: Trials) -> list[str]:
         timing = trials.time(near)
         if timing is not None and timing.faster:
             trials.keep()
-            chosen += near
-    return chosen
+            return KindChoice(chosen, near)
+    return KindChoice(chosen, [])
 
 
 class _Trials:
