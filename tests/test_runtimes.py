@@ -780,3 +780,16 @@ def test_int8_kernels_saturate_on_x86_without_vnni_only() -> None:
     assert not saturating("x86_64", ["avx2", "avx_vnni"])  # Alder Lake
     assert not saturating("x86_64", ["avx512f", "avx512_vnni"])  # Cascade Lake, Zen 4
     assert not saturating("aarch64", ["asimd", "asimddp"])
+
+
+def test_a_target_whose_int8_kernels_saturate_is_judged_through_them() -> None:
+    """A build judges int8 as written only where this host saturates and the target does not
+    (its ``isa`` in targets/*.yaml): x86-host, an x86 CPU without VNNI, runs what this host's
+    kernels compute."""
+    from edgepack.config.catalog import load_catalog
+    from edgepack.runtimes.integer_semantics import as_written_for, kernels_saturate
+
+    targets = load_catalog().targets
+    for name, saturates in (("x86-host", True), ("intel-cpu", False), ("raspberrypi", False)):
+        target = targets.get(name)
+        assert as_written_for(target.arch, target.isa) == (kernels_saturate() and not saturates)

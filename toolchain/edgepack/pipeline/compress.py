@@ -29,7 +29,7 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
     profile = planned.profile
     meter = BudgetMeter(yardstick, profile, ctx.accuracy, ctx.steps,
                         lambda p: measure_key(ctx, p, model_files(p.path), yardstick,
-                                              latency=False))
+                                              latency=False), ctx.int8_as_written)
     fitted = []
     for build in builds:
         if build.deliverable.precision != "int8" or build.reference is None:

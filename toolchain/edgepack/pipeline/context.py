@@ -24,6 +24,7 @@ from ..data.dataset import Dataset
 from ..limits import guarded
 from ..progress import Progress
 from ..report.parts import SkippedFormat
+from ..runtimes.integer_semantics import as_written_for
 from ..signature import Signature
 from ..validate import accuracy as acc
 from ..validate.floor import InputFloor, InputFloors
@@ -71,6 +72,12 @@ class BuildContext:
             steps=BuildSteps(StepCache(request.cache.cache_dir)) if request.cache.cache else None,
             metric=acc.UserMetric.load(metric) if metric and metric not in ROLE_NAMES else None,
             boards=_boards(request, inputs))
+
+    @property
+    def int8_as_written(self) -> bool:
+        """Whether int8 files are judged as their ops are written rather than through this
+        host's kernels (runtimes/integer_semantics.py ``as_written_for``)."""
+        return as_written_for(self.target.arch, self.target.isa)
 
     @property
     def threads(self) -> int:

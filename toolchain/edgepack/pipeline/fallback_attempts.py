@@ -44,6 +44,8 @@ class BudgetMeter:
     accuracy: AccuracyFn
     steps: BuildSteps | None = None
     key: Callable[[ConvertedFile], str | None] | None = None
+    #: int8 judged as written (``BuildContext.int8_as_written``); None: as this host decides
+    as_written: bool | None = None
 
     def verdict(self, produced: ConvertedFile) -> tuple[budget_gate.BudgetVerdict, dict[str, Any]]:
         """The budget's verdict on ``produced`` and its checks' readings by name."""
@@ -54,8 +56,8 @@ class BudgetMeter:
             fidelity, accuracy = hit
         else:
             fidelity, accuracy = measure_fidelity(
-                open_session(produced), y.evaluation, y.outputs, y.signature,
-                (produced.input_layouts, produced.output_layouts), self.accuracy)
+                open_session(produced, as_written=self.as_written), y.evaluation, y.outputs,
+                y.signature, (produced.input_layouts, produced.output_layouts), self.accuracy)
             if steps is not None and key:
                 steps.store_fidelity(key, fidelity, accuracy)
         own = y.floors.of_file(produced.format, produced.path) if y.floors else None

@@ -13,17 +13,18 @@ from ..converters.converter import ConvertedFile
 from ..formats import get_format
 from ..runtimes import get_runtime
 from ..runtimes.base import RuntimeOptions, Session
-from ..runtimes.integer_semantics import kernels_saturate
 from ..validate.latency import measure_isolated
 from ..validate.outputs import exact_options, feed_for, measure_fidelity
 from .context import BuildContext, Yardstick
 
 
-def open_session(produced: ConvertedFile, threads: int | None = None) -> Session:
+def open_session(produced: ConvertedFile, threads: int | None = None,
+                 as_written: bool | None = None) -> Session:
     """``produced`` loaded by its format's runtime, computing what the file says
-    (validate/outputs.py ``exact_options``)."""
+    (validate/outputs.py ``exact_options``; ``as_written``: the build's
+    ``BuildContext.int8_as_written``)."""
     runtime = get_runtime(get_format(produced.format).runtime)
-    return runtime.load(str(produced.path), exact_options(runtime.name, threads))
+    return runtime.load(str(produced.path), exact_options(runtime.name, threads, as_written))
 
 
 def measure(ctx: BuildContext, produced: ConvertedFile, files: list[Path],
@@ -38,7 +39,7 @@ def measure(ctx: BuildContext, produced: ConvertedFile, files: list[Path],
     evals = yardstick.evaluation
     runtime = get_runtime(get_format(produced.format).runtime)
     with ctx.progress.step(f"Validating {file.name} on {len(evals)} eval samples"):
-        session = open_session(produced, ctx.threads)
+        session = open_session(produced, ctx.threads, ctx.int8_as_written)
         fidelity, accuracy = measure_fidelity(
             session, evals, yardstick.outputs, yardstick.signature,
             (produced.input_layouts, produced.output_layouts), ctx.accuracy)
@@ -78,4 +79,4 @@ def measure_key(ctx: BuildContext, produced: ConvertedFile, files: list[Path], y
         "layouts": [produced.input_layouts, produced.output_layouts],
         "signature": yardstick.signature.to_dict(), "eval": ctx.steps.digest(yardstick.evaluation),
         "refs": ctx.steps.digest(yardstick.outputs), "metric": metric,
-        "int8_as_written": kernels_saturate(), **timing})
+        "int8_as_written": ctx.int8_as_written, **timing})

@@ -74,10 +74,15 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
         notes.append(_fallback_cost(ctx, produced, produced.plain_int8, m, yardstick))
     if precision in ("int8", "dynamic-int8") and produced.format in SEMANTICS_FORMATS \
             and kernels_saturate():
-        notes.append(f"fidelity computed as the file's int8 ops are written: this host's x86 "
-                     f"CPU has no VNNI, and {SEMANTICS_FORMATS[produced.format]}'s int8 kernels "
-                     "here add products in saturating 16-bit steps, which ARM and VNNI CPUs "
-                     "do not; its host latency is those kernels'")
+        runtime = SEMANTICS_FORMATS[produced.format]
+        notes.append(
+            f"fidelity computed as the file's int8 ops are written: this host's x86 CPU has "
+            f"no VNNI, and {runtime}'s int8 kernels here add products in saturating 16-bit "
+            f"steps, which ARM and VNNI CPUs do not; its host latency is those kernels'"
+            if ctx.int8_as_written else
+            f"fidelity computed through this host's int8 kernels: {runtime}'s here add "
+            f"products in saturating 16-bit steps, as on {ctx.target.name}'s x86 CPU without "
+            f"VNNI (targets' isa)")
     if m.cached:
         notes.append("fidelity, accuracy and host latency taken from the step cache: "
                      "measured by an earlier build of this byte-identical file, with the "

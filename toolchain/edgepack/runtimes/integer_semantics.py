@@ -44,6 +44,14 @@ def kernels_saturate() -> bool:
     return saturating(platform.machine(), flags)
 
 
+def as_written_for(arch: str, isa: list[str]) -> bool:
+    """Whether int8 files built for a target (``arch`` and ``isa`` as targets/*.yaml give them)
+    are computed as written on this host: this host's kernels saturate and the target's do
+    not. A target whose kernels saturate too (an x86 CPU without VNNI, as ``x86-host`` is) is
+    judged through this host's kernels: they are what it will run."""
+    return kernels_saturate() and not saturating(arch, isa)
+
+
 def saturating(machine: str, flags: list[str]) -> bool:
     """An x86 CPU without VNNI; ARM and other CPUs sum int8 products exactly."""
     return machine.lower() in ("x86_64", "amd64", "i686", "x86") and \

@@ -25,18 +25,21 @@ from .fidelity import OutputFidelity, compare_all
 AccuracyFn = Callable[[list[np.ndarray], Dataset], Accuracy | None]
 
 
-def exact_options(runtime: str, threads: int | None = None) -> RuntimeOptions:
+def exact_options(runtime: str, threads: int | None = None,
+                  as_written: bool | None = None) -> RuntimeOptions:
     """Options under which a runtime computes what the file says (validation, not speed).
 
     OpenVINO computes f32 models in bf16 on CPUs that have it unless told otherwise. ONNX
     Runtime's and OpenVINO's int8 kernels on an x86 CPU without VNNI add products in
     saturating 16-bit steps, which no device edgepack targets does (ARM, x86 with VNNI): there
-    the file's int8 ops are computed as they read (runtimes/integer_semantics.py). Without
+    the file's int8 ops are computed as they read (runtimes/integer_semantics.py), unless a
+    build for a target whose kernels saturate too says otherwise (``as_written``). Without
     ``threads`` every core of this machine is used (LiteRT's own default is one thread).
     """
     hint = "f32" if runtime == "openvino" else None
+    written = kernels_saturate() if as_written is None else as_written
     extra = {"integer_semantics": True} \
-        if runtime in ("onnxruntime", "openvino") and kernels_saturate() else {}
+        if runtime in ("onnxruntime", "openvino") and written else {}
     return RuntimeOptions(threads=threads or os.cpu_count() or 1, precision_hint=hint,
                           extra=extra)
 
