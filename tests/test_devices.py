@@ -692,6 +692,7 @@ def test_build_with_device_validates_the_deliverables_on_the_board(
     text = (out / "report.md").read_text()
     assert text.count("- On board pi (Raspberry Pi 4 Model B") == len(deliverables)
     assert "EMULATED: not performance" in text and "(tolerance " in text
+    assert (out / "report.html").read_text().count("<li>On board pi (") == len(deliverables)
 
 
 def test_output_steps_of_int8_models_with_float_outputs(models: dict[str, Path],
