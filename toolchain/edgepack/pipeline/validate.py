@@ -104,8 +104,8 @@ def validate(ctx: BuildContext, role: str, precision: str, produced: ConvertedFi
                                           yardstick.accuracy, m.accuracy,
                                           own.floor if own is not None else None)
         if ctx.boards:  # device runs are never cached: they need a host session
-            art.devices = on_devices(ctx, open_session(produced, ctx.threads), produced,
-                                     yardstick, compressed=precision != "fp32")
+            art.devices = on_devices(ctx, m.session or open_session(produced, ctx.threads),
+                                     produced, yardstick, compressed=precision != "fp32")
     return art
 
 

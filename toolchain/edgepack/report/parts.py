@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from ..devices.agreement import KERNELS
 from ..validate.fidelity import OutputFidelity
 from ..validate.latency import LatencyStats
 
@@ -98,7 +99,7 @@ class DeviceRun:
     checked: list[str]
     seconds: dict[str, float]
     facts: dict[str, Any]  # what the board reported about itself (devices/facts.py)
-    compared_with: str = "the same file on this host"  # devices/agreement.py HostReference
+    compared_with: str = KERNELS  # devices/agreement.py HostReference
     #: outputs beyond their tolerance that passed within the file's own error from the source
     notes: list[str] = field(default_factory=list)
 
