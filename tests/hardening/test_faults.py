@@ -439,6 +439,33 @@ def test_time_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_time_cap_interrupts_once_and_leaves_the_cleanup_alone() -> None:
+    """The timer ticks every 0.2 s here: after its one interruption, a cleanup that takes
+    longer (removing a staging folder, waiting for a child) runs to its end, and the next step
+    boundary raises again where the interruption was swallowed."""
+    from edgepack import limits
+    from edgepack.errors import ResourceLimitError
+
+    cleaned = []
+    with pytest.raises(ResourceLimitError, match="time limit of 0.2 s"):
+        with limits.applied(max_seconds=0.2):
+            try:
+                while True:
+                    time.sleep(0.01)
+            finally:
+                time.sleep(1.0)
+                cleaned.append("done")
+    assert cleaned == ["done"]
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+    with limits.applied(max_seconds=0.2):
+        with pytest.raises(ResourceLimitError):  # swallowed, as a weakref callback would
+            while True:
+                time.sleep(0.01)
+        with pytest.raises(ResourceLimitError, match="during: writing the report"):
+            limits.check("writing the report")
+
+
 def test_memory_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:
     done = CliRunner().invoke(cli, ["--max-memory-mb", "10", *_build_argv(tiny_onnx,
                                                                           tmp_path / "b")])

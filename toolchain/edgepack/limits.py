@@ -11,7 +11,10 @@ The caps (``edgepack --max-seconds S --max-memory-mb M CMD``, or ``EDGEPACK_MAX_
 
 * time: a wall-clock deadline. A timer signal interrupts Python-level work (calibration loops,
   validation loops, data loading) as soon as native code returns; long steps are also checked
-  when they start and end (``guarded``). The build then stops, leaving no output.
+  when they start and end (``guarded``). The build then stops, leaving no output. The timer
+  interrupts once: it then stops, so the build's cleanup (staging folders, child processes) runs
+  to its end, and the step boundaries raise from then on, also where that one interruption
+  landed in code that swallows exceptions (a weakref callback).
 * memory: the process's resident memory, checked at every step boundary and by the timer
   (every second), plus the allocation bound above. It is a cap that stops a runaway build with a
   clear message, not a kernel limit (TensorFlow reserves far more address space than it uses,
@@ -44,6 +47,8 @@ class Limits:
     max_memory_mb: float | None = None
     started: float = 0.0
     step: str = "starting"
+    #: the timer has interrupted the command: later ticks would interrupt its cleanup
+    interrupted: bool = False
 
 
 _active: Limits | None = None
@@ -97,7 +102,15 @@ def check(step: str | None = None) -> None:
 
 
 def _on_timer(signum: int, frame: Any) -> None:
-    check()
+    lim = _active
+    if lim is None or lim.interrupted:
+        return
+    try:
+        check()
+    except ResourceLimitError:
+        lim.interrupted = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise
 
 
 @contextlib.contextmanager
