@@ -440,7 +440,7 @@ def test_time_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> No
 
 
 def test_the_time_cap_interrupts_once_and_leaves_the_cleanup_alone() -> None:
-    """The timer ticks every 0.2 s here: after its one interruption, a cleanup that takes
+    """The watchdog looks every 0.2 s here: after its one interruption, a cleanup that takes
     longer (removing a staging folder, waiting for a child) runs to its end, and the next step
     boundary raises again where the interruption was swallowed."""
     from edgepack import limits
@@ -464,6 +464,54 @@ def test_the_time_cap_interrupts_once_and_leaves_the_cleanup_alone() -> None:
                 time.sleep(0.01)
         with pytest.raises(ResourceLimitError, match="during: writing the report"):
             limits.check("writing the report")
+
+
+#: a process whose main thread's alternate signal stack was freed by the library that set it,
+#: as a native library left it in the suite's worker: any signal handler run there faults
+DANGLING_ALTSTACK = """
+import ctypes, sys, time
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+class Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+size = 1 << 16
+sp = libc.mmap(None, size, 3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+assert libc.sigaltstack(ctypes.byref(Stack(sp, 0, size)), None) == 0
+libc.munmap(sp, size)
+from edgepack import limits
+from edgepack.errors import ResourceLimitError
+try:
+    with limits.applied(max_seconds=0.3):
+        time.sleep(5)
+except ResourceLimitError as exc:
+    print("capped:", exc)
+"""
+
+
+def test_the_time_cap_sends_no_signal_a_dangling_signal_stack_would_fault_on() -> None:
+    done = subprocess.run([sys.executable, "-c", DANGLING_ALTSTACK], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "capped: time limit of 0.3 s reached" in done.stdout
+
+
+def test_the_caps_stop_a_command_while_it_waits_for_a_child(tmp_path: Path) -> None:
+    """``run_child`` waits in slices: the cap is reached while the child sleeps, and the child
+    is killed with the command, not left running."""
+    from edgepack import limits
+    from edgepack.errors import ResourceLimitError
+
+    pid_file = tmp_path / "pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); " \
+            "time.sleep(60)"
+    with pytest.raises(ResourceLimitError, match="time limit of 0.5 s"):
+        with limits.applied(max_seconds=0.5):
+            limits.run_child([sys.executable, "-c", child], timeout=20)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
 
 
 def test_memory_cap_stops_the_build_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -9,13 +9,17 @@ an "internal error"). Every allocation made from a declared shape goes through
 The caps (``edgepack --max-seconds S --max-memory-mb M CMD``, or ``EDGEPACK_MAX_SECONDS`` /
 ``EDGEPACK_MAX_MEMORY_MB``) apply to the whole command, so to calibration and validation too:
 
-* time: a wall-clock deadline. A timer signal interrupts Python-level work (calibration loops,
-  validation loops, data loading) as soon as native code returns; long steps are also checked
-  when they start and end (``guarded``). The build then stops, leaving no output. The timer
-  interrupts once: it then stops, so the build's cleanup (staging folders, child processes) runs
-  to its end, and the step boundaries raise from then on, also where that one interruption
-  landed in code that swallows exceptions (a weakref callback).
-* memory: the process's resident memory, checked at every step boundary and by the timer
+* time: a wall-clock deadline. A watchdog thread interrupts Python-level work (calibration
+  loops, validation loops, data loading) as soon as native code returns, and edgepack's waits
+  for its child processes (``run_child``) in slices; long steps are also checked when they
+  start and end (``guarded``). The build then stops, leaving no output. The watchdog interrupts
+  once, so the build's cleanup (staging folders, child processes) runs to its end, and the step
+  boundaries raise from then on, also where that one interruption landed in code that swallows
+  exceptions (a weakref callback). It sends no OS signal: a signal's handler runs on the
+  thread's alternate signal stack, and a native library that frees the one it installed leaves
+  it dangling (seen in the test suite: SIGALRM's handler ran inside libtorch_global_deps.so's
+  mapping and the process died with SIGSEGV).
+* memory: the process's resident memory, checked at every step boundary and by the watchdog
   (every second), plus the allocation bound above. It is a cap that stops a runaway build with a
   clear message, not a kernel limit (TensorFlow reserves far more address space than it uses,
   so RLIMIT_AS would break normal builds).
@@ -25,12 +29,14 @@ Exceeding either raises ResourceLimitError (exit 13) naming the step that was ru
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,9 @@ from .errors import ModelError, ResourceLimitError
 
 #: allocations from declared shapes above this are refused even without --max-memory-mb
 DEFAULT_MAX_ALLOCATION_MB = 4096
+#: seconds between the watchdog's looks at the clock and the resident memory, and the slices
+#: ``run_child`` waits in
+WATCH_PERIOD_S = 1.0
 
 
 @dataclass
@@ -47,8 +56,6 @@ class Limits:
     max_memory_mb: float | None = None
     started: float = 0.0
     step: str = "starting"
-    #: the timer has interrupted the command: later ticks would interrupt its cleanup
-    interrupted: bool = False
 
 
 _active: Limits | None = None
@@ -78,6 +85,25 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def exceeded(lim: Limits) -> ResourceLimitError | None:
+    """The error for the first cap ``lim`` is past now, or None."""
+    if lim.max_seconds is not None:
+        spent = time.monotonic() - lim.started
+        if spent > lim.max_seconds:
+            return ResourceLimitError(
+                f"time limit of {lim.max_seconds:g} s reached after {spent:.1f} s, during: "
+                f"{lim.step}", hint="raise --max-seconds, or use less calibration/eval data "
+                                    "and fewer --runs")
+    if lim.max_memory_mb is not None:
+        used = rss_mb()
+        if used > lim.max_memory_mb:
+            return ResourceLimitError(
+                f"memory limit of {lim.max_memory_mb:g} MB exceeded ({used:.0f} MB resident), "
+                f"during: {lim.step}", hint="raise --max-memory-mb, or use fewer calibration/"
+                                            "eval samples")
+    return None
+
+
 def check(step: str | None = None) -> None:
     """Raise ResourceLimitError when the active caps are exceeded."""
     lim = _active
@@ -85,32 +111,55 @@ def check(step: str | None = None) -> None:
         return
     if step:
         lim.step = step
-    if lim.max_seconds is not None:
-        spent = time.monotonic() - lim.started
-        if spent > lim.max_seconds:
-            raise ResourceLimitError(
-                f"time limit of {lim.max_seconds:g} s reached after {spent:.1f} s, during: "
-                f"{lim.step}", hint="raise --max-seconds, or use less calibration/eval data "
-                                    "and fewer --runs")
-    if lim.max_memory_mb is not None:
-        used = rss_mb()
-        if used > lim.max_memory_mb:
-            raise ResourceLimitError(
-                f"memory limit of {lim.max_memory_mb:g} MB exceeded ({used:.0f} MB resident), "
-                f"during: {lim.step}", hint="raise --max-memory-mb, or use fewer calibration/"
-                                            "eval samples")
+    error = exceeded(lim)
+    if error is not None:
+        raise error
 
 
-def _on_timer(signum: int, frame: Any) -> None:
-    lim = _active
-    if lim is None or lim.interrupted:
-        return
-    try:
-        check()
-    except ResourceLimitError:
-        lim.interrupted = True
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        raise
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """Runs in the main thread when the watchdog calls ``_thread.interrupt_main``."""
+    check()
+
+
+class _Watchdog(threading.Thread):
+    """Looks at the caps every ``period`` seconds and interrupts the main thread once, the way
+    a signal would but without one (``_thread.interrupt_main`` runs the Python handler)."""
+
+    def __init__(self, lim: Limits, period: float):
+        super().__init__(name="edgepack-limits", daemon=True)
+        self.lim = lim
+        self.period = period
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period):
+            if exceeded(self.lim) is not None:  # once: a second would break into the cleanup
+                _thread.interrupt_main(signal.SIGALRM)
+                return
+
+
+def run_child(argv: Sequence[str], *, timeout: float, **popen: Any
+              ) -> subprocess.CompletedProcess:
+    """``subprocess.run(argv, capture_output=True, timeout=timeout, **popen)``, waiting in
+    slices so that the caps stop the command while a child runs (the child is killed)."""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          **popen) as proc:
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    out, err = proc.communicate(timeout=max(0.0, min(left, WATCH_PERIOD_S)))
+                    break
+                except subprocess.TimeoutExpired:
+                    check()
+                    if left <= WATCH_PERIOD_S:
+                        raise subprocess.TimeoutExpired(list(argv), timeout) from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
 
 @contextlib.contextmanager
@@ -126,18 +175,23 @@ def applied(max_seconds: float | None = None,
         return
     previous = _active
     _active = Limits(max_seconds, max_memory_mb, time.monotonic())
-    timer = threading.current_thread() is threading.main_thread()
-    if timer:
-        old_handler = signal.signal(signal.SIGALRM, _on_timer)
-        period = min(1.0, max_seconds) if max_seconds else 1.0
-        signal.setitimer(signal.ITIMER_REAL, period, period)
+    # interrupt_main reaches a Python handler only, and only the main thread may set one
+    watch = threading.current_thread() is threading.main_thread()
+    if watch:
+        old_handler = signal.signal(signal.SIGALRM, _on_interrupt)
+        watchdog = _Watchdog(_active, min(WATCH_PERIOD_S, max_seconds or WATCH_PERIOD_S))
+        watchdog.start()
     try:
         yield _active
     finally:
-        if timer:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_handler)
-        _active = previous
+        try:
+            if watch:
+                watchdog.stopped.set()
+                watchdog.join()
+        finally:  # an interruption tripped just now may land above: never skip this
+            if watch:
+                signal.signal(signal.SIGALRM, old_handler)
+            _active = previous
 
 
 class guarded:

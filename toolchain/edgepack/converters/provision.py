@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MissingDependencyError
+from ..limits import run_child
 
 #: set to 0 to never run pip: a missing tool is then an error saying what to install
 AUTO_INSTALL_ENV = "EDGEPACK_AUTO_INSTALL"
@@ -94,8 +95,8 @@ def _dist(requirement: str) -> str:
 def _pip(tools: ToolSet, requirements: list[str]) -> None:
     """Run pip; its last error line becomes the message when it fails."""
     try:
-        done = subprocess.run(tools.command(requirements), capture_output=True, text=True,
-                              timeout=PIP_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        done = run_child(tools.command(requirements), timeout=PIP_TIMEOUT_S, text=True,
+                         stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MissingDependencyError(f"{tools.name} is not installed and pip could not install "
                                      f"it ({exc})", hint=tools.hint()) from exc

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..limits import run_child
 from .base import Runtime, RuntimeOptions, Session
 
 #: seconds the child may take; a child that outlives it is not judged (the load in process
@@ -48,8 +49,8 @@ def killed_by(runtime_name: str, path: Path) -> str:
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                        os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run([sys.executable, "-m", __name__, runtime_name, str(path)],
-                              env=env, capture_output=True, timeout=PROBE_SECONDS, check=False)
+        done = run_child([sys.executable, "-m", __name__, runtime_name, str(path)], env=env,
+                         timeout=PROBE_SECONDS)
     except subprocess.TimeoutExpired:
         return ""
     if done.returncode >= 0:

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import errors
 from ..errors import EdgepackError, InternalError
+from ..limits import run_child
 from ..runtimes.base import RuntimeOptions, Session
 
 
@@ -180,10 +181,9 @@ def measure_isolated(runtime_name: str, path: str | Path, feed: dict[str, np.nda
         spec_file.write_text(json.dumps(spec))
         result_file = Path(tmp) / "result.json"
         try:
-            proc = subprocess.run(
+            proc = run_child(
                 [sys.executable, "-m", "edgepack.validate.latency", str(spec_file),
-                 str(result_file)],
-                capture_output=True, text=True, timeout=timeout_s, env=_worker_env())
+                 str(result_file)], timeout=timeout_s, text=True, env=_worker_env())
         except subprocess.TimeoutExpired:
             raise InternalError(f"latency worker for {path} did not finish in {timeout_s:g} s",
                                 hint="lower --runs or --duration") from None
