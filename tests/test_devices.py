@@ -749,3 +749,25 @@ def test_the_speed_step_passes_an_emulated_board_over(boards: dict) -> None:
     setup.board = _device(boards["loopback"], "x")
     board, where, notes = _where(setup)  # type: ignore[arg-type]
     assert board is setup.board and where["board"]["arch"] == os.uname().machine and not notes
+
+
+@pytest.mark.device
+def test_boards_up_brings_back_a_board_whose_sshd_died(boards: dict) -> None:
+    """A board cut off with its machine's run keeps its pid file and its mounted /proc, which
+    hides the board's CPU files (CI once failed `mkdir .../proc/device-tree` there): `up`
+    clears what the dead board left and starts it again. Last in this file: it restarts the
+    board the other tests use."""
+    board = boards["emulated-pi"]
+    pid = int(Path(board["sshd_pid_file"]).read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not _alive(board):
+            break
+        time.sleep(0.05)
+    assert not _alive(board) and os.path.ismount(Path(board["rootfs"]) / "proc")
+    env = {**os.environ, "EDGEPACK_BOARDS": str(BOARDS), "PYTHON": sys.executable}
+    done = subprocess.run([str(REPO / "scripts" / "device" / "emulated_pi.sh"), "up"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "already running" not in done.stderr
+    assert _alive(json.loads((BOARDS / "emulated-pi.json").read_text()))

@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
 ]
 #: what a runtime adapter may import at module level (beyond numpy and the stdlib)
 RUNTIME_MAY_IMPORT = {"edgepack.runtimes", "edgepack.signature", "edgepack.errors",
-                      "edgepack.quiet"}
+                      "edgepack.quiet", "edgepack.limits"}
 
 
 def _modules() -> dict[str, Path]:
@@ -165,3 +165,17 @@ def test_runtime_adapters_import_only_what_a_device_has(name: str) -> None:
             third_party.add((node.module or "").split(".")[0])
     allowed = {"numpy", "edgepack", "__future__", *sys.stdlib_module_names}
     assert third_party <= allowed, third_party - allowed
+
+
+def test_the_runner_carries_every_edgepack_module_its_modules_import() -> None:
+    """The board has only the runner zipapp: an edgepack import it does not carry fails there
+    alone (a child-process helper moved to edgepack.limits once broke every board run). Module
+    level only: the host-only adapters (torch, tensorflow) import their formats inside load."""
+    from edgepack.devices.runner import runner_sources
+
+    names = {"edgepack.devices.board" if arc == "__main__.py" else
+             arc.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+             for arc in runner_sources()}
+    imports = {name: _imports(name, MODULES[name], module_level_only=True) for name in names}
+    missing = {name: sorted(imports[name] - names) for name in names if imports[name] - names}
+    assert not missing, missing

@@ -117,7 +117,12 @@ CONF
   "$HERE/fake_pi_cpu_files.sh" "$R" "$KIND"
 }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# the pid file outlives a board cut off with its machine's run: the pid counts only while that
+# process lives inside this rootfs (another process may have the number by now)
+running() {
+  [ -f "$PIDFILE" ] && [ "$(readlink "/proc/$(cat "$PIDFILE")/root" 2>/dev/null)" = "$R" ]
+}
+sshd_log() { tail -n 3 "$R/var/log/sshd-edgepack.log" 2>/dev/null | tr '\n' ' '; }
 
 up() {
   need_root
@@ -127,11 +132,13 @@ up() {
   if running; then
     log "already running"  # its /proc is mounted: the board's files are written before that
   else
+    release  # a board whose sshd died (killed, or a run cut off) left its mounts and sessions
     accounts_and_sshd
     mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
     mountpoint -q "$R/proc/cpuinfo" || mount --bind "$R/etc/edgepack/cpuinfo" "$R/proc/cpuinfo"
     mountpoint -q "$R/dev/pts" || mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts" 2>/dev/null || true
-    chroot "$R" /usr/sbin/sshd -f /etc/ssh/sshd_config.edgepack -E /var/log/sshd-edgepack.log
+    chroot "$R" /usr/sbin/sshd -f /etc/ssh/sshd_config.edgepack -E /var/log/sshd-edgepack.log \
+      || { log "the board's sshd did not start: $(sshd_log)"; exit 1; }
   fi
   for _ in $(seq 1 150); do
     ssh-keyscan -T 2 -p "$PORT" 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.2
@@ -139,7 +146,7 @@ up() {
   ssh -p "$PORT" -i "$BOARDS/client_ed25519" -o UserKnownHostsFile="$BOARDS/emulated-pi.known_hosts" \
     -o StrictHostKeyChecking=yes -o BatchMode=yes "$U@127.0.0.1" \
     'python3 -c "import numpy, onnxruntime, ai_edge_litert"' \
-    || { log "the board is up but its runtimes do not import"; exit 5; }
+    || { log "the board is up but its runtimes do not import (sshd log: $(sshd_log))"; exit 5; }
   cat > "$BOARDS/emulated-pi.json" <<JSON
 {"name": "emulated-pi", "url": "ssh://$U@127.0.0.1:$PORT", "key": "$BOARDS/client_ed25519",
  "known_hosts": "$BOARDS/emulated-pi.known_hosts", "kind": "$KIND", "qemu_cpu": "$QCPU",
@@ -148,9 +155,9 @@ JSON
   log "up: sshd pid $(cat "$PIDFILE") on 127.0.0.1:$PORT, user $U, QEMU_CPU=$QCPU"
 }
 
-down() {
-  if running; then kill "$(cat "$PIDFILE")"; fi
-  rm -f "$PIDFILE" "$BOARDS/emulated-pi.json"
+# release: end every process still inside the rootfs and unmount what `up` mounted. Why before
+# a fresh `up` too: the board's files are written under $R/proc, which a mounted /proc hides
+release() {
   # sessions still open keep qemu processes inside the rootfs: end them before unmounting
   for pid in $(ls /proc | grep -E '^[0-9]+$'); do
     if [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$R" ]; then kill "$pid" 2>/dev/null || true; fi
@@ -159,6 +166,12 @@ down() {
   for m in "$R/dev/pts" "$R/proc/cpuinfo" "$R/proc"; do
     if mountpoint -q "$m"; then umount "$m" || umount -l "$m"; fi
   done
+}
+
+down() {
+  if running; then kill "$(cat "$PIDFILE")"; fi
+  rm -f "$PIDFILE" "$BOARDS/emulated-pi.json"
+  release
   log "down"
 }
 

@@ -1,10 +1,11 @@
 """The self-contained runner the board executes: a zipapp of edgepack's numpy-only modules.
 
 What goes in is exactly what ``board.py`` needs: the package root (lazy, stdlib only), errors,
-signature, quiet, every runtime adapter and the latency and fidelity validators. Each of them
-imports only numpy and the standard library at module level (their frameworks only inside
-``load``), so the board needs python3, numpy and one runtime, and nothing is installed there.
-The archive is deterministic (sorted, fixed timestamps): the same sources give the same bytes.
+signature, quiet, limits (the child-process waits), every runtime adapter and the latency
+validator (outputs are compared on the host). Each of them imports only numpy and the standard
+library at module level (their frameworks only inside ``load``), so the board needs python3,
+numpy and one runtime, and nothing is installed there. The archive is deterministic (sorted,
+fixed timestamps): the same sources give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: modules of the edgepack package the runner carries (paths relative to the package)
-MODULES = ("__init__.py", "errors.py", "signature.py", "quiet.py", "validate/__init__.py",
-           "validate/latency.py", "validate/fidelity.py")
+MODULES = ("__init__.py", "errors.py", "signature.py", "quiet.py", "limits.py",
+           "validate/__init__.py", "validate/latency.py")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
