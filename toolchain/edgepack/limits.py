@@ -189,9 +189,11 @@ def applied(max_seconds: float | None = None,
                 watchdog.stopped.set()
                 watchdog.join()
         finally:  # an interruption tripped just now may land above: never skip this
+            # first: signal.signal runs a pending interruption before it swaps the handler, and
+            # that must find these caps gone (the body has ended), not raise past this line
+            _active = previous
             if watch:
                 signal.signal(signal.SIGALRM, old_handler)
-            _active = previous
 
 
 class guarded:
