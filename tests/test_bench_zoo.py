@@ -141,3 +141,23 @@ def test_the_size_column_lines_up_for_every_precision(capsys: pytest.CaptureFixt
     header, *lines = capsys.readouterr().out.splitlines()
     end = header.index("size") + len("size")
     assert all(line[end - 5:end] == "0.256" for line in lines), lines
+
+
+def test_a_limit_from_the_floor_is_printed_short(capsys: pytest.CaptureFixture) -> None:
+    """A limit stated against the input-rounding floor is a computed number: the table prints
+    it to four digits (pose landmark's read 'vs 0.9889352178967318')."""
+    sys.path.insert(0, str(REPO / "scripts" / "bench"))
+    try:
+        import zoo
+    finally:
+        sys.path.remove(str(REPO / "scripts" / "bench"))
+    fidelity = [{"output": "Identity", "measure": "cosine", "value": 0.9556,
+                 "limit": 0.9889352178967318, "passed": False},
+                {"output": "Identity_1", "measure": "cosine", "value": 0.9952, "limit": 0.99,
+                 "passed": True}]
+    rows = [zoo.CellRow("m", "raspberrypi", 3, 1.0, 100.0, delivered=[
+        zoo.Delivered("tflite", "int8", "f", 0.658, 8.4, 9.3, 1.11, False, fidelity)])]
+    zoo.print_table(rows)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.endswith("Identity cosine 0.9556 vs 0.9889 FAIL; "
+                         "Identity_1 cosine 0.9952 vs 0.99"), line

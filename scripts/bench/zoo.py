@@ -251,7 +251,7 @@ def cell_lines(row: CellRow) -> list[str]:
     lines = []
     for d in row.delivered:
         fid = "; ".join(f"{f['output']} {f['measure']} {fmt(f['value'], '.4f')}"
-                        + (f" vs {f['limit']}" if f["limit"] is not None else "")
+                        + (f" vs {f['limit']:.4g}" if f["limit"] is not None else "")
                         + ("" if f["passed"] is not False else " FAIL") for f in d.fidelity)
         lines.append(f"{pad if lines else head}  {d.format + ' ' + d.precision:{FORMAT_WIDTH}s} "
                      f"{fmt(d.size_ratio, '6.3f')} {fmt(d.p50_ms, '8.2f')} "
