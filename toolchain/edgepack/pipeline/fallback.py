@@ -140,9 +140,11 @@ def _shipped_note(ledger: Ledger, chosen: Tried, ranked: int) -> str:
     a, fixes = chosen.attempt, chosen.recipe.fixes
     with_fixes = f" with {' and '.join(fixes)}" if fixes else ""
     if a.int16_layers:
+        first = (f", the first {a.first_layers} layer(s) kept in float "
+                 f"({', '.join(a.kept_float)})" if a.first_layers else "")
         text = (f"accuracy fallback: {len(a.int16_layers)} ranked layer(s) given 16-bit "
                 f"activations with int8 weights (the target's 16x8 kernels){with_fixes} "
-                f"({', '.join(a.int16_layers)})"
+                f"({', '.join(a.int16_layers)}){first}"
                 + ("" if a.passed else "; still over budget, the closest attempt shipped"))
     elif not a.kept_float:
         what = (f"accuracy fallback: {' and '.join(fixes)}" if fixes
@@ -152,7 +154,9 @@ def _shipped_note(ledger: Ledger, chosen: Tried, ranked: int) -> str:
         text = what + verb
     else:
         how = (f"the first {len(a.kept_float)} layer(s) in execution order" if a.order == "first"
-               else f"{len(a.kept_float)} of {ranked} ranked layer(s)")
+               else f"the first {a.first_layers} layer(s) in execution order and "
+               f"{len(a.kept_float) - a.first_layers} of {ranked} ranked layer(s)"
+               if a.first_layers else f"{len(a.kept_float)} of {ranked} ranked layer(s)")
         text = (f"accuracy fallback: {how} kept in float{with_fixes} "
                 f"({', '.join(a.kept_float)})"
                 + ("" if a.passed else "; still over budget, the closest attempt shipped"))

@@ -36,6 +36,9 @@ class FallbackAttempt:
     based_on: list[str] = field(default_factory=list)
     #: layers given 16-bit activations with int8 weights (TFLite's 16x8)
     int16_layers: list[str] = field(default_factory=list)
+    #: a ranked attempt made on top of the best first-layers attempt: how many of
+    #: ``kept_float`` are those first layers (the rest are ranked ones)
+    first_layers: int = 0
 
     def out_of_int8(self) -> str:
         """The layers the attempt keeps out of int8, said (for the report's notes)."""
@@ -57,6 +60,8 @@ class FallbackAttempt:
             d["int16_layers"] = list(self.int16_layers)
         if self.order is not None:
             d["order"] = self.order
+        if self.first_layers:
+            d["first_layers"] = self.first_layers
         d.update(self.readings)
         d.update(passed=self.passed, size_bytes=self.size_bytes)
         d.update({k: v for k, v in (("rejected", self.rejected), ("chosen", self.chosen or None),
