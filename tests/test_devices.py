@@ -731,10 +731,16 @@ def test_the_speed_step_times_int8_op_kinds_on_the_board(boards: dict, inventory
     art = next(a for a in report["artifacts"]
                if a["role"] == "deliverable" and a["format"] == "tflite")
     speed = [n for n in art["notes"] if n.startswith("speed:")]
+    assert any("timed in turns on board x)" in n for n in speed), speed
+    # which kinds it keeps is the board's timing (tests/test_speed_kinds.py decides it on
+    # this host): on a 2-vCPU VM, XNNPACK's two threads ran the HARD_SWISH-float file at
+    # 0.06 ms in some rounds and 0.37 ms in others, so the choice went either way here
     kept = next((n for n in speed if n.startswith("speed: int8 ops kept in float")), None)
-    assert kept is not None and "HARD_SWISH x4" in kept, speed
-    assert "because board x's ai-edge-litert" in kept and "on board x)" in kept, speed
-    assert input_types(out / art["file"])["HARD_SWISH"] == {"float32"}
+    if kept is not None:
+        assert "HARD_SWISH x4" in kept and "because board x's ai-edge-litert" in kept, speed
+        assert input_types(out / art["file"])["HARD_SWISH"] == {"float32"}
+    else:
+        assert any("plain int8 runs slower than fp32 on board x" in n for n in speed), speed
 
 
 @pytest.mark.device
