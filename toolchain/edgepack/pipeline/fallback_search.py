@@ -60,11 +60,14 @@ class Start:
     def recipe(self) -> Recipe:
         return replace(self.base.recipe, keep_float=(), int16_layers=())
 
-    def first_layers(self) -> tuple[str, ...]:
-        """The float layers of the best attempt so far when it is a first-layers one (it beat
-        every cheap fix and plain int8): the ranked searches keep them and add to them."""
+    def ranked_after_first(self) -> tuple[tuple[str, ...], list[str] | None]:
+        """(the float layers of the best attempt so far when it is a first-layers one (it beat
+        every cheap fix and plain int8), which the ranked searches keep and add to; the ranked
+        layers without them, or None as ``ranked`` says)."""
         best = self.ledger.best()
-        return best.recipe.keep_float if best.attempt.order == "first" else ()
+        first = best.recipe.keep_float if best.attempt.order == "first" else ()
+        layers = self.ranked()
+        return first, None if layers is None else [n for n in layers if n not in first]
 
     def ranked(self) -> list[str] | None:
         """The base file's layers, worst first, ranked once for every kind that reads them;
@@ -109,13 +112,12 @@ class RankedLayersInFloat:
     pays for."""
 
     def run(self, start: Start) -> None:
-        layers = start.ranked()
+        first, layers = start.ranked_after_first()
         if layers is None:
             return
-        setup, first = start.ledger.setup, start.first_layers()
+        setup = start.ledger.setup
         # the first layers' float weights are spent from the allowance before any ranked one
-        fits, unaffordable = affordable(setup.fmt, start.base.kept,
-                                        [*first, *(n for n in layers if n not in first)],
+        fits, unaffordable = affordable(setup.fmt, start.base.kept, [*first, *layers],
                                         start.allowance)
         ranked = [n for n in fits if n not in first]
         if unaffordable:
@@ -134,10 +136,9 @@ class RankedLayersInt16:
     def run(self, start: Start) -> None:
         if not start.ledger.setup.int16x8:
             return
-        layers, first = start.ranked(), start.first_layers()
+        first, layers = start.ranked_after_first()
         if layers is not None:
-            bisect(start, [n for n in layers if n not in first], "ranked",
-                   widen="int16_layers", first=first)
+            bisect(start, layers, "ranked", widen="int16_layers", first=first)
 
 
 #: the kinds of attempt, in the order tried while no attempt meets the budget
@@ -156,13 +157,12 @@ def bisect(start: Start, layers: list[str], order: str, widen: str = "keep_float
     layers tried before (by the other order) is not quantized again; an attempt over the size
     allowance, or one its quantizer cannot make, ends the search."""
     ledger = start.ledger
+    base = replace(start.recipe, keep_float=first)
+    after = f" after the first {len(first)} in float" if first else ""
     k, failing = 1, 0
     passing: int | None = None
     while layers:
-        taken = {"keep_float": first, "int16_layers": ()}
-        taken[widen] = (*taken[widen], *layers[:k])
-        recipe = replace(start.recipe, **taken)
-        after = f" after the first {len(first)} in float" if first else ""
+        recipe = replace(base, **{widen: (*getattr(base, widen), *layers[:k])})
         try:
             tried = ledger.find(recipe) or ledger.attempt(
                 recipe, f"{k} layer(s) {WIDENINGS[widen]}{after}", order=order,

@@ -7,7 +7,6 @@ one build show the same cells.
 
 from __future__ import annotations
 
-from ..validate.attempts import FallbackAttempt
 from ..validate.budget import BudgetVerdict, OutputVerdict
 from ..validate.fidelity import OutputFidelity
 from .formatting import fmt_bytes, fmt_num, fmt_pct
@@ -53,7 +52,7 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
     rows = []
     for i, t in enumerate(a.fallback):
-        what = "plain int8" if i == 0 else t.change or _layers_said(t)
+        what = "plain int8" if i == 0 else t.change or t.layers_said()
         if t.based_on:
             what += f" (with {' and '.join(t.based_on)})"
         result = "rejected: " + t.rejected if t.rejected is not None else \
@@ -62,18 +61,6 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
                      f"{t.size_bytes / plain:.3f}x" if t.size_bytes and plain else "-",
                      fmt_num(t.p50_ms, ".3f"), result + (" (shipped)" if t.chosen else "")])
     return headers, rows
-
-
-def _layers_said(t: FallbackAttempt) -> str:
-    """How a layer attempt took layers out of int8, the first layers it built on included."""
-    ranked = len(t.kept_float) - t.first_layers
-    if t.int16_layers:
-        first = f"first {t.first_layers} layer(s) in float + " if t.first_layers else ""
-        return f"{first}{len(t.int16_layers)} worst-ranked layer(s) with 16-bit activations"
-    if t.order == "first":
-        return f"first {len(t.kept_float)} layer(s) in float"
-    first = f"first {t.first_layers} + " if t.first_layers else ""
-    return f"{first}{ranked} worst-ranked layer(s) in float"
 
 
 def output_verdicts(b: BudgetVerdict) -> list[str]:

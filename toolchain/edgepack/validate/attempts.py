@@ -49,6 +49,17 @@ class FallbackAttempt:
             said.insert(0, "activations quantized at run time")
         return " and ".join(said) or "no layer kept out of int8"
 
+    def layers_said(self) -> str:
+        """How a layer attempt took layers out of int8, the first layers it built on included
+        (the report's table)."""
+        if self.int16_layers:
+            first = f"first {self.first_layers} layer(s) in float + " if self.first_layers else ""
+            return f"{first}{len(self.int16_layers)} worst-ranked layer(s) with 16-bit activations"
+        if self.order == "first":
+            return f"first {len(self.kept_float)} layer(s) in float"
+        first = f"first {self.first_layers} + " if self.first_layers else ""
+        return f"{first}{len(self.kept_float) - self.first_layers} worst-ranked layer(s) in float"
+
     def to_dict(self) -> dict[str, Any]:
         """The attempt with its readings beside its fields (report.json's keys); a field
         that is not set is left out."""
