@@ -1030,6 +1030,7 @@ def test_openvino_int8_ir_describes_each_constant_once(
     from edgepack.compress.context import ConvertContext
     from edgepack.config.profiles import Quantization
     from edgepack.data.dataset import Dataset
+    from edgepack.formats import openvino_ir
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -1053,7 +1054,7 @@ def test_openvino_int8_ir_describes_each_constant_once(
         return tmp_path / f"{name}.int8.xml"
 
     shared = int8("shared")
-    monkeypatch.setattr(ov_compress, "share_equal_constants", lambda model: 0)
+    monkeypatch.setattr(openvino_ir, "share_equal_constants", lambda model: 0)
     every = int8("every")
     core = ov.Core()
 

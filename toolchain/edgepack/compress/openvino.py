@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from ..formats.openvino_ir import save_ir
 from .context import ConvertContext
 from .fp16_range import expanded_note
 from .onnx_guard import notes
-from .openvino_constants import share_equal_constants
 from .openvino_guard import GUARD_SAMPLES, blind_spots
 from .openvino_ranges import apply_mse_ranges
 from .openvino_weights import expand_fp16_weights
@@ -80,8 +80,7 @@ def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
         model = _static_int8(model, src, ctx)
     else:
         raise ValueError(f"OpenVINO compression has no precision {ctx.precision}")
-    share_equal_constants(model)
-    ov.save_model(model, str(out), compress_to_fp16=False)
+    save_ir(model, out, compress_to_fp16=False)
 
 
 def _static_int8(model: Any, src: Path, ctx: ConvertContext) -> Any:

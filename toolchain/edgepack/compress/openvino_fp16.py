@@ -86,7 +86,6 @@ def keep_fp32(xml: Path, names: list[str]) -> None:
             layer.insert(0 if data is None else list(layer).index(data) + 1, info)
         if not any(a.get("name") == KEEP_FP32["name"] for a in info.iter("attribute")):
             ET.SubElement(info, "attribute", KEEP_FP32)
-    ET.indent(tree, space="\t")  # as OpenVINO lays out its IR
     tree.write(xml, encoding="utf-8", xml_declaration=True)
 
 

@@ -4,8 +4,7 @@ One edge class serves every source OpenVINO reads natively (ONNX, SavedModel, TF
 ExportedProgram and TorchScript): the tool is the same, only the way the source is handed over
 differs. The IR is saved with ``compress_to_fp16=False`` for fp32 (save_model's default would
 silently store fp16 weights) and ``True`` for the fp16 deliverable, whose ops that overflow fp16
-are kept in fp32 (compress/openvino_fp16.py). Equal constants are shared by one node first
-(compress/openvino_constants.py).
+are kept in fp32 (compress/openvino_fp16.py). It is written compactly (formats/openvino_ir.py).
 """
 
 from __future__ import annotations
@@ -14,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..compress.context import ConvertContext
-from ..compress.openvino_constants import share_equal_constants
 from ..compress.openvino_fp16 import guard_note, keep_fp32, overflow_ops
 from ..errors import ConversionError
+from ..formats.openvino_ir import save_ir
 from ..quiet import captured
 from .base import Edge, converter_failed
 
@@ -46,8 +45,7 @@ class ToOpenVino(Edge):
                 model = ov.convert_model(self._source(src, ctx), **self._shape_args(ctx))
                 fp16 = ctx.precision == "fp16"
                 blocked = overflow_ops(model, ctx.samples) if fp16 else []
-                share_equal_constants(model)
-                ov.save_model(model, str(out), compress_to_fp16=fp16)
+                save_ir(model, out, compress_to_fp16=fp16)
                 if blocked:
                     keep_fp32(out, blocked)
                     ctx.notes.append(guard_note(blocked))

@@ -47,15 +47,16 @@ def set_onnx_property(model: Any, key: str, value: str | None) -> None:
 def _openvino(path: Path, meta: dict[str, Any]) -> list[Path]:
     import openvino as ov
 
-    core = ov.Core()
-    model = core.read_model(str(path))
+    from .openvino_ir import save_ir
+
+    model = ov.Core().read_model(str(path))
     model.set_rt_info(json.dumps(meta, sort_keys=True), [KEY])
     if meta.get("labels"):
         model.set_rt_info(" ".join(str(x).replace(" ", "_") for x in meta["labels"]),
                           ["model_info", "labels"])
     tmp = path.with_name(path.stem + ".meta-tmp.xml")
     # the weights are written as they are (an fp16 IR keeps its fp16 constants)
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    save_ir(model, tmp, compress_to_fp16=False)
     del model
     tmp.replace(path)
     tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
