@@ -41,7 +41,8 @@ def main():
         model = EfficientNet.from_pretrained(name, weights_path=weights).eval()
         size = model._global_params.image_size
         calib = np.stack([prep(c, size) for c in z.crops("calib", z.N_CALIB, seed=n)])
-        evals = np.stack([prep(c, size) for c in z.crops("eval", z.N_EVAL, seed=100 + n)])
+        evals = np.stack([prep(c, size)
+                          for c in z.crops("eval", z.N_EVAL_CLASSIFIER, seed=100 + n)])
 
         path = os.path.join(folder, name + ".onnx")
         torch.onnx.export(model, (torch.from_numpy(evals[:1]),), path, input_names=["input"],
