@@ -42,7 +42,7 @@ def main():
         size = model._global_params.image_size
         calib = np.stack([prep(c, size) for c in z.crops("calib", z.N_CALIB, seed=n)])
         evals = np.stack([prep(c, size)
-                          for c in z.crops("eval", z.N_EVAL_CLASSIFIER, seed=100 + n)])
+                          for c in z.crops("eval", z.N_EVAL_COUNTED, seed=100 + n)])
 
         path = os.path.join(folder, name + ".onnx")
         torch.onnx.export(model, (torch.from_numpy(evals[:1]),), path, input_names=["input"],

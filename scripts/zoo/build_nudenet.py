@@ -30,7 +30,7 @@ def main():
     path = z.extract(whl, "nudenet/320n.onnx", os.path.join(folder, "nudenet-320n.onnx"))
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     calib = np.stack([prep(c) for c in z.crops("calib", z.N_CALIB, seed=20, people=True)])
-    evals = np.stack([prep(c) for c in z.crops("eval", z.N_EVAL, seed=21, people=True)])
+    evals = np.stack([prep(c) for c in z.crops("eval", z.N_EVAL_COUNTED, seed=21, people=True)])
     z.finish(folder, {
         "name": "nudenet-320n", "family": "YOLO detector (YOLOv8n-style, anchor-free, 18 classes)",
         "model": "nudenet-320n.onnx", "format": "onnx",
