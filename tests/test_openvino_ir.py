@@ -56,11 +56,10 @@ def _constants(xml: Path) -> dict[tuple[int, ...], str]:
 def test_save_ir_stores_weights_exact_in_fp16_as_fp16_and_computes_the_same(
         tmp_path: Path) -> None:
     weights = _weights()
-    model = ov.convert_model(str(_conv_model(tmp_path, weights)))
+    source = str(_conv_model(tmp_path, weights))
     plain, small = tmp_path / "plain.xml", tmp_path / "small.xml"
-    ov.save_model(model, str(plain), compress_to_fp16=False)
-    save_ir(ov.convert_model(str(_conv_model(tmp_path, weights))), small,
-            compress_to_fp16=False)
+    ov.save_model(ov.convert_model(source), str(plain), compress_to_fp16=False)
+    save_ir(ov.convert_model(source), small, compress_to_fp16=False)  # it changes the model
 
     kinds = _constants(small)
     assert kinds[(16, 8, 3, 3)] == "f16"  # exact in fp16: half the bytes, the same values

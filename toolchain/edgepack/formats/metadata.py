@@ -47,7 +47,7 @@ def set_onnx_property(model: Any, key: str, value: str | None) -> None:
 def _openvino(path: Path, meta: dict[str, Any]) -> list[Path]:
     import openvino as ov
 
-    from .openvino_ir import save_ir
+    from .openvino_ir import write_ir
 
     model = ov.Core().read_model(str(path))
     model.set_rt_info(json.dumps(meta, sort_keys=True), [KEY])
@@ -55,8 +55,9 @@ def _openvino(path: Path, meta: dict[str, Any]) -> list[Path]:
         model.set_rt_info(" ".join(str(x).replace(" ", "_") for x in meta["labels"]),
                           ["model_info", "labels"])
     tmp = path.with_name(path.stem + ".meta-tmp.xml")
-    # the weights are written as they are (an fp16 IR keeps its fp16 constants)
-    save_ir(model, tmp, compress_to_fp16=False)
+    # the weights are written as they are (an fp16 IR keeps its fp16 constants), and the
+    # constants were already reduced when the IR was first saved
+    write_ir(model, tmp, compress_to_fp16=False)
     del model
     tmp.replace(path)
     tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))

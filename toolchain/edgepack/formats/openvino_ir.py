@@ -32,11 +32,17 @@ MIN_FP16_SAVING = 512
 def save_ir(model: Any, xml: Path, *, compress_to_fp16: bool) -> None:
     """``ov.save_model`` of ``model`` to ``xml`` (and its .bin) with the reductions above;
     ``compress_to_fp16`` as save_model's (True stores every float weight in fp16)."""
-    import openvino as ov
-
     share_equal_constants(model)
     if not compress_to_fp16:
         store_exact_fp16(model)
+    write_ir(model, xml, compress_to_fp16=compress_to_fp16)
+
+
+def write_ir(model: Any, xml: Path, *, compress_to_fp16: bool) -> None:
+    """``ov.save_model`` with the .xml written compactly, the constants as they are: for a
+    model read back from an IR :func:`save_ir` wrote (the metadata writer's)."""
+    import openvino as ov
+
     ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
     write_compact(xml)
 
