@@ -921,6 +921,34 @@ def test_openvino_int8_input_range_by_the_calibration_method(tmp_path: Path,
     assert any(f"{shown}, NNCF post-training quantization" in n for n in ctx.notes)
 
 
+def test_openvino_int8_activations_are_asymmetric(tmp_path: Path) -> None:
+    """An activation in [-0.5, 4] gets that range on 256 steps, as TFLite and ONNX Runtime
+    give it, not NNCF's default [-4, 4] centred on zero (twice the step)."""
+    import openvino as ov
+    from edgepack.compress.context import ConvertContext
+    from edgepack.compress.openvino import compress
+    from edgepack.config.profiles import Quantization
+    from edgepack.data.dataset import Dataset
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    fp32 = _openvino_ir(tmp_path, "shift", [helper.make_node("Conv", ["image", "w"], ["out"])],
+                        ([1, 1, 8, 8], [1, 1, 8, 8]), {"w": np.ones((1, 1, 1, 1), np.float32)})
+    images = rng.uniform(-0.5, 4, (64, 1, 8, 8)).astype(np.float32)
+    images[:, 0, 0, :2] = [-0.5, 4]  # the range's ends on every sample
+    ctx = ConvertContext(workdir=tmp_path, stem="shift", precision="int8",
+                         quantization=Quantization(),
+                         calibration=Dataset("calibration.npz", {"image": images}))
+    compress(fp32, tmp_path / "shift.int8.xml", ctx)
+    model = ov.Core().read_model(str(tmp_path / "shift.int8.xml"))
+    fq = next(op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+              and op.input_value(0).get_node().get_type_name() == "Parameter")
+    low, high = (float(np.min(fq.input_value(i).get_node().get_data())) for i in (1, 2))
+    # NNCF widens the range a little so that 0 lies on the grid
+    assert low == pytest.approx(-0.5, abs=0.03) and high == pytest.approx(4, abs=0.1)
+    assert fq.get_attributes()["levels"] == 256  # the whole 8 bits on [low, high]
+
+
 def test_openvino_int8_keeps_a_channel_quiet_in_calibration(tmp_path: Path) -> None:
     """A channel nearly silent on the calibration data still computes when new data wakes it:
     activations get one range per tensor. (NNCF's default gives a depthwise convolution's
@@ -1128,7 +1156,7 @@ def test_openvino_fallback_attempts_reuse_the_builds_calibration_statistics(
     nncf.set_log_level(logging.ERROR)
     reference = nncf.quantize(
         ov.Core().read_model(str(fp32)), nncf.Dataset([{"image": i[None]} for i in images]),
-        subset_size=len(images), preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(images), preset=nncf.QuantizationPreset.MIXED,
         fast_bias_correction=False, ignored_scope=nncf.IgnoredScope(names=[c2]),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,

@@ -38,6 +38,13 @@ from ..runtimes.integer_semantics import OPENVINO_SETTINGS, kernels_saturate, re
 from .layer_order import INTEGER_OPS, OPENVINO_RANKED, RANKED_OPS, float_name, is_layer
 from .openvino_weights import expand_fp16_weights
 
+#: a layer whose float twin's output RMS is below this share of the median layer's is silent
+#: (its input is dead, or int8 upstream rounded it to nothing): it has nothing int8 can lose,
+#: and float rounding noise over it must not read as a 100% error (with NNCF's asymmetric
+#: activations a dead input is the zero point's value, not exactly 0, and the noise of
+#: removing that offset is 1e-7 of the tensor's range)
+SILENT = 1e-5
+
 
 def rank_onnx(parent: Path, fp32: Path, int8: Path, samples: Dataset,
               quantization: Quantization | None) -> list[str]:
@@ -371,11 +378,13 @@ def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
             squared[i] += float(np.sum((twin - got) ** 2))
             power[i] += float(np.sum(twin ** 2))
             counts[i] += twin.size
+    rms = np.sqrt(power / np.maximum(counts, 1))
+    silent = rms < SILENT * np.median(rms)
     scores = []
     for i, (name, step, _, _) in enumerate(probes):
         rmse = np.sqrt(squared[i] / max(counts[i], 1))
-        step = step or np.sqrt(power[i] / max(counts[i], 1)) / 128
-        scores.append((-rmse / step if step > 0 else 0.0, i, name))
+        step = step or rms[i] / 128
+        scores.append((-rmse / step if step > 0 and not silent[i] else 0.0, i, name))
     return [name for _, _, name in sorted(scores)]
 
 
