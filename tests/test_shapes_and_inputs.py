@@ -417,7 +417,11 @@ def test_an_openvino_concat_of_boxes_in_pixels_and_scores_stays_float(tmp_path: 
                 for f in ("head.xml", "head.int8.xml"))
     for sample in x[:8]:
         want, got = ref(sample)[0], out(sample)[0]
-        assert np.abs(got[:, 4:] - want[:, 4:]).max() < 0.02  # scores: a few 1/255 steps
+        # scores: the input's rounding noise through the sigmoid, about 3/1000 on average and
+        # at most a few 1/255 steps (0.015-0.021 over these 40 scores with NNCF's symmetric or
+        # asymmetric activations); one scale shared with the boxes' 0..320 would be 1.25 a step
+        assert np.abs(got[:, 4:] - want[:, 4:]).mean() < 0.006
+        assert np.abs(got[:, 4:] - want[:, 4:]).max() < 0.03
     assert any("kept in float" in n and "32x" in n for n in ctx.notes), ctx.notes
 
 
