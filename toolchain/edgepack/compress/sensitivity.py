@@ -378,13 +378,12 @@ def rank_openvino(parent: Path, fp32: Path, int8: Path, samples: Dataset,
             squared[i] += float(np.sum((twin - got) ** 2))
             power[i] += float(np.sum(twin ** 2))
             counts[i] += twin.size
-    rms = np.sqrt(power / np.maximum(counts, 1))
+    rms, rmse = (np.sqrt(total / np.maximum(counts, 1)) for total in (power, squared))
     silent = rms < SILENT * np.median(rms)
     scores = []
     for i, (name, step, _, _) in enumerate(probes):
-        rmse = np.sqrt(squared[i] / max(counts[i], 1))
         step = step or rms[i] / 128
-        scores.append((-rmse / step if step > 0 and not silent[i] else 0.0, i, name))
+        scores.append((-rmse[i] / step if step > 0 and not silent[i] else 0.0, i, name))
     return [name for _, _, name in sorted(scores)]
 
 
