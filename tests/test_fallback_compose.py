@@ -22,8 +22,9 @@ from edgepack.validate.attempts import FallbackAttempt, latency_trade
 def _scored(agreement: float, cosine: float, size: int, floats: int = 0,
             passed: bool = False, **kw: Any) -> Scored:
     margins = {"top1_agreement": agreement - 0.97, "cosine": cosine - 0.99}
-    shortfall = (0, 0.0) if passed else (
-        sum(m < 0 for m in margins.values()), sum(-m for m in margins.values() if m < 0))
+    # each miss in units of the error its limit allows (validate/budget.py)
+    shortfall = 0.0 if passed else (max(0.0, (1 - agreement) / 0.03 - 1)
+                                    + max(0.0, (1 - cosine) / 0.01 - 1))
     return Scored(passed, shortfall, size, floats, margins, **kw)
 
 
@@ -33,7 +34,7 @@ def test_a_dominated_attempt_is_never_shipped() -> None:
     summed shortfall alone would rank it closer (its agreement shortfall counts less than
     its cosine one here): the dominated one is not shipped."""
     percentile = _scored(0.80, 0.980, 1000)
-    floats = Scored(False, (2, 0.0), 1100, 3, {"top1_agreement": 0.73 - 0.97,
+    floats = Scored(False, 0.0, 1100, 3, {"top1_agreement": 0.73 - 0.97,
                                                "cosine": 0.979 - 0.99})
     assert dominates(percentile, floats) and not dominates(floats, percentile)
     assert best([floats, percentile]) == 1

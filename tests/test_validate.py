@@ -98,9 +98,36 @@ def test_labelled_accuracy_decides_the_budget_when_labels_exist() -> None:
     v = budget.evaluate("p", spec, fid, src, art)
     agreement = next(c for c in v.checks if c.name == "top1_agreement")
     assert v.passed and not agreement.passed and not agreement.gating
-    assert agreement.outcome().startswith("missed, not gating") and v.shortfall() == (0, 0.0)
+    assert agreement.outcome().startswith("missed, not gating") and v.shortfall() == 0.0
     unlabelled = budget.evaluate("p", spec, fid, None, None)
     assert not unlabelled.passed and [c.outcome() for c in unlabelled.checks] == ["FAIL"]
+
+
+def test_attempts_that_fail_are_ranked_by_their_misses_in_units_of_what_each_limit_allows(
+        ) -> None:
+    """nudenet's OpenVINO int8 kept 0.862 of the fp32 detections and added 0.114 (two checks
+    failed); percentile calibration kept 0.557 and added 0.018 (one failed). Counted by failed
+    checks first, the second read closer and the fallback built on it; each miss as a multiple
+    of the error its limit allows, the first is closer (1.76 + 1.28 against 7.86). An SNR 3 dB
+    short counts as a cosine at 0.98 against 0.99 (twice the error allowed)."""
+
+    def verdict(**readings: float) -> budget.BudgetVerdict:
+        limits = {"detections_kept": (0.95, True), "extra_detections": (0.05, False),
+                  "cosine": (0.99, True), "snr_db": (20.0, True)}
+        checks = [budget.BudgetCheck(name, limits[name][0], value,
+                                     value >= limits[name][0] if limits[name][1]
+                                     else value <= limits[name][0], at_least=limits[name][1])
+                  for name, value in readings.items()]
+        return budget.BudgetVerdict("p", outputs=[budget.OutputVerdict("y", "detector", checks)])
+
+    plain = verdict(detections_kept=0.862, extra_detections=0.114)
+    percentile = verdict(detections_kept=0.557, extra_detections=0.018)
+    assert plain.shortfall() == pytest.approx(0.138 / 0.05 - 1 + 0.114 / 0.05 - 1)
+    assert percentile.shortfall() == pytest.approx(0.443 / 0.05 - 1)
+    assert plain.shortfall() < percentile.shortfall()
+    assert verdict(snr_db=17.0).shortfall() == pytest.approx(
+        verdict(cosine=0.98).shortfall(), rel=0.01)
+    assert verdict(detections_kept=0.96, extra_detections=0.0).shortfall() == 0.0
 
 
 def test_an_agreement_check_says_when_its_eval_set_cannot_settle_the_limit() -> None:

@@ -19,8 +19,8 @@ class Scored:
     """What the ranking knows of one attempt."""
 
     passed: bool
-    #: (failed checks, by how much they miss): 0, 0.0 when passed
-    shortfall: tuple[int, float]
+    #: how far the failed checks miss, in units of the error each allows (0.0 when passed)
+    shortfall: float
     size_bytes: int
     #: layers kept out of int8, in float or with 16-bit activations (the speed an attempt
     #: gives up; a proxy for its latency)
@@ -38,8 +38,8 @@ def dominates(a: Scored, b: Scored) -> bool:
         and all(a.margins[k] >= b.margins[k] for k in a.margins)
 
 
-def _key(s: Scored) -> tuple[bool, tuple[int, float], int, int]:
-    return not s.passed, (0, 0.0) if s.passed else s.shortfall, s.size_bytes, s.wide_layers
+def _key(s: Scored) -> tuple[bool, float, int, int]:
+    return not s.passed, 0.0 if s.passed else s.shortfall, s.size_bytes, s.wide_layers
 
 
 def best(attempts: list[Scored]) -> int | None:
