@@ -101,6 +101,47 @@ def test_fallback_keeps_the_fewest_layers_in_float(outlier_onnx: dict[str, Path]
                for n in art.notes), art.notes
 
 
+OUTLIER_PROFILE = """
+name: int8-strict
+title: int8 that must match float almost exactly, with room for both Gemms in float
+precision: int8
+formats: [onnx]
+quantization: {per_channel: false, calibration: {method: minmax, samples: 64, seed: 0}}
+budget: {min_cosine: 0.9999999}
+fallback_max_size_growth: 1.5
+"""
+
+
+def test_each_cheap_fix_is_judged_again_on_the_best_layers(outlier_onnx: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """When the layer searches end over budget, the best attempt's layers are quantized again
+    with each fix that helped taken out and each that did not put in, one attempt each (here
+    no fix helped plain int8 and both Gemms in float read best: both fixes go in); the
+    report's table says what changed and on which layers."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "int8-strict.yaml").write_text(OUTLIER_PROFILE)
+    report = edgepack.build(outlier_onnx["model"], "onnx-board",
+                            calibration=outlier_onnx["calib"], evaluation=outlier_onnx["eval"],
+                            output=tmp_path / "out", runs=3,
+                            targets_dirs=(outlier_onnx["targets"],),
+                            profiles_dirs=(tmp_path / "p",))
+    _, *rest = report.deliverables[0].fallback
+    fixes = [a.change for a in rest if a.change and not a.kept_float]
+    layers = [a for a in rest if a.kept_float and not a.change]
+    again = [a for a in rest if a.change and a.kept_float]
+    helped = layers[0].based_on
+    assert fixes == ["per-channel weights", "percentile calibration"], rest
+    assert sorted(a.change for a in again) == sorted(
+        [f"without {f}" for f in helped] + [f for f in fixes if f not in helped]), rest
+    best = max(layers, key=lambda a: a.readings["cosine"])
+    assert all(a.kept_float == best.kept_float and a.order == best.order for a in again), again
+    assert all(sorted(a.based_on) == sorted(set(helped) - {a.change.removeprefix("without ")})
+               for a in again), again
+    # the report's table names both what changed and the layers it changed them on
+    table = (tmp_path / "out" / "report.md").read_text()
+    assert all(f"| {a.change}, {best.layers_said()} |" in table for a in again), table
+
+
 def test_every_precision_in_every_format(tmp_path: Path) -> None:
     """The digits example at int8 (OpenVINO NNCF + ONNX QDQ), fp16 and dynamic int8."""
     from tests.conftest import EXAMPLE

@@ -127,8 +127,8 @@ def test_a_cheap_fix_that_helps_stays_in_the_later_attempts(composed: Any) -> No
     that does not is left out of them."""
     code, art, _ = composed
     plain, *rest = art["fallback"]
-    fixes = [a for a in rest if "change" in a]
-    floats = [a for a in rest if a["kept_float"]]
+    fixes = [a for a in rest if "change" in a and not a["kept_float"]]
+    floats = [a for a in rest if a["kept_float"] and "change" not in a]
     assert code == 3 and [a["change"] for a in fixes] == \
         ["per-channel weights", "percentile calibration"] and floats, art["fallback"]
     best = plain["cosine"]

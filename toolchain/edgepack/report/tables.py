@@ -52,7 +52,9 @@ def fallback_table(a: Artifact) -> tuple[list[str], list[list[str]]]:
     headers = ["attempt", *checks, "size vs plain int8", "p50_ms", "result"]
     rows = []
     for i, t in enumerate(a.fallback):
-        what = "plain int8" if i == 0 else t.change or t.layers_said()
+        what = "plain int8" if i == 0 else ", ".join(
+            w for w in (t.change, t.layers_said() if t.kept_float or t.int16_layers else None)
+            if w)
         if t.based_on:
             what += f" (with {' and '.join(t.based_on)})"
         result = "rejected: " + t.rejected if t.rejected is not None else \
