@@ -142,6 +142,60 @@ def test_each_cheap_fix_is_judged_again_on_the_best_layers(outlier_onnx: dict[st
     assert all(f"| {a.change}, {best.layers_said()} |" in table for a in again), table
 
 
+def _save_mlp(path: Path, nodes: list, width: int, output: tuple[str, int],
+              weights: dict[str, np.ndarray]) -> Path:
+    """An ONNX model of ``nodes`` from x [N, width] to ``output`` (name, width) at ``path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, ["N", output[1]])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_an_int8_add_that_rounds_away_its_smaller_input_is_kept_float(tmp_path: Path) -> None:
+    """logits = Add(Gemm_a(x), Gemm_b(x)), Gemm_b's first channel ~1000x Gemm_a's: the int8 sum has
+    one grid for both, so Gemm_a's part rounds away and the class is wrong wherever Gemm_b's
+    channel does not win. The Add alone in float (no weights: the same size) meets the budget
+    before any layer is kept float, and the report says what that float op cost."""
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    wa = rng.standard_normal((16, 8)).astype(np.float32)
+    wb = np.zeros((16, 8), np.float32)
+    wb[:, 0] = 1000.0 * rng.standard_normal(16)
+    nodes = [helper.make_node("Gemm", ["x", "wa"], ["a"], name="branch_a"),
+             helper.make_node("Gemm", ["x", "wb"], ["b"], name="branch_b"),
+             helper.make_node("Add", ["a", "b"], ["logits"], name="join")]
+    _save_mlp(tmp_path / "join.onnx", nodes, 16, ("logits", 8), {"wa": wa, "wb": wb})
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((64, 16)).astype(np.float32))
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((200, 16)).astype(np.float32))
+    for sub, name, text in (("t", "onnx-board.yaml",
+                             TARGET.format(name="onnx-board", profile="int8-strict")),
+                            ("p", "int8-strict.yaml", PROFILE)):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / name).write_text(text)
+    report = edgepack.build(tmp_path / "join.onnx", "onnx-board", calibration=tmp_path /
+                            "calib.npz", evaluation=tmp_path / "eval.npz",
+                            output=tmp_path / "out", runs=3, targets_dirs=(tmp_path / "t",),
+                            profiles_dirs=(tmp_path / "p",))
+    art = report.deliverables[0]
+    plain, *rest = art.fallback
+    assert not plain.passed and plain.readings["top1_agreement"] < 0.9, art.fallback
+    shipped = next(a for a in rest if a.chosen)
+    assert shipped.passed and shipped.change == "int8 Add ops in float", art.fallback
+    assert not any(a.kept_float for a in art.fallback), art.fallback
+    assert shipped.size_bytes <= 1.01 * plain.size_bytes
+    assert "accuracy fallback: int8 Add ops in float brought it within budget" in art.notes
+    assert any(n.startswith("accuracy fallback cost: the int8 Add ops in float make the file")
+               for n in art.notes), art.notes
+
+
 def test_every_precision_in_every_format(tmp_path: Path) -> None:
     """The digits example at int8 (OpenVINO NNCF + ONNX QDQ), fp16 and dynamic int8."""
     from tests.conftest import EXAMPLE
@@ -178,7 +232,7 @@ def test_fp16_overflow_guard_keeps_offending_nodes_in_fp32(tmp_path: Path) -> No
     it in fp16 gets inf. The guard finds it from the fp32 activations on the eval inputs and
     keeps the nodes that make or take those values in fp32, and says so."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(1)
     w1 = (rng.standard_normal((8, 6)) * 3e3).astype(np.float32)  # weights fit fp16
@@ -186,14 +240,7 @@ def test_fp16_overflow_guard_keeps_offending_nodes_in_fp32(tmp_path: Path) -> No
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="huge"),
              helper.make_node("MatMul", ["h", "w2"], ["logits"], name="shrink"),
              helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1)]
-    graph = helper.make_graph(
-        nodes, "overflow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    src = tmp_path / "overflow.onnx"
-    onnx.save(model, src)
+    src = _save_mlp(tmp_path / "overflow.onnx", nodes, 8, ("probs", 4), {"w1": w1, "w2": w2})
     x = (rng.standard_normal((50, 8)) * 30).astype(np.float32)
     assert np.abs(x @ w1).max() > 65504  # the premise: fp16 cannot hold these activations
     np.savez(tmp_path / "eval.npz", x=x)

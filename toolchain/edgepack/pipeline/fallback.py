@@ -8,9 +8,11 @@ is then measured against the profile's budget on the eval set. If it is over, th
 come first (per-channel weights, percentile calibration where the tool has it and the
 profile's method is not already a better one, twice the calibration samples):
 each costs nothing in size or speed, and one that brings the file closer stays in the recipe
-the later attempts start from. If none is enough, the kinds of attempt of fallback_search.py
-keep layers in float with the format's own mechanism (ONNX Runtime ``nodes_to_exclude``, the
-TFLite quantizer's denylist, NNCF's ignored scope), or give them 16-bit activations where the
+the later attempts start from; then the residual adds and elementwise products, a kind at a
+time, in float (fallback_kinds.py: no weights, so no size). If none is enough, the kinds of
+attempt of fallback_search.py keep layers in float with the format's own mechanism (ONNX
+Runtime ``nodes_to_exclude``, the TFLite quantizer's denylist, NNCF's ignored scope), or
+give them 16-bit activations where the
 target's runtime runs those fast, the fewest that meet the budget, on that recipe. Still
 over, each cheap fix is judged again on the best attempt's layers (kept ones taken out, the
 others put in): what a fix does to plain int8 does not say what it does once layers are
@@ -30,6 +32,7 @@ from ..converters.converter import ConvertedFile
 from ..errors import ConversionError, first_line
 from ..validate.attempts import DYNAMIC_FIX
 from .fallback_attempts import FallbackSetup, Ledger, Recipe, Tried, artifact_bytes
+from .fallback_kinds import kinds_in_float
 from .fallback_search import ATTEMPT_KINDS, Start
 from .fallback_speed import faster_int8
 
@@ -74,6 +77,8 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
         produced.notes += speed_notes
         return produced
     _cheap_fixes(ledger)
+    if not transformer and setup.calibration is not None:
+        kinds_in_float(ledger)
     notes = _dynamic(ledger, transformer)
     # what the speed step's float kinds added to plain int8 is spent from the allowance
     start = Start(ledger, ledger.best(), reference,

@@ -74,7 +74,8 @@ class Recipe:
     activations with int8 weights (TFLite's 16x8); ``precision`` is dynamic-int8 where the
     activations are quantized at run time (fallback.py). ``speed_float``: the ops of the
     kinds the runtime runs slower in int8 than in float (fallback_speed.py), float in every
-    attempt."""
+    attempt; ``kinds_float``: the weightless ops of the kinds whose int8 cost accuracy
+    (fallback_kinds.py), float in every attempt after the one that kept them."""
 
     quantization: Quantization | None
     fixes: tuple[str, ...] = ()
@@ -82,11 +83,12 @@ class Recipe:
     int16_layers: tuple[str, ...] = ()
     precision: Precision = "int8"
     speed_float: tuple[str, ...] = ()
+    kinds_float: tuple[str, ...] = ()
 
     @property
     def wide_layers(self) -> int:
-        """How many layers the recipe keeps out of int8."""
-        return len(self.keep_float) + len(self.int16_layers)
+        """How many layers and ops the recipe keeps out of int8 for accuracy."""
+        return len(self.keep_float) + len(self.int16_layers) + len(self.kinds_float)
 
 
 @dataclass
@@ -115,7 +117,8 @@ class FallbackSetup:
         return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,
                                       recipe.quantization, self.calibration,
                                       keep_float=tuple(dict.fromkeys(
-                                          (*recipe.speed_float, *recipe.keep_float))),
+                                          (*recipe.speed_float, *recipe.kinds_float,
+                                           *recipe.keep_float))),
                                       int16_layers=recipe.int16_layers, replan=False)
 
 
@@ -163,7 +166,8 @@ class Ledger:
         """The attempt made with ``recipe`` before (the same layers in another order), if any."""
         def layers(r: Recipe) -> tuple[Any, ...]:
             return (r.quantization, r.precision, frozenset(r.keep_float),
-                    frozenset(r.int16_layers), frozenset(r.speed_float))
+                    frozenset(r.int16_layers), frozenset(r.speed_float),
+                    frozenset(r.kinds_float))
 
         return next((t for t in self.tried if layers(t.recipe) == layers(recipe)), None)
 

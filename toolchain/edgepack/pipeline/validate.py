@@ -187,7 +187,7 @@ def slower_than_fp32(artifacts: list[Artifact]) -> list[str]:
         chosen = next((a for a in art.fallback if a.chosen), None)
         ref = _reference_of(art, artifacts)
         if art.role != "deliverable" or not chosen \
-                or not (chosen.kept_float or chosen.int16_layers) \
+                or not chosen.widened() \
                 or ref is None or art.latency is None or ref.latency is None \
                 or art.latency.p50_ms <= SLOWER_THAN_FP32 * ref.latency.p50_ms:
             continue

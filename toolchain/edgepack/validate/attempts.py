@@ -12,6 +12,20 @@ from typing import Any, ClassVar
 
 #: the accuracy fallback's change that quantizes activations at run time (pipeline/fallback.py)
 DYNAMIC_FIX = "dynamic int8 activations"
+#: the accuracy fallback's change that keeps every int8 op of one weightless kind float
+#: (pipeline/fallback_kinds.py), for a kind's name
+KIND_FIX = "int8 {} ops in float"
+
+
+def kind_fix(kind: str) -> str:
+    """The change that keeps the int8 ops of ``kind`` float, named."""
+    return KIND_FIX.format(kind)
+
+
+def kind_fixes(changes: list[str]) -> list[str]:
+    """Those of ``changes`` that kept the int8 ops of a kind float."""
+    head, tail = KIND_FIX.split("{}")
+    return [c for c in changes if c.startswith(head) and c.endswith(tail)]
 
 
 @dataclass
@@ -40,12 +54,22 @@ class FallbackAttempt:
     #: ``kept_float`` are those first layers (the rest are ranked ones)
     first_layers: int = 0
 
+    @property
+    def changes(self) -> list[str]:
+        """Every change the attempt holds: the fixes it started from and its own."""
+        return [*self.based_on, *([self.change] if self.change else [])]
+
+    def widened(self) -> bool:
+        """Whether it keeps layers or ops out of int8 for accuracy (they cost speed)."""
+        return bool(self.kept_float or self.int16_layers or kind_fixes(self.changes))
+
     def out_of_int8(self) -> str:
         """The layers the attempt keeps out of int8, said (for the report's notes)."""
         said = [f"{len(layers)} layer(s) {how}" for layers, how in (
             (self.kept_float, "kept in float"),
             (self.int16_layers, "given 16-bit activations")) if layers]
-        if DYNAMIC_FIX in (self.change, *self.based_on):
+        said[:0] = kind_fixes(self.changes)
+        if DYNAMIC_FIX in self.changes:
             said.insert(0, "activations quantized at run time")
         return " and ".join(said) or "no layer kept out of int8"
 
