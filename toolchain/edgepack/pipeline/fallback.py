@@ -12,14 +12,14 @@ the later attempts start from; then the residual adds and elementwise products, 
 time, in float (fallback_kinds.py: no weights, so no size). If none is enough, the kinds of
 attempt of fallback_search.py keep layers in float with the format's own mechanism (ONNX
 Runtime ``nodes_to_exclude``, the TFLite quantizer's denylist, NNCF's ignored scope), or
-give them 16-bit activations where the
-target's runtime runs those fast, the fewest that meet the budget, on that recipe. Still
-over, each cheap fix is judged again on the best attempt's layers (kept ones taken out, the
-others put in): what a fix does to plain int8 does not say what it does once layers are
-float. What ships is the best attempt overall (fallback_rank.py): passing ones first and the
-cheapest of them, else the closest, never one another attempt beats on every measure. Every
-attempt (what it changed, what it started from, what it measured, its size) is recorded for
-the report, so a user sees the price of the accuracy."""
+give them 16-bit activations where the target's runtime runs those fast, the fewest that
+meet the budget, on that recipe. Still over, each cheap fix is judged again on the best
+attempt's layers (kept ones taken out, the others put in): what a fix does to plain int8
+does not say what it does once layers are float. What ships is the best attempt overall
+(fallback_rank.py): passing ones first and the cheapest of them, else the closest, never one
+another attempt beats on every measure. Every attempt (what it changed, what it started
+from, what it measured, its size) is recorded for the report, so a user sees the price of
+the accuracy."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def _cheap_fixes(ledger: Ledger) -> None:
     """Each quantization change that costs nothing in size or speed, tried on the best recipe
     so far (one that helped stays in), until one meets the budget."""
     setup = ledger.setup
-    if setup.profile.quantization is None or setup.calibration is None:
+    if setup.profile.quantization is None:
         return
     for what, formats, change in CHEAP_FIXES:
         base = ledger.best().recipe
@@ -121,8 +121,9 @@ def _cheap_fixes(ledger: Ledger) -> None:
 
 def _fixed(setup: FallbackSetup, quant: Quantization, what: str, formats: tuple[str, ...],
            change: Callable[[Quantization], Quantization | None]) -> Quantization | None:
-    """``quant`` with the cheap fix ``what``; None where it is not this format's tool's knob,
-    is so already, or (twice the samples) the calibration set has no more to take."""
+    """``quant`` with the cheap fix ``what``; None where there is no calibration data, it is
+    not this format's tool's knob, is so already, or (twice the samples) the calibration set
+    has no more to take."""
     if setup.fmt not in formats or setup.calibration is None:
         return None
     if what.startswith("twice") and len(setup.calibration) <= quant.calibration.samples:

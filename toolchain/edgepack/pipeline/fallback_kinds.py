@@ -15,6 +15,7 @@ residual adds float (compress/transformer.py).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 from ..compress.layer_order import INT8_KINDS
 from ..validate.attempts import kind_fix
@@ -29,12 +30,16 @@ def kinds_in_float(ledger: Ledger) -> None:
     """Each kind of ``ACCURACY_KINDS`` that the best attempt so far computes in int8, tried
     float on top of it, while no attempt meets the budget."""
     fmt = ledger.setup.fmt
-    find = INT8_KINDS.get(fmt)
-    for kind in ACCURACY_KINDS.get(fmt, ()):
+    kinds = ACCURACY_KINDS.get(fmt, ())
+    if not kinds:
+        return
+    # each file read once: the best attempt stays the same when a kind did not help
+    find = cache(INT8_KINDS[fmt])
+    for kind in kinds:
         if ledger.passed:
             return
         best = ledger.best()
-        ops = find(best.kept).get(kind, []) if find is not None else []
+        ops = find(best.kept).get(kind, [])
         if not ops:
             continue
         recipe = replace(best.recipe, kinds_float=(*best.recipe.kinds_float, *ops),

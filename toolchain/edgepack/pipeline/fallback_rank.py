@@ -22,8 +22,8 @@ class Scored:
     #: how far the failed checks miss, in units of the error each allows (0.0 when passed)
     shortfall: float
     size_bytes: int
-    #: layers kept out of int8, in float or with 16-bit activations (the speed an attempt
-    #: gives up; a proxy for its latency)
+    #: layers and ops kept out of int8, in float or with 16-bit activations (the speed an
+    #: attempt gives up; a proxy for its latency)
     wide_layers: int = 0
     #: each budget check's margin: how far inside its limit the value is (bigger is better)
     margins: dict[str, float] = field(default_factory=dict)
