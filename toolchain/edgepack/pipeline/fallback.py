@@ -13,26 +13,27 @@ time, in float (fallback_kinds.py: no weights, so no size). If none is enough, t
 attempt of fallback_search.py keep layers in float with the format's own mechanism (ONNX
 Runtime ``nodes_to_exclude``, the TFLite quantizer's denylist, NNCF's ignored scope), or
 give them 16-bit activations where the target's runtime runs those fast, the fewest that
-meet the budget, on that recipe. Still over, each cheap fix is judged again on the best
-attempt's layers (kept ones taken out, the others put in): what a fix does to plain int8
-does not say what it does once layers are float. What ships is the best attempt overall
-(fallback_rank.py): passing ones first and the cheapest of them, else the closest, never one
-another attempt beats on every measure. Every attempt (what it changed, what it started
-from, what it measured, its size) is recorded for the report, so a user sees the price of
-the accuracy."""
+meet the budget, on that recipe. Still over, each cheap fix and each float kind is judged
+again on the best attempt's layers (kept ones taken out, the others put in): what a change
+does to plain int8 does not say what it does once layers are float. What ships is the best
+attempt overall (fallback_rank.py): passing ones first and the cheapest of them, else the
+closest, never one another attempt beats on every measure. Every attempt (what it changed,
+what it started from, what it measured, its size) is recorded for the report, so a user sees
+the price of the accuracy."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from ..compress.transformer import file_graph, resolve
 from ..config.profiles import Quantization
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError, first_line
-from ..validate.attempts import DYNAMIC_FIX
+from ..validate.attempts import DYNAMIC_FIX, kind_fix
 from .fallback_attempts import FallbackSetup, Ledger, Recipe, Tried, artifact_bytes
-from .fallback_kinds import kinds_in_float
+from .fallback_kinds import ACCURACY_KINDS, kind_toggled, kinds_in_float
 from .fallback_search import ATTEMPT_KINDS, Start
 from .fallback_speed import faster_int8
 
@@ -92,7 +93,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
             kind.run(start)
             if ledger.passed:
                 break
-        notes += _fixes_judged_again(ledger)
+        notes += _changes_judged_again(ledger, transformer)
     chosen = ledger.best()
     shipped = ledger.ship(chosen)
     if chosen.recipe.wide_layers or chosen.recipe.precision != "int8":
@@ -131,29 +132,26 @@ def _fixed(setup: FallbackSetup, quant: Quantization, what: str, formats: tuple[
     return change(quant)
 
 
-def _fixes_judged_again(ledger: Ledger) -> list[str]:
-    """Each cheap fix judged again on the best attempt, layers and all, while none meets the
-    budget: a fix kept is taken out, one left out is put in, one attempt each. A fix is kept
-    or left on what it does to plain int8, and what it does to the layers kept out of int8
-    later can be the opposite (docs/benchmarks.md: mse calibration helped silero-vad's plain
-    int8 and cost its layer search the pass). The notes: an attempt that could not be made."""
+def _changes_judged_again(ledger: Ledger, transformer: bool) -> list[str]:
+    """Each cheap fix and each kind of weightless op in float judged again on the best
+    attempt, layers and all, while none meets the budget: a change kept is taken out, one
+    left out is put in, one attempt each. A change is kept or left on what it does before
+    any layer is float, and once layers are float it can do the opposite (docs/benchmarks.md:
+    mse calibration helped silero-vad's plain int8 and cost its layer search the pass; float
+    ADDs brought nudenet's TFLite closer and cost its first 4 float layers the pass). The
+    notes: an attempt that could not be made."""
     best, setup = ledger.best(), ledger.setup
-    profile = setup.profile.quantization
-    if ledger.passed or profile is None or best.recipe.precision != "int8" \
-            or not best.recipe.wide_layers:
+    if ledger.passed or best.recipe.precision != "int8" or not best.recipe.wide_layers:
         return []
-    for what, _, _ in CHEAP_FIXES:
-        kept = what in best.recipe.fixes
-        fixes = tuple(f for f in best.recipe.fixes if f != what) if kept \
-            else (*best.recipe.fixes, what)
-        quant: Quantization | None = profile
-        for fix, formats, change in CHEAP_FIXES:  # the fixes in the order first tried
-            if fix in fixes and quant is not None:
-                quant = _fixed(setup, quant, fix, formats, change)
-        recipe = replace(best.recipe, quantization=quant, fixes=fixes)
-        if quant is None or ledger.find(recipe) is not None:
+    kinds = () if transformer or setup.calibration is None else ACCURACY_KINDS.get(setup.fmt, ())
+    toggles = [*((what, partial(_fix_toggled, setup, best.recipe, what))
+                 for what, _, _ in CHEAP_FIXES),
+               *((kind_fix(k), partial(kind_toggled, ledger, best, k)) for k in kinds)]
+    for what, toggled in toggles:
+        recipe = toggled()
+        if recipe is None or ledger.find(recipe) is not None:
             continue
-        change = ("without " if kept else "") + what
+        change = ("without " if what in best.recipe.fixes else "") + what
         try:
             tried = ledger.attempt(recipe, f"the best attempt's layers, {change}",
                                    change=change, order=best.attempt.order,
@@ -164,6 +162,19 @@ def _fixes_judged_again(ledger: Ledger) -> list[str]:
         if tried.attempt.passed:
             break
     return []
+
+
+def _fix_toggled(setup: FallbackSetup, recipe: Recipe, what: str) -> Recipe | None:
+    """``recipe`` with the cheap fix ``what`` taken out where it holds it, else put in; None
+    where the profile has no quantization or the fix cannot be made (``_fixed``)."""
+    profile = setup.profile.quantization
+    fixes = tuple(f for f in recipe.fixes if f != what) if what in recipe.fixes \
+        else (*recipe.fixes, what)
+    quant: Quantization | None = profile
+    for fix, formats, change in CHEAP_FIXES:  # the fixes in the order first tried
+        if fix in fixes and quant is not None:
+            quant = _fixed(setup, quant, fix, formats, change)
+    return None if quant is None else replace(recipe, quantization=quant, fixes=fixes)
 
 
 def _dynamic(ledger: Ledger, transformer: bool) -> list[str]:

@@ -19,7 +19,7 @@ from functools import cache
 
 from ..compress.layer_order import INT8_KINDS
 from ..validate.attempts import kind_fix
-from .fallback_attempts import Ledger
+from .fallback_attempts import Ledger, Recipe, Tried
 
 #: per format, the op kinds (as compress/layer_order.py names them) tried in float, in order
 ACCURACY_KINDS: dict[str, tuple[str, ...]] = {
@@ -45,3 +45,18 @@ def kinds_in_float(ledger: Ledger) -> None:
         recipe = replace(best.recipe, kinds_float=(*best.recipe.kinds_float, *ops),
                          fixes=(*best.recipe.fixes, kind_fix(kind)))
         ledger.attempt(recipe, kind_fix(kind), change=kind_fix(kind))
+
+
+def kind_toggled(ledger: Ledger, tried: Tried, kind: str) -> Recipe | None:
+    """``tried``'s recipe with the ops of ``kind`` back in int8 where it keeps them float for
+    accuracy, else with those its file computes in int8 kept float; None when there are none.
+    The ops a kind kept float are found in the first attempt's file, where they are all still
+    int8 (only the speed step's are float there)."""
+    recipe, fix, find = tried.recipe, kind_fix(kind), INT8_KINDS[ledger.setup.fmt]
+    if fix in recipe.fixes:
+        ops = set(find(ledger.tried[0].kept).get(kind, []))
+        return replace(recipe, kinds_float=tuple(o for o in recipe.kinds_float if o not in ops),
+                       fixes=tuple(f for f in recipe.fixes if f != fix))
+    ops = find(tried.kept).get(kind, [])
+    return replace(recipe, kinds_float=(*recipe.kinds_float, *ops),
+                   fixes=(*recipe.fixes, fix)) if ops else None
