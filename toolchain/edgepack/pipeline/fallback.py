@@ -3,59 +3,34 @@ what helps, until one meets the budget.
 
 Plain int8 that runs slower than its fp32 reference first has the kinds of int8 op its runtime
 runs slowly kept in float (fallback_speed.py; not for a transformer over budget, which goes
-dynamic); every attempt starts from that. The artifact
-is then measured against the profile's budget on the eval set. If it is over, the cheap fixes
-come first (per-channel weights, percentile calibration where the tool has it and the
-profile's method is not already a better one, twice the calibration samples):
-each costs nothing in size or speed, and one that brings the file closer stays in the recipe
-the later attempts start from; then the residual adds and elementwise products, a kind at a
-time, in float (fallback_kinds.py: no weights, so no size). If none is enough, the kinds of
-attempt of fallback_search.py keep layers in float with the format's own mechanism (ONNX
-Runtime ``nodes_to_exclude``, the TFLite quantizer's denylist, NNCF's ignored scope), or
-give them 16-bit activations where the target's runtime runs those fast, the fewest that
-meet the budget, on that recipe. Still over, each cheap fix and each float kind is judged
-again on the best attempt's layers (kept ones taken out, the others put in): what a change
-does to plain int8 does not say what it does once layers are float. What ships is the best
-attempt overall (fallback_rank.py): passing ones first and the cheapest of them, else the
-closest, never one another attempt beats on every measure. Every attempt (what it changed,
-what it started from, what it measured, its size) is recorded for the report, so a user sees
-the price of the accuracy."""
+dynamic); every attempt starts from that. The artifact is then measured against the
+profile's budget on the eval set. If it is over, the changes that cost no size come first
+(fallback_changes.py): the cheap fixes (per-channel weights, percentile calibration where the
+tool has it and the profile's method is not already a better one, twice the calibration
+samples) and the residual adds and elementwise products in float, a kind at a time, each
+toggled on the best recipe so far, round after round while a round changes it. If none is
+enough, the kinds of attempt of fallback_search.py keep layers in float with the format's
+own mechanism (ONNX Runtime ``nodes_to_exclude``, the TFLite quantizer's denylist, NNCF's
+ignored scope), or give them 16-bit activations where the target's runtime runs those fast,
+the fewest that meet the budget, on that recipe. Still over, each of those changes is judged
+again on the best attempt's layers: what a change does to plain int8 does not say what it
+does once layers are float. What ships is the best attempt overall (fallback_rank.py):
+passing ones first and the cheapest of them, else the closest, never one another attempt
+beats on every measure. Every attempt (what it changed, what it started from, what it
+measured, its size) is recorded for the report, so a user sees the price of the accuracy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 
 from ..compress.transformer import file_graph, resolve
-from ..config.profiles import Quantization
 from ..converters.converter import ConvertedFile
 from ..errors import ConversionError, first_line
-from ..validate.attempts import DYNAMIC_FIX, kind_fix
+from ..validate.attempts import DYNAMIC_FIX
 from .fallback_attempts import FallbackSetup, Ledger, Recipe, Tried, artifact_bytes
-from .fallback_kinds import ACCURACY_KINDS, kind_toggled, kinds_in_float
+from .fallback_changes import compose, judged_again
 from .fallback_search import ATTEMPT_KINDS, Start
 from .fallback_speed import faster_int8
-
-
-def _percentile(q: Quantization) -> Quantization | None:
-    """Percentile calibration, unless the profile already sets it or mse (a search of the
-    clipping range that minimizes the error, which percentile only approximates)."""
-    if q.calibration.method in ("percentile", "mse"):
-        return None
-    return q.model_copy(update={
-        "calibration": q.calibration.model_copy(update={"method": "percentile"})})
-
-
-#: (what, formats whose tool honours it, how the quantization changes: None when already so)
-CHEAP_FIXES: list[tuple[str, tuple[str, ...], Callable[[Quantization], Quantization | None]]] = [
-    ("per-channel weights", ("tflite", "onnx"),
-     lambda q: None if q.per_channel else q.model_copy(update={"per_channel": True})),
-    ("percentile calibration", ("tflite", "onnx", "openvino"), _percentile),
-    ("twice the calibration samples", ("tflite", "onnx", "openvino"),
-     lambda q: q.model_copy(update={"calibration": q.calibration.model_copy(
-         update={"samples": 2 * q.calibration.samples})})),
-]
 
 
 def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
@@ -77,9 +52,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     if plain.attempt.passed:
         produced.notes += speed_notes
         return produced
-    _cheap_fixes(ledger)
-    if not transformer and setup.calibration is not None:
-        kinds_in_float(ledger)
+    compose(ledger, transformer)
     notes = _dynamic(ledger, transformer)
     # what the speed step's float kinds added to plain int8 is spent from the allowance
     start = Start(ledger, ledger.best(), reference,
@@ -93,7 +66,7 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
             kind.run(start)
             if ledger.passed:
                 break
-        notes += _changes_judged_again(ledger, transformer)
+        notes += judged_again(ledger, transformer)
     chosen = ledger.best()
     shipped = ledger.ship(chosen)
     if chosen.recipe.wide_layers or chosen.recipe.precision != "int8":
@@ -101,80 +74,6 @@ def fit_budget(setup: FallbackSetup, produced: ConvertedFile,
     shipped.notes += [*speed_notes, *notes, *start.notes,
                       _shipped_note(ledger, chosen, start.ranked_count)]
     return shipped
-
-
-def _cheap_fixes(ledger: Ledger) -> None:
-    """Each quantization change that costs nothing in size or speed, tried on the best recipe
-    so far (one that helped stays in), until one meets the budget."""
-    setup = ledger.setup
-    if setup.profile.quantization is None:
-        return
-    for what, formats, change in CHEAP_FIXES:
-        base = ledger.best().recipe
-        quant = _fixed(setup, base.quantization, what, formats, change)
-        if quant is None:
-            continue
-        tried = ledger.attempt(replace(base, quantization=quant, fixes=(*base.fixes, what)),
-                               what, change=what)
-        if tried.attempt.passed:
-            return
-
-
-def _fixed(setup: FallbackSetup, quant: Quantization, what: str, formats: tuple[str, ...],
-           change: Callable[[Quantization], Quantization | None]) -> Quantization | None:
-    """``quant`` with the cheap fix ``what``; None where there is no calibration data, it is
-    not this format's tool's knob, is so already, or (twice the samples) the calibration set
-    has no more to take."""
-    if setup.fmt not in formats or setup.calibration is None:
-        return None
-    if what.startswith("twice") and len(setup.calibration) <= quant.calibration.samples:
-        return None
-    return change(quant)
-
-
-def _changes_judged_again(ledger: Ledger, transformer: bool) -> list[str]:
-    """Each cheap fix and each kind of weightless op in float judged again on the best
-    attempt, layers and all, while none meets the budget: a change kept is taken out, one
-    left out is put in, one attempt each. A change is kept or left on what it does before
-    any layer is float, and once layers are float it can do the opposite (docs/benchmarks.md:
-    mse calibration helped silero-vad's plain int8 and cost its layer search the pass; float
-    ADDs brought nudenet's TFLite closer and cost its first 4 float layers the pass). The
-    notes: an attempt that could not be made."""
-    best, setup = ledger.best(), ledger.setup
-    if ledger.passed or best.recipe.precision != "int8" or not best.recipe.wide_layers:
-        return []
-    kinds = () if transformer or setup.calibration is None else ACCURACY_KINDS.get(setup.fmt, ())
-    toggles = [*((what, partial(_fix_toggled, setup, best.recipe, what))
-                 for what, _, _ in CHEAP_FIXES),
-               *((kind_fix(k), partial(kind_toggled, ledger, best, k)) for k in kinds)]
-    for what, toggled in toggles:
-        recipe = toggled()
-        if recipe is None or ledger.find(recipe) is not None:
-            continue
-        change = ("without " if what in best.recipe.fixes else "") + what
-        try:
-            tried = ledger.attempt(recipe, f"the best attempt's layers, {change}",
-                                   change=change, order=best.attempt.order,
-                                   first_layers=best.attempt.first_layers)
-        except ConversionError as exc:  # the attempts made stand
-            return [f"accuracy fallback: the best attempt's layers {change} could not be "
-                    f"made: {exc.bare}"]
-        if tried.attempt.passed:
-            break
-    return []
-
-
-def _fix_toggled(setup: FallbackSetup, recipe: Recipe, what: str) -> Recipe | None:
-    """``recipe`` with the cheap fix ``what`` taken out where it holds it, else put in; None
-    where the profile has no quantization or the fix cannot be made (``_fixed``)."""
-    profile = setup.profile.quantization
-    fixes = tuple(f for f in recipe.fixes if f != what) if what in recipe.fixes \
-        else (*recipe.fixes, what)
-    quant: Quantization | None = profile
-    for fix, formats, change in CHEAP_FIXES:  # the fixes in the order first tried
-        if fix in fixes and quant is not None:
-            quant = _fixed(setup, quant, fix, formats, change)
-    return None if quant is None else replace(recipe, quantization=quant, fixes=fixes)
 
 
 def _dynamic(ledger: Ledger, transformer: bool) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,25 @@ class BudgetMeter:
             if steps is not None and key:
                 steps.store_fidelity(key, fidelity, accuracy)
         own = y.floors.of_file(produced.format, produced.path) if y.floors else None
-        verdict = budget_gate.evaluate(self.profile.name, self.profile.budget, fidelity,
-                                       y.accuracy, accuracy, own.floor if own else None)
-        numbers = {c.name: round(c.value, 6) for c in verdict.checks}
-        return verdict, numbers
+        verdict = _as_reported(budget_gate.evaluate(
+            self.profile.name, self.profile.budget, fidelity, y.accuracy, accuracy,
+            own.floor if own else None))
+        return verdict, {c.name: c.value for c in verdict.checks}
+
+
+#: the digits an attempt's readings are reported with
+DIGITS = 6
+
+
+def _as_reported(verdict: budget_gate.BudgetVerdict) -> budget_gate.BudgetVerdict:
+    """``verdict`` with each check's value rounded as the report prints it (pass or fail as
+    measured): attempts are ranked on the numbers a user reads, so a file shown equal to a
+    smaller one is not shipped over it for a difference in the seventh digit."""
+    def rounded(checks: list[budget_gate.BudgetCheck]) -> list[budget_gate.BudgetCheck]:
+        return [replace(c, value=round(c.value, DIGITS)) for c in checks]
+
+    return replace(verdict, checks=rounded(verdict.checks), outputs=[
+        replace(o, checks=rounded(o.checks)) for o in verdict.outputs])
 
 
 @dataclass(frozen=True)

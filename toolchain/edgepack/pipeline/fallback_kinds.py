@@ -6,16 +6,15 @@ An Add that joins a skip connection to a block's output rounds their sum to the 
 widest input: MediaPipe pose's 28 residual Adds in float took its world landmarks from cosine
 0.42 to 0.89 in ONNX (docs/benchmarks.md); elsewhere such kinds moved fidelity by 0.001-0.04.
 They hold no weights, so the file keeps its size; their speed is paid like a float layer's
-(the report states what the shipped attempt gained per ms lost). Each kind is tried on the
-best recipe so far and stays in it when it brings the file closer, as the cheap fixes do,
-before any layer is kept float; not for a transformer, whose recipe already keeps its
-residual adds float (compress/transformer.py).
+(the report states what the shipped attempt gained per ms lost). Each kind is a toggle of
+the recipe like a cheap fix (fallback_changes.py): kept when it brings the file closer, taken
+out again when that does; not for a transformer, whose recipe already keeps its residual adds
+float (compress/transformer.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import cache
 
 from ..compress.layer_order import INT8_KINDS
 from ..validate.attempts import kind_fix
@@ -24,27 +23,6 @@ from .fallback_attempts import Ledger, Recipe, Tried
 #: per format, the op kinds (as compress/layer_order.py names them) tried in float, in order
 ACCURACY_KINDS: dict[str, tuple[str, ...]] = {
     "onnx": ("Add", "Mul"), "openvino": ("Add", "Multiply"), "tflite": ("ADD", "MUL")}
-
-
-def kinds_in_float(ledger: Ledger) -> None:
-    """Each kind of ``ACCURACY_KINDS`` that the best attempt so far computes in int8, tried
-    float on top of it, while no attempt meets the budget."""
-    fmt = ledger.setup.fmt
-    kinds = ACCURACY_KINDS.get(fmt, ())
-    if not kinds:
-        return
-    # each file read once: the best attempt stays the same when a kind did not help
-    find = cache(INT8_KINDS[fmt])
-    for kind in kinds:
-        if ledger.passed:
-            return
-        best = ledger.best()
-        ops = find(best.kept).get(kind, [])
-        if not ops:
-            continue
-        recipe = replace(best.recipe, kinds_float=(*best.recipe.kinds_float, *ops),
-                         fixes=(*best.recipe.fixes, kind_fix(kind)))
-        ledger.attempt(recipe, kind_fix(kind), change=kind_fix(kind))
 
 
 def kind_toggled(ledger: Ledger, tried: Tried, kind: str) -> Recipe | None:
