@@ -436,6 +436,45 @@ def test_mse_ranges_leave_what_reaches_an_output_unclipped(tmp_path: Path) -> No
     assert searched[first][1] < hists[first].finite_range[1] == 40.0
 
 
+def test_min_max_int8_feeds_and_reads_the_true_ranges(tmp_path: Path) -> None:
+    """Calibration method minmax: the model's input and output are quantized over their true
+    min/max, not ai-edge-quantizer's average of each sample's (which quantized MediaPipe
+    pose's input [0, 1] over [0, 0.966], and face landmark's presence score over one value).
+    Here one calibration sample in 16 reaches 1.0, the others 0.5: the average would clip
+    the input at ~0.53."""
+    import keras
+    from edgepack.quiet import captured, import_tensorflow
+
+    tf = import_tensorflow()
+    inp = keras.Input((8,), batch_size=1, name="x")
+    score = keras.layers.Dense(1, name="score")(keras.layers.Dense(6, activation="relu")(inp))
+    with captured():
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, score)).convert()
+    (tmp_path / "src.tflite").write_bytes(flatbuffer)
+    x = np.random.default_rng(0).uniform(0.0, 0.5, (16, 8)).astype(np.float32)
+    x[3, 2] = 1.0
+    np.savez(tmp_path / "calib.npz", x=x)
+    notes: list[str] = []
+    path = _compress(tmp_path / "src.tflite", tmp_path / "calib.npz", tmp_path / "q", "int8",
+                     notes=notes, calibration={"method": "minmax", "samples": 16})
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    tensors = interp.get_tensor_details()
+    ops = interp._get_ops_details()  # noqa: SLF001 (no public accessor)
+
+    def span(op_name: str, side: str) -> tuple[float, float]:
+        op = next(o for o in ops if o["op_name"] == op_name)
+        scale, zero = tensors[op[side][0]]["quantization"]
+        return (-128 - zero) * scale, (127 - zero) * scale
+
+    assert span("QUANTIZE", "outputs")[1] >= 0.99  # the input's 1.0 is not clipped
+    out = np.concatenate([_run(tmp_path / "src.tflite", x[i:i + 1]).ravel() for i in range(16)])
+    low, high = span("DEQUANTIZE", "inputs")
+    assert low <= min(out.min(), 0.0) + 0.01 and high >= max(out.max(), 0.0) - 0.01, (low, high)
+    assert any("inputs and outputs over their true min/max" in n for n in notes), notes
+
+
 def test_int16_layers_get_16_bit_activations_and_the_file_runs(sources: dict[str, Path],
                                                                tmp_path: Path) -> None:
     """The named layer computes with int16 activations and int8 weights (LiteRT's 16x8

@@ -5,7 +5,8 @@ converter could quantize again; ai-edge-quantizer quantizes the flatbuffer itsel
 
 - int8: static-range int8, every op it has an int8 kernel configuration for: weights symmetric,
   per channel unless the profile says per tensor; activations asymmetric per tensor, their
-  min/max calibrated on the profile's seeded sample of the build's calibration data. Inputs and
+  min/max calibrated on the profile's seeded sample of the build's calibration data (the
+  model's inputs and outputs over their true min/max: tflite_ranges.py). Inputs and
   outputs stay float32 (a QUANTIZE / DEQUANTIZE at the edges) unless the profile asks for
   int8 or uint8, which TensorFlow's own I/O rewrite then gives them. Layers the accuracy
   fallback chose stay float (matched by their output tensor's name). The calibration is kept
@@ -188,17 +189,20 @@ def _calibration(tool: Any, flatbuffer: bytes, src: Path,
 
 def _ranged(stats: dict[str, Any], flatbuffer: bytes, src: Path, ctx: ConvertContext,
             samples: Dataset) -> dict[str, Any]:
-    """``stats`` with method ``mse`` or ``percentile`` replaced by that method's range
-    (compress/tflite_ranges.py; the true min/max for what reaches the model's outputs) except
-    for the layers with 16-bit activations, kept in the scratch folder like the min/max."""
+    """``stats`` with method ``mse`` or ``percentile`` replaced by that method's range, else
+    with the model's inputs and what reaches its outputs given their true min/max
+    (compress/tflite_ranges.py: ai-edge-quantizer's own average each sample's, which clips),
+    except for the layers with 16-bit activations; kept in the scratch folder like the
+    calibration."""
     method = ctx.quantization.calibration.method if ctx.quantization else "minmax"
-    if method not in ranged.METHODS:
-        return stats
-    searched = ranged.searched_ranges(
-        flatbuffer, set(stats), samples, method,
-        ctx.scratch_file(f"tflite-aeq-{method}", src, samples, ".json",
-                         shapes=ctx.input_shapes))
-    ctx.notes.append(ranged.note(method))
+    scratch = ctx.scratch_file(f"tflite-aeq-{method}", src, samples, ".json",
+                               shapes=ctx.input_shapes)
+    if method in ranged.METHODS:
+        searched = ranged.searched_ranges(flatbuffer, set(stats), samples, method, scratch)
+        ctx.notes.append(ranged.note(method))
+    else:
+        searched = ranged.true_edges(flatbuffer, set(stats), samples, scratch)
+        ctx.notes.append(ranged.EDGES_NOTE)
     return {name: {"min": np.full_like(qsv["min"], searched[name][0]),
                    "max": np.full_like(qsv["max"], searched[name][1])}
             if name in searched and name not in ctx.int16_layers else qsv

@@ -12,8 +12,13 @@ bias correction, the fallback's float layers).
 
 What reaches the model's outputs keeps its min/max, as in compress/onnx_ranges.py: what the app
 reads is never clipped (a classifier's top logit clipped to its neighbours' value ties them).
-That is the true min/max, not ai-edge-quantizer's own statistics (a moving average of each
-sample's min/max, which clips).
+That is the true min/max, not ai-edge-quantizer's own statistics (an average of each sample's
+min/max). With method ``minmax`` those statistics are kept inside the model, and the model's
+inputs and what reaches its outputs get their true min/max (``true_edges``), as the TFLite
+converter and ONNX Runtime give them: ai-edge-quantizer's own quantized MediaPipe pose's input
+[0, 1] over [0, 0.966], and face landmark's presence score over the single value 7.61 (its
+true range [-10.7, 30.1]). Inside the model they hold better than the true min/max (pose's
+world landmarks: cosine 0.83 with theirs, 0.38 with the true ones).
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ METHODS: dict[str, tuple[Callable[[Histogram], tuple[float, float]], str]] = {
     "mse": (mse_range, "each activation's least-squared-error int8 clipping range"),
     "percentile": (percentile_range, f"each activation's {PERCENTILE}th-percentile range"),
 }
+
+
+#: what the report says of ai-edge-quantizer's min/max with the true one at the edges
+EDGES_NOTE = ("activation ranges: ai-edge-quantizer's (each sample's min/max averaged) inside "
+              "the model; its inputs and outputs over their true min/max, never clipped")
 
 
 def note(method: str) -> str:
@@ -103,6 +113,28 @@ def signature_feeds(flatbuffer: bytes,
         feeds.append({name: feed[name] if by_name else value
                       for name, value in zip(names, feed.values(), strict=True)})
     return signature.signatureKey.decode(), feeds
+
+
+def true_edges(flatbuffer: bytes, names: set[str], samples: Dataset,
+               path: Path | None) -> dict[str, tuple[float, float]]:
+    """The true min/max over ``samples`` of the model's inputs and of what reaches its
+    outputs, of those named in ``names``, kept in ``path`` when given."""
+    if path is not None and path.is_file():
+        return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
+    ranges = {name: hist.finite_range for name, hist in
+              histograms(flatbuffer, names & edge_names(flatbuffer), samples).items()}
+    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(ranges))
+        part.replace(path)
+    return ranges
+
+
+def edge_names(flatbuffer: bytes) -> set[str]:
+    """The names of the main graph's input tensors and ``output_names``: what the app feeds
+    and reads, never clipped."""
+    sub = graph.read(flatbuffer).subgraphs[0]
+    return {sub.tensors[i].name.decode() for i in sub.inputs} | output_names(flatbuffer)
 
 
 def output_names(flatbuffer: bytes) -> set[str]:
