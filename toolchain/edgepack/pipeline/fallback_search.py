@@ -39,10 +39,10 @@ NAMED_UNAFFORDABLE = 5
 
 @dataclass
 class Start:
-    """Where the kinds of attempt start: the best attempt after the cheap fixes (its recipe,
-    its int8 file, whose layers are read and ranked), the fp32 reference, and the bytes of
-    float weights the profile's size allowance leaves; the notes the kinds leave for the
-    shipped file."""
+    """Where the kinds of attempt start: the best attempt after the changes that cost no size
+    (its recipe, its int8 file, whose layers are read and ranked), the fp32 reference, and
+    the bytes of float weights the profile's size allowance leaves; the notes the kinds leave
+    for the shipped file."""
 
     ledger: Ledger
     base: Tried
