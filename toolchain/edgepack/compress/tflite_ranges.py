@@ -1,4 +1,5 @@
-"""Activation ranges beyond min/max for TFLite int8 (calibration methods ``mse``, ``percentile``).
+"""Activation ranges beyond min/max for TFLite int8 (calibration methods ``mse``, ``percentile``),
+and the true min/max at the edges where ai-edge-quantizer's own clips them.
 
 Both TFLite quantizers take their activation ranges from a calibration that can be edited
 before they quantize: the TFLite converter's calibrated float flatbuffer (each tensor's min/max
@@ -56,17 +57,13 @@ def searched_ranges(flatbuffer: bytes, names: set[str], samples: Dataset, method
                     path: Path | None) -> dict[str, tuple[float, float]]:
     """The ``method`` range of each activation of ``flatbuffer`` named in ``names`` over
     ``samples`` (min/max for what reaches the model's outputs), kept in ``path`` when given."""
-    if path is not None and path.is_file():
-        return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
-    outputs = output_names(flatbuffer)
-    choose = METHODS[method][0]
-    ranges = {name: hist.finite_range if name in outputs else choose(hist)
-              for name, hist in histograms(flatbuffer, names, samples).items()}
-    if path is not None:  # written whole, then renamed: a killed build leaves no torn file
-        part = path.with_suffix(".part")
-        part.write_text(json.dumps(ranges))
-        part.replace(path)
-    return ranges
+    def searched() -> dict[str, tuple[float, float]]:
+        outputs = output_names(flatbuffer)
+        choose = METHODS[method][0]
+        return {name: hist.finite_range if name in outputs else choose(hist)
+                for name, hist in histograms(flatbuffer, names, samples).items()}
+
+    return _kept(path, searched)
 
 
 def histograms(flatbuffer: bytes, names: set[str], samples: Dataset) -> dict[str, Histogram]:
@@ -119,15 +116,24 @@ def true_edges(flatbuffer: bytes, names: set[str], samples: Dataset,
                path: Path | None) -> dict[str, tuple[float, float]]:
     """The true min/max over ``samples`` of the model's inputs and of what reaches its
     outputs, of those named in ``names``, kept in ``path`` when given."""
+    return _kept(path, lambda: {
+        name: hist.finite_range
+        for name, hist in histograms(flatbuffer, names & edge_names(flatbuffer), samples).items()})
+
+
+def _kept(path: Path | None, ranges: Callable[[], dict[str, tuple[float, float]]]
+          ) -> dict[str, tuple[float, float]]:
+    """The ranges kept in ``path`` by an earlier attempt of this build, else ``ranges()``,
+    kept there (the accuracy fallback quantizes the same file again: the ranges are the
+    same)."""
     if path is not None and path.is_file():
         return {name: (low, high) for name, (low, high) in json.loads(path.read_text()).items()}
-    ranges = {name: hist.finite_range for name, hist in
-              histograms(flatbuffer, names & edge_names(flatbuffer), samples).items()}
+    made = ranges()
     if path is not None:  # written whole, then renamed: a killed build leaves no torn file
         part = path.with_suffix(".part")
-        part.write_text(json.dumps(ranges))
+        part.write_text(json.dumps(made))
         part.replace(path)
-    return ranges
+    return made
 
 
 def edge_names(flatbuffer: bytes) -> set[str]:

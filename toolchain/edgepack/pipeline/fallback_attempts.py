@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache.keys import model_files
 from ..cache.records import BuildSteps
+from ..compress.layer_order import INT8_KINDS
 from ..config.profiles import Precision, Profile, Quantization
 from ..converters.converter import ConvertedFile, Converter
 from ..data.dataset import Dataset
@@ -90,7 +91,7 @@ class Recipe:
     activations are quantized at run time (fallback.py). ``speed_float``: the ops of the
     kinds the runtime runs slower in int8 than in float (fallback_speed.py), float in every
     attempt; ``kinds_float``: the weightless ops of the kinds whose int8 cost accuracy
-    (fallback_kinds.py), float in every attempt after the one that kept them."""
+    (fallback_kinds.py), float while the recipe holds their kind's change."""
 
     quantization: Quantization | None
     fixes: tuple[str, ...] = ()
@@ -159,6 +160,8 @@ class Ledger:
     #: the size of plain int8 when the first attempt is not it (the speed step kept op kinds
     #: in float): the size allowance stays relative to plain int8
     plain_size: int | None = None
+    #: each kept file's int8 ops by kind, read once (the kinds are toggled round after round)
+    _int8_ops: dict[Path, dict[str, list[str]]] = field(default_factory=dict, repr=False)
 
     @property
     def attempts(self) -> list[FallbackAttempt]:
@@ -176,6 +179,12 @@ class Ledger:
         """The best attempt so far (fallback_rank.py); plain int8 when all were rejected."""
         i = best([t.scored for t in self.tried])
         return self.tried[i or 0]
+
+    def int8_ops(self, tried: Tried) -> dict[str, list[str]]:
+        """The ops ``tried``'s file computes in int8, by kind (compress/layer_order.py)."""
+        if tried.kept not in self._int8_ops:
+            self._int8_ops[tried.kept] = INT8_KINDS[self.setup.fmt](tried.kept)
+        return self._int8_ops[tried.kept]
 
     def find(self, recipe: Recipe) -> Tried | None:
         """The attempt made with ``recipe`` before (the same layers in another order), if any."""

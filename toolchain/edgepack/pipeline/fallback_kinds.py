@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..compress.layer_order import INT8_KINDS
 from ..validate.attempts import kind_fix
 from .fallback_attempts import Ledger, Recipe, Tried
 
@@ -30,11 +29,11 @@ def kind_toggled(ledger: Ledger, tried: Tried, kind: str) -> Recipe | None:
     accuracy, else with those its file computes in int8 kept float; None when there are none.
     The ops a kind kept float are found in the first attempt's file, where they are all still
     int8 (only the speed step's are float there)."""
-    recipe, fix, find = tried.recipe, kind_fix(kind), INT8_KINDS[ledger.setup.fmt]
+    recipe, fix = tried.recipe, kind_fix(kind)
     if fix in recipe.fixes:
-        ops = set(find(ledger.tried[0].kept).get(kind, []))
+        ops = set(ledger.int8_ops(ledger.tried[0]).get(kind, []))
         return replace(recipe, kinds_float=tuple(o for o in recipe.kinds_float if o not in ops),
                        fixes=tuple(f for f in recipe.fixes if f != fix))
-    ops = find(tried.kept).get(kind, [])
+    ops = ledger.int8_ops(tried).get(kind, [])
     return replace(recipe, kinds_float=(*recipe.kinds_float, *ops),
                    fixes=(*recipe.fixes, fix)) if ops else None
