@@ -105,6 +105,71 @@ def test_mse_ranges_beat_min_max_on_an_outlier_activation(tmp_path: Path, fmt: s
         assert any("least-squared-error" in n for n in notes), notes
 
 
+def _reshaped_head(path: Path) -> Path:
+    """x[N,3,32,32] -> Conv (hidden) -> Conv 1x1 (last) -> Reshape -> Transpose -> y[N,1024,8]:
+    a head whose last activation reaches the output only through value-moving ops."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    init = [numpy_helper.from_array((rng.standard_normal(s) / 4).astype(np.float32), k)
+            for k, s in (("w1", (8, 3, 3, 3)), ("w2", (8, 8, 1, 1)))]
+    init.append(numpy_helper.from_array(np.array([0, 8, 1024], np.int64), "shape"))
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w1"], ["hidden"], name="conv1", pads=[1] * 4),
+             n("Conv", ["hidden", "w2"], ["last"], name="conv2"),
+             n("Reshape", ["last", "shape"], ["flat"], name="flatten"),
+             n("Transpose", ["flat"], ["y"], name="swap", perm=[0, 2, 1])]
+    graph = helper.make_graph(
+        nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1024, 8])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_onnx_percentile_ranges_leave_what_reaches_an_output_unclipped(tmp_path: Path) -> None:
+    """Method percentile in ONNX: edgepack's streamed histograms set the ranges, on every
+    sample asked for. An activation inside the model gets its percentile range (one hot pixel
+    among 300k values is clipped off); the last convolution, read by the app through a
+    Reshape and a Transpose, keeps its true min/max, where ONNX Runtime's own percentile
+    clipped it with the rest."""
+    from edgepack.compress.onnx_ranges import collect_histograms, output_names, own_calibration
+    from edgepack.compress.onnx_transformer import Recipe
+    from edgepack.compress.ranges import percentile_range
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    src = _reshaped_head(tmp_path / "head.onnx")
+    x = np.random.default_rng(0).standard_normal((160, 3, 32, 32)).astype(np.float32)
+    x[7, 0, 8, 8] = 60.0  # one value in 491k: the percentile holds 99.999%
+
+    def reader() -> object:
+        class Reader:
+            samples = iter({"x": x[i:i + 1]} for i in range(len(x)))
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                return next(self.samples, None)
+        return Reader()
+
+    import onnx
+
+    assert output_names(onnx.load(str(src)).graph) == {"y", "flat", "last"}
+    cache = tmp_path / "ranges.json"
+    own_calibration(src, reader(), "percentile", Recipe("generic"), cache, None)
+    ranges = {k: (float(d.range_value[0]), float(d.range_value[1]))
+              for k, d in load_tensors_data(cache).data.items()}
+    hists = collect_histograms(src, reader(), None)
+    for inside in ("x", "hidden"):
+        assert ranges[inside] == pytest.approx(percentile_range(hists[inside]))
+        assert ranges[inside][1] < hists[inside].finite_range[1]
+    assert ranges["last"] == pytest.approx(hists["last"].finite_range)
+    assert percentile_range(hists["last"])[1] < hists["last"].finite_range[1]
+    notes = _quantize("onnx", src, tmp_path / "head.int8.onnx", "percentile", {"x": x})
+    assert not any("of the" in n and "samples asked for" in n for n in notes), notes
+    assert any("64 samples" in n and "percentile" in n for n in notes), notes
+
+
 def _multi_head_encoder(path: Path) -> Path:
     """A BERT-style encoder layer as a dynamic-sequence export writes it: x[N,S,32] ->
     LayerNorm -> 4-head attention (query, key and value reshaped to [N,S,4,8] and transposed,

@@ -7,8 +7,9 @@
   Runtime recommends, as far as the graph allows (compress/onnx_prepare.py). Layers the
   accuracy fallback keeps in float really compute in float in ONNX Runtime (see
   ``float_inputs``). Then each layer's bias is corrected for the shift its
-  weights' rounding makes (compress/onnx_bias.py). Method ``mse`` sets each activation's range
-  to its least-squared-error clipping (compress/onnx_ranges.py); a transformer gets its own
+  weights' rounding makes (compress/onnx_bias.py). Methods ``mse`` and ``percentile`` set each
+  activation's range to its least-squared-error clipping or its percentile range, what reaches
+  the outputs left unclipped (compress/onnx_ranges.py); a transformer gets its own
   recipe (compress/onnx_transformer.py).
 - dynamic-int8: ``quantize_dynamic``, int8 weights only.
 - fp16: ``convert_float_to_float16`` with float32 model I/O kept, so apps feed the same arrays,
@@ -49,18 +50,18 @@ from .onnx_ranges import own_calibration
 from .qdq import drop_unread
 from .transformer import onnx_graph_of
 
-#: ONNX Runtime's histogram calibrators (entropy, percentile) are slow per sample on an
-#: ImageNet-size CNN (docs/benchmarks.md): they get at most this many samples
+#: ONNX Runtime's histogram calibrator (entropy) is slow per sample on an ImageNet-size CNN
+#: (docs/benchmarks.md): it gets at most this many samples
 HISTOGRAM_MAX_SAMPLES = 32
 
 #: samples the calibrator sees at once. Given all at once it keeps every activation of every
 #: sample before building histograms (gigabytes for ImageNet-size images); ``CalibStridedMinMax``
 #: makes ``quantize_static`` feed any calibrator a stride at a time, which the histogram ones
 #: fold into their histograms before the next (docs/benchmarks.md)
-CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 4, "mse": 16}
+CALIBRATION_STRIDE = {"minmax": 16, "entropy": 4, "percentile": 16, "mse": 16}
 
-#: methods that see every sample asked for: min/max, and edgepack's streamed mse histograms
-STREAMED = ("minmax", "mse")
+#: methods that see every sample asked for: min/max, and edgepack's streamed histograms
+STREAMED = ("minmax", "mse", "percentile")
 
 
 def compress(src: Path, out: Path, ctx: ConvertContext) -> None:
@@ -174,9 +175,9 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
     quant = ctx.quantization
     assert quant is not None
     settings = quant.calibration
-    # mse: edgepack's own ranges (compress/onnx_ranges.py), handed over as min/max ones
+    # mse, percentile: edgepack's own ranges (compress/onnx_ranges.py), handed over as min/max
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile,
+              "percentile": CalibrationMethod.MinMax,
               "mse": CalibrationMethod.MinMax}[settings.method]
     graph = _graph(pre)
     recipe = onnx_transformer.recipe(graph, quant.model_type)
