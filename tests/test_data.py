@@ -45,6 +45,9 @@ def test_seeded_take_is_deterministic(tmp_path: Path) -> None:
     assert np.array_equal(a.inputs["image"], b.inputs["image"])
     assert not np.array_equal(a.inputs["image"], c.inputs["image"])
     assert ds.take(500, 0) is ds
+    part = load_dataset(p, SIG, max_samples=10, seed=0)  # the draw take() makes
+    assert np.array_equal(part.inputs["image"], a.inputs["image"]) and part.drawn_from == 100
+    assert ds.drawn_from is None and a.drawn_from is None
 
 
 @pytest.mark.parametrize("arrays,needle", [

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import permutations
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,9 @@ class Dataset:
     labels: np.ndarray | None = None
     preprocessing: dict[str, Any] | None = None
     batch_axes: BatchAxes = field(default_factory=dict)
+    #: how many samples the file or folder held when these were drawn from it (None: these
+    #: are all of it, or a part taken in memory): the accuracy fallback may draw more
+    drawn_from: int | None = None
 
     def axis(self, name: str) -> int:
         """The axis of ``inputs[name]`` its samples lie on (0 for a scalar input's values)."""
@@ -138,7 +141,8 @@ def load_dataset(path: str | Path, signature: Signature, *,
         labels = _check_labels(p, labels, count)
     moved = {k: np.moveaxis(v, 0, axes[k]) if axes[k] else v for k, v in inputs.items()}
     data = Dataset(str(p), moved, labels, None, {k: axes[k] for k in moved})
-    return data if max_samples is None else data.take(max_samples, seed)
+    return data if max_samples is None else replace(data.take(max_samples, seed),
+                                                    drawn_from=len(data))
 
 
 def resolve_batch_axes(path: Path | None, signature: Signature,
@@ -218,7 +222,7 @@ def _load_images(path: Path, signature: Signature, asked: Preprocessing | None,
     labels = None if found.labels is None else np.asarray(found.labels, np.int64)[idx]
     record = {**recipe.to_dict(), "files": len(found.files), "loaded": len(idx),
               "classes": found.classes}
-    return Dataset(str(path), {spec.name: x}, labels, record)
+    return Dataset(str(path), {spec.name: x}, labels, record, drawn_from=len(found.files))
 
 
 def overlap(calib: Dataset, evals: Dataset) -> int:

@@ -44,7 +44,8 @@ def fit_budgets(ctx: BuildContext, planned: Plan, converter: Converter,
                               int16x8=runtime is not None and runtime.kernels_int16x8,
                               threads=ctx.threads,
                               board=ctx.boards[0] if ctx.boards else None,
-                              trust_new_host=ctx.request.devices.trust_new_host)
+                              trust_new_host=ctx.request.devices.trust_new_host,
+                              more_calibration=data.more_calibration)
         try:
             fitted.append(replace(build, deliverable=fit_budget(setup, build.deliverable,
                                                                 build.reference)))

@@ -8,7 +8,9 @@ source's outputs come from the step cache when this very model ran on the same s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +43,19 @@ class BuildData:
     preprocessing: dict[str, Any] | None
     #: static input shapes when the target needs them or the user gave them (None: as is)
     shapes: dict[str, tuple[int, ...]] | None = None
+    #: the calibration drawn again with more samples (the accuracy fallback's cheap fix
+    #: "twice the calibration samples"); None without calibration data
+    more_calibration: Callable[[int], Dataset] | None = None
 
 
 def load_data(ctx: BuildContext, source: SourceModel, profile: Profile) -> BuildData:
     settings = profile.quantization.calibration if profile.quantization else None
     image_options = {"preprocessing": ctx.inputs.preprocessing,
                      "class_names": ctx.inputs.labels, "batch_axes": ctx.inputs.batch_axes}
-    calib = load_dataset(ctx.inputs.calibration, source.signature, **image_options,
-                         max_samples=settings.samples if settings else None,
-                         seed=settings.seed if settings else 0) \
-        if ctx.inputs.calibration else None
+    path = ctx.inputs.calibration
+    more = partial(load_dataset, path, source.signature, **image_options,
+                   seed=settings.seed if settings else 0) if path else None
+    calib = more(max_samples=settings.samples if settings else None) if more else None
     if ctx.inputs.evaluation:
         evals = load_dataset(ctx.inputs.evaluation, source.signature, **image_options)
         section = EvalSection(str(ctx.inputs.evaluation), len(evals), evals.labels is not None,
@@ -74,7 +79,8 @@ def load_data(ctx: BuildContext, source: SourceModel, profile: Profile) -> Build
         section = EvalSection("random normal inputs (seed 0)", len(evals), False)
     preprocessing = (calib.preprocessing if calib is not None else None) or evals.preprocessing
     shapes = _fixed_shapes(ctx, source.signature, calib if calib is not None else evals)
-    return BuildData(calib, evals, section, preprocessing, shapes)
+    return BuildData(calib, evals, section, preprocessing, shapes,
+                     None if more is None else lambda n: more(max_samples=n))
 
 
 def _fixed_shapes(ctx: BuildContext, signature: Signature,

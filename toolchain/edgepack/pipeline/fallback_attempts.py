@@ -128,10 +128,36 @@ class FallbackSetup:
     #: the build's first --device board: the speed step times files there (fallback_speed.py)
     board: Device | None = None
     trust_new_host: bool = False
+    #: the calibration drawn again with more samples (pipeline/data.py); None: only
+    #: ``calibration`` is there
+    more_calibration: Callable[[int], Dataset] | None = None
+    _drawn: dict[int, Dataset] = field(default_factory=dict, repr=False)
+
+    def calibration_rows(self) -> int:
+        """How many calibration samples an attempt can have: all the data holds when more
+        can be drawn, else those loaded."""
+        data = self.calibration
+        if data is None:
+            return 0
+        if self.more_calibration is None:
+            return len(data)
+        return data.drawn_from or len(data)
+
+    def _calibration_for(self, recipe: Recipe) -> Dataset | None:
+        """The calibration ``recipe`` asks for: the build's, or drawn again with more
+        samples (twice the calibration samples) once, for every attempt that asks."""
+        want = recipe.quantization.calibration.samples if recipe.quantization else 0
+        data = self.calibration
+        if data is None or want <= len(data) or self.more_calibration is None \
+                or self.calibration_rows() <= len(data):
+            return data
+        if want not in self._drawn:
+            self._drawn[want] = self.more_calibration(want)
+        return self._drawn[want]
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
         return self.converter.produce(self.fmt, recipe.precision, self.out_dir, self.stem,
-                                      recipe.quantization, self.calibration,
+                                      recipe.quantization, self._calibration_for(recipe),
                                       keep_float=tuple(dict.fromkeys(
                                           (*recipe.speed_float, *recipe.kinds_float,
                                            *recipe.keep_float))),

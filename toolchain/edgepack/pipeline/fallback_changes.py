@@ -131,6 +131,6 @@ def _fixed(setup: FallbackSetup, quant: Quantization, what: str, formats: tuple[
     has no more to take."""
     if setup.fmt not in formats or setup.calibration is None:
         return None
-    if what.startswith("twice") and len(setup.calibration) <= quant.calibration.samples:
+    if what.startswith("twice") and setup.calibration_rows() <= quant.calibration.samples:
         return None
     return change(quant)

@@ -53,7 +53,8 @@ def _calibration_section(calib: Dataset | None, profile: Profile) -> Calibration
         return None
     settings = profile.quantization.calibration if profile.quantization else None
     used = min(len(calib), settings.samples) if settings else 0
-    return CalibrationSection(calib.source, len(calib), used, calib.preprocessing,
+    return CalibrationSection(calib.source, calib.drawn_from or len(calib), used,
+                              calib.preprocessing,
                               settings.seed if settings else None,
                               settings.method if settings else None)
 
