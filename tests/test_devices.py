@@ -594,8 +594,11 @@ def test_dropped_connection_says_so_and_leaves_nothing(boards: dict, inventory_e
     before = frozenset(_leftovers(board))
     worker = threading.Thread(target=run)
     worker.start()
-    runner_pid = _wait_for_runner(board, worker, before)
-    killed = _kill_session_sshd(board, runner_pid)
+    killed: list[int] = []
+    for _ in range(3):  # a process seen with the runner may end before its ancestry is read
+        killed = _kill_session_sshd(board, _wait_for_runner(board, worker, before))
+        if killed or not worker.is_alive():
+            break
     worker.join(60)
     assert killed and not worker.is_alive()
     error = outcome.get("error")
@@ -626,9 +629,13 @@ def _kill_session_sshd(board: dict, pid: int) -> list[int]:
     listener = int(Path(board["sshd_pid_file"]).read_text().split()[0])
     killed = []
     while pid not in (0, 1, listener):
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:  # it ended: the caller looks for the runner again
+            return killed
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if b"sshd" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"sshd" in cmdline:
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
         pid = parent
