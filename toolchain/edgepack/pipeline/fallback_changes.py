@@ -81,27 +81,30 @@ def compose(ledger: Ledger, transformer: bool) -> None:
 
 def judged_again(ledger: Ledger, transformer: bool) -> list[str]:
     """Each change toggled on the best attempt, layers and all, while none meets the budget,
-    one attempt each. A change is kept or left on what it does before any layer is float,
-    and once layers are float it can do the opposite (docs/benchmarks.md: mse calibration
-    helped silero-vad's plain int8 and cost its layer search the pass; float ADDs brought
-    nudenet's TFLite closer and cost its first 4 float layers the pass). The notes: an
-    attempt that could not be made."""
-    best = ledger.best()
-    if ledger.passed or best.recipe.precision != "int8" or not best.recipe.wide_layers:
-        return []
-    for what, toggled in changes(ledger, transformer):
-        recipe = toggled(best)
-        if recipe is None or ledger.find(recipe) is not None:
-            continue
-        change = _said(what, best)
-        try:
-            tried = ledger.attempt(recipe, f"the best attempt's layers, {change}",
-                                   change=change, order=best.attempt.order,
-                                   first_layers=best.attempt.first_layers)
-        except ConversionError as exc:  # the attempts made stand
-            return [f"accuracy fallback: the best attempt's layers {change} could not be "
-                    f"made: {exc.bare}"]
-        if tried.attempt.passed:
+    round after round while a round changes the best (as ``compose``). A change is kept or
+    left on what it does before any layer is float, and once layers are float it can do the
+    opposite (docs/benchmarks.md: mse calibration helped silero-vad's plain int8 and cost its
+    layer search the pass; float ADDs brought nudenet's TFLite closer and cost its first 4
+    float layers the pass); and one that helps there changes what the others do (the
+    selfie segmenter's ONNX: percentile kept, its float Muls judged again helped, and then
+    the others were tried on that). The notes: an attempt that could not be made."""
+    for _ in range(ROUNDS):
+        before = ledger.best()
+        for what, toggled in changes(ledger, transformer):
+            best = ledger.best()
+            if ledger.passed or best.recipe.precision != "int8" or not best.recipe.wide_layers:
+                return []
+            recipe = toggled(best)
+            if recipe is None or ledger.find(recipe) is not None:
+                continue
+            change = _said(what, best)
+            try:
+                ledger.attempt(recipe, f"the best attempt's layers, {change}", change=change,
+                               order=best.attempt.order, first_layers=best.attempt.first_layers)
+            except ConversionError as exc:  # the attempts made stand
+                return [f"accuracy fallback: the best attempt's layers {change} could not be "
+                        f"made: {exc.bare}"]
+        if ledger.best() is before:
             break
     return []
 
