@@ -190,3 +190,28 @@ def test_the_folded_model_reaches_openvino_int8(tmp_path: Path) -> None:
     assert (art.format, art.precision) == ("openvino", "int8")
     assert any("LSTMSequence left float" in n for n in art.notes)
     assert min(f.cosine for f in art.fidelity) >= 0.9
+
+
+TIGHT = """
+name: int8-tight
+title: int8 on 16 samples, held to a cosine no int8 file reaches
+precision: int8
+formats: [onnx]
+quantization: {calibration: {method: minmax, samples: 16, seed: 0}}
+budget: {min_cosine: 0.9999999}
+fallback_max_size_growth: 1.5
+"""
+
+
+@pytest.mark.slow
+def test_the_fallback_draws_more_calibration_without_the_frozen_input(tmp_path: Path) -> None:
+    """The accuracy fallback's "twice the calibration samples" draws 32 of the 40 rows again
+    and feeds them to the folded model as it fed the first 16: without the frozen ``sr``."""
+    project = _project(tmp_path, "onnx", "onnxruntime", "int8-tight")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "int8-tight.yaml").write_text(TIGHT)
+    report = edgepack.build(project, "onnx-board", output=tmp_path / "out", runs=2, warmup=0,
+                            profiles_dirs=(tmp_path / "profiles",))
+    art = report.deliverables[0]
+    assert (art.format, art.precision) == ("onnx", "int8") and not report.passed
+    assert any(a.change == "twice the calibration samples" for a in art.fallback), art.fallback

@@ -45,8 +45,10 @@ def fold(ctx: BuildContext, source_format: str, changed: StructuralResult, data:
 
     signature = _folded_signature(yardstick.signature, path, frozen)
     calibration = kept(data.calibration) if data.calibration is not None else None
+    more = data.more_calibration  # drawn again by the accuracy fallback: without them too
     return (replace(changed, model=path),
-            replace(data, calibration=calibration, evaluation=kept(data.evaluation)),
+            replace(data, calibration=calibration, evaluation=kept(data.evaluation),
+                    more_calibration=None if more is None else lambda n: kept(more(n))),
             replace(yardstick, signature=signature, evaluation=kept(yardstick.evaluation)))
 
 
