@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache.keys import file_digest
 from ..data.dataset import Dataset
 from ..errors import ConversionError, DataError
 from ..formats.onnx import write_with_shapes
@@ -217,10 +218,11 @@ def _quantize(src: Path, pre: Path, out: Path, samples: Dataset, ctx: ConvertCon
     if keep or found:
         float_inputs(out, {*keep, *found})
     bias_samples = samples.head(BIAS_SAMPLES)
+    # keyed by the QDQ file itself: its layers kept float, ranges and weights all move the
+    # shifts (plain int8's shifts on MediaPipe pose's file with float Adds took its world
+    # landmarks from cosine 0.90 to 0.57)
     shifts = cached(
-        ctx.scratch_file("onnx-bias", src, bias_samples, ".npz", method=settings.method,
-                         per_channel=quant.per_channel, activations=quant.activations,
-                         model_type=recipe.model_type),
+        ctx.scratch_file("onnx-bias", out, bias_samples, ".npz", source=file_digest(src)),
         lambda: measure_shifts(out, pre, _Reader(bias_samples.samples(), graph)))
     return apply_shifts(out, shifts)
 

@@ -18,6 +18,7 @@ whose calibrated ranges no int8 scale holds (compress/tflite_guard.py) stay floa
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,10 @@ def convert(converter: Any, tf: Any, ctx: ConvertContext, src: Path,
         return measure_shifts(quantized, debug,
                               _representative(feeds.samples(), input_names))
 
+    # keyed by the quantized file itself, as in compress/onnx.py: the layers kept float, the
+    # ranges and the weights all move the shifts
     path = ctx.scratch_file("tflite-bias", src, feeds, ".npz", shapes=ctx.input_shapes,
-                            per_channel=quant.per_channel)
+                            quantized=hashlib.sha256(quantized).hexdigest())
     quantized, corrected = apply_shifts(quantized, cached(path, measured))
     ctx.notes.append(f"bias correction: {corrected} layer(s) corrected, measured on "
                      f"{len(feeds)} calibration samples")
