@@ -108,7 +108,6 @@ def test_mse_ranges_beat_min_max_on_an_outlier_activation(tmp_path: Path, fmt: s
 def _reshaped_head(path: Path) -> Path:
     """x[N,3,32,32] -> Conv (hidden) -> Conv 1x1 (last) -> Reshape -> Transpose -> y[N,1024,8]:
     a head whose last activation reaches the output only through value-moving ops."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(1)
@@ -123,10 +122,7 @@ def _reshaped_head(path: Path) -> Path:
     graph = helper.make_graph(
         nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1024, 8])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return model_files.save_onnx(graph, path)
 
 
 def test_onnx_percentile_ranges_leave_what_reaches_an_output_unclipped(tmp_path: Path) -> None:
@@ -338,7 +334,6 @@ def test_profiles_choose_the_range_method_and_the_model_type() -> None:
 def _biased_cnn(path: Path) -> Path:
     """x[N,4,16,16] -> Conv+bias -> Relu -> Conv+bias -> Relu -> Conv+bias -> y: convolutions
     whose int32 biases the bias correction moves."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(2)
@@ -355,10 +350,7 @@ def _biased_cnn(path: Path) -> Path:
     graph = helper.make_graph(
         nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 16, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 16, 16])], init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return model_files.save_onnx(graph, path)
 
 
 def test_onnx_bias_correction_is_measured_on_each_quantized_file(tmp_path: Path) -> None:
