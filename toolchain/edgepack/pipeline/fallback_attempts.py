@@ -147,12 +147,11 @@ class FallbackSetup:
         """The calibration ``recipe`` asks for: the build's, or drawn again with more
         samples (twice the calibration samples) once, for every attempt that asks."""
         want = recipe.quantization.calibration.samples if recipe.quantization else 0
-        data = self.calibration
-        if data is None or want <= len(data) or self.more_calibration is None \
-                or self.calibration_rows() <= len(data):
+        data, more = self.calibration, self.more_calibration
+        if data is None or more is None or want <= len(data) or (data.drawn_from or 0) <= len(data):
             return data
         if want not in self._drawn:
-            self._drawn[want] = self.more_calibration(want)
+            self._drawn[want] = more(want)
         return self._drawn[want]
 
     def quantize(self, recipe: Recipe) -> ConvertedFile:
