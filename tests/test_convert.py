@@ -277,6 +277,32 @@ def test_onnx_tflite_and_openvino_sources(tmp_path: Path) -> None:
     assert "tflite -> openvino" in result.output
 
 
+def test_an_onnx_source_with_external_data_is_delivered_whole(tmp_path: Path) -> None:
+    """PyTorch's exporter keeps weights in ``net.onnx.data`` by default: every format builds
+    from it, and the ONNX delivered holds its weights itself, so it loads and computes the
+    same alone in another folder (a copy of the bare .onnx named data the build folder
+    lacked, and ONNX was skipped)."""
+    import onnxruntime as ort
+    import torch
+
+    src = tmp_path / "src" / "net.onnx"
+    src.parent.mkdir()
+    torch.onnx.export(_torch_cnn(), (torch.randn(1, 3, 8, 8),), str(src), dynamo=True,
+                      dynamic_shapes={"x": {0: "batch"}}, verbose=False)
+    assert (tmp_path / "src" / "net.onnx.data").is_file()  # the exporter's default
+    report = edgepack.build(src, "x86-host", output=tmp_path / "out", runs=5)
+    _check_all_three(report)
+    delivered = next(a for a in report.deliverables if a.format == "onnx")
+    assert not list((tmp_path / "out").glob("*.data"))
+    alone = tmp_path / "alone" / "net.onnx"
+    alone.parent.mkdir()
+    alone.write_bytes((tmp_path / "out" / delivered.file).read_bytes())
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ort.InferenceSession(str(alone), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(got[0], want[0], atol=FP32)
+
+
 def test_cli_torch_files(tmp_path: Path) -> None:
     """.pt2 needs nothing more; TorchScript is a program: it needs --trust-model-code, and
     --input-shape, and says so without either."""

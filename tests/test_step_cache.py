@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from edgepack.api import build
@@ -287,3 +288,53 @@ def test_the_accuracy_fallback_is_not_run_again(tiny_keras: Path, tiny_data: dic
     assert not any(line.startswith("Ranking") for line in again_lines.lines)
     assert again.deliverables[0].fallback == first.deliverables[0].fallback
     assert again.deliverables[0].sha256 == first.deliverables[0].sha256
+
+
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_new_weights_beside_an_unchanged_graph_file_are_built_again(kind: str,
+                                                                    tmp_path: Path) -> None:
+    """An exporter that writes new weights for the same graph leaves the graph file's bytes
+    as they were: an ONNX file whose weights are external data (``m.onnx.data``), an
+    OpenVINO IR (``m.xml`` and ``m.bin``). The rebuild on the old model's cache delivers the
+    new weights and judges them against the new model's outputs."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tests import model_files
+
+    plain = onnx.load(str(model_files.onnx_cnn(tmp_path / "plain.onnx")))
+    src = tmp_path / ("m.onnx" if kind == "onnx" else "m.xml")
+
+    def export(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        model = onnx.ModelProto()
+        model.CopyFrom(plain)
+        for init in model.graph.initializer:
+            shape = numpy_helper.to_array(init).shape
+            init.CopyFrom(numpy_helper.from_array(
+                rng.standard_normal(shape).astype(np.float32), init.name))
+        if kind == "openvino":  # the graph's .xml kept, the new weights' .bin written
+            onnx.save(model, str(tmp_path / "weights.onnx"))
+            ir = model_files.openvino_ir(tmp_path / "weights.onnx", tmp_path / f"ir{seed}.xml")
+            if not src.exists():
+                shutil.copyfile(ir, src)
+            shutil.copyfile(ir.with_suffix(".bin"), src.with_suffix(".bin"))
+            return
+        (tmp_path / "m.onnx.data").unlink(missing_ok=True)  # onnx.save appends to it
+        onnx.save(model, str(src), save_as_external_data=True, location="m.onnx.data",
+                  size_threshold=0)
+
+    export(1)
+    graph_bytes = src.read_bytes()
+    first = build(src, "x86-host", output=tmp_path / "a", runs=3, warmup=1,
+                  cache_dir=tmp_path / "cache")
+    export(2)
+    assert src.read_bytes() == graph_bytes  # only the weights' file changed
+    again = build(src, "x86-host", output=tmp_path / "b", runs=3, warmup=1,
+                  cache_dir=tmp_path / "cache")
+    before = {a.format: a for a in first.deliverables}
+    assert again.deliverables
+    for art in again.deliverables:
+        old = before[art.format]  # an IR's .xml is the same: its .bin is a sidecar
+        assert (art.sha256, art.extra_sha256) != (old.sha256, old.extra_sha256), art.file
+        assert all(f.max_abs_error <= 1e-5 for f in art.fidelity), art.fidelity

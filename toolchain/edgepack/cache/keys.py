@@ -88,9 +88,15 @@ def build_key(parts: dict[str, Any]) -> str:
 
 
 def model_files(path: Path) -> list[Path]:
-    """Every file a converter's output consists of: a folder's files, an IR's .xml and .bin."""
+    """Every file a model consists of: a folder's files, an IR's .xml and .bin, an ONNX file
+    and its external data. A key that covers only the first would outlive new weights in
+    the others (an exporter rewrites the weights and leaves the graph's bytes as they were)."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
+    if path.suffix == ".onnx":
+        from ..formats.onnx import external_data_files
+
+        return [path, *external_data_files(path)]
     weights = path.with_suffix(".bin")
     return [path, weights] if path.suffix == ".xml" and weights.is_file() else [path]
 

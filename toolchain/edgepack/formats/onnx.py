@@ -118,16 +118,57 @@ def _op_types(graph: Any) -> list[str]:
 
 
 def _size_with_external_data(path: Path, model: Any) -> int:
-    size = file_size(path)
-    seen: set[str] = set()
-    for init in model.graph.initializer:
-        for entry in init.external_data:
-            if entry.key == "location" and entry.value not in seen:
-                seen.add(entry.value)
-                ext = path.parent / entry.value
-                if ext.is_file():
-                    size += ext.stat().st_size
-    return size
+    return file_size(path) + sum(f.stat().st_size
+                                 for f in external_data_files(path, model.graph))
+
+
+def external_data_files(path: Path, graph: Any = None) -> list[Path]:
+    """The files next to the ONNX file ``path`` that hold its external data (weights stored
+    outside the protobuf: torch's dynamo exporter writes ``model.onnx.data`` by default), in
+    the order first named; those named but missing are left out. ``graph``: the file's graph
+    if already loaded (with or without its external data)."""
+    if graph is None:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    found: dict[str, None] = {}
+    for tensor in _tensors(graph):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                found[entry.value] = None
+    return [f for f in (path.parent / name for name in found) if f.is_file()]
+
+
+def _tensors(graph: Any) -> list[Any]:
+    """Every TensorProto of ``graph``: its initializers and its nodes' tensor attributes,
+    subgraphs (If, Loop bodies) included."""
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                tensors += _tensors(sub)
+    return tensors
+
+
+#: protobuf's limit on one serialized message: a bigger model cannot be one .onnx file
+PROTOBUF_LIMIT = 2**31
+
+
+def write_self_contained(src: Path, out: Path) -> Path:
+    """``src`` written to ``out`` as one file, its external data taken inside: a deliverable
+    an app ships and loads from anywhere. A model past protobuf's 2 GB limit cannot be one
+    file, and is refused rather than delivered as a file that loads nowhere but here."""
+    import onnx
+
+    total = file_size(src) + sum(f.stat().st_size for f in external_data_files(src))
+    if total >= PROTOBUF_LIMIT:
+        raise ModelError(f"its weights ({total / 2**30:.1f} GB) are past protobuf's 2 GB limit "
+                         "for one ONNX file", path=src,
+                         hint="edge targets take models well under 2 GB; quantize or prune it "
+                              "in its framework first")
+    onnx.save(onnx.load(str(src)), str(out))
+    return out
 
 
 def fix_input_shapes(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:

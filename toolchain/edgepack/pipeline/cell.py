@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cache.keys import build_key, file_digest, host_facts
+from ..cache.keys import build_key, file_digest, host_facts, model_digest
 from ..cache.store import BuildCache
 from ..config.catalog import Catalog, load_catalog
 from ..config.profiles import ROLE_NAMES
@@ -112,9 +112,10 @@ def cell_key(request: BuildRequest) -> str | None:
         if code is None:
             return None
         metric = {"name": name, "code": file_digest(code)}
-    files = {name: file_digest(p) for name, p in (
-        ("model", inputs.model), ("calibration", inputs.calibration),
-        ("eval", inputs.evaluation)) if p is not None and p.exists()}
+    # the model's every file: an IR's .bin, an ONNX file's external data
+    files = {name: digest(p) for name, p, digest in (
+        ("model", inputs.model, model_digest), ("calibration", inputs.calibration, file_digest),
+        ("eval", inputs.evaluation, file_digest)) if p is not None and p.exists()}
     options = {name: _keyed(value) for name, value in request.flat().items()
                if name not in _NOT_KEYED}
     return build_key({

@@ -132,7 +132,7 @@ def source_outputs(ctx: BuildContext, source: SourceModel, data: BuildData, prof
 def _run_source(ctx: BuildContext, source: SourceModel, samples: Dataset,
                 scratch: Path) -> list[np.ndarray]:
     """The source's outputs on ``samples``, from the step cache when it ran on them before."""
-    key = source_key(ctx, source.digest, "outputs", eval=ctx.steps.digest(samples)) \
+    key = source_key(ctx, source.content, "outputs", eval=ctx.steps.digest(samples)) \
         if ctx.steps is not None else None
     outputs = ctx.steps.fetch_outputs(key, scratch) if ctx.steps is not None and key else None
     what = f"Running the source model on {len(samples)} eval samples"

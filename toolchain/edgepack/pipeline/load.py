@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cache.keys import build_key, file_digest
+from ..cache.keys import build_key, file_digest, model_digest
 from ..config.profiles import ROLE_NAMES, Precision, Profile
 from ..converters import plan_path
 from ..errors import ConversionError, DataError
@@ -38,13 +38,15 @@ class Plan:
 
 @dataclass
 class SourceModel:
-    """The source model: its facts and signature, its content digest, and the loaded model
-    once a step needed it."""
+    """The source model: its facts and signature, its file's sha256 (as the report states it),
+    the digest of every file it consists of (what the step cache keys on), and the loaded
+    model once a step needed it."""
 
     path: Path
     facts: SourceFacts
     signature: Signature
     digest: str
+    content: str
     loaded: Source | None = field(default=None, repr=False)
 
     @property
@@ -104,8 +106,8 @@ def load_source(ctx: BuildContext, planned: Plan) -> SourceModel:
     """What the source is (signature, size, runtime), from the step cache when this very
     model was loaded before; else the model is loaded (and kept for its outputs)."""
     path, fmt = ctx.inputs.model, planned.source_format
-    digest = file_digest(path)
-    key = source_key(ctx, digest, "load", format=fmt)
+    digest, content = file_digest(path), model_digest(path)
+    key = source_key(ctx, content, "load", format=fmt)
     record = ctx.steps.fetch_facts(key) if ctx.steps is not None and key else None
     loaded = None
     if record is not None:
@@ -122,7 +124,7 @@ def load_source(ctx: BuildContext, planned: Plan) -> SourceModel:
     ctx.tools[facts.runtime] = facts.runtime_version
     signature = facts.signature.with_normalization(ctx.inputs.normalization)
     signature = signature.with_roles(_roles(ctx, signature))
-    return SourceModel(path, facts, signature, digest, loaded)
+    return SourceModel(path, facts, signature, digest, content, loaded)
 
 
 def _roles(ctx: BuildContext, signature: Signature) -> dict[str, str]:
