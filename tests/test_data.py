@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgepack.data.dataset import load_dataset
-from edgepack.errors import DataError
+from edgepack.data.random_inputs import random_inputs
+from edgepack.errors import DataError, UsageError
 from edgepack.signature import Signature, TensorSpec
 
 SIG = Signature(inputs=(TensorSpec("image", ("batch", 8, 8, 1), "float32", "NHWC"),))
@@ -148,6 +149,23 @@ def test_rows_that_fit_another_batch_axis_say_how_to_declare_it(tmp_path: Path) 
     assert load_dataset(p, sig, batch_axes={"state": 2}).inputs["state"].shape == (7, 2, 4, 3)
     with pytest.raises(DataError, match="unknown input"):
         load_dataset(p, sig, batch_axes={"nope": 1})
+
+
+def test_a_fixed_batch_of_several_samples_is_refused_before_any_run(tmp_path: Path) -> None:
+    """A model exported with its training batch (4) cannot run one sample: the data check
+    says so and how to fix it, instead of the runtime failing on the first sample."""
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.zeros((32, 3, 8, 8), np.float32))
+    sig = Signature(inputs=(TensorSpec("x", (4, 3, 8, 8), "float32", "NCHW"),))
+    with pytest.raises(DataError, match="fixed batch of 4 samples") as info:
+        load_dataset(p, sig)
+    assert "d.npz" in str(info.value) and "dynamic batch" in str(info.value.hint)
+    one = Signature(inputs=(TensorSpec("x", (1, 3, 8, 8), "float32", "NCHW"),))
+    assert load_dataset(p, one).inputs["x"].shape == (32, 3, 8, 8)
+    with pytest.raises(UsageError, match="fixed batch of 4 samples") as info:  # without data
+        random_inputs(sig, tmp_path / "m.onnx", 8, 0)
+    assert "m.onnx" in str(info.value)
+    assert random_inputs(one, tmp_path / "m.onnx", 8, 0)["x"].shape == (8, 3, 8, 8)
 
 
 def test_a_scalar_with_rows_of_values_is_refused(tmp_path: Path) -> None:

@@ -330,6 +330,9 @@ def _check_array(path: Path, spec: TensorSpec, a: np.ndarray, axis: int | None =
             f"input '{spec.name}' has shape {_fmt(a.shape)} but the model expects "
             f"{_fmt(spec.shape)} (rank {spec.rank})", path=path,
             hint="the first dimension is the sample index")
+    fixed = fixed_batch(spec, axis)
+    if fixed is not None:
+        raise DataError(fixed[0], path=path, hint=fixed[1])
     expected = spec.shape[:axis] + spec.shape[axis + 1:]
     got = a.shape[1:]
     if not _fits(expected, got):
@@ -338,6 +341,20 @@ def _check_array(path: Path, spec: TensorSpec, a: np.ndarray, axis: int | None =
                         f"{_fmt(spec.shape)}" + (f" (batch on axis {axis})" if axis else ""),
                         path=path, hint=hint)
     return a.astype(spec.dtype, copy=False)
+
+
+def fixed_batch(spec: TensorSpec, axis: int) -> tuple[str, str] | None:
+    """(why, what to do) when ``spec`` holds a fixed batch of several samples on ``axis``:
+    edgepack runs a model on one sample at a time, so such a model runs on none; None when
+    the batch holds one sample or is dynamic."""
+    size = spec.shape[axis]
+    if not isinstance(size, int) or size <= 1:
+        return None
+    return (f"the model's input '{spec.name}' takes a fixed batch of {size} samples "
+            f"({spec.shape_str()}) and edgepack runs it on one sample at a time",
+            f"export the model with batch 1 or a dynamic batch dimension; if axis {axis} is "
+            f"not its batch, declare the one that is ('{spec.name}{AXIS_SUFFIX}' in the data "
+            f"file, or batch_axis in edgepack.yaml)")
 
 
 def _fits(expected: tuple, got: tuple) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import UsageError
 from ..limits import check_allocation
 from ..signature import Signature, TensorSpec
+from .dataset import fixed_batch
 
 
 def random_inputs(signature: Signature, path: Path, batch: int, seed: int,
@@ -27,6 +28,9 @@ def random_inputs(signature: Signature, path: Path, batch: int, seed: int,
 
 def _random(spec: TensorSpec, path: Path, batch: int, rng: np.random.Generator,
             data_flag: str) -> np.ndarray:
+    fixed = fixed_batch(spec, 0) if spec.shape else None
+    if fixed is not None:
+        raise UsageError(fixed[0], path=path, hint=fixed[1])
     rest = spec.shape[1:]
     if any(isinstance(d, str) for d in rest):
         raise UsageError(f"input '{spec.name}' has dynamic dimensions ({spec.shape_str()}) "
