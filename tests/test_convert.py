@@ -303,6 +303,34 @@ def test_an_onnx_source_with_external_data_is_delivered_whole(tmp_path: Path) ->
     np.testing.assert_allclose(got[0], want[0], atol=FP32)
 
 
+def test_a_detector_head_exported_with_a_dynamic_batch_reaches_tflite(tmp_path: Path) -> None:
+    """A YOLO-style head (two scales flattened and joined: N x 7 x 80) exported with a dynamic
+    batch declares its output ``d0 x d1 x d2``: which layout onnx2tf left it in is read from
+    the output as computed (N x 80 x 7 in the TFLite file), so TFLite is built and its values
+    are the source's."""
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, 2, 1)
+            self.b = torch.nn.Conv2d(8, 8, 3, 2, 1)
+            self.p = torch.nn.Conv2d(8, 7, 1)
+            self.q = torch.nn.Conv2d(8, 7, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f = torch.relu(self.a(x))
+            g = torch.relu(self.b(f))
+            return torch.cat([self.p(f).flatten(2), self.q(g).flatten(2)], 2)
+
+    src = tmp_path / "head.onnx"
+    torch.onnx.export(Head().eval(), (torch.randn(1, 3, 16, 16),), str(src), dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["out"],
+                      dynamic_axes={"x": {0: "batch"}})
+    report = edgepack.build(src, "x86-host", output=tmp_path / "out", runs=5)
+    _check_all_three(report)
+
+
 def test_cli_torch_files(tmp_path: Path) -> None:
     """.pt2 needs nothing more; TorchScript is a program: it needs --trust-model-code, and
     --input-shape, and says so without either."""

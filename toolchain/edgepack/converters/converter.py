@@ -41,7 +41,7 @@ from ..errors import (
 )
 from ..formats import get_format
 from ..runtimes import child_probe, get_runtime
-from ..signature import Signature
+from ..signature import BATCH_NAMES, Signature
 from ..validate.attempts import FallbackAttempt
 from ..validate.fidelity import compare, head_rows
 from ..validate.outputs import exact_options, feed_for, outputs_in_source_order
@@ -309,8 +309,9 @@ class Converter:
                                                  strict=False)):
             if old == new or i >= len(made):
                 continue
-            moved = layout.convert_shape(spec.shape, old, new)
-            if _same_dims(made[i].shape, spec.shape) and not _same_dims(made[i].shape, moved):
+            shape = _as_computed(spec.shape, self.refs[i].shape if i < len(self.refs) else ())
+            moved = layout.convert_shape(shape, old, new)
+            if _same_dims(made[i].shape, shape) and not _same_dims(made[i].shape, moved):
                 kept[i] = old
         return kept
 
@@ -401,6 +402,17 @@ def fails_edge(edge: Edge, what: str, source: Path,
 def _fails(at: str | None, precision: str) -> bool:
     """Whether an edge that failed at ``at`` would fail making ``precision``."""
     return at in (None, "fp32", precision)
+
+
+def _as_computed(shape: tuple, computed: tuple) -> tuple:
+    """An output's declared ``shape`` with the dimensions its exporter left unnamed in the
+    file read from the source's output as computed (``computed``, on the check samples), the
+    first (samples) and any named like a batch kept: a detector exported with a dynamic batch
+    declares ``d0 x d1 x d2`` for its ``N x 7 x 320``, which reads the same in any layout."""
+    if len(computed) != len(shape):
+        return shape
+    return tuple(c if isinstance(d, str) and i > 0 and d.lower() not in BATCH_NAMES else d
+                 for i, (d, c) in enumerate(zip(shape, computed, strict=True)))
 
 
 def _same_dims(a: tuple, b: tuple) -> bool:
