@@ -66,7 +66,7 @@ def test_example_int8_deliverable(example_build: Path) -> None:
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] and lat["load_ms"] > 0
     assert lat["runtime_version"].startswith("ai-edge-litert")
     assert rep["calibration"]["samples_used"] == 200
-    assert {"tf.lite.TFLiteConverter", "litert", "keras.Model.export"} <= set(rep["tools"])
+    assert {"tf.lite.TFLiteConverter", "litert", "keras.export.ExportArchive"} <= set(rep["tools"])
     assert rep["model"]["signature"]["inputs"][0]["normalization"]["scale"] == 0.0625
     assert rep["model"]["labels"] == [str(i) for i in range(10)]
 

@@ -151,6 +151,30 @@ def test_savedmodel_to_all_three(tiny_savedmodel: Path, tiny_data: dict, tmp_pat
     assert report.deliverables[0].accuracy is not None
 
 
+def test_keras_augmentation_layers_are_inert_in_every_format(tmp_path: Path) -> None:
+    """A RandomFlip left in an inference model (Keras 3's own default for it is training) is
+    inert in the source run and in every format built from it: each fp32 file reproduces the
+    source to float rounding. Exported with ``keras.Model.export``, the flip stayed on (max abs
+    error 0.03) and no format was built."""
+    from edgepack.quiet import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((12, 12, 3), name="image")
+    # every layer named: an unnamed one would move the names other tests' models get
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale")(inp)
+    x = keras.layers.RandomFlip(name="flip")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="c")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    out = keras.layers.Dense(6, name="scores")(x)
+    path = tmp_path / "augmented.keras"
+    keras.Model(inp, out).save(path)
+    report = edgepack.build(path, "x86-host", output=tmp_path / "out", runs=5)
+    _check_all_three(report)
+
+
 def test_keras_two_inputs_two_outputs(keras_two_io: Path, tmp_path: Path) -> None:
     report = edgepack.build(keras_two_io, "x86-host", output=tmp_path / "out", runs=5)
     _check_all_three(report, n_outputs=2)
