@@ -108,6 +108,34 @@ def test_onnx(onnx_model: Path) -> None:
     assert d["details"]["opsets"] == {"ai.onnx": 17}
 
 
+def test_onnx_external_data_is_counted_and_only_from_the_models_folder(
+        onnx_model: Path, tmp_path: Path) -> None:
+    """A model's external data counts in its size and its cache keys; a location outside its
+    folder names no part of it, and a file that is not ONNX has none (its loader refuses it
+    with its own message)."""
+    import onnx
+    from edgepack.cache.keys import model_files
+    from edgepack.formats.onnx import external_data_files
+
+    model = onnx.load(str(onnx_model))
+    path = tmp_path / "m" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save(model, str(path), save_as_external_data=True, location="m.onnx.data",
+              size_threshold=0)
+    data = path.with_name("m.onnx.data")
+    assert external_data_files(path) == [data] and model_files(path) == [path, data]
+    info = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
+    assert info["size_bytes"] == path.stat().st_size + data.stat().st_size
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 64)
+    for location in ("../outside.bin", str(tmp_path / "outside.bin")):
+        escaping = onnx.load(str(path), load_external_data=False)
+        escaping.graph.initializer[0].external_data[0].value = location
+        onnx.save(escaping, str(path))
+        assert external_data_files(path) == [data]  # the other initializers' file only
+    path.write_bytes(b"not a protobuf")
+    assert external_data_files(path) == []
+
+
 def test_onnx_weights_in_constant_nodes_are_parameters(tmp_path: Path) -> None:
     """PP-OCR and silero-vad keep every weight in Constant nodes, some inside If branches:
     they count as parameters like initializers do."""

@@ -52,7 +52,7 @@ class OnnxFormat(Format):
         return ModelInfo(
             path=str(path), format=self.name,
             signature=annotate(signature, props.get(KEY)),
-            parameters=parameter_count(graph), size_bytes=_size_with_external_data(path, model),
+            parameters=parameter_count(graph), size_bytes=_size_with_external_data(path),
             operators=histogram(_op_types(graph)),
             details={"opsets": opsets, "ir_version": int(model.ir_version),
                      "producer": f"{model.producer_name} {model.producer_version}".strip(),
@@ -117,26 +117,31 @@ def _op_types(graph: Any) -> list[str]:
     return names
 
 
-def _size_with_external_data(path: Path, model: Any) -> int:
-    return file_size(path) + sum(f.stat().st_size
-                                 for f in external_data_files(path, model.graph))
+def _size_with_external_data(path: Path) -> int:
+    return file_size(path) + sum(f.stat().st_size for f in external_data_files(path))
 
 
-def external_data_files(path: Path, graph: Any = None) -> list[Path]:
+def external_data_files(path: Path) -> list[Path]:
     """The files next to the ONNX file ``path`` that hold its external data (weights stored
     outside the protobuf: torch's dynamo exporter writes ``model.onnx.data`` by default), in
-    the order first named; those named but missing are left out. ``graph``: the file's graph
-    if already loaded (with or without its external data)."""
-    if graph is None:
-        import onnx
+    the order first named; those named but missing are left out. Read from the file itself:
+    a model loaded with its external data names none (its tensors hold the bytes)."""
+    import onnx
 
+    try:
         graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 (not ONNX, or corrupt: its loader says so, not this)
+        return []
     found: dict[str, None] = {}
     for tensor in _tensors(graph):
         for entry in tensor.external_data:
             if entry.key == "location":
                 found[entry.value] = None
-    return [f for f in (path.parent / name for name in found) if f.is_file()]
+    folder = path.parent.resolve()
+    # only files in the model's folder, as ONNX's loader takes them: a location naming
+    # another place (../../etc/passwd, an absolute path) is no part of this model
+    return [f for f in (path.parent / name for name in found)
+            if f.is_file() and f.resolve().is_relative_to(folder)]
 
 
 def _tensors(graph: Any) -> list[Any]:
