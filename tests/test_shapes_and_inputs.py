@@ -551,3 +551,33 @@ def test_a_constant_mask_sentinel_unseen_in_calibration_stays_float(tmp_path: Pa
         unmasked.append(_cosine(out, ref(tf.constant(x[i]), tf.constant(mask[0]))["out"].numpy()))
     assert np.mean(masked) > 0.98 and np.mean(unmasked) < 0.9, (masked, unmasked)
     assert any("values beyond" in n for n in ctx.notes), ctx.notes
+
+
+def test_an_output_without_a_batch_axis_is_judged_per_sample(tmp_path: Path) -> None:
+    """A model exported for one sample that returns its scores squeezed (``y[5]``, no batch
+    axis) runs one sample at a time, and each run's output is one sample's: the outputs are
+    stacked (8 x 5), in the source and in every format built, and judged per sample. They
+    were joined end to end (40 values), and every format failed its check."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    g = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "g")
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "g"], ["s"]),
+         helper.make_node("Squeeze", ["s", "axes"], ["y"])], "squeezed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5])], [w, g, axes])
+    src = save_onnx(graph, tmp_path / "squeezed.onnx")
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((8, 3, 8, 8)).astype(np.float32))
+    report = edgepack.build(src, "x86-host", evaluation=tmp_path / "eval.npz",
+                            output=tmp_path / "out", runs=3)
+    assert sorted(a.format for a in report.deliverables) == ["onnx", "openvino", "tflite"]
+    for art in report.deliverables:
+        (fid,) = art.fidelity
+        assert fid.samples == 8 and fid.max_abs_error <= 1e-5, (art.file, fid)

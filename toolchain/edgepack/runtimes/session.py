@@ -156,9 +156,11 @@ class AdapterSession(Session):
         ``[?, ?, ?]`` state returned ``[2, 1, 128]`` joins on axis 1; a declared ``1 x seqlen``
         returned ``(T, 1, C)`` on axis 1)."""
         first = np.asarray(outs[0])
-        if first.ndim == 0:
-            return np.stack(outs)
         ones = [i for i in range(first.ndim) if all(np.shape(o)[i:i + 1] == (1,) for o in outs)]
+        if not ones and all(np.shape(o) == first.shape for o in outs):
+            # no batch axis in the output (a scalar, or a model that returns its one sample's
+            # scores squeezed): each run's output is one sample, stacked on a new axis 0
+            return np.stack(outs)
         spec = self.signature.outputs[k] if k < len(self.signature.outputs) else None
         declared = batch_axis(spec.shape) if spec is not None and spec.rank == first.ndim \
             else None
