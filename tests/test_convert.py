@@ -355,6 +355,38 @@ def test_a_detector_head_exported_with_a_dynamic_batch_reaches_tflite(tmp_path: 
     _check_all_three(report)
 
 
+def test_an_fp16_onnx_source_is_computed_in_fp32_for_every_format(tmp_path: Path) -> None:
+    """A model converted to fp16 (fp16 weights, inputs and outputs) builds every format from
+    an fp32 copy: onnx2tf's TFLite of it changed the outputs before (cosine -0.03), and ONNX
+    Runtime's int8 of a detector head like this one did not load. Each file delivered takes
+    float32 and matches the fp16 source within its rounding; an fp32 source is read as it
+    is."""
+    import onnx
+    import torch
+    from edgepack.converters.onnx_upcast import upcast_source
+    from onnx import TensorProto
+    from onnxconverter_common import float16
+
+    fp32 = tmp_path / "net32.onnx"
+    torch.onnx.export(_torch_cnn(), (torch.randn(1, 3, 8, 8),), str(fp32), dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"])
+    assert upcast_source(fp32, tmp_path / "unused.onnx") is None
+    src = tmp_path / "net16.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(fp32))), str(src))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "eval.npz", x=rng.standard_normal((8, 3, 8, 8)).astype(np.float16))
+    report = edgepack.build(src, "x86-host", evaluation=tmp_path / "eval.npz",
+                            output=tmp_path / "out", runs=3)
+    assert sorted(a.format for a in report.deliverables) == ["onnx", "openvino", "tflite"]
+    for art in report.deliverables:
+        assert art.signature["inputs"][0]["dtype"] == "float32", art.file
+        assert any("fp16 source is computed in fp32" in n for n in art.notes), art.notes
+        assert all(f.cosine > 0.9999 for f in art.fidelity), (art.file, art.fidelity)
+    delivered = onnx.load(str(tmp_path / "out" / next(
+        a.file for a in report.deliverables if a.format == "onnx")))
+    assert {t.data_type for t in delivered.graph.initializer} == {TensorProto.FLOAT}
+
+
 def test_cli_torch_files(tmp_path: Path) -> None:
     """.pt2 needs nothing more; TorchScript is a program: it needs --trust-model-code, and
     --input-shape, and says so without either."""

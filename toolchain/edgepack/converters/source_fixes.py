@@ -11,6 +11,9 @@ source's outputs. Registered per source format:
   (compress/tflite_sparse.py: MediaPipe's pose and full-range face detectors), which tf2onnx and
   ai-edge-quantizer cannot read sparse; standalone ReLUs are fused into the op before them
   (compress/tflite_fuse.py), so their int8 ops run whole in XNNPACK.
+* onnx: a model that computes in fp16 is computed in fp32 (onnx_upcast.py): onnx2tf, ONNX
+  Runtime's quantizer and OpenVINO's read fp16 graphs badly, and every fp16 value is exact in
+  fp32.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compress import tflite_builtins, tflite_fuse, tflite_sparse
+from .onnx_upcast import upcast_source
 
 #: the fixes of a TFLite source, in the order applied: each turns the file's bytes into
 #: (bytes, what it did: falsy when nothing), and says what it did in a note
@@ -43,7 +47,8 @@ def _tflite(src: Path, dst: Path) -> list[str] | None:
 
 
 #: source format -> fix(source, copy to write) -> notes, or None when nothing needed fixing
-FIXES: dict[str, Callable[[Path, Path], list[str] | None]] = {"tflite": _tflite}
+FIXES: dict[str, Callable[[Path, Path], list[str] | None]] = {"tflite": _tflite,
+                                                               "onnx": upcast_source}
 
 
 def fixed_source(source: Path, fmt: str, folder: Path) -> tuple[Path, list[str]]:
