@@ -35,45 +35,36 @@ def upcast(graph: Any) -> int:
     in place; how many tensors (weights and constants) were converted."""
     from onnx import TensorProto, numpy_helper
 
+    from ..formats.onnx import graphs, tensors
+
     half, full = TensorProto.FLOAT16, TensorProto.FLOAT
-
-    def widened(tensor: Any) -> Any:
-        return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32),
-                                       tensor.name)
-
-    count = 0
-    for init in graph.initializer:
-        if init.data_type == half:
-            init.CopyFrom(widened(init))
-            count += 1
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        if value.type.tensor_type.elem_type == half:
-            value.type.tensor_type.elem_type = full
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.name in TYPE_ATTRIBUTES and attr.type == attr.INT and attr.i == half:
-                attr.i = full
-            if attr.HasField("t") and attr.t.data_type == half:
-                attr.t.CopyFrom(widened(attr.t))
-                count += 1
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                count += upcast(sub)
-    return count
+    widened = [t for t in tensors(graph) if t.data_type == half]
+    for tensor in widened:
+        tensor.CopyFrom(numpy_helper.from_array(
+            numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+    for g in graphs(graph):
+        for value in [*g.input, *g.output, *g.value_info]:
+            if value.type.tensor_type.elem_type == half:
+                value.type.tensor_type.elem_type = full
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.name in TYPE_ATTRIBUTES and attr.type == attr.INT and attr.i == half:
+                    attr.i = full
+    return len(widened)
 
 
 def upcast_source(src: Path, dst: Path) -> list[str] | None:
     """``src`` computed in fp32 at ``dst`` when it computes in fp16, with the note saying so;
-    None (nothing written) when it does not, or is not a model ONNX can read (its loader
-    reports that)."""
+    None (nothing written) when it does not, when its fp32 copy could not be one file (past
+    protobuf's 2 GB: it is read as it is), or when it is not a model ONNX can read (its
+    loader reports that)."""
     import onnx
 
-    from ..formats.onnx import PROTOBUF_LIMIT, external_data_files
+    from ..formats.onnx import PROTOBUF_LIMIT, size_with_external_data
 
-    size = src.stat().st_size + sum(f.stat().st_size for f in external_data_files(src))
-    if 2 * size >= PROTOBUF_LIMIT:  # its fp32 copy could not be one file: read as it is
-        return None
     try:
-        if not computes_in_fp16(onnx.load(str(src), load_external_data=False).graph):
+        if not computes_in_fp16(onnx.load(str(src), load_external_data=False).graph) \
+                or 2 * size_with_external_data(src) >= PROTOBUF_LIMIT:
             return None
         model = onnx.load(str(src))
     except Exception:  # noqa: BLE001 (a corrupt file: the build's loader says what is wrong)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class OnnxFormat(Format):
         return ModelInfo(
             path=str(path), format=self.name,
             signature=annotate(signature, props.get(KEY)),
-            parameters=parameter_count(graph), size_bytes=_size_with_external_data(path),
+            parameters=parameter_count(graph), size_bytes=size_with_external_data(path),
             operators=histogram(_op_types(graph)),
             details={"opsets": opsets, "ir_version": int(model.ir_version),
                      "producer": f"{model.producer_name} {model.producer_version}".strip(),
@@ -117,7 +118,8 @@ def _op_types(graph: Any) -> list[str]:
     return names
 
 
-def _size_with_external_data(path: Path) -> int:
+def size_with_external_data(path: Path) -> int:
+    """Bytes of the ONNX file ``path`` and of its external data files."""
     return file_size(path) + sum(f.stat().st_size for f in external_data_files(path))
 
 
@@ -133,7 +135,7 @@ def external_data_files(path: Path) -> list[Path]:
     except Exception:  # noqa: BLE001 (not ONNX, or corrupt: its loader says so, not this)
         return []
     found: dict[str, None] = {}
-    for tensor in _tensors(graph):
+    for tensor in tensors(graph):
         for entry in tensor.external_data:
             if entry.key == "location":
                 found[entry.value] = None
@@ -144,16 +146,25 @@ def external_data_files(path: Path) -> list[Path]:
             if f.is_file() and f.resolve().is_relative_to(folder)]
 
 
-def _tensors(graph: Any) -> list[Any]:
-    """Every TensorProto of ``graph``: its initializers and its nodes' tensor attributes,
-    subgraphs (If, Loop bodies) included."""
-    tensors = list(graph.initializer)
+def graphs(graph: Any) -> Iterator[Any]:
+    """``graph`` and every subgraph inside it (If, Loop and Scan bodies, at any depth)."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
-            tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                tensors += _tensors(sub)
-    return tensors
+                yield from graphs(sub)
+
+
+def tensors(graph: Any) -> list[Any]:
+    """Every TensorProto of ``graph`` and its subgraphs: initializers and nodes' tensor
+    attributes (a Constant's value), as the messages themselves (changed in place)."""
+    found = []
+    for g in graphs(graph):
+        found += list(g.initializer)
+        for node in g.node:
+            for attr in node.attribute:
+                found += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+    return found
 
 
 #: protobuf's limit on one serialized message: a bigger model cannot be one .onnx file
@@ -166,7 +177,7 @@ def write_self_contained(src: Path, out: Path) -> Path:
     file, and is refused rather than delivered as a file that loads nowhere but here."""
     import onnx
 
-    total = file_size(src) + sum(f.stat().st_size for f in external_data_files(src))
+    total = size_with_external_data(src)
     if total >= PROTOBUF_LIMIT:
         raise ModelError(f"its weights ({total / 2**30:.1f} GB) are past protobuf's 2 GB limit "
                          "for one ONNX file", path=src,
